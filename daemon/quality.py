@@ -1,0 +1,154 @@
+"""Live per-channel signal quality over a sliding window (default the last 10 s).
+
+A channel coupled well to tissue shows the arterial pulse in its ΔHbO (or OD) signal.
+``update`` copies each block into a preallocated ring (cheap, once per block);
+``summary`` does the spectral work on demand (e.g. once per second for ``status``).
+
+Pulsatility index (dimensionless, ≈ 0 for white noise, → 1 for a pure cardiac signal)
+--------------------------------------------------------------------------------------
+On the window x (n samples, per channel): NaNs are replaced by the channel's mean, the
+linear trend is removed, a Hann taper is applied, and the one-sided power spectrum
+P(f) = |rfft|² is taken.  With the cardiac band C = [0.8, 2.0] Hz and the broadband
+B = [0.5 Hz, min(Nyquist, 5 Hz)] (above respiration and Mayer waves, below most
+instrument noise):
+
+    r  = Σ_{f∈C} P(f) / Σ_{f∈B} P(f)       (fraction of broadband power that is cardiac)
+    r0 = |C| / |B|                          (that fraction for white noise: bins counted)
+    PI = (r − r0) / (1 − r0)
+
+A channel is ``poor`` when PI < ``min_pulsatility`` (0.3), or more than
+``max_bad_fraction`` (5 %) of its window samples are SATURATED or LOW_LIGHT, or fewer
+than half of its window samples are finite, or the window holds fewer than 2 s of data.
+The sample rate must exceed about 5 Hz for the band split to mean anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .converter import LOW_LIGHT, POOR_SIGNAL, SATURATED
+
+
+class QualityMonitor:
+    """Sliding-window signal quality for ``n_channels`` channels sampled at ``rate_hz``."""
+
+    def __init__(self, n_channels: int, rate_hz: float, window_s: float = 10.0,
+                 cardiac_band_hz: tuple[float, float] = (0.8, 2.0),
+                 broadband_hz: tuple[float, float] = (0.5, 5.0),
+                 min_pulsatility: float = 0.3, max_bad_fraction: float = 0.05) -> None:
+        """rate_hz in Hz, window_s in s; bands in Hz (broadband upper edge capped at Nyquist)."""
+        if n_channels < 1 or rate_hz <= 0 or window_s <= 0:
+            raise ValueError("n_channels, rate_hz and window_s must be positive")
+        self.n_channels = int(n_channels)
+        self.rate_hz = float(rate_hz)
+        self.window_s = float(window_s)
+        self.cardiac_band_hz = (float(cardiac_band_hz[0]), float(cardiac_band_hz[1]))
+        self.broadband_hz = (float(broadband_hz[0]),
+                             min(float(broadband_hz[1]), self.rate_hz / 2.0))
+        self.min_pulsatility = float(min_pulsatility)
+        self.max_bad_fraction = float(max_bad_fraction)
+        self._size = max(2, int(round(self.window_s * self.rate_hz)))
+        self._x = np.full((self._size, self.n_channels), np.nan)
+        self._q = np.zeros((self._size, self.n_channels), dtype=np.uint8)
+        self._pos = 0      # next write index
+        self._filled = 0   # valid rows in the ring
+
+    def reset(self) -> None:
+        """Forget the window (e.g. after a probe is moved)."""
+        self._x.fill(np.nan)
+        self._q.fill(0)
+        self._pos = self._filled = 0
+
+    def update(self, signal: np.ndarray, quality: np.ndarray | None = None) -> None:
+        """Append a block: signal (n, n_ch) ΔHbO in µM or OD; quality (n, n_ch) uint8 bits."""
+        x = np.asarray(signal, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_channels:
+            raise ValueError(f"signal must be (n, {self.n_channels}), got {x.shape}")
+        q = (np.zeros(x.shape, dtype=np.uint8) if quality is None
+             else np.asarray(quality, dtype=np.uint8).reshape(x.shape))
+        n = x.shape[0]
+        if n >= self._size:  # only the newest window's worth matters
+            x, q, n = x[-self._size:], q[-self._size:], self._size
+        first = min(n, self._size - self._pos)
+        self._x[self._pos:self._pos + first] = x[:first]
+        self._q[self._pos:self._pos + first] = q[:first]
+        if n > first:
+            self._x[:n - first] = x[first:]
+            self._q[:n - first] = q[first:]
+        self._pos = (self._pos + n) % self._size
+        self._filled = min(self._size, self._filled + n)
+
+    def _window(self) -> tuple[np.ndarray, np.ndarray]:
+        """The filled part of the ring in time order."""
+        if self._filled < self._size:
+            return self._x[:self._filled], self._q[:self._filled]
+        order = np.r_[self._pos:self._size, 0:self._pos]
+        return self._x[order], self._q[order]
+
+    def pulsatility(self) -> np.ndarray:
+        """Pulsatility index per channel (n_ch,), NaN when it cannot be computed."""
+        x, _ = self._window()
+        n = x.shape[0]
+        out = np.full(self.n_channels, np.nan)
+        if n < max(4, int(2.0 * self.rate_hz)):
+            return out
+        finite = np.isfinite(x)
+        usable = finite.mean(axis=0) >= 0.5
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(finite, x, 0.0).sum(axis=0) / finite.sum(axis=0)
+        y = np.where(finite, x, mean)[:, usable]
+        if y.size == 0:
+            return out
+        t = np.arange(n, dtype=np.float64)
+        t -= t.mean()
+        y = y - y.mean(axis=0)
+        y = y - np.outer(t, (t @ y) / (t @ t))  # remove the linear trend (drift)
+        y *= np.hanning(n)[:, None]
+        power = np.abs(np.fft.rfft(y, axis=0)) ** 2
+        f = np.fft.rfftfreq(n, d=1.0 / self.rate_hz)
+        in_c = (f >= self.cardiac_band_hz[0]) & (f <= self.cardiac_band_hz[1])
+        in_b = (f >= self.broadband_hz[0]) & (f <= self.broadband_hz[1])
+        in_c &= in_b
+        nb, nc = int(in_b.sum()), int(in_c.sum())
+        if nb == 0 or nc == 0 or nc == nb:
+            return out
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = power[in_c].sum(axis=0) / power[in_b].sum(axis=0)
+        r0 = nc / nb
+        out[usable] = (r - r0) / (1.0 - r0)
+        return out
+
+    def poor(self) -> np.ndarray:
+        """Per channel (n_ch,) bool: the channel's signal is not usable."""
+        return self._assess()[3]
+
+    def flags(self) -> np.ndarray:
+        """Per channel (n_ch,) uint8: POOR_SIGNAL where :meth:`poor`, else 0."""
+        return self.poor().astype(np.uint8) * np.uint8(POOR_SIGNAL)
+
+    def _assess(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        x, q = self._window()
+        pi = self.pulsatility()
+        if x.shape[0] == 0:
+            zeros = np.zeros(self.n_channels)
+            return pi, zeros, zeros, np.ones(self.n_channels, dtype=bool)
+        sat = ((q & SATURATED) != 0).mean(axis=0)
+        low = ((q & LOW_LIGHT) != 0).mean(axis=0)
+        finite = np.isfinite(x).mean(axis=0)
+        with np.errstate(invalid="ignore"):
+            poor = (~(pi >= self.min_pulsatility)           # NaN counts as poor
+                    | (sat > self.max_bad_fraction) | (low > self.max_bad_fraction)
+                    | (finite < 0.5))
+        return pi, sat, low, poor
+
+    def summary(self) -> dict:
+        """JSON-ready per-channel lists: pulsatility (None where unknown),
+        saturated_fraction, low_light_fraction, poor; plus window_s (seconds of data held)."""
+        pi, sat, low, poor = self._assess()
+        return {
+            "window_s": self._filled / self.rate_hz,
+            "pulsatility": [None if not np.isfinite(v) else round(float(v), 4) for v in pi],
+            "saturated_fraction": [round(float(v), 4) for v in sat],
+            "low_light_fraction": [round(float(v), 4) for v in low],
+            "poor": [bool(v) for v in poor],
+        }
