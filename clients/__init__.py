@@ -1,0 +1,1 @@
+"""nirsd clients: subscriber API, tail, recorder, viewer, LSL bridge."""

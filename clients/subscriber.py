@@ -1,0 +1,224 @@
+"""Python client API: subscribe to the data endpoint, talk to the control endpoint.
+
+``Subscriber`` yields decoded :class:`~nirsd.daemon.wire.Message` objects (numpy
+arrays for sample topics).  ``Subscriber.backfilled`` joins history from the ring
+buffer to live data without gap or duplicate, the zguide Clone way: subscribe first,
+see where live data stands, fetch the snapshot up to there, then apply only newer
+messages.  ``ControlClient`` sends control requests.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import zmq
+
+from nirsd.daemon import wire
+from nirsd.daemon.endpoints import Endpoints, resolve
+from nirsd.daemon.errors import NirsdError, ProtocolError
+from nirsd.daemon.wire import Message
+
+
+class ControlClient:
+    """Request/reply to the daemon's control endpoint, with a timeout per request."""
+
+    def __init__(self, endpoint: str, ctx: zmq.Context | None = None,
+                 timeout_s: float = 5.0) -> None:
+        self.endpoint = endpoint
+        self.ctx = ctx or zmq.Context.instance()
+        self.timeout_s = timeout_s
+        self._sock: zmq.Socket | None = None
+
+    def _socket(self) -> zmq.Socket:
+        if self._sock is None:
+            self._sock = self.ctx.socket(zmq.REQ)
+            self._sock.setsockopt(zmq.LINGER, 0)
+            self._sock.connect(self.endpoint)
+        return self._sock
+
+    def request(self, cmd: str, **fields: Any) -> tuple[dict[str, Any], list[bytes]]:
+        """Send a request; return (reply map, extra frames).  NirsdError on failure."""
+        sock = self._socket()
+        sock.send(wire.pack({"cmd": cmd, **fields}))
+        if not sock.poll(int(self.timeout_s * 1000)):
+            # a REQ socket that lost its reply is stuck: start a new one next time
+            self.close()
+            raise NirsdError(f"no reply from the nirsd control endpoint {self.endpoint} "
+                             f"within {self.timeout_s:g} s (is `nirsd run` running?)")
+        frames = sock.recv_multipart()
+        reply = wire.unpack(frames[0])
+        if not isinstance(reply, dict):
+            raise ProtocolError("reply is not a map")
+        if not reply.get("ok", False):
+            raise NirsdError(reply.get("error", "request failed"))
+        return reply, frames[1:]
+
+    def info(self) -> dict[str, Any]:
+        return self.request("info")[0]
+
+    def status(self) -> dict[str, Any]:
+        return self.request("status")[0]
+
+    def baseline(self) -> dict[str, Any]:
+        return self.request("baseline")[0]
+
+    def mark(self, label: str, action: str = "start", t: float | None = None) -> dict[str, Any]:
+        fields: dict[str, Any] = {"label": label, "action": action}
+        if t is not None:
+            fields["t"] = t
+        return self.request("mark", **fields)[0]
+
+    def history(self, since: int | None = None, seconds: float | None = None,
+                until: int | None = None) -> dict[str, Message]:
+        """Samples from the ring buffer as ``{"raw": Message, "hb": Message}``.
+
+        Pages through as many requests as needed; ``header["missed"]`` counts samples
+        asked for that were already overwritten.
+        """
+        fields: dict[str, Any] = {"since": since} if since is not None else {"seconds": seconds}
+        if until is not None:
+            fields["until"] = until
+        parts: list[tuple[dict, list[bytes]]] = []
+        while True:
+            reply, frames = self.request("history", **fields)
+            parts.append((reply, frames))
+            if not reply.get("more") or reply["n"] == 0:
+                break
+            fields = {"since": reply["next"]}
+            if until is not None:
+                fields["until"] = until
+        return history_messages(parts)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+
+
+def history_messages(parts: list[tuple[dict, list[bytes]]]) -> dict[str, Message]:
+    """Join paged history replies into one ``raw`` and one ``hb`` message."""
+    first = parts[0][0]
+    out = {}
+    for i, topic in enumerate(("raw", "hb")):
+        arrays = [wire.array_from(rep[topic], fr[i]) for rep, fr in parts if topic in rep]
+        header = {"v": wire.VERSION, "stream": first["stream"], "topic": topic,
+                  "seq": first["seq"], "n": sum(rep["n"] for rep, _ in parts),
+                  "missed": first["missed"], "history": True,
+                  "t": [x for rep, _ in parts for x in rep.get("t", [])],
+                  "t_dev": [x for rep, _ in parts for x in rep.get("t_dev", [])],
+                  "epoch": [x for rep, _ in parts for x in rep.get("epoch", [])],
+                  "wavelengths_nm": first.get("wavelengths_nm")}
+        key = "flags" if topic == "raw" else "quality"
+        header[key] = b"".join(rep.get(key, b"") for rep, _ in parts)
+        if topic == "hb":
+            header["fields"] = ["hbo", "hbr", "hbt"]
+        out[topic] = Message(topic, header, np.concatenate(arrays) if arrays else None)
+    return out
+
+
+class Subscriber:
+    """A SUB socket on the data endpoint plus a control client, from flags or config."""
+
+    def __init__(self, topics: Iterable[str] = ("hb",), data: str | None = None,
+                 control: str | None = None, endpoints: Endpoints | None = None,
+                 ctx: zmq.Context | None = None, rcvhwm: int = 100_000) -> None:
+        ep = resolve(data, control, endpoints)
+        self.endpoints = ep
+        self.ctx = ctx or zmq.Context.instance()
+        self.topics = tuple(topics)
+        for topic in self.topics:
+            if topic not in wire.TOPICS:
+                raise NirsdError(f"unknown topic {topic!r} (known: {', '.join(wire.TOPICS)})")
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVHWM, rcvhwm)
+        for topic in self.topics:
+            self.sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self.sock.connect(ep.data)
+        self.control = ControlClient(ep.control, self.ctx)
+        self.malformed = 0
+
+    def recv(self, timeout_s: float | None = None) -> Message | None:
+        """The next message of a subscribed topic, or None after ``timeout_s``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            wait = None if deadline is None else max(0, deadline - time.monotonic())
+            if not self.sock.poll(None if wait is None else int(wait * 1000)):
+                return None
+            frames = self.sock.recv_multipart()
+            try:
+                msg = wire.decode(frames)
+            except ProtocolError:
+                self.malformed += 1
+                continue
+            if msg.topic in self.topics:
+                return msg
+
+    def __iter__(self) -> Iterator[Message]:
+        while True:
+            msg = self.recv()
+            if msg is not None:
+                yield msg
+
+    def backfilled(self, seconds: float | None = None, since: int | None = None,
+                   timeout_s: float = 10.0) -> Iterator[Message]:
+        """History then live ``hb``/``raw`` messages, contiguous in ``seq``.
+
+        Waits up to ``timeout_s`` for the first live sample message.  A later gap
+        (the subscriber fell behind PUB's high-water mark) is filled from history
+        when the ring still holds it; what cannot be filled is reported by a
+        ``header["missed"]`` count on the next message.
+        """
+        first = None
+        deadline = time.monotonic() + timeout_s
+        pending: list[Message] = []
+        while first is None:
+            msg = self.recv(max(0.0, deadline - time.monotonic()))
+            if msg is None:
+                raise NirsdError("no live data from the daemon within "
+                                 f"{timeout_s:g} s at {self.endpoints.data}")
+            if msg.topic in wire.SAMPLE_TOPICS:
+                first = msg
+            else:
+                pending.append(msg)
+        start = since if since is not None else None
+        hist = self.control.history(since=start, seconds=None if start is not None else
+                                    (seconds or 0.0), until=first.seq)
+        expected: dict[str, int] = {}
+        for topic in ("raw", "hb"):
+            if topic in self.topics and hist[topic].n:
+                yield hist[topic]
+            expected[topic] = first.seq
+        yield from pending
+        msg: Message | None = first
+        while True:
+            if msg is None:
+                msg = self.recv()
+                continue
+            if msg.topic in wire.SAMPLE_TOPICS:
+                want = expected.get(msg.topic, msg.seq)
+                if msg.seq + msg.n <= want:
+                    msg = None  # already delivered from history
+                    continue
+                if msg.seq > want and msg.topic in ("raw", "hb"):
+                    yield from self._fill(msg.topic, want, msg.seq)
+                expected[msg.topic] = msg.seq + msg.n
+            yield msg
+            msg = None
+
+    def _fill(self, topic: str, since: int, until: int) -> Iterator[Message]:
+        hist = self.control.history(since=since, until=until)[topic]
+        if hist.n:
+            yield hist
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+        self.control.close()
+
+    def __enter__(self) -> "Subscriber":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

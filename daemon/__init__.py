@@ -1,0 +1,1 @@
+"""nirsd service: config, ring buffer, converter, markers, wire protocol, loop, CLI."""

@@ -1,0 +1,249 @@
+"""The acquisition loop: one zmq.Poller over the serial port and the control socket.
+
+Reading, parsing, converting, tagging, buffering and publishing happen here, in order,
+in one thread, so markers and samples never race and no lock is needed.  Nothing in
+the loop waits on a subscriber or on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import structlog
+import zmq
+
+from nirsd.drivers.base import Event, Info, Sample
+
+from .config import Config
+from .control import ControlServer
+from .device import DISCONNECTED, STREAMING, DeviceLink
+from .history import history_reply
+from .notify import Notifier
+from .pipeline import Pipeline
+from .publisher import Publisher
+
+log = structlog.get_logger("nirsd.loop")
+
+POLL_MS = 50           # loop wake-up for timers when nothing arrives
+POLL_NO_FD_MS = 5      # ports without a descriptor (pyserial URL handlers) are polled
+
+
+class Acquisition:
+    def __init__(self, cfg: Config, ctx: zmq.Context | None = None,
+                 notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.ctx = ctx or zmq.Context.instance()
+        self.notifier = notifier or Notifier()
+        self.publisher = Publisher(self.ctx, cfg.endpoints.data)
+        try:
+            self.control = ControlServer(self.ctx, cfg.endpoints.control)
+        except Exception:
+            self.publisher.close()
+            raise
+        self.device = DeviceLink(cfg)
+        self.pipeline: Pipeline | None = None
+        self.next_seq = 0
+        self.started = time.time()
+        self.stop_requested = False
+        self.ready_sent = False
+        self.gaps: list[dict[str, Any]] = []
+        self.lost_samples = 0
+        self._last_lost = 0
+        self._rate_mark = (time.monotonic(), 0)
+        self.rate_hz = 0.0
+        self.extensions: list[Any] = []   # marker channel etc.: objects with hooks
+        for cmd in ("info", "history", "status", "baseline"):
+            self.control.register(cmd, getattr(self, "_cmd_" + cmd))
+
+    # -- device frames --------------------------------------------------------------
+    def _on_info(self, info: Info) -> None:
+        if self.pipeline is not None and self.pipeline.info == info:
+            return
+        if self.pipeline is not None:
+            log.warning("device_redescribed", old=str(self.pipeline.info), new=str(info))
+        self.pipeline = Pipeline(self.cfg, info, type(self.device.parser), self.next_seq)
+        self.publisher.labels = self.labels()
+        self.publisher.wavelengths_nm = list(info.wavelengths_nm)
+        for ext in self.extensions:
+            ext.on_pipeline(self.pipeline)
+        self.publisher.publish_event("status", {"event": "device_info",
+                                                **self.pipeline.probe.describe()})
+        log.info("device_described", channels=info.n_channels,
+                 wavelengths_nm=list(info.wavelengths_nm), rate_hz=info.rate_hz,
+                 device_id=info.device_id)
+
+    def labels(self) -> list[str]:
+        return list(self.cfg.markers.labels)
+
+    def _on_samples(self, samples: list[Sample], arrival: float) -> None:
+        if self.pipeline is None:
+            info = self.device.default_info() or self._infer_info(samples[0])
+            self._on_info(info)
+        out = self.pipeline.ingest(samples, arrival)
+        if out is None:
+            return
+        block, od = out
+        self.next_seq = block.end
+        self.publisher.publish_block(block, od)
+        for ext in self.extensions:
+            ext.on_block(block)
+        if self.device.state != STREAMING:
+            self.device.state = STREAMING
+            self.publish_status("streaming")
+        if not self.ready_sent:
+            self.ready_sent = True
+            self.notifier.ready(f"streaming from {self.device.port}")
+
+    def _infer_info(self, sample: Sample) -> Info:
+        n_ch, n_wl = sample.intensity.shape
+        wl = tuple(self.cfg.optics.wavelengths_nm)
+        if len(wl) != n_wl:
+            wl = wl[:n_wl] if len(wl) > n_wl else wl + tuple(0.0 for _ in range(n_wl - len(wl)))
+        return Info(1, n_ch, wl, self.cfg.device.rate_hz, self.device.driver.name)
+
+    def _check_lost(self) -> None:
+        lost = self.device.counters()["lost_frames"]
+        if lost > self._last_lost and self.pipeline is not None:
+            gap = {"event": "gap", "seq": self.next_seq, "lost_samples": lost - self._last_lost,
+                   "span_s": (lost - self._last_lost) / self.pipeline.info.rate_hz}
+            self.gaps.append(gap)
+            self.lost_samples += lost - self._last_lost
+            self.publisher.publish_event("status", gap)
+        self._last_lost = lost
+
+    def handle_frames(self, frames: list, arrival: float) -> None:
+        samples: list[Sample] = []
+        for frame in frames:
+            if isinstance(frame, Sample):
+                samples.append(frame)
+                continue
+            if samples:  # keep order: samples before an INFO/EVENT are handled first
+                self._on_samples(samples, arrival)
+                samples = []
+            if isinstance(frame, Info):
+                self._on_info(frame)
+            elif isinstance(frame, Event):
+                self._on_event(frame, arrival)
+        if samples:
+            self._on_samples(samples, arrival)
+        self._check_lost()
+
+    def _on_event(self, event: Event, arrival: float) -> None:
+        for ext in self.extensions:
+            if ext.on_device_event(event, arrival):
+                return
+        self.publisher.publish_event("marker", {"label": event.label, "action": "instant",
+                                                "source": "device", "code": event.code,
+                                                "seq": self.next_seq, "t": arrival})
+
+    # -- status ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        p = self.pipeline
+        body: dict[str, Any] = {
+            "state": self.device.state, "port": self.device.port,
+            "driver": self.device.driver.name, "samples": self.next_seq,
+            "rate_hz": round(self.rate_hz, 3), "uptime_s": round(time.time() - self.started, 3),
+            "counters": {**self.device.counters(), "reconnects": self.device.reconnects,
+                         "shape_errors": p.shape_errors if p else 0,
+                         "lost_samples": self.lost_samples,
+                         "control_served": self.control.served,
+                         "control_rejected": self.control.rejected},
+            "gaps": self.gaps[-10:], "last_error": self.device.last_error,
+        }
+        if p is not None:
+            body["baseline_ready"] = bool(p.converter.baseline_ready)
+            body["oldest"] = p.ring.oldest
+        for ext in self.extensions:
+            body.update(ext.status())
+        return body
+
+    def publish_status(self, event: str = "periodic") -> None:
+        now = time.monotonic()
+        t0, n0 = self._rate_mark
+        if now - t0 > 0:
+            self.rate_hz = (self.next_seq - n0) / (now - t0)
+        self._rate_mark = (now, self.next_seq)
+        self.publisher.publish_event("status", {"event": event, **self.status()})
+        self.notifier.status(f"{self.device.state}; {self.rate_hz:.1f} Hz; "
+                             f"{self.next_seq} samples; lost {self.lost_samples}")
+
+    # -- control commands -----------------------------------------------------------
+    def _cmd_info(self, req: dict) -> tuple[dict, list]:
+        from importlib.metadata import version
+        reply: dict[str, Any] = {"stream": self.publisher.stream, "version": version("nirsd"),
+                                 "driver": self.device.driver.name, "port": self.device.port,
+                                 "state": self.device.state, "seq": self.next_seq,
+                                 "labels": self.labels(),
+                                 "endpoints": {"data": self.cfg.endpoints.data,
+                                               "control": self.cfg.endpoints.control}}
+        if self.pipeline is not None:
+            reply.update(self.pipeline.probe.describe())
+            reply["oldest"] = self.pipeline.ring.oldest
+        return reply, []
+
+    def _cmd_status(self, req: dict) -> tuple[dict, list]:
+        return self.status(), []
+
+    def _cmd_history(self, req: dict) -> tuple[dict, list]:
+        return history_reply(self.pipeline, self.publisher, req)
+
+    def _cmd_baseline(self, req: dict) -> tuple[dict, list]:
+        if self.pipeline is None:
+            return {"ok": False, "error": "no data yet: the device has not streamed"}, []
+        self.pipeline.converter.rebaseline()
+        body = {"event": "baseline", "seq": self.next_seq,
+                "seconds": self.cfg.baseline.seconds}
+        self.publisher.publish_event("status", body)
+        log.info("baseline_restarted", seq=self.next_seq)
+        return body, []
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.control.sock, zmq.POLLIN)
+        registered_fd: int | None = None
+        interval = self.cfg.status.interval_s
+        next_status = time.monotonic() + interval
+        wd = self.notifier.watchdog_interval_s
+        next_wd = time.monotonic()
+        if not self.ready_sent and self.notifier.enabled:
+            self.notifier.status(f"waiting for device on {self.device.port}")
+        while not self.stop_requested:
+            now = time.monotonic()
+            if self.device.try_open(now):
+                fd = self.device.fileno()
+                if fd is not None and fd != registered_fd:
+                    poller.register(fd, zmq.POLLIN)
+                    registered_fd = fd
+            timeout = POLL_MS if registered_fd is not None or not self.device.transport.is_open \
+                else POLL_NO_FD_MS
+            events = dict(poller.poll(timeout))
+            if self.device.transport.is_open:
+                if registered_fd is None or registered_fd in events:
+                    frames = self.device.read()
+                    if frames:
+                        self.handle_frames(frames, time.time())
+            if not self.device.transport.is_open and registered_fd is not None:
+                poller.unregister(registered_fd)
+                registered_fd = None
+                self.publish_status("disconnected")
+            if self.control.sock in events:
+                self.control.serve_pending()
+            now = time.monotonic()
+            if wd is not None and now >= next_wd:
+                self.notifier.watchdog()
+                next_wd = now + wd
+            if now >= next_status:
+                self.publish_status()
+                next_status = now + interval
+        if registered_fd is not None:
+            poller.unregister(registered_fd)
+
+    def close(self) -> None:
+        self.notifier.stopping()
+        self.device.close()
+        self.control.close()
+        self.publisher.close()
+        log.info("stopped", samples=self.next_seq)

@@ -1,0 +1,83 @@
+"""Device clock -> host clock.
+
+Each sample's host time is its device time plus an offset that is estimated online
+from when bytes arrive.  Arrival is the device time plus a delay that is never
+negative and sometimes large (USB polling, scheduler), so the smallest recent
+``arrival - device_time`` is the best estimate of the fixed transit; a least-squares
+line through per-window minima follows the crystal drift.  This removes jitter as
+LSL's dejitter does, and also keeps the delay floor instead of averaging it away.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+WINDOW_S = 1.0        # one minimum per window of device time
+FIT_WINDOWS = 120     # minima kept for the drift fit (2 minutes)
+MIN_FIT = 10          # windows needed before the drift is fitted
+
+
+class DeviceClock:
+    def __init__(self, modulus_s: float | None = None, rate_hz: float | None = None) -> None:
+        self.modulus_s = modulus_s
+        self.rate_hz = rate_hz
+        self._last_raw: float | None = None
+        self._wraps = 0.0
+        self._n_counted = 0           # samples seen, for devices without a clock
+        self._win_start: float | None = None
+        self._win_min = np.inf
+        self._minima: deque[tuple[float, float]] = deque(maxlen=FIT_WINDOWS)
+        self._fit: tuple[float, float, float] | None = None  # (t_ref, offset, drift)
+        self._floor = np.inf          # minimum offset so far, before the fit exists
+
+    def reset(self) -> None:
+        """Forget everything (a new device or a reconnect with a restarted clock)."""
+        self.__init__(self.modulus_s, self.rate_hz)
+
+    def unwrap(self, t_raw: np.ndarray | None, n: int) -> np.ndarray:
+        """Monotonic device time in s for a block; from the sample count if no clock."""
+        if t_raw is None:
+            if not self.rate_hz:
+                raise ValueError("a device without a clock needs a sample rate")
+            t = (self._n_counted + np.arange(n)) / self.rate_hz
+            self._n_counted += n
+            return t
+        t_raw = np.asarray(t_raw, dtype=np.float64)
+        self._n_counted += n
+        if self.modulus_s is None:
+            return t_raw
+        prev = self._last_raw if self._last_raw is not None else t_raw[0]
+        steps = np.diff(np.concatenate(([prev], t_raw)))
+        # a backwards step of more than half the range is a wrap, not a reorder
+        wraps = self._wraps + self.modulus_s * np.cumsum(steps < -self.modulus_s / 2)
+        self._last_raw = float(t_raw[-1])
+        self._wraps = float(wraps[-1])
+        return t_raw + wraps
+
+    def to_host(self, t_dev: np.ndarray, arrival: float) -> np.ndarray:
+        """Host times (s since the Unix epoch) for device times that arrived at ``arrival``."""
+        newest = float(t_dev[-1])
+        sample_offset = arrival - newest
+        self._floor = min(self._floor, sample_offset)
+        if self._win_start is None:
+            self._win_start = newest
+        self._win_min = min(self._win_min, sample_offset)
+        if newest - self._win_start >= WINDOW_S:
+            self._minima.append((self._win_start, self._win_min))
+            self._win_start, self._win_min = newest, np.inf
+            if len(self._minima) >= MIN_FIT:
+                self._refit()
+        if self._fit is None:
+            return t_dev + self._floor
+        t_ref, offset, drift = self._fit
+        return t_dev + offset + drift * (t_dev - t_ref)
+
+    def _refit(self) -> None:
+        pts = np.asarray(self._minima)
+        x = pts[:, 0] - pts[-1, 0]
+        drift, offset = np.polyfit(x, pts[:, 1], 1)
+        # the line must lie under the minima: lower it onto the lowest one
+        offset -= max(0.0, float(np.max(offset + drift * x - pts[:, 1])))
+        self._fit = (float(pts[-1, 0]), float(offset), float(drift))

@@ -1,0 +1,303 @@
+"""Configuration: TOML in, frozen dataclasses out, every error naming its key.
+
+``load(path)`` reads a file, ``parse(mapping)`` validates an already-loaded mapping and
+``default()`` is the embedded simulated probe used by ``nirsd run`` with no config.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .endpoints import Endpoints, default_endpoints
+from .errors import ConfigError
+
+DEFAULT_LABELS = ("rest", "extension", "flexion")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    driver: str = "simulated"
+    port: str | None = None
+    baudrate: int = 115200
+    channels: int = 8          # simulated probe, or drivers that cannot say
+    rate_hz: float = 10.0      # simulated probe, or drivers that cannot say
+    reconnect_s: float = 0.5   # how often a missing port is retried
+    options: Mapping[str, Any] = field(default_factory=dict)  # driver-specific table
+
+
+@dataclass(frozen=True)
+class OpticsConfig:
+    wavelengths_nm: tuple[float, ...] = (760.0, 850.0)
+    distance_mm: float = 30.0
+    dpf: Any = 6.0             # number, list, {wavelength: dpf} table or preset name
+    age_years: float | None = None
+    extinction: str = "prahl"
+    saturation_level: float | None = None   # counts at or above which light is saturated
+    light_floor: float = 0.0                # counts at or below which light is too little
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    index: int
+    label: str | None = None
+    distance_mm: float | None = None
+    dpf: Any = None
+    source: int | None = None
+    detector: int | None = None
+    source_pos_mm: tuple[float, ...] | None = None
+    detector_pos_mm: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    seconds: float = 600.0     # history span kept in memory
+    max_mb: float = 512.0      # cap on the ring's memory, whatever the span
+
+
+@dataclass(frozen=True)
+class MarkersConfig:
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    baseline_s: float = 10.0   # pre-epoch window for epoch summaries
+    allow_overlap: bool = False
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    optics: OpticsConfig = field(default_factory=OpticsConfig)
+    channels: tuple[ChannelConfig, ...] = ()
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+    markers: MarkersConfig = field(default_factory=MarkersConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
+    endpoints: Endpoints = field(default_factory=default_endpoints)
+    protocols: Mapping[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    source: str = "<embedded default>"
+
+
+# -- value checkers: each returns the converted value or raises ValueError(reason) ----
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"expected an integer, got {v!r}")
+    return v
+
+
+def _pos_int(v: Any) -> int:
+    v = _int(v)
+    if v <= 0:
+        raise ValueError(f"must be a positive integer, got {v}")
+    return v
+
+
+def _nonneg_int(v: Any) -> int:
+    v = _int(v)
+    if v < 0:
+        raise ValueError(f"must be 0 or more, got {v}")
+    return v
+
+
+def _num(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"expected a number, got {v!r}")
+    return float(v)
+
+
+def _pos(v: Any) -> float:
+    v = _num(v)
+    if not v > 0:
+        raise ValueError(f"must be positive, got {v:g}")
+    return v
+
+
+def _nonneg(v: Any) -> float:
+    v = _num(v)
+    if v < 0:
+        raise ValueError(f"must be zero or more, got {v:g}")
+    return v
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError(f"expected a non-empty string, got {v!r}")
+    return v
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def _table(v: Any) -> dict:
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a table, got {v!r}")
+    return dict(v)
+
+
+def _list_of(check: Callable[[Any], Any], min_len: int = 1) -> Callable[[Any], tuple]:
+    def conv(v: Any) -> tuple:
+        if not isinstance(v, list) or len(v) < min_len:
+            raise ValueError(f"expected a list of at least {min_len}, got {v!r}")
+        return tuple(check(x) for x in v)
+    return conv
+
+
+def _dpf(v: Any) -> Any:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list):
+        return tuple(_pos(x) for x in v)
+    if isinstance(v, dict):
+        return {str(k): _pos(x) for k, x in v.items()}
+    return _pos(v)
+
+
+def _endpoint(v: Any) -> str:
+    v = _str(v)
+    if "://" not in v:
+        raise ValueError(f"expected a ZeroMQ endpoint like ipc:///run/nirsd/data, got {v!r}")
+    return v
+
+
+SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "device": {"driver": _str, "port": _str, "baudrate": _pos_int, "channels": _pos_int,
+               "rate_hz": _pos, "reconnect_s": _pos, "options": _table},
+    "optics": {"wavelengths_nm": _list_of(_pos, 2), "distance_mm": _pos, "dpf": _dpf,
+               "age_years": _nonneg, "extinction": _str, "saturation_level": _pos,
+               "light_floor": _nonneg},
+    "baseline": {"seconds": _pos},
+    "buffer": {"seconds": _pos, "max_mb": _pos},
+    "markers": {"labels": _list_of(_str), "baseline_s": _pos, "allow_overlap": _bool},
+    "status": {"interval_s": _pos},
+    "endpoints": {"data": _endpoint, "control": _endpoint},
+}
+CHANNEL_SCHEMA: dict[str, Callable[[Any], Any]] = {
+    "index": _nonneg_int,
+    "label": _str, "distance_mm": _pos, "dpf": _dpf, "source": _int, "detector": _int,
+    "source_pos_mm": _list_of(_num, 2), "detector_pos_mm": _list_of(_num, 2),
+}
+SECTION_TYPES = {"device": DeviceConfig, "optics": OpticsConfig, "baseline": BaselineConfig,
+                 "buffer": BufferConfig, "markers": MarkersConfig, "status": StatusConfig}
+PORTLESS_DRIVERS = {"simulated"}
+
+
+def _section(name: str, raw: Any, schema: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a table, got {raw!r}", name)
+    out = {}
+    for key, value in raw.items():
+        full = f"{name}.{key}"
+        if key not in schema:
+            raise ConfigError(f"unknown key (known: {', '.join(sorted(schema))})", full)
+        try:
+            out[key] = schema[key](value)
+        except ValueError as err:
+            raise ConfigError(str(err), full) from None
+    return out
+
+
+def _protocols(raw: Any) -> dict[str, tuple[tuple[str, float], ...]]:
+    """``[protocol.NAME] steps = [["rest", 60], ["extension", 15]], repeat = 2``."""
+    out = {}
+    for name, body in _table(raw).items():
+        key = f"protocol.{name}"
+        body = _section(key, body, {"steps": lambda v: v, "repeat": _pos_int})
+        steps = body.get("steps")
+        if not isinstance(steps, list) or not steps:
+            raise ConfigError("expected a list of [label, seconds] steps", f"{key}.steps")
+        parsed = []
+        for i, step in enumerate(steps):
+            if (not isinstance(step, list) or len(step) != 2 or not isinstance(step[0], str)):
+                raise ConfigError(f"step {i} must be [label, seconds], got {step!r}",
+                                  f"{key}.steps")
+            try:
+                parsed.append((step[0], _pos(step[1])))
+            except ValueError as err:
+                raise ConfigError(f"step {i}: {err}", f"{key}.steps") from None
+        out[name] = tuple(parsed) * body.get("repeat", 1)
+    return out
+
+
+def parse(data: Mapping[str, Any], source: str = "<mapping>") -> Config:
+    """Validate a loaded TOML mapping into a Config; raise ConfigError naming the key."""
+    known = set(SCHEMA) | {"channel", "protocol"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"unknown section (known: {', '.join(sorted(known))})", key)
+    kwargs: dict[str, Any] = {}
+    for name, cls in SECTION_TYPES.items():
+        if name in data:
+            kwargs[name] = cls(**_section(name, data[name], SCHEMA[name]))
+    if "endpoints" in data:
+        kwargs["endpoints"] = Endpoints(**{**default_endpoints().__dict__,
+                                           **_section("endpoints", data["endpoints"],
+                                                      SCHEMA["endpoints"])})
+    channels = data.get("channel", [])
+    if not isinstance(channels, list):
+        raise ConfigError("use [[channel]] tables", "channel")
+    seen = set()
+    chans = []
+    for i, raw in enumerate(channels):
+        body = _section(f"channel[{i}]", raw, CHANNEL_SCHEMA)
+        if "index" not in body:
+            raise ConfigError("required", f"channel[{i}].index")
+        if body["index"] in seen:
+            raise ConfigError(f"channel {body['index']} is described twice", f"channel[{i}].index")
+        seen.add(body["index"])
+        chans.append(ChannelConfig(**body))
+    kwargs["channels"] = tuple(chans)
+    if "protocol" in data:
+        kwargs["protocols"] = _protocols(data["protocol"])
+    cfg = Config(source=source, **kwargs)
+    _cross_check(cfg)
+    return cfg
+
+
+def _cross_check(cfg: Config) -> None:
+    dev = cfg.device
+    if dev.driver not in PORTLESS_DRIVERS and not dev.port:
+        raise ConfigError(f"required for driver {dev.driver!r}", "device.port")
+    labels = set(cfg.markers.labels)
+    for name, steps in cfg.protocols.items():
+        for label, _ in steps:
+            if label not in labels:
+                raise ConfigError(f"label {label!r} is not in markers.labels "
+                                  f"({', '.join(cfg.markers.labels)})", f"protocol.{name}.steps")
+    for ch in cfg.channels:
+        if dev.driver == "simulated" and ch.index >= dev.channels:
+            raise ConfigError(f"channel {ch.index} does not exist (device.channels = "
+                              f"{dev.channels})", "channel.index")
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    return parse(data, source=str(path))
+
+
+def default() -> Config:
+    """The embedded default: a simulated 8-channel, 2-wavelength paraspinal probe."""
+    return Config()

@@ -1,0 +1,134 @@
+"""The daemon's side of one device: driver, transport and parser, with reconnection.
+
+``DeviceLink`` opens the port when it can, reads and parses without blocking, and turns
+a vanished port into the "disconnected" state; the loop retries every
+``device.reconnect_s``.  With ``driver = "simulated"`` it first starts the embedded
+emulator on a pseudo-terminal, so the real serial path is exercised on any machine.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from nirsd.drivers import registry
+from nirsd.drivers.base import DeviceSettings, Driver, Frame, Info, Parser
+from nirsd.drivers.transport import SerialTransport
+
+from .config import Config
+from .errors import DeviceError
+
+log = structlog.get_logger("nirsd.device")
+
+CONNECTING, STREAMING, DISCONNECTED = "connecting", "streaming", "disconnected"
+
+
+def make_driver(cfg: Config, port: str) -> Driver:
+    dev = cfg.device
+    name = "nirsb" if dev.driver == "simulated" else dev.driver
+    settings = DeviceSettings(port=port, baudrate=dev.baudrate,
+                              wavelengths_nm=tuple(cfg.optics.wavelengths_nm),
+                              rate_hz=dev.rate_hz, n_channels=dev.channels,
+                              options=dict(dev.options))
+    return registry.get(name)(settings)
+
+
+class DeviceLink:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.emulator = None
+        port = cfg.device.port
+        if cfg.device.driver == "simulated":
+            self.emulator = self._start_emulator(cfg)
+            port = self.emulator.port
+        self.port: str = port or ""
+        self.driver = make_driver(cfg, self.port)
+        self.transport = SerialTransport(self.port, cfg.device.baudrate)
+        self.parser: Parser = self.driver.make_parser()
+        self.state = DISCONNECTED
+        self.reconnects = 0
+        self.opened_once = False
+        self.last_error: str | None = None
+        self._next_try = 0.0
+        self.lost_counters: dict[str, int] = {}  # counters of parsers retired on reconnect
+
+    @staticmethod
+    def _start_emulator(cfg: Config):
+        from nirsd.drivers.emulator import Emulator
+        from nirsd.drivers.physiology import Physiology
+
+        dev, optics = cfg.device, cfg.optics
+        dpf = optics.dpf if isinstance(optics.dpf, (int, float)) else 6.0
+        phys = Physiology(dev.channels, optics.wavelengths_nm, dev.rate_hz,
+                          distance_cm=optics.distance_mm / 10.0, dpf=dpf, noise=2e-4)
+        emu = Emulator(n_channels=dev.channels, rate_hz=dev.rate_hz,
+                       wavelengths_nm=optics.wavelengths_nm, physiology=phys,
+                       device_id="nirsd-simulated")
+        port = emu.start()
+        log.info("simulator_started", port=port, channels=dev.channels, rate_hz=dev.rate_hz)
+        return emu
+
+    def fileno(self) -> int | None:
+        return self.transport.fileno()
+
+    def default_info(self) -> Info | None:
+        return self.driver.default_info()
+
+    def try_open(self, now: float) -> bool:
+        """Open the port if it is time to try; True when it is open."""
+        if self.transport.is_open:
+            return True
+        if now < self._next_try:
+            return False
+        self._next_try = now + self.cfg.device.reconnect_s
+        try:
+            self.transport.open()
+            self.transport.write(self.driver.start_commands())
+        except DeviceError as err:
+            if err.args[0] != self.last_error:
+                log.warning("device_unavailable", port=self.port, error=str(err))
+            self.last_error = str(err)
+            self.transport.close()
+            return False
+        if self.opened_once:
+            self.reconnects += 1
+        self.opened_once = True
+        self.last_error = None
+        self.state = CONNECTING
+        log.info("device_opened", port=self.port, driver=self.driver.name)
+        return True
+
+    def read(self) -> list[Frame]:
+        """Frames from whatever bytes are waiting; on a lost port, go disconnected."""
+        try:
+            data = self.transport.read()
+        except DeviceError as err:
+            self.disconnect(str(err))
+            return []
+        return self.parser.feed(data) if data else []
+
+    def disconnect(self, reason: str) -> None:
+        log.warning("device_disconnected", port=self.port, reason=reason)
+        self.transport.close()
+        self.state = DISCONNECTED
+        self.last_error = reason
+        # a fresh parser after a reconnect: half a frame from before must not join
+        for name, value in self.parser.counters.as_dict().items():
+            self.lost_counters[name] = self.lost_counters.get(name, 0) + value
+        self.parser = self.driver.make_parser()
+        self._next_try = time.monotonic()
+
+    def counters(self) -> dict[str, int]:
+        now = self.parser.counters.as_dict()
+        return {k: now[k] + self.lost_counters.get(k, 0) for k in now}
+
+    def close(self) -> None:
+        if self.transport.is_open:
+            try:
+                self.transport.write(self.driver.stop_commands())
+            except DeviceError:
+                pass  # the device is gone already
+        self.transport.close()
+        if self.emulator is not None:
+            self.emulator.stop()

@@ -1,0 +1,64 @@
+"""The ``history`` control request: samples from the ring buffer, for backfill.
+
+Request: ``{"cmd": "history", "seconds": S}`` (the last S seconds) or
+``{"since": k}`` (from absolute sample index k), optionally ``"until"`` and
+``"max_samples"``.  The reply header describes the block as a ``hb`` message does and is
+followed by two frames: raw intensities and hemoglobin.  ``more`` says a further request
+(from ``next``) is needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import wire
+from .errors import ProtocolError
+from .ringbuffer import epoch_labels
+
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+
+
+def _int_field(req: dict, key: str, default: int | None) -> int | None:
+    value = req.get(key, default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ProtocolError(f"{key!r} must be an integer")
+    return value
+
+
+def history_reply(pipeline, publisher, req: dict[str, Any]) -> tuple[dict, list]:
+    if pipeline is None:
+        return {"stream": publisher.stream, "seq": 0, "n": 0, "head": 0, "missed": 0,
+                "more": False, "next": 0}, []
+    ring = pipeline.ring
+    if "since" in req:
+        since = _int_field(req, "since", 0)
+    elif "seconds" in req:
+        seconds = req["seconds"]
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ProtocolError("'seconds' must be a number ≥ 0")
+        since = ring.head - int(round(seconds * pipeline.info.rate_hz))
+    else:
+        raise ProtocolError("history needs 'since' (sample index) or 'seconds'")
+    until = _int_field(req, "until", None)
+    per_sample = ring.bytes_per_sample(ring.n_channels, ring.n_wavelengths)
+    cap = max(1, MAX_REPLY_BYTES // per_sample)
+    limit = min(_int_field(req, "max_samples", cap) or cap, cap)
+    if until is None or until > ring.head:
+        until = ring.head
+    until = min(until, max(since, ring.oldest) + limit)
+    block, missed = ring.read(since, until)
+    reply = {"stream": publisher.stream, "seq": block.seq, "n": block.n, "head": ring.head,
+             "oldest": ring.oldest, "missed": missed, "next": block.end,
+             "more": block.end < ring.head and block.end < (req.get("until") or ring.head),
+             "t": block.t.tolist(), "t_dev": block.t_dev.tolist(),
+             "epoch": epoch_labels(block.epoch, publisher.labels),
+             "flags": block.flags.tobytes(), "quality": block.quality.tobytes(),
+             "fields": ["hbo", "hbr", "hbt"], "units": {"raw": "counts", "hb": "uM"},
+             "wavelengths_nm": list(pipeline.info.wavelengths_nm)}
+    frames = []
+    for name, arr in (("raw", block.raw), ("hb", block.hb)):
+        head: dict[str, Any] = {}
+        _, _, payload = wire.encode_array(name, head, arr)
+        reply[name] = head
+        frames.append(payload)
+    return reply, frames

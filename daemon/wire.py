@@ -1,0 +1,95 @@
+"""Wire protocol v1: ZeroMQ multipart ``[topic, header, payload]``.
+
+The header is a msgpack map; the payload is a raw little-endian array described by the
+header's ``dtype`` and ``shape`` (empty for event topics).  Nothing is ever pickled.
+``docs/protocol.md`` is the specification; this module is its implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from .errors import ProtocolError
+
+VERSION = 1
+SAMPLE_TOPICS = ("raw", "hb", "od")
+EVENT_TOPICS = ("marker", "epoch", "status")
+TOPICS = SAMPLE_TOPICS + EVENT_TOPICS
+
+# JSON/msgpack have no NaN-free float convention; msgpack carries NaN fine, so it stays.
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def pack(obj: Any) -> bytes:
+    return _packer.pack(obj)
+
+
+def unpack(data: bytes) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as err:  # msgpack raises several unrelated types
+        raise ProtocolError(f"header is not valid msgpack: {err}") from err
+
+
+@dataclass
+class Message:
+    """A decoded message: the topic, its header map and (sample topics) its array."""
+
+    topic: str
+    header: dict[str, Any]
+    array: np.ndarray | None = None
+
+    @property
+    def seq(self) -> int:
+        return int(self.header["seq"])
+
+    @property
+    def n(self) -> int:
+        return int(self.header.get("n", 1))
+
+
+def encode_array(topic: str, header: dict[str, Any], array: np.ndarray) -> list[bytes]:
+    """Frames for a sample message; adds dtype and shape to ``header`` (a fresh dict)."""
+    arr = np.ascontiguousarray(array)
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    header["dtype"] = arr.dtype.str
+    header["shape"] = list(arr.shape)
+    return [topic.encode(), pack(header), memoryview(arr).cast("B")]
+
+
+def encode_event(topic: str, header: dict[str, Any]) -> list[bytes]:
+    return [topic.encode(), pack(header), b""]
+
+
+def array_from(header: dict[str, Any], payload: bytes | memoryview) -> np.ndarray:
+    """Rebuild an array from ``dtype``/``shape`` in a header and the payload bytes."""
+    try:
+        dtype = np.dtype(header["dtype"])
+        shape = tuple(int(x) for x in header["shape"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ProtocolError(f"header lacks a usable dtype/shape: {err}") from err
+    if dtype.hasobject:
+        raise ProtocolError("object arrays are not allowed")
+    expected = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    if len(payload) != expected:
+        raise ProtocolError(f"payload is {len(payload)} bytes, header says {expected}")
+    return np.frombuffer(payload, dtype=dtype).reshape(shape)
+
+
+def decode(frames: list[bytes]) -> Message:
+    """Decode a received multipart message; raise ProtocolError if malformed."""
+    if len(frames) != 3:
+        raise ProtocolError(f"expected 3 frames, got {len(frames)}")
+    topic = bytes(frames[0]).decode("ascii", "replace")
+    header = unpack(frames[1])
+    if not isinstance(header, dict):
+        raise ProtocolError("header is not a map")
+    if header.get("v") != VERSION:
+        raise ProtocolError(f"unsupported protocol version {header.get('v')!r}")
+    array = array_from(header, frames[2]) if len(frames[2]) or "shape" in header else None
+    return Message(topic, header, array)

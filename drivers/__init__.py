@@ -1,0 +1,1 @@
+"""nirsd device drivers: pure parsers, the serial transport, emulators, the registry."""

@@ -1,0 +1,147 @@
+"""What every driver produces and the small interface each one implements.
+
+A driver is split the pyserial way: a *parser* turns bytes into frames and never does
+I/O; the :class:`Driver` owns the port-level conversation (start/stop commands,
+self-description) and the transport owns the port.  Frames are plain values.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One sample (one DATA frame) from a device.
+
+    seq: device frame counter as sent (wraps at ``Parser.seq_modulus``), or None.
+    t_dev: device clock in seconds as sent (wraps at ``Parser.clock_modulus_s``), or None.
+    flags: device flags (NIRSB: bit0 saturated, bit1 ambient subtracted).
+    intensity: float64 array (n_channels, n_wavelengths), device units (counts).
+    """
+
+    seq: int | None
+    t_dev: float | None
+    flags: int
+    intensity: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    """A device's self-description (NIRSB INFO frame)."""
+
+    version: int
+    n_channels: int
+    wavelengths_nm: tuple[float, ...]
+    rate_hz: float
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A device event: trigger input (code 1) or button (code 2) with a label."""
+
+    seq: int | None
+    t_dev: float | None
+    code: int
+    label: str
+
+
+Frame = Sample | Info | Event
+
+COUNTER_NAMES = (
+    "frames_ok",
+    "crc_errors",
+    "length_errors",
+    "decode_errors",
+    "garbage_bytes",
+    "lost_frames",
+    "lines_skipped",
+)
+
+
+@dataclass
+class Counters:
+    """Parser health counters, published in ``status``."""
+
+    frames_ok: int = 0
+    crc_errors: int = 0
+    length_errors: int = 0
+    decode_errors: int = 0
+    garbage_bytes: int = 0
+    lost_frames: int = 0
+    lines_skipped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTER_NAMES}
+
+
+class Parser(ABC):
+    """Incremental bytes -> frames decoder; pure, no I/O, never raises on bad bytes."""
+
+    #: modulus of the device frame counter (None: the protocol has none)
+    seq_modulus: ClassVar[int | None] = None
+    #: modulus of the device clock in seconds (None: no clock or it never wraps)
+    clock_modulus_s: ClassVar[float | None] = None
+
+    def __init__(self) -> None:
+        self.counters = Counters()
+
+    @abstractmethod
+    def feed(self, data: bytes) -> list[Frame]:
+        """Consume bytes (any split) and return the complete frames they finish, in order."""
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """What a driver needs to know from the config to talk to a device."""
+
+    port: str
+    baudrate: int = 115200
+    wavelengths_nm: tuple[float, ...] = ()
+    rate_hz: float | None = None
+    n_channels: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Driver(ABC):
+    """A device protocol: how to talk to the device and how to parse what it says.
+
+    Subclasses set ``name`` and implement :meth:`make_parser`; the optional hooks send
+    protocol commands.  Validation of settings happens in :meth:`validate`, so a bad
+    config fails before any port is opened.
+    """
+
+    name: ClassVar[str] = ""
+    #: True when the device describes itself (channels, wavelengths, rate)
+    self_describing: ClassVar[bool] = False
+
+    def __init__(self, settings: DeviceSettings) -> None:
+        self.settings = settings
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings this driver cannot use."""
+
+    @abstractmethod
+    def make_parser(self) -> Parser:
+        """A fresh parser (a new one after every reconnect)."""
+
+    def start_commands(self) -> bytes:
+        """Bytes to write after the port opens (ask for INFO, start streaming)."""
+        return b""
+
+    def stop_commands(self) -> bytes:
+        """Bytes to write before the port closes."""
+        return b""
+
+    def default_info(self) -> Info | None:
+        """The description to use when the device does not send one (from settings)."""
+        s = self.settings
+        if not s.wavelengths_nm or not s.n_channels or not s.rate_hz:
+            return None
+        return Info(1, s.n_channels, tuple(s.wavelengths_nm), float(s.rate_hz), self.name)
