@@ -7,6 +7,7 @@ Exit status: 0 done, 1 runtime error, 2 usage error (argparse), 74 device error,
 from __future__ import annotations
 
 import argparse
+from importlib import import_module
 import json
 import sys
 from typing import Any, Callable
@@ -181,13 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
     p.set_defaults(func=cmd_mark)
 
-    for hook in EXTRA_COMMANDS:
-        hook(sub)
+    for module in COMMAND_MODULES:
+        import_module(module).register(sub)
     return parser
 
 
-# Later subcommands (record, view, plot, lsl, ports, protocol, keys) add themselves here.
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+# Subcommands kept beside what they drive: each module has ``register(subparsers)``,
+# which adds its parser and sets ``func`` (importing heavy dependencies only when run).
+COMMAND_MODULES: tuple[str, ...] = (
+)
 
 
 def main(argv: list[str] | None = None) -> int:
