@@ -56,6 +56,8 @@ class Acquisition:
         self.extensions: list[Any] = []   # marker channel etc.: objects with hooks
         for cmd in ("info", "history", "status", "baseline"):
             self.control.register(cmd, getattr(self, "_cmd_" + cmd))
+        from .markers import MarkerChannel
+        self.markers = MarkerChannel(self)
 
     # -- device frames --------------------------------------------------------------
     def _on_info(self, info: Info) -> None:
@@ -217,6 +219,9 @@ class Acquisition:
                 if fd is not None and fd != registered_fd:
                     poller.register(fd, zmq.POLLIN)
                     registered_fd = fd
+            elif not self.ready_sent:  # no probe yet: up and waiting for it (systemd READY)
+                self.ready_sent = True
+                self.notifier.ready(f"waiting for device on {self.device.port}")
             timeout = POLL_MS if registered_fd is not None or not self.device.transport.is_open \
                 else POLL_NO_FD_MS
             events = dict(poller.poll(timeout))

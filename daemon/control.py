@@ -21,6 +21,8 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_PER_POLL = 100  # requests served per loop turn, so a flood cannot starve samples
 
 Reply = tuple[dict[str, Any], list[bytes]]
+#: a handler returns this to answer later with ControlServer.send_reply(token, ...)
+DEFERRED: Reply = ({"deferred": True}, [])
 Handler = Callable[[dict[str, Any]], Reply]
 
 log = structlog.get_logger("nirsd.control")
@@ -36,6 +38,7 @@ class ControlServer:
         self.handlers: dict[str, Handler] = {}
         self.served = 0
         self.rejected = 0
+        self.current: list[bytes] | None = None  # envelope of the request being handled
 
     def register(self, cmd: str, handler: Handler) -> None:
         self.handlers[cmd] = handler
@@ -61,8 +64,11 @@ class ControlServer:
         envelope, body = frames[:split], frames[split:]
         if split == 1:
             envelope = [frames[0], b""]
+        self.current = envelope
         try:
             reply, extra = self._dispatch(body)
+            if reply is DEFERRED[0]:
+                return
         except ProtocolError as err:
             self.rejected += 1
             reply, extra = {"ok": False, "error": str(err)}, []
@@ -71,9 +77,14 @@ class ControlServer:
         except Exception as err:  # a handler bug must not take the loop down
             log.exception("control_handler_failed")
             reply, extra = {"ok": False, "error": f"internal error: {err}"}, []
+        self.send_reply(envelope, reply, extra)
+
+    def send_reply(self, token: list[bytes], reply: dict[str, Any],
+                   extra: list[bytes] | None = None) -> None:
+        """Answer a request; ``token`` is the envelope saved from ``current``."""
         reply.setdefault("ok", True)
         try:
-            self.sock.send_multipart([*envelope, wire.pack(reply), *extra], zmq.NOBLOCK)
+            self.sock.send_multipart([*token, wire.pack(reply), *(extra or [])], zmq.NOBLOCK)
         except zmq.ZMQError:
             log.warning("control_reply_dropped", error="peer gone or queue full")
         self.served += 1

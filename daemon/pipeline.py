@@ -42,7 +42,7 @@ class Pipeline:
         self.ring = RingBuffer(ring_capacity(cfg, info), *self.shape)
         self.ring.head = first_seq
         self.shape_errors = 0
-        self.tagger = None  # set by the marker channel: t (n,) -> epoch indices (n,)
+        self.tagger = None  # set by the marker channel: (seq0, t (n,)) -> epoch indices (n,)
 
     @property
     def info(self) -> Info:
@@ -63,7 +63,7 @@ class Pipeline:
         t = self.clock.to_host(t_dev, arrival)
         hb, quality = self.converter.process(raw, saturated=(flags & FLAG_SATURATED) > 0)
         od = self.converter.last_od
-        epoch = (self.tagger(t) if self.tagger is not None
+        epoch = (self.tagger(self.ring.head, t) if self.tagger is not None
                  else np.full(n, NO_EPOCH, np.int16))
         block = Block(self.ring.head, t, t_dev, raw, hb, quality, flags, epoch)
         self.ring.append(block)

@@ -1,0 +1,295 @@
+"""The marker channel: markers in, epoch tags on every sample, epoch summaries out.
+
+Markers come from control requests (``mark``), timed protocols and device EVENT
+frames.  Each is aligned to the first sample whose timestamp is at or after the
+marker's time: a marker waits (and its request's reply with it) until that sample
+arrives, so tagging is exact to the sample even when the device's bytes are still in
+transit.  A marker for a time already published is applied at once to the held
+history and published with ``covers``, so recorders can place it exactly.
+
+Epochs do not overlap unless ``markers.allow_overlap``: starting one while another is
+open ends the open one at the same sample.  With overlap allowed, a sample carries the
+label of the most recently started open epoch.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import structlog
+
+from nirsd.drivers.base import Event
+
+from .control import DEFERRED, Reply
+from .epochs import Epoch, summarize
+from .errors import ProtocolError
+from .protocols import RunningProtocol
+from .ringbuffer import NO_EPOCH, Block
+
+log = structlog.get_logger("nirsd.markers")
+
+ACTIONS = ("start", "end", "instant")
+FUTURE_TOLERANCE_S = 1.0   # a client clock may run slightly ahead
+
+
+@dataclass(order=True)
+class Marker:
+    t: float
+    id: int
+    label: str = field(compare=False)
+    action: str = field(compare=False)
+    source: str = field(compare=False)
+    extra: dict[str, Any] = field(compare=False, default_factory=dict)
+    token: list[bytes] | None = field(compare=False, default=None)
+
+
+class MarkerChannel:
+    def __init__(self, acq: Any) -> None:
+        self.acq = acq
+        cfg = acq.cfg.markers
+        self.labels = list(cfg.labels)
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        self.allow_overlap = cfg.allow_overlap
+        self.baseline_s = cfg.baseline_s
+        self.protocols = dict(acq.cfg.protocols)
+        self.open: list[Epoch] = []
+        self.pending: list[Marker] = []
+        self.closed: list[Epoch] = []       # ended, summary not yet published
+        self.next_id = 1
+        self.accepted = 0
+        self.rejected = 0
+        self.protocol: RunningProtocol | None = None
+        self._protocol_step_marked = -1
+        self.pipeline = None
+        acq.control.register("mark", self._cmd_mark)
+        acq.control.register("protocol", self._cmd_protocol)
+        acq.extensions.append(self)
+
+    # -- hooks called by the acquisition loop ----------------------------------------
+    def on_pipeline(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        pipeline.tagger = self.tag
+
+    def _current(self) -> int:
+        return self.index[self.open[-1].label] if self.open else NO_EPOCH
+
+    def tag(self, seq0: int, t: np.ndarray) -> np.ndarray:
+        """Epoch label indices for a block of samples (host times ``t``) starting at seq0."""
+        self._protocol_markers(float(t[-1]))
+        out = np.full(t.shape[0], self._current(), np.int16)
+        while self.pending and self.pending[0].t <= t[-1]:
+            marker = self.pending.pop(0)
+            i = int(np.searchsorted(t, marker.t, side="left"))
+            self._apply(marker, seq0 + i, t[i], published_upto=seq0)
+            out[i:] = self._current()
+        return out
+
+    def on_block(self, block: Block) -> None:
+        """Publish the summaries of epochs whose samples are now all in the ring."""
+        if not self.closed or self.pipeline is None:
+            return
+        ring = self.pipeline.ring
+        ready = [e for e in self.closed if e.end_seq <= ring.head]
+        if not ready:
+            return
+        self.closed = [e for e in self.closed if e.end_seq > ring.head]
+        rate = self.pipeline.info.rate_hz
+        for epoch in ready:
+            body = summarize(epoch, ring, int(round(self.baseline_s * rate)), rate,
+                             list(self.pipeline.probe.labels))
+            self.acq.publisher.publish_event("epoch", body)
+            log.info("epoch_summary", label=epoch.label, onset_seq=epoch.onset_seq,
+                     end_seq=epoch.end_seq)
+
+    def on_device_event(self, event: Event, arrival: float) -> bool:
+        """A device trigger or button: toggles its epoch, or an instant marker."""
+        t = self._device_time(event, arrival)
+        if event.label in self.index:
+            is_open = any(e.label == event.label for e in self.open) or any(
+                m.label == event.label and m.action == "start" for m in self.pending)
+            action = "end" if is_open else "start"
+        else:
+            action = "instant"
+        self._enqueue(Marker(t, self._new_id(), event.label, action, "device",
+                             {"code": event.code}))
+        return True
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        return {"epoch": ({"label": self.open[-1].label, "onset_seq": self.open[-1].onset_seq,
+                           "onset_t": self.open[-1].onset_t} if self.open else None),
+                "open_epochs": [e.label for e in self.open],
+                "protocol": self.protocol.describe(now) if self.protocol else None,
+                "markers": {"accepted": self.accepted, "rejected": self.rejected,
+                            "pending": len(self.pending)}}
+
+    # -- applying markers ------------------------------------------------------------
+    def _new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
+
+    def _enqueue(self, marker: Marker) -> None:
+        bisect.insort(self.pending, marker)
+
+    def _apply(self, m: Marker, seq: int, sample_t: float, published_upto: int) -> None:
+        """Change the epoch state at sample ``seq`` and publish the marker."""
+        error = None
+        if m.action == "start":
+            if not self.allow_overlap:
+                for ep in list(self.open):
+                    self._close(ep, seq, m.id, auto=True, t=m.t)
+            self.open.append(Epoch(m.label, m.id, seq, float(sample_t)))
+        elif m.action == "end":
+            match = [e for e in self.open if e.label == m.label]
+            if match:
+                self._close(match[-1], seq, m.id)
+            else:
+                error = f"no open {m.label!r} epoch to end"
+        if error is not None:
+            self.rejected += 1
+            if m.token is not None:
+                self.acq.control.send_reply(m.token, {"ok": False, "error": error})
+            return
+        self.accepted += 1
+        body = {"id": m.id, "label": m.label, "action": m.action, "source": m.source,
+                "t": m.t, "seq": seq, "published_upto": published_upto, **m.extra}
+        if seq < published_upto:
+            body["covers"] = [seq, published_upto]
+            self.pipeline.ring.set_epoch(seq, published_upto, self._current())
+        self.acq.publisher.publish_event("marker", body)
+        if m.token is not None:
+            self.acq.control.send_reply(m.token, dict(body))
+
+    def _close(self, ep: Epoch, seq: int, end_id: int, auto: bool = False,
+               t: float | None = None) -> None:
+        self.open.remove(ep)
+        ep.end_seq, ep.end_id = seq, end_id
+        self.closed.append(ep)
+        if auto:  # the implicit end of an epoch replaced by a new start
+            self.acq.publisher.publish_event("marker", {
+                "id": self._new_id(), "label": ep.label, "action": "end", "source": "auto",
+                "t": t, "seq": seq, "published_upto": seq, "ended_by": end_id})
+
+    # -- control requests ------------------------------------------------------------
+    def _cmd_mark(self, req: dict[str, Any]) -> Reply:
+        label, action = req.get("label"), req.get("action", "start")
+        if not isinstance(label, str) or label not in self.index:
+            if not (isinstance(label, str) and label and action == "instant"):
+                self.rejected += 1
+                raise ProtocolError(f"unknown label {label!r} (configured: "
+                                    f"{', '.join(self.labels)}; any label may be instant)")
+        if action not in ACTIONS:
+            self.rejected += 1
+            raise ProtocolError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        now = time.time()
+        t = req.get("t", now)
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not np.isfinite(t):
+            raise ProtocolError("'t' must be a time in Unix seconds")
+        if t > now + FUTURE_TOLERANCE_S:
+            raise ProtocolError(f"marker time is {t - now:.3f} s in the future")
+        marker = Marker(float(t), self._new_id(), label, action, "control")
+        ring = self.pipeline.ring if self.pipeline is not None else None
+        if ring is not None and ring.head > ring.oldest:
+            last_t = ring.read(ring.head - 1)[0].t[0]
+            if t <= last_t:                   # late: part of it is already published
+                return self._apply_late(marker, ring)
+        if ring is None or self.acq.device.state != "streaming":
+            self._enqueue(marker)             # aligned when samples flow again
+            return {"id": marker.id, "label": label, "action": action, "t": marker.t,
+                    "seq": None, "pending": True}, []
+        marker.token = self.acq.control.current
+        self._enqueue(marker)
+        return DEFERRED
+
+    def _apply_late(self, marker: Marker, ring: Any) -> Reply:
+        held, _ = ring.read(ring.oldest)
+        i = int(np.searchsorted(held.t, marker.t, side="left"))
+        if i == 0 and marker.t < held.t[0]:
+            raise ProtocolError("marker time is older than the history the daemon holds")
+        marker.token = self.acq.control.current
+        self._apply(marker, held.seq + i, held.t[i], published_upto=ring.head)
+        return DEFERRED
+
+    def _cmd_protocol(self, req: dict[str, Any]) -> Reply:
+        action = req.get("action", "status")
+        now = time.time()
+        if action == "list":
+            return {"protocols": {k: [list(s) for s in v] for k, v in self.protocols.items()}}, []
+        if action == "status":
+            return {"protocol": self.protocol.describe(now) if self.protocol else None}, []
+        if action == "start":
+            name = req.get("name")
+            if name not in self.protocols:
+                raise ProtocolError(f"unknown protocol {name!r} (configured: "
+                                    f"{', '.join(self.protocols) or 'none'})")
+            if self.protocol is not None:
+                raise ProtocolError(f"protocol {self.protocol.name!r} is running; stop it first")
+            self.protocol = RunningProtocol(name, self.protocols[name], now)
+            self._protocol_step_marked = -1
+            self._protocol_event("started")
+            return {"protocol": self.protocol.describe(now)}, []
+        if action in ("stop", "skip"):
+            p = self.protocol
+            if p is None:
+                raise ProtocolError("no protocol is running")
+            if self._protocol_step_marked == p.step:
+                self._enqueue(Marker(now, self._new_id(), p.label, "end", "protocol",
+                                     {"protocol": p.name, "step": p.step}))
+            if action == "stop":
+                self.protocol = None
+                self._protocol_event("stopped", p)
+                return {"protocol": None}, []
+            p.advance(now)
+            self._finish_if_done()
+            return {"protocol": p.describe(now)}, []
+        raise ProtocolError(f"protocol action must be start, stop, skip, list or status, "
+                            f"got {action!r}")
+
+    def _protocol_markers(self, upto_t: float) -> None:
+        """Queue the start/end markers of protocol steps whose time has come."""
+        p = self.protocol
+        while p is not None and not p.finished:
+            if self._protocol_step_marked < p.step:
+                if p.step_start_t > upto_t:
+                    return
+                self._enqueue(Marker(p.step_start_t, self._new_id(), p.label, "start",
+                                     "protocol", {"protocol": p.name, "step": p.step}))
+                self._protocol_step_marked = p.step
+                self._protocol_event("step")
+            if p.step_end_t > upto_t:
+                return
+            self._enqueue(Marker(p.step_end_t, self._new_id(), p.label, "end", "protocol",
+                                 {"protocol": p.name, "step": p.step}))
+            p.advance(p.step_end_t)
+            self._finish_if_done()
+            p = self.protocol
+
+    def _finish_if_done(self) -> None:
+        if self.protocol is not None and self.protocol.finished:
+            done, self.protocol = self.protocol, None
+            self._protocol_event("finished", done)
+
+    def _protocol_event(self, what: str, p: RunningProtocol | None = None) -> None:
+        p = p or self.protocol
+        body = p.describe(time.time()) if p is not None else {}
+        self.acq.publisher.publish_event("status", {"event": "protocol", "what": what,
+                                                    "protocol": body})
+
+    # -- device time -----------------------------------------------------------------
+    def _device_time(self, event: Event, arrival: float) -> float:
+        """Host time of a device event, through the last sample's device/host times."""
+        ring = self.pipeline.ring if self.pipeline is not None else None
+        if ring is None or ring.head == ring.oldest:
+            return arrival
+        last = ring.read(ring.head - 1)[0]
+        if event.t_dev is None:
+            return float(last.t[0]) + 1e-9     # no device clock: the next sample
+        mod = self.pipeline.clock.modulus_s
+        delta = event.t_dev - float(last.t_dev[0])
+        if mod:
+            delta = (delta + mod / 2) % mod - mod / 2   # the wrap-free difference
+        return float(last.t[0]) + delta
