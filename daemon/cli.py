@@ -120,6 +120,13 @@ def cmd_mark(args: argparse.Namespace) -> int:
     return _control_call(args, lambda c: c.mark(args.label, action))
 
 
+def cmd_protocol(args: argparse.Namespace) -> int:
+    if args.action == "start" and not args.name:
+        raise NirsdError("protocol start needs a NAME (see `nirsd protocol list`)")
+    fields = {"action": args.action, **({"name": args.name} if args.name else {})}
+    return _control_call(args, lambda c: c.request("protocol", **fields)[0])
+
+
 # -- parser ---------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
     p.set_defaults(func=cmd_mark)
 
+    p = sub.add_parser("protocol", help="start, stop or skip a timed exercise protocol")
+    _endpoint_args(p)
+    p.add_argument("action", choices=["start", "stop", "skip", "list", "status"])
+    p.add_argument("name", nargs="?", help="protocol name from the config (with start)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
+    p.set_defaults(func=cmd_protocol)
+
     for module in COMMAND_MODULES:
         import_module(module).register(sub)
     return parser
@@ -190,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands kept beside what they drive: each module has ``register(subparsers)``,
 # which adds its parser and sets ``func`` (importing heavy dependencies only when run).
 COMMAND_MODULES: tuple[str, ...] = (
+    "nirsd.daemon.cmd_view",
+    "nirsd.daemon.cmd_lsl",
 )
 
 
