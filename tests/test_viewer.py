@@ -1,0 +1,213 @@
+"""``nirsd view`` against a live daemon subprocess, inside a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rich")
+
+from nirsd.clients.subscriber import ControlClient  # noqa: E402
+from nirsd.daemon.errors import NirsdError  # noqa: E402
+
+LABELS = ("L3 left", "L4 right", "L5 mid")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
+
+
+def wait_for(cond, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def write_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "nirsd.toml"
+    chans = "".join(f'[[channel]]\nindex = {i}\nlabel = "{lab}"\n\n'
+                    for i, lab in enumerate(LABELS))
+    cfg.write_text(f'[device]\ndriver = "simulated"\nchannels = {len(LABELS)}\n'
+                   f'rate_hz = 20.0\n\n[baseline]\nseconds = 1.0\n\n{chans}')
+    return cfg
+
+
+class Daemon:
+    """``nirsd run`` as a subprocess with its own runtime directory."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.cfg = write_config(tmp_path)
+        self.env = {**os.environ, "NIRSD_RUNTIME_DIR": str(tmp_path / "run")}
+        (tmp_path / "run").mkdir(exist_ok=True)
+        self.control = f"ipc://{tmp_path / 'run' / 'control'}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> str:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nirsd.daemon.cli", "run", "--config", str(self.cfg)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = ControlClient(self.control, timeout_s=0.5)
+
+        def ready():
+            try:
+                st = client.status()
+            except NirsdError:
+                return None
+            return st.get("baseline_ready") and client.info()["stream"]
+        try:
+            return wait_for(ready, 20, "the daemon to stream")
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class PtyView:
+    """``nirsd view`` with stdin/stdout on the slave side of a 40×120 pty."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        self.master = master
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nirsd.daemon.cli", "view", *args],
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            env={**env, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"})
+        os.close(slave)
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self.lock:
+                self.buf += data
+
+    def text(self) -> str:
+        with self.lock:
+            return ANSI.sub("", self.buf.decode("utf-8", "replace"))
+
+    def last_frame(self) -> str:
+        """The text of the last complete frame (each frame ends with the key hint)."""
+        frames = self.text().split("q quits")
+        return frames[-2] if len(frames) >= 2 else ""
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(tmp_path)
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+def _row_values(frame: str, label: str) -> tuple[float, float]:
+    for line in frame.splitlines():
+        if line.startswith(label):
+            nums = re.findall(r"[+-]\d+\.\d{3}", line[len(label):])
+            return float(nums[0]), float(nums[1])
+    raise AssertionError(f"no row for {label!r} in frame:\n{frame}")
+
+
+def test_view_shows_channels_with_daemon_values_and_quits_on_q(daemon):
+    stream = daemon.start()
+    view = PtyView(daemon.env)
+    try:
+        wait_for(lambda: view.text().count("q quits") >= 6, 20, "six frames")
+        frame = view.last_frame()
+        assert f"stream {stream}" in frame
+        assert "state streaming" in frame
+        rate = float(re.search(r"rate ([\d.]+) Hz", frame).group(1))
+        assert 15.0 < rate < 25.0
+        assert "drops msg 0 seq 0" in frame
+        # every number shown is one of the daemon's samples (rounded to 3 decimals)
+        client = ControlClient(daemon.control)
+        try:
+            hb = client.history(since=0)["hb"].array
+        finally:
+            client.close()
+        for i, label in enumerate(LABELS):
+            hbo, hbr = _row_values(frame, label)
+            assert np.min(np.abs(hb[:, 0, i] - hbo)) <= 0.0005 + 1e-12, (label, hbo)
+            assert np.min(np.abs(hb[:, 1, i] - hbr)) <= 0.0005 + 1e-12, (label, hbr)
+        os.write(view.master, b"q")
+        assert view.proc.wait(10) == 0
+    finally:
+        view.close()
+
+
+def test_view_recovers_when_the_daemon_restarts(daemon):
+    first = daemon.start()
+    view = PtyView(daemon.env, "--refresh", "8")
+    try:
+        wait_for(lambda: f"stream {first}" in view.last_frame(), 20, "the first stream")
+        daemon.stop()
+        wait_for(lambda: "waiting for the daemon" in view.last_frame(), 20,
+                 "the viewer to notice the daemon is gone")
+        second = daemon.start()
+        assert second != first
+        wait_for(lambda: f"stream {second}" in view.last_frame()
+                 and "state streaming" in view.last_frame(), 20, "the second stream")
+        wait_for(lambda: re.search(r"L3 left\s+[+-]\d", view.last_frame()), 10,
+                 "values of the new stream")
+        assert "restarts 1" in view.last_frame()
+        os.killpg(view.proc.pid, signal.SIGINT)
+        assert view.proc.wait(10) == 0
+    finally:
+        view.close()
+
+
+def test_view_once_prints_one_frame(daemon):
+    daemon.start()
+    out = subprocess.run([sys.executable, "-m", "nirsd.daemon.cli", "view", "--once"],
+                         env={**daemon.env, "COLUMNS": "120"}, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    for label in LABELS:
+        assert label in out.stdout
+    assert out.stdout.count("q quits") == 1
+
+
+def test_view_once_without_daemon_exits_1(tmp_path):
+    env = {**os.environ, "NIRSD_RUNTIME_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "nirsd.daemon.cli", "view", "--once",
+                          "--wait", "1"], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert "waiting for the daemon" in out.stdout
+    assert "Traceback" not in out.stderr
