@@ -75,6 +75,12 @@ class Emulator:
     queue_limit: int = 1 << 20
     #: at most this many samples are produced per loop pass (keeps commands responsive)
     max_batch: int = 1000
+    #: host command bytes (None: the protocol has no such command)
+    cmd_start: int | None = 0x62  # b
+    cmd_stop: int | None = 0x73   # s
+    cmd_info: int | None = 0x3F   # ?
+    #: what ends a garbage burst, so that only the burst is lost
+    garbage_end: bytes = b"\x00"
 
     def __init__(self, n_channels: int = 8, rate_hz: float = 10.0,
                  wavelengths_nm: Sequence[float] = (760.0, 850.0),
@@ -187,6 +193,9 @@ class Emulator:
         self._frames = 0
         self._k_boot = self._k
         self._streaming = False
+        greeting = self._greeting()
+        if greeting:
+            self._queue(greeting)
         if self.link:
             tmp = f"{self.link}.{os.getpid()}.tmp"
             if os.path.lexists(tmp):
@@ -273,8 +282,29 @@ class Emulator:
     def _deadline(self, k: int) -> float:
         return self._stream_t0 + (k - self._stream_k0) / self.rate_hz
 
+    # ------------------------------------------------------------------ protocol hooks
+
+    def _greeting(self) -> bytes:
+        """Bytes sent at power-on (a banner, a header line); NIRSB sends none."""
+        return b""
+
+    def _preamble(self) -> bytes:
+        """Bytes sent when streaming starts (NIRSB: INFO)."""
+        return self.info_wire
+
+    def _encode_sample(self, seq: int, t_us: int, counts: np.ndarray) -> bytes:
+        """Wire bytes of one sample; ``counts`` is (n_channels, n_wavelengths) int32."""
+        return nirsb.to_wire(nirsb.encode_frame(nirsb.DATA, 0, seq, t_us,
+                                                self._data_head + counts.tobytes()))
+
+    def _encode_event(self, seq: int, t_us: int, code: int, label: str) -> bytes:
+        """Wire bytes of a device event (b"" where the protocol has none)."""
+        return nirsb.encode_event(seq, t_us, code, label)
+
     def _start_streaming(self) -> None:
-        self._queue(self.info_wire)
+        preamble = self._preamble()
+        if preamble:
+            self._queue(preamble)
         self._streaming = True
         self._stream_t0 = time.monotonic()
         self._stream_k0 = self._k
@@ -287,11 +317,11 @@ class Emulator:
         except OSError:
             return  # EIO: no reader side; nothing to do
         for cmd in data:
-            if cmd == 0x62 and not self._streaming:  # b
+            if cmd == self.cmd_start and not self._streaming:
                 self._start_streaming()
-            elif cmd == 0x73:  # s
+            elif cmd == self.cmd_stop:
                 self._streaming = False
-            elif cmd == 0x3F:  # ?
+            elif cmd == self.cmd_info:
                 self._queue(self.info_wire)
 
     def _counts(self, k: int, n: int) -> np.ndarray:
@@ -315,8 +345,10 @@ class Emulator:
             k = self._k
             t_us = (self.t0_us + round((k - self._k_boot) * 1e6 / self.rate_hz)) % _CLOCK_MOD
             for code, label in events:
-                self._queue(nirsb.encode_event(self.seq0 + self._frames, t_us, code, label))
-                self._frames += 1
+                wire = self._encode_event(self.seq0 + self._frames, t_us, code, label)
+                if wire:
+                    self._queue(wire)
+                    self._frames += 1
             events = []
             seq = (self.seq0 + self._frames) % 65536
             self._frames += 1
@@ -324,14 +356,12 @@ class Emulator:
             if drops is not None and drops[i]:
                 self.dropped_frames += 1
                 continue
-            frame = nirsb.encode_frame(nirsb.DATA, 0, seq, t_us,
-                                       self._data_head + counts[i].tobytes())
-            if self._queue(nirsb.to_wire(frame)):
+            if self._queue(self._encode_sample(seq, t_us, counts[i])):
                 self.sent_k.append((seq, k))
 
     def _garbage(self) -> None:
         n = int(self._rng.integers(1, max(2, self.faults.garbage_max + 1)))
-        self._queue(self._rng.bytes(n) + b"\x00")
+        self._queue(self._rng.bytes(n) + self.garbage_end)
 
     def _queue(self, wire: bytes) -> bool:
         """Append bytes to the output queue (corrupted if asked); False if it overflowed."""

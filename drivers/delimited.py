@@ -1,0 +1,213 @@
+"""Delimited text: one sample per line, for home-built boards and Arduino sketches.
+
+Configured in ``[device.options]``::
+
+    delimiter = ","            # ",", ";", "\\t", " " or "whitespace" (runs of spaces/tabs)
+    header = true              # the board prints a header line (skipped, kept as .header)
+    columns = ["time", "ch0:760", "ch0:850", {channel = 1, wavelength = 760}, "ch1:850"]
+    time_unit = "ms"           # unit of the "time" column: "s", "ms" or "us"
+    time_wrap = 4294967296     # optional: the time column wraps at this value (its unit)
+
+Every column is mapped to ``"chN:WAVELENGTH"`` (or the table form), ``"time"`` or
+``"ignore"``.  Channels must be numbered 0..N-1 and each must have every wavelength of
+``optics.wavelengths_nm``.  Without a time column the daemon counts samples at
+``device.rate_hz``.  A line is a sample only when it has exactly as many fields as there
+are columns and every mapped field is a finite number; anything else is skipped and
+counted.  Text has no checksum: a corrupted digit is not detectable.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nirsd.daemon.errors import ConfigError
+
+from .base import Driver, Frame, Info, Sample
+from .lines import LineParser, parse_numbers
+
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+DELIMITERS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", " ": " ", "whitespace": None}
+OPTIONS = ("delimiter", "header", "columns", "time_unit", "time_wrap")
+_NUM = rb"[-+]?\d{1,15}(?:\.\d{1,15})?(?:[eE][-+]?\d{1,3})?"
+_COL_RE = re.compile(r"ch(\d+):(\d+(?:\.\d+)?)")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Parsed column mapping: which column holds what."""
+
+    n_columns: int
+    n_channels: int
+    wavelengths_nm: tuple[float, ...]
+    data_columns: tuple[int, ...]  # column index of each value, channel-major order
+    time_column: int | None
+    delimiter: str | None  # None: whitespace
+    header: bool
+    time_scale: float  # seconds per time unit
+    time_wrap_s: float | None
+
+
+def _column(i: int, entry: Any) -> tuple[int, float] | str:
+    key = "device.options.columns"
+    if isinstance(entry, str):
+        if entry in ("time", "ignore"):
+            return entry
+        m = _COL_RE.fullmatch(entry.strip())
+        if not m:
+            raise ConfigError(f"column {i}: {entry!r} is not 'chN:WAVELENGTH', 'time' or "
+                              "'ignore'", key)
+        return int(m.group(1)), float(m.group(2))
+    if isinstance(entry, dict):
+        extra = set(entry) - {"channel", "wavelength"}
+        ch, wl = entry.get("channel"), entry.get("wavelength")
+        if extra or not isinstance(ch, int) or isinstance(ch, bool) or ch < 0 \
+                or not isinstance(wl, (int, float)) or isinstance(wl, bool) or wl <= 0:
+            raise ConfigError(f"column {i}: needs channel (integer >= 0) and wavelength "
+                              "(nm > 0), nothing else", key)
+        return ch, float(wl)
+    raise ConfigError(f"column {i}: must be a string or a table", key)
+
+
+def parse_layout(options: dict[str, Any], wavelengths_nm: tuple[float, ...]) -> Layout:
+    """Validate ``[device.options]`` for the csv driver; ConfigError names the key."""
+    for key in options:
+        if key not in OPTIONS:
+            raise ConfigError(f"unknown option (known: {', '.join(OPTIONS)})",
+                              f"device.options.{key}")
+    delim = options.get("delimiter", ",")
+    if not isinstance(delim, str) or delim not in DELIMITERS:
+        raise ConfigError(f"must be one of {', '.join(repr(d) for d in DELIMITERS)}",
+                          "device.options.delimiter")
+    header = options.get("header", False)
+    if not isinstance(header, bool):
+        raise ConfigError("must be true or false", "device.options.header")
+    unit = options.get("time_unit", "ms")
+    if unit not in TIME_UNITS:
+        raise ConfigError(f"must be one of {', '.join(TIME_UNITS)}", "device.options.time_unit")
+    wrap = options.get("time_wrap")
+    if wrap is not None and (isinstance(wrap, bool) or not isinstance(wrap, (int, float))
+                             or wrap <= 0):
+        raise ConfigError("must be a positive number (in time_unit)", "device.options.time_wrap")
+    columns = options.get("columns")
+    key = "device.options.columns"
+    if not isinstance(columns, list) or not columns:
+        raise ConfigError("required: a list mapping each column", key)
+    time_col, mapped = None, {}
+    for i, entry in enumerate(columns):
+        what = _column(i, entry)
+        if what == "time":
+            if time_col is not None:
+                raise ConfigError("more than one time column", key)
+            time_col = i
+        elif isinstance(what, tuple):
+            if what in mapped:
+                raise ConfigError(f"channel {what[0]} at {what[1]:g} nm is mapped twice", key)
+            mapped[what] = i
+    if not mapped:
+        raise ConfigError("no column is mapped to a channel", key)
+    wanted = sorted(set(wavelengths_nm))
+    channels = sorted({ch for ch, _ in mapped})
+    if channels != list(range(len(channels))):
+        raise ConfigError(f"channels must be numbered 0..N-1, got {channels}", key)
+    for ch in channels:
+        have = sorted(wl for c, wl in mapped if c == ch)
+        if have != wanted:
+            raise ConfigError(f"channel {ch} has wavelengths {have}; every channel needs "
+                              f"optics.wavelengths_nm = {list(wavelengths_nm)}", key)
+    order = tuple(mapped[(ch, float(wl))] for ch in channels for wl in wavelengths_nm)
+    if wrap is not None and time_col is None:
+        raise ConfigError("time_wrap needs a 'time' column", "device.options.time_wrap")
+    scale = TIME_UNITS[unit]
+    return Layout(len(columns), len(channels), tuple(float(w) for w in wavelengths_nm),
+                  order, time_col, DELIMITERS[delim], header, scale,
+                  None if wrap is None else float(wrap) * scale)
+
+
+class DelimitedParser(LineParser):
+    """Incremental delimited-text decoder for one :class:`Layout`; never raises on input."""
+
+    def __init__(self, layout: Layout, synced: bool = False) -> None:
+        self.layout = layout
+        sep = layout.delimiter
+        if sep is None:
+            self.fast_line = re.compile(rb"[ \t]*" + _NUM + (rb"[ \t]+" + _NUM)
+                                        * (layout.n_columns - 1) + rb"[ \t]*")
+            self._to_space = bytes.maketrans(b"\t\n", b"  ")
+        else:
+            s = re.escape(sep.encode())
+            self.fast_line = re.compile(_NUM + (s + _NUM) * (layout.n_columns - 1))
+            self._to_space = bytes.maketrans(sep.encode() + b"\n", b"  ")
+        super().__init__(synced)
+        self._cols = np.asarray(layout.data_columns)
+        self._shape = (layout.n_channels, len(layout.wavelengths_nm))
+        self.header: list[str] | None = None
+        self._want_header = layout.header
+
+    def _parse_run(self, lines: list[bytes]) -> list[Frame | None]:
+        n, lay = len(lines), self.layout
+        values = parse_numbers(b"\n".join(lines).translate(self._to_space), n * lay.n_columns)
+        if values is None:
+            return [None] * n
+        v = values.reshape(n, lay.n_columns)
+        data = v[:, self._cols]
+        ok = np.isfinite(data).all(axis=1)
+        if lay.time_column is None:
+            t_dev: list[float | None] = [None] * n
+        else:
+            t = v[:, lay.time_column] * lay.time_scale
+            ok &= np.isfinite(t) & (t >= 0)
+            t_dev = t.tolist()
+        inten = list(data.reshape(n, *self._shape))
+        return [Sample(None, t, 0, x) if good else None
+                for t, x, good in zip(t_dev, inten, ok.tolist())]
+
+    def _parse_line(self, line: bytes) -> Frame | None:
+        lay = self.layout
+        text = line.decode("ascii", "replace")
+        fields = text.split() if lay.delimiter is None else text.split(lay.delimiter)
+        if len(fields) != lay.n_columns:
+            return self._maybe_header(fields)
+        try:
+            data = np.array([float(fields[i]) for i in lay.data_columns])
+            t = None if lay.time_column is None else float(fields[lay.time_column])
+        except ValueError:
+            return self._maybe_header(fields)
+        if not np.isfinite(data).all() or (t is not None and not (t >= 0 and np.isfinite(t))):
+            return None
+        return Sample(None, None if t is None else t * lay.time_scale, 0,
+                      data.reshape(self._shape))
+
+    def _maybe_header(self, fields: list[str]) -> None:
+        if self._want_header and self.header is None and len(fields) == self.layout.n_columns:
+            self.header = [f.strip() for f in fields]
+            self.counters.lines_skipped -= 1  # the expected header is not an error
+        return None
+
+
+class DelimitedDriver(Driver):
+    """Delimited text on a serial port; no commands (boards stream on power-up)."""
+
+    name: ClassVar[str] = "csv"
+    self_describing: ClassVar[bool] = False
+
+    def validate(self) -> None:
+        self.layout = parse_layout(dict(self.settings.options),
+                                   tuple(self.settings.wavelengths_nm))
+        if not self.settings.rate_hz:
+            raise ConfigError("needed: the board does not say its rate", "device.rate_hz")
+
+    def make_parser(self) -> DelimitedParser:
+        wrap = self.layout.time_wrap_s
+        if wrap is None:
+            return DelimitedParser(self.layout)
+        cls = type("WrappingDelimitedParser", (DelimitedParser,), {"clock_modulus_s": wrap})
+        return cls(self.layout)
+
+    def default_info(self) -> Info:
+        lay = self.layout
+        return Info(1, lay.n_channels, lay.wavelengths_nm, float(self.settings.rate_hz or 10.0),
+                    "csv")
