@@ -65,6 +65,7 @@ class MarkerChannel:
         self.protocol: RunningProtocol | None = None
         self._protocol_step_marked = -1
         self.pipeline = None
+        self._simulated: dict[str, Any] = {}   # open exercise responses of the simulator
         acq.control.register("mark", self._cmd_mark)
         acq.control.register("protocol", self._cmd_protocol)
         acq.extensions.append(self)
@@ -163,6 +164,22 @@ class MarkerChannel:
         self.acq.publisher.publish_event("marker", body)
         if m.token is not None:
             self.acq.control.send_reply(m.token, dict(body))
+        self._simulate_response(m.label, m.action)
+
+    def _simulate_response(self, label: str, action: str) -> None:
+        """With the embedded simulator, let the simulated muscle respond to exercises."""
+        emu = getattr(self.acq.device, "emulator", None)
+        if emu is None or emu.physiology is None:
+            return
+        from nirsd.drivers.exercise import AMPLITUDES_UM, ExerciseResponse
+        now_s = emu.samples_sent / emu.rate_hz
+        for open_label in list(self._simulated):
+            if action == "start" and not self.allow_overlap or open_label == label:
+                self._simulated.pop(open_label).end_s = now_s
+        if action == "start" and label in AMPLITUDES_UM:
+            response = ExerciseResponse(now_s, None, emu.n_channels, label)
+            emu.physiology.responses.append(response)
+            self._simulated[label] = response
 
     def _close(self, ep: Epoch, seq: int, end_id: int, auto: bool = False,
                t: float | None = None) -> None:
