@@ -83,10 +83,16 @@ class Acquisition:
         if self.pipeline is None:
             info = self.device.default_info() or self._infer_info(samples[0])
             self._on_info(info)
+        if self.device.take_clock_reset():  # reconnected: the device clock may restart
+            self.pipeline.clock.reset()
         out = self.pipeline.ingest(samples, arrival)
         if out is None:
             return
         block, od = out
+        gap = self.device.note_block(block.seq, float(block.t[0]), float(block.t[-1]), block.n)
+        if gap is not None:  # the outage of an unplug, now that samples flow again
+            self.gaps.append(gap)
+            self.publisher.publish_event("status", gap)
         self.next_seq = block.end
         self.publisher.publish_block(block, od)
         for ext in self.extensions:

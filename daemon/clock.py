@@ -6,6 +6,10 @@ negative and sometimes large (USB polling, scheduler), so the smallest recent
 ``arrival - device_time`` is the best estimate of the fixed transit; a least-squares
 line through per-window minima follows the crystal drift.  This removes jitter as
 LSL's dejitter does, and also keeps the delay floor instead of averaging it away.
+
+A device clock that jumps backwards by less than half its range did not wrap: the device
+restarted (a power cycle, a replug).  The fit is then restarted from the new clock, as
+:meth:`DeviceClock.reset` does when the daemon knows it reconnected.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ class DeviceClock:
         self._fit: tuple[float, float, float] | None = None  # (t_ref, offset, drift)
         self._floor = np.inf          # minimum offset so far, before the fit exists
 
+    #: device-clock restarts seen (backward jumps that are not wraps)
+    restarts = 0
+
     def reset(self) -> None:
         """Forget everything (a new device or a reconnect with a restarted clock)."""
         self.__init__(self.modulus_s, self.rate_hz)
@@ -46,7 +53,11 @@ class DeviceClock:
             return t
         t_raw = np.asarray(t_raw, dtype=np.float64)
         self._n_counted += n
+        if self._last_raw is not None and t_raw[0] < self._last_raw and (
+                self.modulus_s is None or self._last_raw - t_raw[0] < self.modulus_s / 2):
+            self._restart()
         if self.modulus_s is None:
+            self._last_raw = float(t_raw[-1])
             return t_raw
         prev = self._last_raw if self._last_raw is not None else t_raw[0]
         steps = np.diff(np.concatenate(([prev], t_raw)))
@@ -55,6 +66,12 @@ class DeviceClock:
         self._last_raw = float(t_raw[-1])
         self._wraps = float(wraps[-1])
         return t_raw + wraps
+
+    def _restart(self) -> None:
+        """The device clock restarted: forget the fit and the unwrap state."""
+        restarts = self.restarts + 1
+        self.reset()
+        self.restarts = restarts
 
     def to_host(self, t_dev: np.ndarray, arrival: float) -> np.ndarray:
         """Host times (s since the Unix epoch) for device times that arrived at ``arrival``."""

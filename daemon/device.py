@@ -2,13 +2,22 @@
 
 ``DeviceLink`` opens the port when it can, reads and parses without blocking, and turns
 a vanished port into the "disconnected" state; the loop retries every
-``device.reconnect_s``.  With ``driver = "simulated"`` it first starts the embedded
+``device.reconnect_s``, by path, so a udev symlink that is re-pointed works too.
+
+Hot-plug: a port that errors (EIO) or reports end of file (a USB hang-up reads 0 bytes
+when polled readable) is closed at once.  On reopening, the parser is new (a power-cycled
+device restarts its frame counter, which must not count as lost frames) and the device
+clock fit is restarted (:meth:`take_clock_reset`).  The outage is reported once samples
+flow again (:meth:`note_block`): its time span between the last sample before and the
+first after; how many samples the device produced meanwhile is unknowable.  With ``driver = "simulated"`` it first starts the embedded
 emulator on a pseudo-terminal, so the real serial path is exercised on any machine.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from typing import Any
 
 import structlog
 
@@ -22,6 +31,9 @@ from .errors import DeviceError
 log = structlog.get_logger("nirsd.device")
 
 CONNECTING, STREAMING, DISCONNECTED = "connecting", "streaming", "disconnected"
+
+#: consecutive empty reads of a polled-readable port taken as a hang-up
+EOF_READS = 3
 
 
 def make_driver(cfg: Config, port: str) -> Driver:
@@ -52,6 +64,11 @@ class DeviceLink:
         self.last_error: str | None = None
         self._next_try = 0.0
         self.lost_counters: dict[str, int] = {}  # counters of parsers retired on reconnect
+        self.disconnected_at: float | None = None  # wall time the port was lost
+        self._clock_reset = False
+        self._last_t: float | None = None   # host time of the newest sample
+        self._last_end = 0                  # absolute index one past it
+        self._empty_reads = 0
 
     @staticmethod
     def _start_emulator(cfg: Config):
@@ -93,7 +110,9 @@ class DeviceLink:
             return False
         if self.opened_once:
             self.reconnects += 1
+            self._clock_reset = True
         self.opened_once = True
+        self._empty_reads = 0
         self.last_error = None
         self.state = CONNECTING
         log.info("device_opened", port=self.port, driver=self.driver.name)
@@ -106,10 +125,40 @@ class DeviceLink:
         except DeviceError as err:
             self.disconnect(str(err))
             return []
-        return self.parser.feed(data) if data else []
+        if not data:
+            # polled readable yet nothing to read: end of file, the device hung up
+            if self.transport.fileno() is not None:
+                self._empty_reads += 1
+                if self._empty_reads >= EOF_READS or (
+                        "://" not in self.port and not os.path.exists(self.port)):
+                    self.disconnect(f"serial port {self.port} hung up (end of file)")
+            return []
+        self._empty_reads = 0
+        return self.parser.feed(data)
+
+    def take_clock_reset(self) -> bool:
+        """True once after each reconnect: the device clock may have restarted."""
+        reset, self._clock_reset = self._clock_reset, False
+        return reset
+
+    def note_block(self, seq: int, t_first: float, t_last: float, n: int) -> dict[str, Any] | None:
+        """Record a published block (absolute ``seq``, host times in s); after an outage,
+        the ``gap`` status event to publish (span in s between the samples around it)."""
+        gap = None
+        if self.disconnected_at is not None and self._last_t is not None:
+            gap = {"event": "gap", "cause": "disconnect", "seq": seq,
+                   "lost_samples": None, "span_s": round(t_first - self._last_t, 6),
+                   "t_before": self._last_t, "t_after": t_first,
+                   "disconnected_at": self.disconnected_at, "reconnects": self.reconnects}
+            log.info("device_resumed", seq=seq, span_s=gap["span_s"])
+        self.disconnected_at = None
+        self._last_t, self._last_end = t_last, seq + n
+        return gap
 
     def disconnect(self, reason: str) -> None:
         log.warning("device_disconnected", port=self.port, reason=reason)
+        if self.disconnected_at is None:
+            self.disconnected_at = time.time()
         self.transport.close()
         self.state = DISCONNECTED
         self.last_error = reason

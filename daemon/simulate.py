@@ -1,4 +1,8 @@
-"""``nirsd simulate``: serve an emulated device on a pseudo-terminal until stopped."""
+"""``nirsd simulate``: serve an emulated device on a pseudo-terminal until stopped.
+
+``--driver nirsb`` (default), ``heg`` (HEGduino line protocol) or ``csv`` (delimited
+text); every fault flag works with every protocol.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,19 @@ import threading
 from .errors import ConfigError
 
 
+EMULATED = ("nirsb", "heg", "csv")
+
+
 def add_fault_args(p: argparse.ArgumentParser) -> None:
+    proto = p.add_argument_group("protocol options")
+    proto.add_argument("--fast", action="store_true",
+                       help="heg: the 3-field form red|ir|ratio (no time field)")
+    proto.add_argument("--delimiter", default=",",
+                       help="csv: field separator: ',', ';', 'tab' or ' ' (default ',')")
+    proto.add_argument("--no-header", dest="header", action="store_false",
+                       help="csv: no header line at power-on")
+    proto.add_argument("--time-unit", default="ms", choices=["s", "ms", "us", "none"],
+                       help="csv: unit of the time column, or none (default ms)")
     g = p.add_argument_group("fault injection")
     g.add_argument("--corrupt-rate", type=float, default=0.0,
                    help="probability per byte of a flipped bit")
@@ -30,10 +46,11 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
 def run_simulator(args: argparse.Namespace) -> int:
     from nirsd.drivers.emulator import Emulator, Faults
     from nirsd.drivers.physiology import Physiology
+    from nirsd.drivers.text_emulator import DelimitedEmulator, HegEmulator
 
-    if args.driver != "nirsb":
-        raise ConfigError(f"no emulator for driver {args.driver!r} (available: nirsb)",
-                          "--driver")
+    if args.driver not in EMULATED:
+        raise ConfigError(f"no emulator for driver {args.driver!r} "
+                          f"(available: {', '.join(EMULATED)})", "--driver")
     try:
         wavelengths = tuple(float(x) for x in args.wavelengths.split(","))
     except ValueError:
@@ -42,10 +59,26 @@ def run_simulator(args: argparse.Namespace) -> int:
                     garbage_every_s=args.garbage_every, stall_every_s=args.stall_every,
                     stall_s=args.stall, unplug_every_s=args.unplug_every,
                     unplug_s=args.unplug)
-    phys = Physiology(args.channels, wavelengths, args.rate, noise=args.noise, seed=args.seed)
-    emu = Emulator(n_channels=args.channels, rate_hz=args.rate, wavelengths_nm=wavelengths,
-                   physiology=phys, link=args.link, faults=faults,
-                   autostart=args.autostart)
+    n_ch = 1 if args.driver == "heg" else args.channels
+    if args.driver == "heg" and len(wavelengths) != 2:
+        raise ConfigError("heg needs two wavelengths (red, infrared)", "--wavelengths")
+    phys = Physiology(n_ch, wavelengths, args.rate, noise=args.noise, seed=args.seed)
+    common = dict(rate_hz=args.rate, wavelengths_nm=wavelengths, physiology=phys,
+                  link=args.link, faults=faults)
+    emu: Emulator
+    if args.driver == "heg":
+        emu = HegEmulator(fast=getattr(args, "fast", False), autostart=args.autostart,
+                          **common)
+    elif args.driver == "csv":
+        delim = {"tab": "\t", "\\t": "\t"}.get(args.delimiter, args.delimiter)
+        if delim not in (",", ";", "\t", " "):
+            raise ConfigError(f"unsupported delimiter {args.delimiter!r}", "--delimiter")
+        unit = None if args.time_unit == "none" else args.time_unit
+        emu = DelimitedEmulator(n_channels=n_ch, delimiter=delim, header=args.header,
+                                time_unit=unit, **common)
+        print(f"csv options: {emu.options()}", file=sys.stderr, flush=True)
+    else:
+        emu = Emulator(n_channels=n_ch, autostart=args.autostart, **common)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
