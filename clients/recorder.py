@@ -1,0 +1,419 @@
+"""The SNIRF recorder: history first, then live data, into a crash-safe file.
+
+The recorder asks the daemon for its probe (``info``), subscribes to ``raw``, ``hb``,
+``marker``, ``epoch`` and ``status``, fetches everything the ring buffer still holds up
+to the first live sample (``history``), then follows live data.  Rows are written when
+both ``raw`` and ``hb`` hold a sample index; every ``FLUSH_S`` seconds the pending rows
+are appended and the file flushed, so a killed recorder loses at most that much.
+
+Gaps (sample indices that neither PUB nor ``history`` could deliver) are counted,
+logged and recorded in the journal; samples are never invented.  Markers, epoch
+summaries, epoch-label runs and gaps go to a JSON-lines journal beside the file
+(``FILE.snirf.journal.jsonl``), flushed before the SNIRF file, from which the stims
+are computed (and recomputed by :func:`recover_file`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import structlog
+
+from nirsd.daemon.errors import NirsdError
+from nirsd.daemon.wire import Message
+
+from . import snirf_writer
+from .subscriber import Subscriber
+
+log = structlog.get_logger("nirsd.record")
+
+FLUSH_S = 0.5
+TOPICS = ("raw", "hb", "marker", "epoch", "status")
+
+
+def journal_path(path: str | Path) -> Path:
+    return Path(str(path) + ".journal.jsonl")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, bytes):
+        return None
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items() if not isinstance(v, bytes)}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# -- stims ----------------------------------------------------------------------------
+
+def intervals(events: list[dict[str, Any]]) -> list[tuple[str, int, int | None]]:
+    """Epochs as ``(label, onset_seq, end_seq or None)`` sample-index intervals.
+
+    Sources by precedence: ``epoch`` summaries, then start/end markers (placed at their
+    aligned ``seq``, which also covers late markers), then runs of the per-sample
+    ``epoch`` labels (which catch epochs begun before the recorder).  A lower source
+    adds an interval only where no higher one has the same label overlapping.
+    Instant markers give ``(label, seq, seq)``.
+    """
+    epochs = [(e["label"], int(e["onset_seq"]), int(e["end_seq"]))
+              for e in events if e["kind"] == "epoch"]
+    marks: list[tuple[str, int, int | None]] = []
+    instants: list[tuple[str, int, int | None]] = []
+    opened: dict[str, int] = {}
+    runs: list[tuple[str, int, int | None]] = []
+    current: tuple[str | None, int] | None = None
+    for e in events:
+        if e["kind"] == "marker" and e.get("seq") is not None:
+            label, seq, action = e["label"], int(e["seq"]), e.get("action", "start")
+            if action == "start":
+                opened.setdefault(label, seq)
+            elif action == "end":
+                if label in opened:
+                    marks.append((label, opened.pop(label), seq))
+            else:
+                instants.append((label, seq, seq))
+        elif e["kind"] == "run":
+            if current is not None and current[0] is not None:
+                runs.append((current[0], current[1], int(e["seq"])))
+            current = (e["label"], int(e["seq"]))
+    marks += [(label, seq, None) for label, seq in opened.items()]
+    if current is not None and current[0] is not None:
+        runs.append((current[0], current[1], None))
+
+    def overlaps(a: tuple, b: tuple) -> bool:
+        a_end = math.inf if a[2] is None else a[2]
+        b_end = math.inf if b[2] is None else b[2]
+        return a[0] == b[0] and a[1] < b_end and b[1] < a_end
+
+    out = list(epochs)
+    for cand in marks + runs:
+        if not any(overlaps(cand, o) for o in out):
+            out.append(cand)
+    return out + instants
+
+
+def stim_rows(events: list[dict[str, Any]], seq: np.ndarray,
+              time_s: np.ndarray) -> dict[str, np.ndarray]:
+    """Per label, rows ``[onset_s, duration_s, 1.0]`` on the file's time axis.
+
+    ``seq``/``time_s``: the sample index and time (s from the first row) of every row.
+    An epoch still open at the end lasts to the end of the recording.
+    """
+    if len(seq) == 0:
+        return {}
+    step = float(np.median(np.diff(time_s))) if len(time_s) > 1 else 0.0
+    end_time = float(time_s[-1]) + step
+    out: dict[str, list[list[float]]] = {}
+    for label, on, end in intervals(events):
+        if end is not None and end != on and end <= seq[0]:
+            continue
+        i = int(np.searchsorted(seq, on))
+        if i == len(seq):
+            continue
+        onset = float(time_s[i])
+        if end == on:
+            duration = 0.0
+        else:
+            j = len(seq) if end is None else int(np.searchsorted(seq, end))
+            duration = (float(time_s[j]) if j < len(seq) else end_time) - onset
+        out.setdefault(label, []).append([onset, max(duration, 0.0), 1.0])
+    return {k: np.array(sorted(v)) for k, v in out.items()}
+
+
+def read_journal(path: str | Path) -> list[dict[str, Any]]:
+    """Journal events; a torn last line (killed mid-write) is skipped."""
+    events = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events
+
+
+def recover_file(path: str | Path) -> dict[str, Any]:
+    """Make ``path`` valid after a crash: truncate tails, rewrite stims from the journal."""
+    jpath = journal_path(path)
+    events = read_journal(jpath) if jpath.exists() else None
+    stims_for = None if events is None else (lambda seq, t, t0: stim_rows(events, seq, t))
+    rows = snirf_writer.recover(path, stims_for)
+    return {"file": str(path), "rows": rows, "journal": str(jpath) if events else None}
+
+
+# -- recording ------------------------------------------------------------------------
+
+class DiskFull(NirsdError):
+    """The file system (or RLIMIT_FSIZE) has no room for the next flush."""
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.monotonic)
+    samples: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    gaps: int = 0
+    lost_samples: int = 0
+    device_lost: int = 0
+    markers: int = 0
+    epochs: int = 0
+    size_bytes: int = 0
+    backfilled: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "started"}
+        d["elapsed_s"] = round(time.monotonic() - self.started, 3)
+        return d
+
+
+class Recorder:
+    """Record one daemon stream into ``path`` until stopped, the duration ends or the
+    stream changes (daemon restart).  ``stop()`` may be called from a signal handler."""
+
+    def __init__(self, path: str | Path, sub: Subscriber, meta: snirf_writer.Meta,
+                 duration_s: float | None = None, backfill_s: float | None = None,
+                 progress: Callable[[Stats], None] | None = None,
+                 timeout_s: float = 10.0) -> None:
+        self.path = Path(path)
+        self.sub = sub
+        self.meta = meta
+        self.duration_s = duration_s
+        self.backfill_s = backfill_s
+        self.progress = progress
+        self.timeout_s = timeout_s
+        self.stats = Stats()
+        self.events: list[dict[str, Any]] = []
+        self.stop_reason: str | None = None
+        self._stop = False
+        self._pending: dict[str, list[Message]] = {"raw": [], "hb": []}
+        self._expected: dict[str, int] = {}
+        self._label: Any = ()     # label of the current run; () = none seen yet
+        self._dirty = False
+        self.writer: snirf_writer.SnirfWriter | None = None
+        self._journal = None
+
+    def stop(self, reason: str = "stopped") -> None:
+        self._stop = True
+        self.stop_reason = self.stop_reason or reason
+
+    # -- journal ------------------------------------------------------------------
+    def _event(self, kind: str, body: dict[str, Any]) -> None:
+        event = {"kind": kind, **_plain(body)}
+        self.events.append(event)
+        self._journal.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self._dirty = True
+
+    # -- message handling ---------------------------------------------------------
+    def _on_message(self, msg: Message) -> None:
+        h = msg.header
+        if h.get("stream") not in (None, self.meta.stream):
+            self.stop("daemon restarted (new stream)")
+            return
+        if msg.topic in ("raw", "hb"):
+            if msg.n and msg.array is not None and msg.seq + msg.n > self._expected.get(
+                    msg.topic, -1):
+                self._pending[msg.topic].append(msg)
+                self._expected[msg.topic] = msg.seq + msg.n
+        elif msg.topic == "marker":
+            self.stats.markers += 1
+            self._event("marker", h)
+        elif msg.topic == "epoch":
+            self.stats.epochs += 1
+            self._event("epoch", h)
+        elif msg.topic == "status" and h.get("event") == "gap":
+            self.stats.device_lost += int(h.get("lost_samples", 0))
+            self._event("device_gap", h)
+
+    def _fill(self, topic: str, since: int, until: int) -> None:
+        hist = self.sub.control.history(since=since, until=until)[topic]
+        if hist.n:
+            self._on_message(hist)
+
+    def _take(self, topic: str, limit: int) -> tuple[np.ndarray, list, np.ndarray, list]:
+        msgs = self._pending[topic]
+        keep, seqs, ts, arrs, labels = [], [], [], [], []
+        for m in msgs:
+            if m.seq + m.n > limit:
+                keep.append(m)
+                continue
+            seqs.append(np.arange(m.seq, m.seq + m.n))
+            ts.extend(m.header["t"])
+            labels.extend(m.header.get("epoch") or [None] * m.n)
+            arrs.append(m.array)
+        self._pending[topic] = keep
+        if not seqs:
+            return np.zeros(0, np.int64), [], np.zeros(0), []
+        return np.concatenate(seqs), labels, np.concatenate(arrs), ts
+
+    def _commit(self) -> None:
+        """Append every sample index both ``raw`` and ``hb`` hold, then flush."""
+        if not self._pending["raw"] or not self._pending["hb"]:
+            return
+        limit = min(self._expected["raw"], self._expected["hb"])
+        r_seq, _, raw, t = self._take("raw", limit)
+        h_seq, labels, hb, _ = self._take("hb", limit)
+        last = self.stats.last_seq
+        common, ri, hi = np.intersect1d(r_seq, h_seq, assume_unique=True,
+                                        return_indices=True)
+        if last is not None:
+            fresh = common > last
+            common, ri, hi = common[fresh], ri[fresh], hi[fresh]
+        if not len(common):
+            return
+        prev = np.concatenate([[last if last is not None else common[0] - 1], common])
+        jumps = np.flatnonzero(np.diff(prev) > 1)
+        for k in jumps:
+            lost = int(prev[k + 1] - prev[k] - 1)
+            self.stats.gaps += 1
+            self.stats.lost_samples += lost
+            log.warning("gap", after=int(prev[k]), next=int(prev[k + 1]), lost=lost)
+            self._event("gap", {"after": int(prev[k]), "seq": int(prev[k + 1]), "lost": lost})
+        lab = np.array(labels, dtype=object)[hi]
+        change = np.flatnonzero(lab[1:] != lab[:-1]) + 1
+        starts = ([0] if self._label != lab[0] else []) + change.tolist()
+        for k in starts:
+            self._event("run", {"label": lab[k], "seq": int(common[k])})
+        self._label = lab[-1]
+        self.writer.append(common, np.asarray(t)[ri], raw[ri], hb[hi])
+        if self.stats.first_seq is None:
+            self.stats.first_seq = int(common[0])
+        self.stats.last_seq = int(common[-1])
+        self.stats.samples += len(common)
+
+    def _check_space(self) -> None:
+        pending = sum(m.n for m in self._pending["hb"])
+        left, need = self.writer.space_left(), self.writer.reserve_bytes(pending)
+        if left < need:
+            self.stop_reason = "disk full"
+            raise DiskFull(f"disk full: {max(left, 0)} bytes left for {self.path} (a flush "
+                           f"needs up to {need}); recording stopped, the file keeps "
+                           f"{self.stats.samples} samples")
+
+    def _flush(self) -> None:
+        self._check_space()
+        self._commit()
+        self._journal.flush()
+        if self._dirty and self.writer.rows:
+            seq, t, _ = snirf_writer.read_index(self.writer.f)
+            self.writer.set_stims(stim_rows(self.events, seq, t))
+            self._dirty = False
+        self.writer.flush()
+        self.stats.size_bytes = self.writer.size_bytes()
+
+    # -- the run ------------------------------------------------------------------
+    def _open(self, info: dict[str, Any]) -> None:
+        layout = snirf_writer.layout_from_info(info)
+        self.writer = snirf_writer.SnirfWriter(self.path, layout, self.meta)
+        self._journal = open(journal_path(self.path), "w", encoding="utf-8")
+        self._event("header", {"stream": self.meta.stream, "info": info,
+                               "subject": self.meta.subject, "group": self.meta.group,
+                               "visit": self.meta.visit})
+
+    def _backfill(self, info: dict[str, Any]) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        early: list[Message] = []
+        first = None
+        while first is None and not self._stop:
+            msg = self.sub.recv(min(0.2, max(0.0, deadline - time.monotonic())))
+            if msg is None:
+                if time.monotonic() >= deadline:
+                    raise NirsdError(f"no live data from the daemon within "
+                                     f"{self.timeout_s:g} s at {self.sub.endpoints.data}")
+                continue
+            if msg.topic in ("raw", "hb"):
+                first = msg
+            else:
+                early.append(msg)
+        if first is None:
+            return
+        if self.backfill_s is None:
+            since = int(info.get("oldest") or 0)
+        else:
+            since = max(0, first.seq - int(round(self.backfill_s * info["rate_hz"])))
+        if since < first.seq:
+            hist = self.sub.control.history(since=since, until=first.seq)
+            for topic in ("raw", "hb"):
+                if hist[topic].n:
+                    self._on_message(hist[topic])
+            self.stats.backfilled = hist["hb"].n
+        for msg in early:
+            self._on_message(msg)
+        self._on_message(first)
+
+    def _live(self, msg: Message) -> None:
+        want = self._expected.get(msg.topic)
+        if msg.topic in ("raw", "hb") and want is not None and msg.seq > want:
+            self._fill(msg.topic, want, msg.seq)
+        self._on_message(msg)
+
+    def run(self) -> Stats:
+        """Record until stopped; the file is valid when this returns or raises."""
+        info = self.sub.control.info()
+        if not info.get("n_channels"):
+            raise NirsdError("the daemon has no probe description yet (no data streamed)")
+        self.meta.stream = self.meta.stream or info.get("stream", "")
+        self.meta.version = self.meta.version or str(info.get("version", ""))
+        self.meta.device = self.meta.device or str(info.get("device_id") or "")
+        self._open(info)
+        try:
+            self._record(info)
+        finally:
+            self._finish()
+        return self.stats
+
+    def _record(self, info: dict[str, Any]) -> None:
+        try:
+            self._backfill(info)
+            next_flush = time.monotonic() + FLUSH_S
+            end = None if self.duration_s is None else time.monotonic() + self.duration_s
+            while not self._stop:
+                now = time.monotonic()
+                if end is not None and now >= end:
+                    self.stop("duration reached")
+                    break
+                if now >= next_flush:
+                    self._flush()
+                    next_flush = now + FLUSH_S
+                    if self.progress:
+                        self.progress(self.stats)
+                wait = min(next_flush, end or next_flush) - now
+                msg = self.sub.recv(max(0.0, wait))
+                if msg is not None:
+                    self._live(msg)
+            self._flush()
+        except OSError as err:
+            self.stop_reason = "write failed"
+            raise NirsdError(f"cannot write {self.path}: {err.strerror or err} "
+                             f"(the file keeps everything flushed before)") from err
+
+    def _finish(self) -> None:
+        if self._journal is not None:
+            try:
+                self._journal.flush()
+                self._journal.close()
+            except OSError:
+                pass
+        if self.writer is None:
+            return
+        try:
+            self.writer.close()
+        except Exception as err:  # h5py on a full disk raises several types
+            log.warning("close_failed", error=str(err))
+        try:
+            result = recover_file(self.path)
+        except Exception as err:
+            log.error("recover_failed", error=str(err))
+            return
+        self.stats.size_bytes = self.writer.size_bytes()
+        log.info("recorded", file=str(self.path), rows=result["rows"],
+                 reason=self.stop_reason)

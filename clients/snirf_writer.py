@@ -1,0 +1,343 @@
+"""SNIRF 1.1 files written incrementally with h5py, and their recovery.
+
+Layout (all lengths in mm, times in s, relative to the first recorded sample):
+
+- ``/formatVersion`` = ``"1.1"``
+- ``/nirs/metaDataTags``: SubjectID, MeasurementDate/MeasurementTime (UTC, of the first
+  sample), LengthUnit ``mm``, TimeUnit ``s``, FrequencyUnit ``Hz``, plus StudyGroup,
+  Visit, nirsdVersion, nirsdStream, nirsdDevice, ChannelLabels (JSON list)
+- ``/nirs/data1``: raw intensities, dataType 1, one measurementList per
+  channel × wavelength (channel-major), device counts
+- ``/nirs/data2``: ΔHbO and ΔHbR per channel (interleaved, channel-major),
+  dataType 99999, dataTypeLabel ``HbO``/``HbR``, dataUnit ``uM`` (no HbT: MNE refuses it; HbT = HbO + HbR)
+- ``/nirs/probe``: wavelengths (nm), sourcePos3D/detectorPos3D (mm)
+- ``/nirs/stim{k}``: one per epoch label, rows ``[onset duration 1.0]``
+- ``/nirs/aux1`` ``nirsd_seq``: the daemon's absolute sample index of every row, so gaps
+  and markers (which name sample indices) can be placed exactly
+
+Sample datasets are resizable and chunked; :meth:`SnirfWriter.flush` writes the HDF5
+metadata so a killed writer leaves a file holding everything up to the last flush.
+:func:`recover` truncates every sample dataset to the common length and rewrites the
+stims (from a marker journal, see :mod:`nirsd.clients.recorder`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+
+from nirsd.daemon.errors import NirsdError
+
+CHUNK_ROWS = 64
+SAMPLE_BLOCKS = ("data1", "data2", "aux1")
+
+
+def _s(text: str) -> bytes:
+    return str(text).encode("utf-8")
+
+
+@dataclass
+class Layout:
+    """The probe as SNIRF wants it: wavelengths (nm) and optode positions (mm)."""
+
+    wavelengths_nm: list[float]
+    labels: list[str]
+    source_index: list[int]        # 1-based, per channel
+    detector_index: list[int]      # 1-based, per channel
+    source_pos_mm: np.ndarray      # (n_sources, 3)
+    detector_pos_mm: np.ndarray    # (n_detectors, 3)
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.labels)
+
+
+def _pos3(value: Sequence[float]) -> list[float]:
+    v = [float(x) for x in value][:3]
+    return v + [0.0] * (3 - len(v))
+
+
+def layout_from_info(info: dict[str, Any]) -> Layout:
+    """Geometry from a daemon ``info`` reply.
+
+    Uses the configured ``source``/``detector``/``*_pos_mm`` when every channel has
+    them and the pairs are distinct; otherwise a synthetic layout: channel i is its own
+    source-detector pair, sources 40 mm apart along x, each detector ``distance_mm``
+    away along y.
+    """
+    channels = info.get("channels") or [{"index": i} for i in range(info["n_channels"])]
+    wl = [float(w) for w in info["wavelengths_nm"]]
+    labels = [str(ch.get("label", f"ch{i}")) for i, ch in enumerate(channels)]
+    keys = ("source", "detector", "source_pos_mm", "detector_pos_mm")
+    configured = all(all(ch.get(k) is not None for k in keys) for ch in channels)
+    if configured and len({(ch["source"], ch["detector"]) for ch in channels}) == len(channels):
+        srcs = sorted({ch["source"] for ch in channels})
+        dets = sorted({ch["detector"] for ch in channels})
+        s_idx = [srcs.index(ch["source"]) + 1 for ch in channels]
+        d_idx = [dets.index(ch["detector"]) + 1 for ch in channels]
+        s_pos = np.zeros((len(srcs), 3))
+        d_pos = np.zeros((len(dets), 3))
+        for ch, si, di in zip(channels, s_idx, d_idx):
+            s_pos[si - 1] = _pos3(ch["source_pos_mm"])
+            d_pos[di - 1] = _pos3(ch["detector_pos_mm"])
+        return Layout(wl, labels, s_idx, d_idx, s_pos, d_pos)
+    n = len(channels)
+    dist = np.array([float(ch.get("distance_mm") or 30.0) for ch in channels])
+    x = np.arange(n) * 40.0
+    s_pos = np.column_stack([x, np.zeros(n), np.zeros(n)])
+    d_pos = np.column_stack([x, dist, np.zeros(n)])
+    idx = list(range(1, n + 1))
+    return Layout(wl, labels, idx, list(idx), s_pos, d_pos)
+
+
+@dataclass
+class Meta:
+    """What goes into ``/nirs/metaDataTags`` besides the units."""
+
+    subject: str = "anonymous"
+    group: str = ""
+    visit: str = ""
+    version: str = ""
+    stream: str = ""
+    device: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _measurement_tags(t0: float) -> dict[str, str]:
+    when = dt.datetime.fromtimestamp(t0, dt.UTC)
+    return {"MeasurementDate": when.strftime("%Y-%m-%d"),
+            "MeasurementTime": when.strftime("%H:%M:%S.%f") + "Z"}
+
+
+def _scalar(group: h5py.Group, name: str, value: Any) -> None:
+    if name in group:
+        del group[name]
+    if isinstance(value, str):
+        group.create_dataset(name, data=_s(value))
+    elif isinstance(value, (int, np.integer)):
+        group.create_dataset(name, data=np.int32(value))
+    else:
+        group.create_dataset(name, data=np.float64(value))
+
+
+def _series(group: h5py.Group, n_cols: int) -> None:
+    group.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8",
+                         chunks=(CHUNK_ROWS,))
+    group.create_dataset("dataTimeSeries", shape=(0, n_cols), maxshape=(None, n_cols),
+                         dtype="f8", chunks=(CHUNK_ROWS, n_cols))
+
+
+class SnirfWriter:
+    """Append samples to a new SNIRF file; flush often; close into a valid file."""
+
+    def __init__(self, path: str | Path, layout: Layout, meta: Meta) -> None:
+        self.path = Path(path)
+        self.layout = layout
+        self.meta = meta
+        self.rows = 0
+        self.t0: float | None = None
+        try:
+            self.f = h5py.File(self.path, "w")
+        except OSError as err:
+            raise NirsdError(f"cannot create {self.path}: {err}") from err
+        self._build()
+        self.f.flush()
+
+    def _build(self) -> None:
+        f, lay, m = self.f, self.layout, self.meta
+        f.create_dataset("formatVersion", data=_s("1.1"))
+        nirs = f.create_group("nirs")
+        tags = nirs.create_group("metaDataTags")
+        for key, value in {"SubjectID": m.subject, "MeasurementDate": "unknown",
+                           "MeasurementTime": "unknown", "LengthUnit": "mm",
+                           "TimeUnit": "s", "FrequencyUnit": "Hz", "StudyGroup": m.group,
+                           "Visit": m.visit, "nirsdVersion": m.version,
+                           "nirsdStream": m.stream, "nirsdDevice": m.device,
+                           "ChannelLabels": json.dumps(lay.labels), **m.extra}.items():
+            _scalar(tags, key, value)
+        n_ch, n_wl = lay.n_channels, len(lay.wavelengths_nm)
+        d1 = nirs.create_group("data1")
+        _series(d1, n_ch * n_wl)
+        k = 1
+        for ch in range(n_ch):
+            for w in range(n_wl):
+                ml = d1.create_group(f"measurementList{k}")
+                for key, val in (("sourceIndex", lay.source_index[ch]),
+                                 ("detectorIndex", lay.detector_index[ch]),
+                                 ("wavelengthIndex", w + 1), ("dataType", 1),
+                                 ("dataTypeIndex", 1)):
+                    _scalar(ml, key, val)
+                k += 1
+        d2 = nirs.create_group("data2")
+        _series(d2, 2 * n_ch)
+        k = 1
+        for ch in range(n_ch):
+            for label in ("HbO", "HbR"):
+                ml = d2.create_group(f"measurementList{k}")
+                for key, val in (("sourceIndex", lay.source_index[ch]),
+                                 ("detectorIndex", lay.detector_index[ch]),
+                                 ("wavelengthIndex", 1), ("dataType", 99999),
+                                 ("dataTypeLabel", label), ("dataTypeIndex", 1),
+                                 ("dataUnit", "uM")):
+                    _scalar(ml, key, val)
+                k += 1
+        probe = nirs.create_group("probe")
+        probe.create_dataset("wavelengths", data=np.asarray(lay.wavelengths_nm, "f8"))
+        probe.create_dataset("sourcePos3D", data=np.asarray(lay.source_pos_mm, "f8"))
+        probe.create_dataset("detectorPos3D", data=np.asarray(lay.detector_pos_mm, "f8"))
+        aux = nirs.create_group("aux1")
+        _scalar(aux, "name", "nirsd_seq")
+        _series(aux, 1)
+
+    def append(self, seq: np.ndarray, t: np.ndarray, raw: np.ndarray,
+               hb: np.ndarray) -> None:
+        """Append n rows: ``seq`` (n,), ``t`` (n,) Unix s, ``raw`` (n, ch, wl) counts,
+        ``hb`` (n, 3, ch) µM (HbT is dropped).  OSError (disk full) propagates."""
+        n = len(seq)
+        if n == 0:
+            return
+        if self.t0 is None:
+            self.t0 = float(t[0])
+            tags = self.f["nirs/metaDataTags"]
+            for key, value in _measurement_tags(self.t0).items():
+                _scalar(tags, key, value)
+        rel = np.asarray(t, "f8") - self.t0
+        blocks = {"data1": raw.reshape(n, -1),
+                  "data2": hb[:, :2, :].transpose(0, 2, 1).reshape(n, -1),
+                  "aux1": np.asarray(seq, "f8").reshape(n, 1)}
+        end = self.rows + n
+        for name, values in blocks.items():
+            g = self.f["nirs"][name]
+            g["time"].resize((end,))
+            g["time"][self.rows:end] = rel
+            g["dataTimeSeries"].resize((end, values.shape[1]))
+            g["dataTimeSeries"][self.rows:end] = values
+        self.rows = end
+
+    def set_stims(self, stims: dict[str, np.ndarray]) -> None:
+        """Replace all ``/nirs/stim*`` groups: label -> rows [onset duration value]."""
+        write_stims(self.f, stims)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def bytes_per_row(self) -> int:
+        """Bytes one sample row takes in the file (all sample datasets)."""
+        n_ch, n_wl = self.layout.n_channels, len(self.layout.wavelengths_nm)
+        return 8 * (n_ch * n_wl + 2 * n_ch + 1 + 3)
+
+    def reserve_bytes(self, pending_rows: int) -> int:
+        """Space a flush of ``pending_rows`` may need: the rows, a fresh chunk of every
+        dataset, and room for metadata and stims."""
+        return (pending_rows + 2 * CHUNK_ROWS) * self.bytes_per_row() + 64 * 1024
+
+    def space_left(self) -> int:
+        """Bytes the file may still grow: free disk space, capped by RLIMIT_FSIZE."""
+        import os
+        import resource
+        st = os.statvfs(self.path.parent if str(self.path.parent) else ".")
+        left = st.f_bavail * st.f_frsize
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft != resource.RLIM_INFINITY:
+            left = min(left, soft - self.size_bytes())
+        return left
+
+    def size_bytes(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
+    def close(self) -> None:
+        if self.f.id.valid:
+            self.f.close()
+
+
+def write_stims(f: h5py.File, stims: dict[str, np.ndarray]) -> None:
+    nirs = f["nirs"]
+    for key in [k for k in nirs if k.startswith("stim")]:
+        del nirs[key]
+    for k, (label, rows) in enumerate(sorted(stims.items()), start=1):
+        g = nirs.create_group(f"stim{k}")
+        g.create_dataset("name", data=_s(label))
+        data = np.asarray(rows, "f8").reshape(-1, 3)
+        if len(data) == 0:
+            data = np.zeros((0, 3))
+        g.create_dataset("data", data=data)
+        g.create_dataset("dataLabels", data=[_s("Onset"), _s("Duration"), _s("Amplitude")])
+
+
+def read_index(f: h5py.File) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(seq, time relative to the first sample, t0 Unix s or None) of the stored rows."""
+    seq = f["nirs/aux1/dataTimeSeries"][:, 0].astype(np.int64)
+    time = f["nirs/aux1/time"][:]
+    n = min(len(seq), len(time))
+    t0 = None
+    if n:
+        try:
+            date = f["nirs/metaDataTags/MeasurementDate"][()].decode()
+            clock = f["nirs/metaDataTags/MeasurementTime"][()].decode().rstrip("Z")
+            t0 = dt.datetime.strptime(date + clock, "%Y-%m-%d%H:%M:%S.%f").replace(
+                tzinfo=dt.UTC).timestamp()
+        except (KeyError, ValueError):
+            t0 = None
+    return seq[:n], time[:n], t0
+
+
+def common_length(f: h5py.File) -> int:
+    return min(min(len(f[f"nirs/{b}/time"]), len(f[f"nirs/{b}/dataTimeSeries"]))
+               for b in SAMPLE_BLOCKS)
+
+
+def truncate(f: h5py.File) -> int:
+    """Cut every sample dataset to the common length; returns it (rows)."""
+    n = common_length(f)
+    t = f["nirs/data1/time"][:n]
+    bad = np.flatnonzero(~np.isfinite(t))
+    if len(bad):
+        n = int(bad[0])
+    for b in SAMPLE_BLOCKS:
+        g = f[f"nirs/{b}"]
+        g["time"].resize((n,))
+        g["dataTimeSeries"].resize((n, g["dataTimeSeries"].shape[1]))
+    return n
+
+
+def recover(path: str | Path, stims_for: Any = None) -> int:
+    """Make ``path`` a valid SNIRF of everything it holds; returns the rows kept.
+
+    ``stims_for(seq, time, t0)`` (optional) returns the stims to write, e.g. from the
+    recorder's marker journal; without it the stims already in the file stay.
+    """
+    try:
+        f = h5py.File(path, "r+")
+    except OSError as err:
+        raise NirsdError(f"cannot open {path} for recovery: {err}") from err
+    with f:
+        n = truncate(f)
+        if stims_for is not None:
+            seq, time, t0 = read_index(f)
+            write_stims(f, stims_for(seq, time, t0))
+    return n
+
+
+def hb_copy(src: str | Path, dst: str | Path) -> None:
+    """Write a copy of ``src`` whose only data block is HbO/HbR (``data1``).
+
+    ``mne.io.read_raw_snirf`` reads only ``/nirs/data1`` (the raw intensities in a
+    nirsd file); this copy gives MNE the hemoglobin channels as ``hbo``/``hbr``.
+    """
+    with h5py.File(src, "r") as fi, h5py.File(dst, "w") as fo:
+        fi.copy("formatVersion", fo)
+        nirs = fo.create_group("nirs")
+        for key in fi["nirs"]:
+            if key == "data2":
+                fi.copy("nirs/data2", nirs, name="data1")
+            elif key != "data1":
+                fi.copy(f"nirs/{key}", nirs, name=key)

@@ -1,0 +1,139 @@
+"""``nirsd record FILE.snirf``: record the daemon's stream into a SNIRF file.
+
+Exit status: 0 recording ended cleanly (duration reached, SIGINT/SIGTERM, or the
+daemon restarted: the file ends where the old stream ended), 1 runtime error (no
+daemon answering, cannot create the file), 2 usage error, 74 write error (disk full:
+the file is valid and holds everything flushed before the error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+from .errors import NirsdError
+
+EXIT_IOERR = 74
+
+DESCRIPTION = """\
+Record raw intensities and ΔHbO/ΔHbR into a SNIRF 1.1 file (HDF5): first everything the
+daemon's history still holds (see --backfill), then live data.  Gaps are detected by
+sample index and counted, never filled with invented samples.  One stim group per
+epoch label ([onset duration 1.0] rows) comes from the marker channel; markers, epochs
+and gaps are also logged to FILE.journal.jsonl beside the file.  The file is flushed
+every 0.5 s: a killed recorder loses at most the last second, and
+`nirsd record --recover FILE` makes what it wrote a valid SNIRF file.
+
+Progress goes to stderr: a status line (elapsed, samples, file size, drops) on a
+terminal, else one JSON line every 5 s.  A summary JSON line goes to stdout at the end.
+
+exit status: 0 ended cleanly (duration, SIGINT/SIGTERM, daemon restart), 1 runtime
+error (no daemon, cannot create the file), 2 usage error, 74 write error such as a
+full disk (the file stays valid up to the error)."""
+
+
+def register(subparsers: Any) -> None:
+    from .cli import _endpoint_args
+    p = subparsers.add_parser("record", help="record the stream into a SNIRF file",
+                              description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    _endpoint_args(p)
+    p.add_argument("file", metavar="FILE.snirf", help="the SNIRF file to write")
+    p.add_argument("--duration", type=float, metavar="SECONDS",
+                   help="stop after SECONDS of wall-clock time (default: until stopped)")
+    p.add_argument("--subject", default="anonymous", metavar="ID", help="SubjectID tag")
+    p.add_argument("--group", default="", metavar="G", help="study group tag (StudyGroup)")
+    p.add_argument("--visit", default="", metavar="V", help="visit tag (Visit)")
+    p.add_argument("--backfill", type=float, metavar="SECONDS",
+                   help="start SECONDS before the first live sample "
+                        "(default: all the history the daemon holds)")
+    p.add_argument("--recover", action="store_true",
+                   help="repair FILE after a crash (truncate torn tails, rewrite stims "
+                        "from the journal) instead of recording")
+    p.add_argument("--force", action="store_true", help="overwrite an existing FILE")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for the daemon (default 10)")
+    p.set_defaults(func=cmd_record)
+
+
+class Progress:
+    """A status line on a terminal, JSON lines every ``every_s`` otherwise (stderr)."""
+
+    def __init__(self, stream: Any = None, every_s: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every_s = every_s
+        self._next = 0.0
+
+    def __call__(self, stats: Any) -> None:
+        d = stats.as_dict()
+        if self.tty:
+            drops = d["lost_samples"] + d["device_lost"]
+            self.stream.write(f"\rrecording {d['elapsed_s']:8.1f} s  {d['samples']:>8} "
+                              f"samples  {d['size_bytes'] / 1e6:8.2f} MB  drops {drops}  "
+                              f"markers {d['markers']}  ")
+            self.stream.flush()
+        elif d["elapsed_s"] >= self._next:
+            self._next = d["elapsed_s"] + self.every_s
+            self.stream.write(json.dumps({"event": "progress", **d}) + "\n")
+            self.stream.flush()
+
+    def end(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from pathlib import Path
+    try:
+        from nirsd.clients import recorder
+        from nirsd.clients.snirf_writer import Meta
+    except ImportError as err:
+        raise NirsdError(f"recording needs h5py: pip install 'nirsd[snirf]' ({err})") \
+            from err
+    path = Path(args.file)
+    if args.recover:
+        if not path.exists():
+            raise NirsdError(f"{path}: no such file")
+        print(json.dumps(recorder.recover_file(path)))
+        return 0
+    if path.exists() and not args.force:
+        raise NirsdError(f"{path} exists (use --force to overwrite, --recover to repair)")
+    from .cli import _endpoints
+    from . import logs
+    logs.configure("warning")
+    from nirsd.clients.subscriber import Subscriber
+    meta = Meta(subject=args.subject, group=args.group, visit=args.visit)
+    progress = Progress()
+    from . import cli
+    keys = {"curve": cli._curve(args)} if hasattr(cli, "_curve") else {}
+    with Subscriber(recorder.TOPICS, endpoints=_endpoints(args), **keys) as sub:
+        sub.control.timeout_s = args.timeout
+        rec = recorder.Recorder(path, sub, meta, duration_s=args.duration,
+                                backfill_s=args.backfill, progress=progress,
+                                timeout_s=args.timeout)
+
+        def on_signal(signum: int, frame: Any) -> None:
+            rec.stop(signal.Signals(signum).name)
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        code = 0
+        try:
+            rec.run()
+        except NirsdError as err:
+            if rec.writer is None:
+                raise
+            progress.end()
+            print(f"nirsd: {err}", file=sys.stderr)
+            code = EXIT_IOERR if rec.stop_reason in ("disk full", "write failed") else 1
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        progress.end()
+        summary = {"file": str(path), "reason": rec.stop_reason, **rec.stats.as_dict()}
+        print(json.dumps(summary))
+        return code
