@@ -28,6 +28,21 @@ def _endpoint_args(p: argparse.ArgumentParser) -> None:
                    help="read endpoints (and more) from this config file")
     p.add_argument("--data", metavar="ENDPOINT", help="data endpoint (ZeroMQ PUB)")
     p.add_argument("--control", metavar="ENDPOINT", help="control endpoint (ZeroMQ ROUTER)")
+    p.add_argument("--server-key", metavar="KEY", help="CURVE: the daemon's public key "
+                   "(Z85 or NAME.key file; default $NIRSD_SERVER_KEY)")
+    p.add_argument("--client-key", metavar="FILE", help="CURVE: this client's NAME.key_secret "
+                   "(default $NIRSD_CLIENT_KEY)")
+
+
+def _curve(args: argparse.Namespace) -> Any:
+    """Client CURVE keys from --server-key/--client-key, else None (then the env applies)."""
+    server, client = getattr(args, "server_key", None), getattr(args, "client_key", None)
+    if bool(server) != bool(client):
+        raise ConfigError("--server-key and --client-key go together")
+    if not server:
+        return None
+    from .security import ClientKeys
+    return ClientKeys.load(server, client)
 
 
 def _endpoints(args: argparse.Namespace) -> Endpoints:
@@ -58,9 +73,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.file)
     from .dpf import resolve_dpf
     from .extinction import extinction_matrix
-    from nirsd.drivers import registry
-    if cfg.device.driver != "simulated":
-        registry.get(cfg.device.driver)
+    from .device import make_driver
+    make_driver(cfg, cfg.device.port or "")  # the driver validates its own settings
     extinction_matrix(cfg.optics.wavelengths_nm, cfg.optics.extinction)
     resolve_dpf(cfg.optics.dpf, cfg.optics.wavelengths_nm, cfg.optics.age_years)
     for ch in cfg.channels:
@@ -79,7 +93,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     from nirsd.clients import tail
     from nirsd.clients.subscriber import Subscriber
-    with Subscriber([args.topic], endpoints=_endpoints(args)) as sub:
+    with Subscriber([args.topic], endpoints=_endpoints(args), curve=_curve(args)) as sub:
         try:
             tail.run(sub, args.topic, args.json, args.n, backfill_s=args.backfill)
         except BrokenPipeError:
@@ -89,7 +103,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def _control_call(args: argparse.Namespace, fn: Callable[[Any], dict]) -> int:
     from nirsd.clients.subscriber import ControlClient
-    client = ControlClient(_endpoints(args).control, timeout_s=args.timeout)
+    client = ControlClient(_endpoints(args).control, timeout_s=args.timeout, curve=_curve(args))
     try:
         print(json.dumps(fn(client), default=_json_default))
     finally:
@@ -117,7 +131,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def cmd_mark(args: argparse.Namespace) -> int:
     action = "end" if args.end else ("instant" if args.instant else "start")
-    return _control_call(args, lambda c: c.mark(args.label, action))
+    return _control_call(args, lambda c: c.mark(args.label, action, t=args.at))
 
 
 def cmd_protocol(args: argparse.Namespace) -> int:
@@ -186,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--end", action="store_true", help="end the epoch LABEL")
     group.add_argument("--instant", action="store_true", help="a point event, no epoch")
+    p.add_argument("--at", type=float, metavar="UNIX_SECONDS",
+                   help="the marker's time (default now); a past time is applied to the "
+                        "samples already published and reported with 'covers'")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
     p.set_defaults(func=cmd_mark)
 
@@ -204,10 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands kept beside what they drive: each module has ``register(subparsers)``,
 # which adds its parser and sets ``func`` (importing heavy dependencies only when run).
 COMMAND_MODULES: tuple[str, ...] = (
+    "nirsd.daemon.cmd_keys",
     "nirsd.daemon.cmd_view",
     "nirsd.daemon.cmd_lsl",
     "nirsd.daemon.cmd_record",
     "nirsd.daemon.cmd_plot",
+    "nirsd.daemon.cmd_ports",
 )
 
 
