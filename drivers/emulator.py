@@ -108,6 +108,10 @@ class Emulator:
         self._rng = np.random.default_rng(self.faults.seed)
         self._lock = threading.Lock()
         self._events: list[tuple[int, str]] = []
+        self._unplug_request: float | None = None
+        #: monotonic times of the last unplug and replug (None before the first)
+        self.unplugged_at: float | None = None
+        self.replugged_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._master = self._slave = -1
@@ -157,6 +161,12 @@ class Emulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def unplug(self, for_s: float) -> None:
+        """Pull the cable now and plug it back in after ``for_s`` seconds (a power cycle:
+        the pty is closed, the link removed, then a new pty behind the same link)."""
+        with self._lock:
+            self._unplug_request = float(for_s)
 
     def send_event(self, code: int, label: str) -> None:
         """Queue an EVENT frame (code 1 trigger, 2 button); sent before the next sample."""
@@ -246,15 +256,20 @@ class Emulator:
             if replug_at is not None:  # unplugged: wait, then power on again
                 if now >= replug_at:
                     self._plug()
+                    self.replugged_at = time.monotonic()
                     replug_at = None
-                    next_unplug = time.monotonic() + f.unplug_every_s
+                    if f.unplug_every_s > 0:
+                        next_unplug = time.monotonic() + f.unplug_every_s
                 else:
                     self._stop.wait(min(0.05, replug_at - now))
                 continue
-            if next_unplug is not None and now >= next_unplug:
+            with self._lock:
+                request, self._unplug_request = self._unplug_request, None
+            if request is not None or (next_unplug is not None and now >= next_unplug):
                 self._unplug()
                 self.unplugs += 1
-                replug_at = now + f.unplug_s
+                self.unplugged_at = now
+                replug_at = now + (f.unplug_s if request is None else request)
                 continue
             timeout = 0.05
             if self._streaming:
