@@ -94,7 +94,7 @@ class Acquisition:
             self.gaps.append(gap)
             self.publisher.publish_event("status", gap)
         self.next_seq = block.end
-        self.publisher.publish_block(block, od)
+        self.publisher.publish_block(block, od, self.pipeline.last_tsi)
         for ext in self.extensions:
             ext.on_block(block)
         if self.device.state != STREAMING:
@@ -161,6 +161,7 @@ class Acquisition:
             "gaps": self.gaps[-10:], "last_error": self.device.last_error,
         }
         if p is not None:
+            body["quality"] = p.assess_quality()
             body["baseline_ready"] = bool(p.converter.baseline_ready)
             body["oldest"] = p.ring.oldest
         for ext in self.extensions:

@@ -14,6 +14,8 @@ from .clock import DeviceClock
 from .config import Config
 from .converter import Converter
 from .probe import Probe, build_probe
+from .quality import QualityMonitor
+from .srs import SrsEstimator
 from .ringbuffer import NO_EPOCH, Block, RingBuffer
 
 FLAG_SATURATED = 1
@@ -42,6 +44,11 @@ class Pipeline:
         self.ring = RingBuffer(ring_capacity(cfg, info), *self.shape)
         self.ring.head = first_seq
         self.shape_errors = 0
+        self.quality = QualityMonitor(info.n_channels, info.rate_hz)
+        self._poor = np.zeros(info.n_channels, np.uint8)   # POOR_SIGNAL bits, last assessed
+        self.srs = [(np.array(idx), SrsEstimator(info.wavelengths_nm, dist, cfg.optics.extinction))
+                    for _, idx, dist in self.probe.srs_groups]
+        self.last_tsi: np.ndarray | None = None  # (n, n_groups) % for the last block
         self.tagger = None  # set by the marker channel: (seq0, t (n,)) -> epoch indices (n,)
 
     @property
@@ -63,8 +70,21 @@ class Pipeline:
         t = self.clock.to_host(t_dev, arrival)
         hb, quality = self.converter.process(raw, saturated=(flags & FLAG_SATURATED) > 0)
         od = self.converter.last_od
+        self.quality.update(hb[:, 0, :], quality)
+        quality |= self._poor
+        if self.srs:
+            self.last_tsi = np.stack([est.tsi(raw[:, idx, :]) for idx, est in self.srs],
+                                     axis=1)
         epoch = (self.tagger(self.ring.head, t) if self.tagger is not None
                  else np.full(n, NO_EPOCH, np.int16))
         block = Block(self.ring.head, t, t_dev, raw, hb, quality, flags, epoch)
         self.ring.append(block)
         return block, od
+
+    def assess_quality(self) -> dict:
+        """Per-channel quality summary (for ``status``); later samples get POOR_SIGNAL."""
+        from .converter import POOR_SIGNAL
+        summary = self.quality.summary()
+        self._poor = np.where(summary["poor"], POOR_SIGNAL, 0).astype(np.uint8)
+        summary["channels"] = list(self.probe.labels)
+        return summary

@@ -25,6 +25,8 @@ class Probe:
     distances_cm: np.ndarray       # (n_ch,)
     dpf: np.ndarray                # (n_ch, n_wl)
     channels: tuple[dict[str, Any], ...]
+    #: multi-distance groups for tissue saturation: (source id, channel indices, cm)
+    srs_groups: tuple[tuple[int, tuple[int, ...], tuple[float, ...]], ...] = ()
 
     @property
     def n_channels(self) -> int:
@@ -38,7 +40,10 @@ class Probe:
         """The probe as published in ``info`` replies (plain types only)."""
         return {"n_channels": self.n_channels, "wavelengths_nm": list(self.wavelengths_nm),
                 "rate_hz": self.info.rate_hz, "device_id": self.info.device_id,
-                "channels": list(self.channels)}
+                "channels": list(self.channels),
+                "tsi_groups": [{"source": src, "channels": list(idx),
+                                "distances_mm": [d * 10 for d in dist]}
+                               for src, idx, dist in self.srs_groups]}
 
 
 def build_probe(cfg: Config, info: Info) -> Probe:
@@ -66,4 +71,21 @@ def build_probe(cfg: Config, info: Info) -> Probe:
                 extra[ch.index][key] = list(value) if isinstance(value, tuple) else value
     channels = tuple({"index": i, "label": labels[i], "distance_mm": float(distances[i] * 10),
                       "dpf": dpf[i].tolist(), **extra[i]} for i in range(n_ch))
-    return Probe(info, tuple(labels), distances, dpf, channels)
+    return Probe(info, tuple(labels), distances, dpf, channels,
+                 srs_groups(cfg, distances))
+
+
+def srs_groups(cfg: Config, distances_cm: np.ndarray
+               ) -> tuple[tuple[int, tuple[int, ...], tuple[float, ...]], ...]:
+    """Channels that share a source and see it at ≥ 2 distances form an SRS group."""
+    by_source: dict[int, list[int]] = {}
+    for ch in cfg.channels:
+        if ch.source is not None and ch.index < len(distances_cm):
+            by_source.setdefault(ch.source, []).append(ch.index)
+    groups = []
+    for source, idx in sorted(by_source.items()):
+        idx = sorted(idx, key=lambda i: distances_cm[i])
+        dist = tuple(float(distances_cm[i]) for i in idx)
+        if len(set(dist)) >= 2:
+            groups.append((source, tuple(idx), dist))
+    return tuple(groups)
