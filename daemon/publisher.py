@@ -51,8 +51,12 @@ class Publisher:
         return {"v": wire.VERSION, "stream": self.stream, "topic": topic,
                 "msg": self.counts[topic]}
 
-    def publish_block(self, block: Block, od: np.ndarray | None = None) -> None:
-        """Publish one block of samples on ``raw``, ``hb`` and (if given) ``od``."""
+    def publish_block(self, block: Block, od: np.ndarray | None = None,
+                      tsi: np.ndarray | None = None) -> None:
+        """Publish one block of samples on ``raw``, ``hb`` and (if given) ``od``.
+
+        ``tsi``: tissue saturation index in % (n, n_groups) for multi-distance probes.
+        """
         common = {"seq": block.seq, "n": block.n, "t": block.t.tolist(),
                   "t_dev": block.t_dev.tolist(), "epoch": epoch_labels(block.epoch, self.labels)}
         raw = self._header("raw") | common
@@ -64,6 +68,8 @@ class Publisher:
         hb["fields"] = ["hbo", "hbr", "hbt"]
         hb["units"] = "uM"
         hb["quality"] = block.quality.tobytes()
+        if tsi is not None:
+            hb["tsi"] = tsi.tolist()
         self.sock.send_multipart(wire.encode_array("hb", hb, block.hb), copy=False)
         if od is not None and self.publish_od:
             head = self._header("od") | common
