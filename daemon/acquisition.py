@@ -18,6 +18,7 @@ from nirsd.drivers.base import Event, Info, Sample
 
 from .config import Config
 from .control import ControlServer
+from .errors import NirsdError
 from .device import DISCONNECTED, STREAMING, DeviceLink
 from .history import history_reply
 from .notify import Notifier
@@ -36,7 +37,12 @@ class Acquisition:
         self.cfg = cfg
         self.ctx = ctx or zmq.Context.instance()
         self.notifier = notifier or Notifier()
-        self.publisher = Publisher(self.ctx, cfg.endpoints.data)
+        try:
+            self.publisher = Publisher(self.ctx, cfg.endpoints.data)
+        except OSError as err:  # the runtime directory cannot be made or used
+            raise NirsdError(f"cannot create the socket for {cfg.endpoints.data}: "
+                             f"{err.strerror} (set NIRSD_RUNTIME_DIR to a writable "
+                             f"directory, or run as the nirsd service)") from err
         try:
             self.control = ControlServer(self.ctx, cfg.endpoints.control)
         except Exception:

@@ -34,7 +34,11 @@ class ControlServer:
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        bind_socket(self.sock, endpoint)
+        try:
+            bind_socket(self.sock, endpoint)
+        except BaseException:
+            self.sock.close(linger=0)  # an open socket would block Context.term()
+            raise
         self.handlers: dict[str, Handler] = {}
         self.served = 0
         self.rejected = 0
