@@ -50,26 +50,32 @@ class HegParser(LineParser):
     clock_modulus_s: ClassVar[float | None] = T_MODULUS_US / 1e6
     allowed: ClassVar[bytes] = b"0123456789.-+|"
     fast_line = re.compile(rb"\d{1,10}\|\d{1,10}\|\d{1,10}\|\d{1,6}\.\d{4}"
-                           rb"\|\d{1,10}\|\d{1,10}\|\d{1,10}")
+                           rb"\|\d{1,10}\|\d{1,10}\|\d{1,10}|\d{1,10}\|\d{1,10}\|\d{1,6}\.\d{4}")
 
     def __init__(self, synced: bool = False, check_ratio: bool = True) -> None:
         super().__init__(synced)
         self.check_ratio = check_ratio
 
     def _parse_run(self, lines: list[bytes]) -> list[Frame | None]:
-        """Vectorised 7-field lines; rejected ones are retried line by line."""
+        """Vectorised run of lines of one form; rejected ones are retried line by line."""
         n = len(lines)
+        fields = 7 if lines[0].count(b"|") == 6 else 3
         text = b"\n".join(lines).translate(_SEP_TO_SPACE, b".")  # ratio: exactly 4 decimals
-        values = parse_digit_tokens(text, 7 * n)
+        values = parse_digit_tokens(text, fields * n)  # a mixed run fails the count
         if values is None:
             return [None] * n
-        v = values.reshape(n, 7)
-        t_us, red, ir, ratio = v[:, 0], v[:, 1], v[:, 2], v[:, 3] / 1e4
-        ok = (t_us >= 0) & (t_us < T_MODULUS_US) & (t_us == np.floor(t_us))
+        v = values.reshape(n, fields)
+        if fields == 7:
+            t_us, red, ir, ratio = v[:, 0], v[:, 1], v[:, 2], v[:, 3] / 1e4
+            ok = (t_us < T_MODULUS_US)
+            t_dev: list[float | None] = (t_us / 1e6).tolist()
+        else:
+            red, ir, ratio = v[:, 0], v[:, 1], v[:, 2] / 1e4
+            ok = np.ones(n, bool)
+            t_dev = [None] * n
         if self.check_ratio:
             ok &= _ratio_ok(red, ir, ratio, 4)
-        inten = list(v[:, 1:3].reshape(n, 1, 2))
-        t_dev = (t_us / 1e6).tolist()
+        inten = list(np.stack((red, ir), axis=1).reshape(n, 1, 2))
         if ok.all():
             return [Sample(None, t, 0, x) for t, x in zip(t_dev, inten)]
         return [Sample(None, t, 0, x) if good else None
