@@ -12,7 +12,6 @@ import subprocess
 import sys
 import termios
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,68 +19,23 @@ import pytest
 
 pytest.importorskip("rich")
 
-from nirsd.clients.subscriber import ControlClient  # noqa: E402
-from nirsd.daemon.errors import NirsdError  # noqa: E402
+from nirsd.daemon.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
 
 LABELS = ("L3 left", "L4 right", "L5 mid")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
 
 
-def wait_for(cond, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def write_config(tmp_path: Path) -> Path:
-    cfg = tmp_path / "nirsd.toml"
-    chans = "".join(f'[[channel]]\nindex = {i}\nlabel = "{lab}"\n\n'
+def config_text() -> str:
+    chans = "".join(f'[[channel]]\nindex = {i}\nlabel = "{lab}"\n'
                     for i, lab in enumerate(LABELS))
-    cfg.write_text(f'[device]\ndriver = "simulated"\nchannels = {len(LABELS)}\n'
-                   f'rate_hz = 20.0\n\n[baseline]\nseconds = 1.0\n\n{chans}')
-    return cfg
+    return simulated_config(channels=len(LABELS), rate_hz=20.0, extra=chans)
 
 
-class Daemon:
-    """``nirsd run`` as a subprocess with its own runtime directory."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.cfg = write_config(tmp_path)
-        self.env = {**os.environ, "NIRSD_RUNTIME_DIR": str(tmp_path / "run")}
-        (tmp_path / "run").mkdir(exist_ok=True)
-        self.control = f"ipc://{tmp_path / 'run' / 'control'}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> str:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nirsd.daemon.cli", "run", "--config", str(self.cfg)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = ControlClient(self.control, timeout_s=0.5)
-
-        def ready():
-            try:
-                st = client.status()
-            except NirsdError:
-                return None
-            return st.get("baseline_ready") and client.info()["stream"]
-        try:
-            return wait_for(ready, 20, "the daemon to stream")
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+def start(d: DaemonProcess) -> str:
+    """Start the daemon; its stream id once the baseline is taken."""
+    d.start()
+    wait_for(lambda: d.control().status().get("baseline_ready"), 20, what="baseline")
+    return d.control().info()["stream"]
 
 
 class PtyView:
@@ -130,7 +84,7 @@ class PtyView:
 
 @pytest.fixture
 def daemon(tmp_path):
-    d = Daemon(tmp_path)
+    d = DaemonProcess(tmp_path, config_text())
     try:
         yield d
     finally:
@@ -146,10 +100,10 @@ def _row_values(frame: str, label: str) -> tuple[float, float]:
 
 
 def test_view_shows_channels_with_daemon_values_and_quits_on_q(daemon):
-    stream = daemon.start()
+    stream = start(daemon)
     view = PtyView(daemon.env)
     try:
-        wait_for(lambda: view.text().count("q quits") >= 6, 20, "six frames")
+        wait_for(lambda: view.text().count("q quits") >= 6, 20, what="six frames")
         frame = view.last_frame()
         assert f"stream {stream}" in frame
         assert "state streaming" in frame
@@ -157,11 +111,7 @@ def test_view_shows_channels_with_daemon_values_and_quits_on_q(daemon):
         assert 15.0 < rate < 25.0
         assert "drops msg 0 seq 0" in frame
         # every number shown is one of the daemon's samples (rounded to 3 decimals)
-        client = ControlClient(daemon.control)
-        try:
-            hb = client.history(since=0)["hb"].array
-        finally:
-            client.close()
+        hb = daemon.control().history(since=0)["hb"].array
         for i, label in enumerate(LABELS):
             hbo, hbr = _row_values(frame, label)
             assert np.min(np.abs(hb[:, 0, i] - hbo)) <= 0.0005 + 1e-12, (label, hbo)
@@ -173,19 +123,19 @@ def test_view_shows_channels_with_daemon_values_and_quits_on_q(daemon):
 
 
 def test_view_recovers_when_the_daemon_restarts(daemon):
-    first = daemon.start()
+    first = start(daemon)
     view = PtyView(daemon.env, "--refresh", "8")
     try:
-        wait_for(lambda: f"stream {first}" in view.last_frame(), 20, "the first stream")
+        wait_for(lambda: f"stream {first}" in view.last_frame(), 20, what="the first stream")
         daemon.stop()
         wait_for(lambda: "waiting for the daemon" in view.last_frame(), 20,
-                 "the viewer to notice the daemon is gone")
-        second = daemon.start()
+                 what="the viewer to notice the daemon is gone")
+        second = start(daemon)
         assert second != first
         wait_for(lambda: f"stream {second}" in view.last_frame()
-                 and "state streaming" in view.last_frame(), 20, "the second stream")
+                 and "state streaming" in view.last_frame(), 20, what="the second stream")
         wait_for(lambda: re.search(r"L3 left\s+[+-]\d", view.last_frame()), 10,
-                 "values of the new stream")
+                 what="values of the new stream")
         assert "restarts 1" in view.last_frame()
         os.killpg(view.proc.pid, signal.SIGINT)
         assert view.proc.wait(10) == 0
@@ -194,7 +144,7 @@ def test_view_recovers_when_the_daemon_restarts(daemon):
 
 
 def test_view_once_prints_one_frame(daemon):
-    daemon.start()
+    start(daemon)
     out = subprocess.run([sys.executable, "-m", "nirsd.daemon.cli", "view", "--once"],
                          env={**daemon.env, "COLUMNS": "120"}, capture_output=True,
                          text=True, timeout=30)
