@@ -93,3 +93,65 @@ def test_driver_end_to_end(driver, tmp_path):
         assert np.allclose(np.diff(t_dev), 1 / RATE, atol=1e-3)
     assert all(len(line["hbo"]) == n_ch and len(line["hbr"]) == n_ch for line in hb)
     assert status["counters"]["lost_frames"] == 0
+
+
+@pytest.mark.parametrize("driver", ["heg", "csv"])
+def test_nirsd_simulate_into_nirsd_run(driver, tmp_path):
+    """``nirsd simulate`` (a subprocess) serves the protocol behind --link, with faults."""
+    import subprocess
+    import sys
+
+    from nirsd.daemon.testing import wait_for
+
+    link = tmp_path / "sim"
+    sim = subprocess.Popen([sys.executable, "-m", "nirsd.daemon.cli", "simulate",
+                            "--driver", driver, "--rate", str(RATE), "--channels", "2",
+                            "--wavelengths", "760,850", "--link", str(link),
+                            "--garbage-every", "0.2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    options = None
+    if driver == "csv":
+        options = {"columns": ["time", "ch0:760", "ch0:850", "ch1:760", "ch1:850"],
+                   "header": True}
+    proc = DaemonProcess(tmp_path, config(driver, str(link), (760, 850), options))
+    try:
+        wait_for(link.exists, 10, what="simulator link")
+        proc.start(timeout=20)
+        raw = tail(proc, "raw", 30)
+        status = proc.control().status()
+    finally:
+        proc.stop()
+        sim.terminate()
+        sim.wait(10)
+    n_ch = 1 if driver == "heg" else 2
+    assert np.array(raw[0]["intensity"]).shape == (n_ch, 2)
+    seqs = [line["seq"] for line in raw]
+    assert seqs == list(range(seqs[0], seqs[0] + 30))
+    assert status["counters"]["lines_skipped"] >= 1  # the cut first line, garbage bursts
+    assert sim.returncode == 0
+
+
+def test_nirsd_ports(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from nirsd.drivers.ports import links_to
+
+    master, slave = os.openpty()
+    try:
+        path = os.ttyname(slave)
+        (tmp_path / "by-id").mkdir()
+        (tmp_path / "by-id" / "usb-Acme_NIRS_0001-if00").symlink_to(path)
+        (tmp_path / "by-id" / "other").symlink_to("/dev/null")
+        assert links_to(path, [str(tmp_path / "by-id"), str(tmp_path / "missing")]) == \
+            [str(tmp_path / "by-id" / "usb-Acme_NIRS_0001-if00")]
+    finally:
+        os.close(master)
+        os.close(slave)
+    out = subprocess.run([sys.executable, "-m", "nirsd.daemon.cli", "ports", "--json"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    for line in out.stdout.splitlines():
+        port = json.loads(line)
+        assert {"device", "usb_id", "serial_number", "links"} <= set(port)
