@@ -188,6 +188,17 @@ def _quality_cell(state: ViewState, i: int) -> Text:
     return text
 
 
+def _epoch_text(state: ViewState, now: float) -> str:
+    """The open epoch: the label on the newest sample, its age from ``status`` if known."""
+    st_epoch = state.status.get("epoch")
+    if state.epoch is None:
+        return "-"
+    if isinstance(st_epoch, dict) and st_epoch.get("label") == state.epoch \
+            and isinstance(st_epoch.get("onset_t"), (int, float)):
+        return f"{state.epoch} {max(0.0, now - st_epoch['onset_t']):.0f} s"
+    return str(state.epoch)
+
+
 def _describe(obj: Any) -> str:
     """A short text for a status ``epoch``/``protocol`` value of unknown shape."""
     if obj is None:
@@ -224,8 +235,8 @@ def render(state: ViewState, now: float, width: int = 100) -> RenderableType:
                 style="red" if state.msg_lost or state.seq_lost else "")
     if state.restarts:
         head.append(f"  restarts {state.restarts}", style="yellow")
-    epoch = st.get("epoch") if st.get("epoch") is not None else state.epoch
-    line2 = Text(f"epoch {_describe(epoch)}   protocol {_describe(st.get('protocol'))}   ")
+    line2 = Text(f"epoch {_epoch_text(state, now)}   "
+                 f"protocol {_describe(st.get('protocol'))}   ")
     if state.last_marker:
         m = state.last_marker
         line2.append(f"last marker {m.get('label')}/{m.get('action')} at seq {m.get('seq')}")

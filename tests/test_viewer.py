@@ -116,6 +116,11 @@ def test_view_shows_channels_with_daemon_values_and_quits_on_q(daemon):
             hbo, hbr = _row_values(frame, label)
             assert np.min(np.abs(hb[:, 0, i] - hbo)) <= 0.0005 + 1e-12, (label, hbo)
             assert np.min(np.abs(hb[:, 1, i] - hbr)) <= 0.0005 + 1e-12, (label, hbr)
+        mark = daemon.cli("mark", "extension")
+        assert mark.returncode == 0, mark.stderr
+        wait_for(lambda: re.search(r"epoch extension \d+ s", view.last_frame()), 10,
+                 what="the open epoch on screen")
+        assert "last marker extension/start" in view.last_frame()
         os.write(view.master, b"q")
         assert view.proc.wait(10) == 0
     finally:
