@@ -1,0 +1,253 @@
+"""End-to-end latency: a NIRSB frame written to the device port → ΔHb decoded in a
+subscriber process, against the anchors most labs use today, in the same run.
+
+Pipelines, per load (channels x wavelengths @ Hz):
+
+- ``nirsd``: this process writes each frame to the master side of a pty; ``nirsd run``
+  (a subprocess, driver nirsb, port = the pty) reads, converts and publishes; a
+  subscriber process decodes ``hb``.  Latency = write start → ``hb`` received.
+  The daemon's CPU (utime + stime per second of data, % of one core) is reported.
+- ``lsl``: a bare Lab Streaming Layer hop of same-size samples (float32) between two
+  processes: pylsl StreamOutlet here → StreamInlet in a subprocess (push → pull).
+- ``serial-lsl``: a plain pyserial reader → COBS decoder → pylsl outlet (a subprocess,
+  as a user would write it), inlet in another process: byte write → inlet receipt.
+
+All times are CLOCK_MONOTONIC (``time.monotonic_ns()``), shared by every process.
+
+    python bench/latency.py                      # the four loads, 15 s each
+    python bench/latency.py --quick              # smoke run, under a minute
+    python bench/latency.py --loads 64x2@100 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (BASE_COUNTS, DEFAULT_LOADS, MARK, RESULTS, Consumer, Load,  # noqa: E402
+                    Proc, PtyDevice, latencies, machine, paced, parse_load, stats, wait_io)
+
+from nirsd.daemon.testing import DaemonProcess, device_config, wait_for  # noqa: E402
+
+PIPELINES = ("nirsd", "lsl", "serial-lsl")
+
+
+def _await_command(dev: PtyDevice, alive: Callable[[], None], timeout_s: float = 30.0) -> None:
+    """Wait for the reader's ``?b`` on the pty, then answer with INFO."""
+    deadline = time.monotonic_ns() + int(timeout_s * 1e9)
+    while b"?b" not in dev.commands:
+        alive()
+        if time.monotonic_ns() > deadline:
+            raise TimeoutError("the reader never sent ?b")
+        wait_io(min(deadline, time.monotonic_ns() + 100_000_000), [dev])
+    dev.write(dev.info())
+
+
+def _result(load: Load, pipeline: str, lat: np.ndarray, lost: int, cpu: float | None,
+            **extra: Any) -> dict[str, Any]:
+    return {"load": load.label, "pipeline": pipeline, "lost": int(lost), **stats(lat),
+            "cpu_pct": None if cpu is None else 100.0 * cpu, **extra, "_lat": lat}
+
+
+class CpuWindow:
+    """CPU of a process over the measured window: s of CPU per s of wall time."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = Proc(pid)
+        self.marks: list[tuple[float, int]] = []
+
+    def __call__(self, _start: bool) -> None:
+        self.marks.append((self.proc.cpu_s(), time.monotonic_ns()))
+
+    @property
+    def fraction(self) -> float:
+        (c0, t0), (c1, t1) = self.marks[0], self.marks[-1]
+        return (c1 - c0) / max(1e-9, (t1 - t0) / 1e9)
+
+
+def run_nirsd(load: Load, seconds: float, warmup_s: float, workdir: Path,
+              burst_s: float = 0.0, extra_cfg: str = "", send_hook=None,
+              grace_s: float = 1.0) -> dict[str, Any]:
+    """The daemon on a pty this process writes; returns latency, loss, CPU, memory."""
+    dev = PtyDevice(load)
+    d = DaemonProcess(workdir, device_config(dev.port, baseline_s=1.0, extra=extra_cfg))
+    sub = None
+    try:
+        d.start(wait_streaming=False)
+        if hasattr(send_hook, "pid"):
+            send_hook.pid = d.proc.pid  # e.g. an RSS sampler
+
+        def alive() -> None:
+            if d.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {d.proc.returncode}:\n{d.log()}")
+
+        _await_command(dev, alive)
+        ep = d.endpoints
+        sub = Consumer("hb-sub", workdir / "hb.npz", "--data", ep.data, "--control",
+                       ep.control, "--rate", repr(load.rate_hz))
+        cpu = CpuWindow(d.proc.pid)
+
+        def send(k: int) -> None:
+            dev.write(dev.frame(k))
+            if send_hook is not None:
+                send_hook(k)
+
+        p = paced(load, send, [dev, sub], lambda: sub.ready, seconds, warmup_s, burst_s,
+                  on_measure=cpu)
+        try:
+            wait_for(lambda: d.control(2.0).status().get("samples", 0) >= p.end, 30,
+                     interval=0.05, what="daemon caught up")
+        except TimeoutError:
+            pass  # reported as lost samples below
+        status = d.control(2.0).status()
+        mem = Proc(d.proc.pid).mem_kb()
+        wait_io(time.monotonic_ns() + int(grace_s * 1e9), [dev])
+        idx, ns = sub.finish()
+        sub = None
+    finally:
+        if sub is not None:
+            sub.finish()
+        d.stop()
+        dev.close()
+    lat, lost = latencies(p, idx, ns)
+    accepted = int(status.get("samples", 0))
+    return _result(load, "nirsd", lat, lost, cpu.fraction,
+                   daemon_lost=max(0, p.end - accepted), rss_kb=mem.get("VmRSS"),
+                   peak_rss_kb=mem.get("VmHWM"), counters=status.get("counters", {}),
+                   written=p.end, wire_bytes=dev.bytes_written,
+                   window_s=(p.t_end_ns - p.t_start_ns) / 1e9)
+
+
+def run_lsl(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
+    """A bare pylsl outlet (here) → inlet (subprocess) hop of same-size samples."""
+    import pylsl
+    name = f"nirsdbench{uuid.uuid4().hex[:10]}"
+    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "NIRS", load.values, load.rate_hz,
+                                                 pylsl.cf_float32, name))
+    inlet = Consumer("lsl-inlet", workdir / "lsl.npz", "--name", name)
+    sample = np.full(load.values, BASE_COUNTS, np.float32)
+
+    def send(k: int) -> None:
+        sample[0] = MARK + k
+        outlet.push_sample(sample)
+
+    try:
+        p = paced(load, send, [inlet], lambda: inlet.ready, seconds, warmup_s)
+        wait_io(time.monotonic_ns() + 1_000_000_000, [inlet])
+        idx, ns = inlet.finish()
+    finally:
+        inlet.finish()
+        del outlet
+    lat, lost = latencies(p, idx, ns)
+    return _result(load, "lsl", lat, lost, None)
+
+
+def run_serial_lsl(load: Load, seconds: float, warmup_s: float,
+                   workdir: Path) -> dict[str, Any]:
+    """pty → a plain pyserial/pylsl script (subprocess) → inlet (subprocess)."""
+    dev = PtyDevice(load)
+    name = f"nirsdbench{uuid.uuid4().hex[:10]}"
+    user = Consumer("serial-lsl", workdir / "user.npz", "--port", dev.port, "--name", name,
+                    "--channels", str(load.channels), "--wavelengths", str(load.wavelengths),
+                    "--rate", repr(load.rate_hz))
+    inlet = None
+    try:
+        def alive() -> None:
+            if user.proc.poll() is not None:
+                raise RuntimeError(f"serial-lsl exited with {user.proc.returncode}")
+
+        _await_command(dev, alive)
+        inlet = Consumer("lsl-inlet", workdir / "lsl.npz", "--name", name)
+        cpu = CpuWindow(user.proc.pid)
+        p = paced(load, lambda k: dev.write(dev.frame(k)), [dev, inlet, user],
+                  lambda: inlet.ready, seconds, warmup_s, on_measure=cpu)
+        wait_io(time.monotonic_ns() + 1_000_000_000, [dev, inlet])
+        idx, ns = inlet.finish()
+        inlet = None
+    finally:
+        if inlet is not None:
+            inlet.finish()
+        user.finish()
+        dev.close()
+    lat, lost = latencies(p, idx, ns)
+    return _result(load, "serial-lsl", lat, lost, cpu.fraction)
+
+
+RUNNERS = {"nirsd": run_nirsd, "lsl": run_lsl, "serial-lsl": run_serial_lsl}
+
+
+def run(loads: list[Load], seconds: float, warmup_s: float,
+        pipelines: tuple[str, ...] = PIPELINES, log=print) -> list[dict[str, Any]]:
+    """Every pipeline at every load; a failing run is reported, not fatal."""
+    out = []
+    for load in loads:
+        for name in pipelines:
+            log(f"  latency {load.label} {name} ({seconds:g} s) ...", file=sys.stderr)
+            with tempfile.TemporaryDirectory(prefix="nirsdbench") as tmp:
+                try:
+                    out.append(RUNNERS[name](load, seconds, warmup_s, Path(tmp)))
+                except Exception as err:  # keep going: one broken anchor is a row, not a crash
+                    out.append({"load": load.label, "pipeline": name,
+                                "error": f"{type(err).__name__}: {err}"[:300]})
+    return out
+
+
+def fmt(v: Any, spec: str = ".0f") -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    return format(v, spec)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = "| load | pipeline | samples | lost | p50 µs | p99 µs | max µs | CPU % of a core |"
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['load']} | {r['pipeline']} | error: {r['error']} |||||")
+            continue
+        lines.append(f"| {r['load']} | {r['pipeline']} | {r['n']} | {r['lost']} | "
+                     f"{fmt(r['p50_us'])} | {fmt(r['p99_us'])} | {fmt(r['max_us'])} | "
+                     f"{fmt(r['cpu_pct'], '.2f')} |")
+    return "\n".join(lines)
+
+
+def save(rows: list[dict[str, Any]], path: Path) -> None:
+    """JSON without the latency arrays; those go to a .npz beside it (for the CDF)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = [{k: v for k, v in r.items() if k != "_lat"} for r in rows]
+    path.write_text(json.dumps({"machine": machine(), "rows": clean}, indent=1))
+    arrays = {f"{r['load']}|{r['pipeline']}": r["_lat"] for r in rows if "_lat" in r}
+    np.savez(path.with_suffix(".npz"), **arrays)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--loads", nargs="+", type=parse_load, default=None,
+                   help="e.g. 8x2@10 64x2@100 (default: the four reference loads)")
+    p.add_argument("--seconds", type=float, default=None, help="measured s per run (15)")
+    p.add_argument("--warmup", type=float, default=2.0, help="s after the consumer is ready")
+    p.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
+    p.add_argument("--quick", action="store_true", help="short smoke run (3 s per run)")
+    p.add_argument("--json", type=Path, default=RESULTS / "latency.json")
+    a = p.parse_args(argv)
+    seconds = a.seconds if a.seconds is not None else (3.0 if a.quick else 15.0)
+    warmup = 1.0 if a.quick else a.warmup
+    loads = a.loads or DEFAULT_LOADS
+    rows = run(loads, seconds, warmup, tuple(a.pipelines))
+    print(table(rows))
+    save(rows, a.json)
+    print(f"saved {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
