@@ -232,3 +232,38 @@ def test_bridge_pushes_marker_messages_with_mapped_timestamps(prefix):
         if inlet is not None:
             inlet.close_stream()
         bridge.close()
+
+
+def test_lsl_follows_a_daemon_restart(daemon, prefix):
+    bridge = start_bridge(daemon, prefix)
+    inlets = []
+    try:
+        for round_ in range(2):
+            if round_:
+                daemon.stop()
+                daemon.start()
+                wait_for(lambda: daemon.control().status().get("baseline_ready"), 20,
+                         what="baseline after restart")
+            stream = daemon.control().info()["stream"]
+            found = pylsl.resolve_byprop("source_id", f"nirsd-{stream}-hb", minimum=1,
+                                         timeout=15)
+            assert found, f"no hb outlet for stream {stream}"
+            inlet = pylsl.StreamInlet(found[0])
+            inlets.append(inlet)
+            inlet.open_stream(timeout=10)
+            got: list = []
+
+            def pull() -> bool:
+                data, _ = inlet.pull_chunk(timeout=0.2)
+                got.extend(data)
+                return len(got) >= 10
+            wait_for(pull, 15, interval=0.0, what=f"hb samples of stream {stream}")
+            assert all(len(s) == 3 * N_CH for s in got)
+        assert bridge.poll() is None
+        assert stop_bridge(bridge) == 0
+        lines = bridge.stdout.read().splitlines()
+        assert len([x for x in lines if x.startswith("nirsd lsl: stream")]) == 2
+    finally:
+        for inlet in inlets:
+            inlet.close_stream()
+        stop_bridge(bridge)
