@@ -93,6 +93,7 @@ class ViewState:
         self.last_marker: dict[str, Any] | None = None
         self.last_epoch: dict[str, Any] | None = None
         self.msg_seen = {}
+        self.stale = False
         self.arrivals: list[tuple[float, int]] = []
 
     def _count_msg(self, msg: Message) -> None:
@@ -117,7 +118,8 @@ class ViewState:
     def _on_hb(self, msg: Message, now: float) -> None:
         arr = msg.array
         if arr.ndim != 3 or arr.shape[1] < 2 or arr.shape[2] != self.n_ch:
-            return  # not the probe we were told about: wait for the stream check
+            self.stale = True  # not the probe we were told about: describe again
+            return
         if self.next_seq is not None:
             if msg.seq + msg.n <= self.next_seq:
                 return  # already shown (history prefill overlaps live data)
@@ -276,6 +278,7 @@ class Viewer:
         self.ctx = zmq.Context.instance()
         self.sub: Subscriber | None = None
         self.last_msg = 0.0
+        self._described = 0.0
         self.frames = 0
 
     def _connect(self) -> None:
@@ -287,6 +290,7 @@ class Viewer:
         self._describe()
 
     def _describe(self) -> bool:
+        self._described = time.monotonic()
         client = ControlClient(self.endpoints.control, self.ctx, timeout_s=1.0)
         try:
             self.state.reset(client.info())
@@ -315,7 +319,8 @@ class Viewer:
             now = time.monotonic()
             self.last_msg = now
             stream = msg.header.get("stream")
-            if stream != self.state.stream or not self.state.connected:
+            stale = self.state.stale and now - self._described > 1.0
+            if stream != self.state.stream or not self.state.connected or stale:
                 if not self._describe():
                     return
             if stream == self.state.stream:
