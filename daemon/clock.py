@@ -7,9 +7,16 @@ negative and sometimes large (USB polling, scheduler), so the smallest recent
 line through per-window minima follows the crystal drift.  This removes jitter as
 LSL's dejitter does, and also keeps the delay floor instead of averaging it away.
 
-A device clock that jumps backwards by less than half its range did not wrap: the device
-restarted (a power cycle, a replug).  The fit is then restarted from the new clock, as
-:meth:`DeviceClock.reset` does when the daemon knows it reconnected.
+A device clock that jumps backwards by less than half its range, in a block that also
+arrives later than the estimate predicts, did not wrap: the device restarted (a power
+cycle, a replug).  The fit is then restarted from the
+new clock, as :meth:`DeviceClock.reset` does when the daemon knows it reconnected.
+
+Text protocols have no checksum, so a corrupted time field can claim a sample is later
+than it is, which would pull the delay floor down for everyone.  A block that arrives
+more than ``JUMP_S`` earlier than the estimate predicts is therefore ignored for the
+fit (counted in ``outliers``) unless ``CONFIRM`` blocks in a row agree, which means the
+host or device clock really stepped: then the fit starts over.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import numpy as np
 WINDOW_S = 1.0        # one minimum per window of device time
 FIT_WINDOWS = 120     # minima kept for the drift fit (2 minutes)
 MIN_FIT = 10          # windows needed before the drift is fitted
+JUMP_S = 0.25         # arriving this much earlier than predicted is not physical ...
+CONFIRM = 3           # ... unless it lasts this many blocks (then the clock stepped)
 
 
 class DeviceClock:
@@ -35,9 +44,13 @@ class DeviceClock:
         self._minima: deque[tuple[float, float]] = deque(maxlen=FIT_WINDOWS)
         self._fit: tuple[float, float, float] | None = None  # (t_ref, offset, drift)
         self._floor = np.inf          # minimum offset so far, before the fit exists
+        self._suspect = 0             # consecutive implausibly early blocks
+        self._backstep = False        # the newest block went back in device time
 
     #: device-clock restarts seen (backward jumps that are not wraps)
     restarts = 0
+    #: blocks whose arrival was implausibly early (ignored for the fit)
+    outliers = 0
 
     def reset(self) -> None:
         """Forget everything (a new device or a reconnect with a restarted clock)."""
@@ -55,7 +68,7 @@ class DeviceClock:
         self._n_counted += n
         if self._last_raw is not None and t_raw[0] < self._last_raw and (
                 self.modulus_s is None or self._last_raw - t_raw[0] < self.modulus_s / 2):
-            self._restart()
+            self._backstep = True  # a restart, or a corrupted previous time: to_host decides
         if self.modulus_s is None:
             self._last_raw = float(t_raw[-1])
             return t_raw
@@ -67,16 +80,39 @@ class DeviceClock:
         self._wraps = float(wraps[-1])
         return t_raw + wraps
 
-    def _restart(self) -> None:
-        """The device clock restarted: forget the fit and the unwrap state."""
-        restarts = self.restarts + 1
-        self.reset()
-        self.restarts = restarts
+    def _forget_fit(self) -> None:
+        """Start the offset estimate over, keeping the unwrap state."""
+        self._win_start, self._win_min = None, np.inf
+        self._minima.clear()
+        self._fit = None
+        self._floor = np.inf
+        self._suspect = 0
+        self._backstep = False
+
+    def _offset(self, t_dev: np.ndarray) -> np.ndarray | float:
+        if self._fit is None:
+            return self._floor
+        t_ref, offset, drift = self._fit
+        return offset + drift * (t_dev - t_ref)
 
     def to_host(self, t_dev: np.ndarray, arrival: float) -> np.ndarray:
         """Host times (s since the Unix epoch) for device times that arrived at ``arrival``."""
         newest = float(t_dev[-1])
         sample_offset = arrival - newest
+        if self._fit is not None or np.isfinite(self._floor):
+            expected = float(self._offset(np.array(newest)))
+            if self._backstep and sample_offset > expected + JUMP_S:
+                self.restarts += 1  # the device clock went back and the host did not
+                self._forget_fit()
+            elif sample_offset < expected - JUMP_S:
+                self._suspect += 1
+                if self._suspect < CONFIRM:
+                    self.outliers += 1
+                    self._backstep = False
+                    return t_dev + self._offset(t_dev)
+                self._forget_fit()  # it lasted: the clock really stepped
+        self._suspect = 0
+        self._backstep = False
         self._floor = min(self._floor, sample_offset)
         if self._win_start is None:
             self._win_start = newest
@@ -86,10 +122,7 @@ class DeviceClock:
             self._win_start, self._win_min = newest, np.inf
             if len(self._minima) >= MIN_FIT:
                 self._refit()
-        if self._fit is None:
-            return t_dev + self._floor
-        t_ref, offset, drift = self._fit
-        return t_dev + offset + drift * (t_dev - t_ref)
+        return t_dev + self._offset(t_dev)
 
     def _refit(self) -> None:
         pts = np.asarray(self._minima)

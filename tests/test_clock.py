@@ -62,3 +62,27 @@ def test_sample_count_clock():
     t = clock.unwrap(None, 3)
     assert np.allclose(t, [0.0, 0.01, 0.02])
     assert np.allclose(clock.unwrap(None, 2), [0.03, 0.04])
+
+
+def test_a_corrupted_time_field_does_not_pull_the_floor():
+    clock = DeviceClock(modulus_s=2**32 / 1e6, rate_hz=RATE)
+
+    def corrupt(t):
+        t = t.copy()
+        t[3004] += 0.9  # one digit of t_us hit: this sample claims to be 0.9 s later
+        return t
+    true_host, est = run(clock, 60, 0.0, 0.003, seed=4, t_raw_fn=corrupt)
+    good = np.ones(len(est), bool)
+    good[3004] = False
+    assert clock.outliers >= 1 and clock.restarts == 0
+    assert np.abs(est - true_host - 0.003)[good][1000:].max() < 0.003
+
+
+def test_a_real_clock_step_is_accepted_after_a_few_blocks():
+    clock = DeviceClock(modulus_s=None, rate_hz=RATE)
+    run(clock, 20, 0.0, 0.003, seed=5)
+    t0 = 1.7e9 + 20.0 - 5.0  # the host clock stepped back by 5 s
+    for i in range(5):
+        t_dev = np.array([20.0 + 0.05 * i])
+        host = clock.to_host(clock.unwrap(t_dev, 1), t0 + 0.05 * i + 0.003)
+    assert abs(host[-1] - (t0 + 0.2 + 0.003)) < 1e-6
