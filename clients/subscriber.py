@@ -18,6 +18,7 @@ import zmq
 from nirsd.daemon import wire
 from nirsd.daemon.endpoints import Endpoints, resolve
 from nirsd.daemon.errors import NirsdError, ProtocolError
+from nirsd.daemon.security import ClientKeys
 from nirsd.daemon.wire import Message
 
 
@@ -25,16 +26,21 @@ class ControlClient:
     """Request/reply to the daemon's control endpoint, with a timeout per request."""
 
     def __init__(self, endpoint: str, ctx: zmq.Context | None = None,
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0, curve: ClientKeys | None = None) -> None:
+        """``curve``: keys for a network endpoint with CURVE (default: from
+        ``$NIRSD_SERVER_KEY`` / ``$NIRSD_CLIENT_KEY`` when set)."""
         self.endpoint = endpoint
         self.ctx = ctx or zmq.Context.instance()
         self.timeout_s = timeout_s
+        self.curve = curve if curve is not None else ClientKeys.from_env()
         self._sock: zmq.Socket | None = None
 
     def _socket(self) -> zmq.Socket:
         if self._sock is None:
             self._sock = self.ctx.socket(zmq.REQ)
             self._sock.setsockopt(zmq.LINGER, 0)
+            if self.curve is not None:
+                self.curve.apply(self._sock, self.endpoint)
             self._sock.connect(self.endpoint)
         return self._sock
 
@@ -123,8 +129,10 @@ class Subscriber:
 
     def __init__(self, topics: Iterable[str] = ("hb",), data: str | None = None,
                  control: str | None = None, endpoints: Endpoints | None = None,
-                 ctx: zmq.Context | None = None, rcvhwm: int = 100_000) -> None:
+                 ctx: zmq.Context | None = None, rcvhwm: int = 100_000,
+                 curve: ClientKeys | None = None) -> None:
         ep = resolve(data, control, endpoints)
+        curve = curve if curve is not None else ClientKeys.from_env()
         self.endpoints = ep
         self.ctx = ctx or zmq.Context.instance()
         self.topics = tuple(topics)
@@ -136,8 +144,10 @@ class Subscriber:
         self.sock.setsockopt(zmq.RCVHWM, rcvhwm)
         for topic in self.topics:
             self.sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        if curve is not None:
+            curve.apply(self.sock, ep.data)
         self.sock.connect(ep.data)
-        self.control = ControlClient(ep.control, self.ctx)
+        self.control = ControlClient(ep.control, self.ctx, curve=curve)
         self.malformed = 0
 
     def recv(self, timeout_s: float | None = None) -> Message | None:

@@ -75,6 +75,16 @@ class StatusConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Who may connect over the network (see docs/security.md and daemon/security.py)."""
+    curve: bool = False                     # CURVE on tcp:// (network) endpoints
+    server_secret_key_file: str | None = None   # zcert NAME.key_secret from `nirsd keys`
+    allowed_clients: tuple[str, ...] = ()   # Z85 public keys, .key files or directories
+    control_clients: tuple[str, ...] | None = None  # control allow list (default: allowed)
+    allow_plain_tcp: bool = False           # tcp:// without CURVE: anyone on the network
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     optics: OpticsConfig = field(default_factory=OpticsConfig)
@@ -85,6 +95,7 @@ class Config:
     status: StatusConfig = field(default_factory=StatusConfig)
     endpoints: Endpoints = field(default_factory=default_endpoints)
     protocols: Mapping[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     source: str = "<embedded default>"
 
 
@@ -184,6 +195,9 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "markers": {"labels": _list_of(_str), "baseline_s": _pos, "allow_overlap": _bool},
     "status": {"interval_s": _pos},
     "endpoints": {"data": _endpoint, "control": _endpoint},
+    "security": {"curve": _bool, "server_secret_key_file": _str,
+                 "allowed_clients": _list_of(_str, 0), "control_clients": _list_of(_str, 0),
+                 "allow_plain_tcp": _bool},
 }
 CHANNEL_SCHEMA: dict[str, Callable[[Any], Any]] = {
     "index": _nonneg_int,
@@ -191,7 +205,8 @@ CHANNEL_SCHEMA: dict[str, Callable[[Any], Any]] = {
     "source_pos_mm": _list_of(_num, 2), "detector_pos_mm": _list_of(_num, 2),
 }
 SECTION_TYPES = {"device": DeviceConfig, "optics": OpticsConfig, "baseline": BaselineConfig,
-                 "buffer": BufferConfig, "markers": MarkersConfig, "status": StatusConfig}
+                 "buffer": BufferConfig, "markers": MarkersConfig, "status": StatusConfig,
+                 "security": SecurityConfig}
 PORTLESS_DRIVERS = {"simulated"}
 
 
@@ -267,7 +282,28 @@ def parse(data: Mapping[str, Any], source: str = "<mapping>") -> Config:
     return cfg
 
 
+def check_transport(cfg: Config) -> None:
+    """Network endpoints need CURVE (or ``allow_plain_tcp``); ConfigError names the key."""
+    sec = cfg.security
+    for name in ("data", "control"):
+        endpoint = getattr(cfg.endpoints, name)
+        if endpoint.startswith(("ipc://", "inproc://")) or sec.allow_plain_tcp:
+            continue
+        if not sec.curve:
+            raise ConfigError(f"{endpoint} is reachable from the network: set [security] "
+                              "curve = true (or allow_plain_tcp = true to accept anyone)",
+                              f"endpoints.{name}")
+    if sec.curve:
+        if not sec.server_secret_key_file:
+            raise ConfigError("required when curve = true (create it with `nirsd keys`)",
+                              "security.server_secret_key_file")
+        if not sec.allowed_clients and not sec.control_clients:
+            raise ConfigError("required when curve = true: the public keys that may connect",
+                              "security.allowed_clients")
+
+
 def _cross_check(cfg: Config) -> None:
+    check_transport(cfg)
     dev = cfg.device
     if dev.driver not in PORTLESS_DRIVERS and not dev.port:
         raise ConfigError(f"required for driver {dev.driver!r}", "device.port")

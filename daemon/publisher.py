@@ -19,8 +19,10 @@ import zmq
 from . import wire
 from .endpoints import ipc_path, remove_ipc
 from .ringbuffer import Block, epoch_labels
+from .security import secure_server_socket
 
 SNDHWM = 100_000  # messages per subscriber before PUB drops for it
+FLUSH_MS = 500    # on close, time given to queued messages to reach subscribers
 
 
 def bind_socket(sock: zmq.Socket, endpoint: str, mode: int = 0o660) -> None:
@@ -28,6 +30,7 @@ def bind_socket(sock: zmq.Socket, endpoint: str, mode: int = 0o660) -> None:
     path = ipc_path(endpoint)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+    secure_server_socket(sock, endpoint)  # CURVE server on network endpoints, if enabled
     sock.bind(endpoint)
     if path is not None:
         os.chmod(path, mode)
@@ -84,5 +87,6 @@ class Publisher:
         return header
 
     def close(self) -> None:
-        self.sock.close(linger=0)
+        """Close; what is queued gets up to FLUSH_MS to leave (ctx.term waits for it)."""
+        self.sock.close(linger=FLUSH_MS)
         remove_ipc(self.endpoint)

@@ -1,20 +1,41 @@
-"""Service glue: signals, the refusal to start twice, and the daemon's lifetime."""
+"""Service glue: signals, reload, CURVE, the refusal to start twice, the daemon's lifetime.
+
+- SIGTERM / SIGINT: the loop stops at its next turn (it wakes at least every 50 ms),
+  the device is stopped, queued messages get up to ``publisher.FLUSH_MS`` to leave, the
+  socket files are removed, STOPPING=1 is sent and the exit status is 0.
+- SIGHUP (``systemctl reload nirsd``): the config file is read again and checked first;
+  if it is invalid the daemon logs ``reload_failed`` and keeps running as it was.  If it
+  is valid, the acquisition is rebuilt in place from it: same process, same endpoints
+  (endpoint changes need a restart), the device reopened, a new stream id, the history
+  ring started afresh; systemd sees RELOADING=1 then READY=1.
+- ``NIRSD_TEST_HOOKS=1`` adds the control request ``test_stall`` (``seconds``), which
+  blocks the loop, so tests can see the watchdog pings stop.  Never set it in production.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
+from dataclasses import replace
 from types import FrameType
+from typing import Any
 
 import structlog
 import zmq
 
+from . import config as config_mod
 from .acquisition import Acquisition
 from .config import Config
 from .endpoints import ipc_path
 from .errors import NirsdError
+from .notify import Notifier
+from .security import ServerKeys, ServerSecurity, server_keys
 
 log = structlog.get_logger("nirsd.service")
+
+MAX_STALL_S = 60.0
 
 
 def _already_running(ctx: zmq.Context, control: str) -> bool:
@@ -33,32 +54,110 @@ def _already_running(ctx: zmq.Context, control: str) -> bool:
         client.close()
 
 
-def run_daemon(cfg: Config) -> int:
-    """Run until SIGINT or SIGTERM; returns the exit status (0 on a clean stop)."""
+def prepare(cfg: Config) -> ServerKeys | None:
+    """Check a config for serving: transport rules, then the CURVE key files (ConfigError)."""
+    config_mod.check_transport(cfg)
+    return server_keys(cfg.security)
+
+
+def reload_config(running: Config) -> tuple[Config, ServerKeys | None]:
+    """The config file read again, keeping the running endpoints; ConfigError if invalid."""
+    if running.source.startswith("<"):
+        new = config_mod.default()
+    else:
+        new = config_mod.load(running.source)
+    if new.endpoints != running.endpoints:
+        log.warning("reload_keeps_endpoints", running=running.endpoints.__dict__,
+                    configured=new.endpoints.__dict__)
+    new = replace(new, endpoints=running.endpoints)
+    return new, prepare(new)
+
+
+def _stall(req: dict[str, Any]) -> tuple[dict[str, Any], list]:
+    seconds = min(float(req.get("seconds", 1.0)), MAX_STALL_S)
+    log.warning("test_stall", seconds=seconds)
+    time.sleep(seconds)
+    return {"stalled_s": seconds}, []
+
+
+class _Lifetime:
+    """What the signal handlers change: stop, or a validated config to switch to."""
+
+    def __init__(self, cfg: Config, notifier: Notifier) -> None:
+        self.cfg = cfg
+        self.notifier = notifier
+        self.acq: Acquisition | None = None
+        self.stop = False
+        self.pending: tuple[Config, ServerKeys | None] | None = None
+
+    def on_stop(self, signum: int, _frame: FrameType | None) -> None:
+        self.stop = True
+        if self.acq is not None:
+            self.acq.stop_requested = True
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+
+    def on_reload(self, _signum: int, _frame: FrameType | None) -> None:
+        try:
+            self.pending = reload_config(self.cfg)
+        except NirsdError as err:
+            log.error("reload_failed", config=self.cfg.source, error=str(err))
+            self.notifier.status(f"reload failed, running the previous config: {err}")
+            return
+        log.info("reload_requested", config=self.cfg.source)
+        if self.acq is not None:
+            self.acq.stop_requested = True
+
+
+def _start(cfg: Config, ctx: zmq.Context, notifier: Notifier) -> Acquisition:
+    try:
+        acq = Acquisition(cfg, ctx, notifier)
+    except zmq.ZMQError as err:
+        raise NirsdError(f"cannot bind {cfg.endpoints.data} / {cfg.endpoints.control}: "
+                         f"{err}") from err
+    if os.environ.get("NIRSD_TEST_HOOKS") == "1":
+        acq.control.register("test_stall", _stall)
+        log.warning("test_hooks_enabled")
+    return acq
+
+
+def run_daemon(cfg: Config, notifier: Notifier | None = None) -> int:
+    """Run until SIGINT or SIGTERM (reloading on SIGHUP); returns 0 on a clean stop."""
+    keys = prepare(cfg)
+    notifier = notifier or Notifier()
     ctx = zmq.Context()
     try:
         if _already_running(ctx, cfg.endpoints.control):
             raise NirsdError(f"another nirsd already serves {cfg.endpoints.control}")
-        try:
-            acq = Acquisition(cfg, ctx)
-        except zmq.ZMQError as err:
-            raise NirsdError(f"cannot bind {cfg.endpoints.data} / {cfg.endpoints.control}: "
-                             f"{err}") from err
-
-        def stop(signum: int, _frame: FrameType | None) -> None:
-            acq.stop_requested = True
-            log.info("stop_requested", signal=signal.Signals(signum).name)
-
+        life = _Lifetime(cfg, notifier)
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, stop)
-            signal.signal(signal.SIGTERM, stop)
-        log.info("started", config=cfg.source, data=cfg.endpoints.data,
-                 control=cfg.endpoints.control, driver=cfg.device.driver,
-                 port=acq.device.port)
-        try:
-            acq.run()
-        finally:
-            acq.close()
-        return 0
+            signal.signal(signal.SIGINT, life.on_stop)
+            signal.signal(signal.SIGTERM, life.on_stop)
+            signal.signal(signal.SIGHUP, life.on_reload)
+        while True:
+            sec = ServerSecurity(ctx, keys) if keys is not None else None
+            try:
+                acq = life.acq = _start(life.cfg, ctx, notifier)
+            except BaseException:
+                if sec is not None:
+                    sec.stop()
+                raise
+            log.info("started", config=life.cfg.source, data=life.cfg.endpoints.data,
+                     control=life.cfg.endpoints.control, driver=life.cfg.device.driver,
+                     port=acq.device.port, pid=os.getpid())
+            acq.stop_requested = life.stop or life.pending is not None
+            try:
+                acq.run()
+            finally:
+                if life.pending is not None and not life.stop:
+                    notifier.reloading()
+                acq.close()
+                life.acq = None
+                if sec is not None:
+                    sec.stop()
+            if life.stop or life.pending is None:
+                return 0
+            (life.cfg, keys), life.pending = life.pending, None
+            log.info("reloaded", config=life.cfg.source)
     finally:
+        notifier.close()
         ctx.term()
