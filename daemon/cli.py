@@ -43,21 +43,6 @@ def _curve(args: argparse.Namespace) -> Any:
         return None
     from .security import ClientKeys
     return ClientKeys.load(server, client)
-    p.add_argument("--server-key", metavar="KEY", help="CURVE: the daemon's public key "
-                   "(Z85 or NAME.key file; default $NIRSD_SERVER_KEY)")
-    p.add_argument("--client-key", metavar="FILE", help="CURVE: this client's NAME.key_secret "
-                   "(default $NIRSD_CLIENT_KEY)")
-
-
-def _curve(args: argparse.Namespace) -> Any:
-    """Client CURVE keys from --server-key/--client-key, else None (then the env applies)."""
-    server, client = getattr(args, "server_key", None), getattr(args, "client_key", None)
-    if bool(server) != bool(client):
-        raise ConfigError("--server-key and --client-key go together")
-    if not server:
-        return None
-    from .security import ClientKeys
-    return ClientKeys.load(server, client)
 
 
 def _endpoints(args: argparse.Namespace) -> Endpoints:
@@ -236,7 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands kept beside what they drive: each module has ``register(subparsers)``,
 # which adds its parser and sets ``func`` (importing heavy dependencies only when run).
 COMMAND_MODULES: tuple[str, ...] = (
-    "nirsd.daemon.cmd_keys",
     "nirsd.daemon.cmd_keys",
     "nirsd.daemon.cmd_view",
     "nirsd.daemon.cmd_lsl",
