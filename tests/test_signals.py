@@ -1,0 +1,97 @@
+"""Signals on a real daemon subprocess: SIGTERM flushes and exits 0, SIGHUP reloads."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from nirsd.daemon.testing import DaemonProcess, simulated_config, wait_for
+
+
+def _log_events(proc: DaemonProcess, event: str) -> list[dict]:
+    out = []
+    for line in proc.log().splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if obj.get("event") == event:
+            out.append(obj)
+    return out
+
+
+def test_sigterm_during_streaming_exits_0_flushed_and_clean(tmp_path):
+    proc = DaemonProcess(tmp_path, simulated_config(channels=8, rate_hz=50.0))
+    proc.start()
+    try:
+        with proc.subscriber(["hb", "raw"]) as sub:
+            first = wait_for(lambda: sub.recv(0.5), 10.0, what="live hb")
+            assert first.topic in ("hb", "raw")
+            t0 = time.monotonic()
+            proc.proc.send_signal(signal.SIGTERM)
+            rc = proc.proc.wait(5.0)
+            elapsed = time.monotonic() - t0
+            assert rc == 0, proc.log()
+            assert elapsed < 2.0, f"SIGTERM took {elapsed:.2f} s"
+            # what was published before the exit is all there, up to the last sample
+            end = {"hb": 0, "raw": 0}
+            while (msg := sub.recv(1.0)) is not None:
+                end[msg.topic] = msg.seq + msg.n
+        stopped = _log_events(proc, "stopped")
+        assert len(stopped) == 1
+        assert end["hb"] == end["raw"] == stopped[0]["samples"] > first.seq
+        assert _log_events(proc, "stop_requested")[0]["signal"] == "SIGTERM"
+        for name in ("data", "control"):
+            assert not (proc.runtime / name).exists(), f"{name} socket left behind"
+    finally:
+        proc.stop()
+
+
+def test_sigint_also_stops_cleanly(tmp_path):
+    proc = DaemonProcess(tmp_path, simulated_config(channels=2, rate_hz=20.0))
+    proc.start()
+    try:
+        assert proc.stop(signal.SIGINT, timeout=5.0) == 0
+        assert not (proc.runtime / "control").exists()
+    finally:
+        proc.stop()
+
+
+def test_sighup_reloads_the_config_in_place(tmp_path):
+    proc = DaemonProcess(tmp_path, simulated_config(channels=4, rate_hz=20.0))
+    proc.start()
+    try:
+        info = proc.control().info()
+        old_stream, pid = info["stream"], proc.proc.pid
+        proc.config_path.write_text(simulated_config(channels=2, rate_hz=20.0))
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: _log_events(proc, "reloaded"), 10.0, what="reloaded")
+        with proc.subscriber(["hb"]) as sub:
+            def two_channels():
+                msg = sub.recv(0.5)
+                return msg if msg is not None and msg.array.shape[1:] == (3, 2) else None
+            msg = wait_for(two_channels, 10.0, what="hb from the reloaded 2-channel config")
+            assert msg.header["stream"] != old_stream
+        assert proc.proc.pid == pid and proc.proc.poll() is None
+        assert proc.control().info()["endpoints"]["data"] == proc.endpoints.data
+    finally:
+        assert proc.stop() == 0
+
+
+def test_sighup_with_a_bad_config_keeps_running(tmp_path):
+    proc = DaemonProcess(tmp_path, simulated_config(channels=4, rate_hz=20.0))
+    proc.start()
+    try:
+        stream = proc.control().info()["stream"]
+        proc.config_path.write_text('[device]\nchannels = "four"\n')
+        proc.proc.send_signal(signal.SIGHUP)
+        failed = wait_for(lambda: _log_events(proc, "reload_failed"), 10.0, what="reload_failed")
+        assert "device.channels" in failed[0]["error"]
+        info = proc.control().info()
+        assert info["stream"] == stream and info["state"] == "streaming"
+        with proc.subscriber(["hb"]) as sub:
+            msg = wait_for(lambda: sub.recv(0.5), 10.0, what="still streaming")
+            assert msg.array.shape[1:] == (3, 4)
+    finally:
+        assert proc.stop() == 0
