@@ -180,6 +180,12 @@ class Subscriber:
         (the subscriber fell behind PUB's high-water mark) is filled from history
         when the ring still holds it; what cannot be filled is reported by a
         ``header["missed"]`` count on the next message.
+
+        When the daemon restarts (a new ``stream`` id), the new stream is delivered
+        from its sample 0 (backfilled from the new daemon's history), and the first
+        message of each topic from it carries ``header["restart"]``: ``stream`` (the
+        old id), ``end_seq`` (the old stream's next sample index) and ``gap_s``
+        (seconds between the old stream's last sample and the new one's first).
         """
         first = None
         deadline = time.monotonic() + timeout_s
@@ -202,20 +208,40 @@ class Subscriber:
                 yield hist[topic]
             expected[topic] = first.seq
         yield from pending
+        stream = first.header.get("stream")
+        last_t: dict[str, float] = {}
+        restarted: dict[str, dict] = {}
         msg: Message | None = first
         while True:
             if msg is None:
                 msg = self.recv()
                 continue
-            if msg.topic in wire.SAMPLE_TOPICS:
-                want = expected.get(msg.topic, msg.seq)
-                if msg.seq + msg.n <= want:
-                    msg = None  # already delivered from history
-                    continue
-                if msg.seq > want and msg.topic in ("raw", "hb"):
-                    yield from self._fill(msg.topic, want, msg.seq)
-                expected[msg.topic] = msg.seq + msg.n
-            yield msg
+            if msg.topic not in wire.SAMPLE_TOPICS:
+                yield msg
+                msg = None
+                continue
+            if msg.header.get("stream", stream) != stream:
+                # the daemon restarted: the new stream numbers its samples from 0 again
+                restarted = {topic: {"stream": stream, "end_seq": end}
+                             for topic, end in expected.items()}
+                stream = msg.header.get("stream")
+                expected = {topic: 0 for topic in ("raw", "hb") if topic in self.topics}
+            want = expected.get(msg.topic, msg.seq)
+            if msg.seq + msg.n <= want:
+                msg = None  # already delivered from history
+                continue
+            out = [msg]
+            if msg.seq > want and msg.topic in ("raw", "hb"):
+                out = [*self._fill(msg.topic, want, msg.seq), msg]
+            expected[msg.topic] = msg.seq + msg.n
+            note = restarted.pop(msg.topic, None)
+            if note is not None:
+                t_old = last_t.get(msg.topic)
+                note["gap_s"] = None if t_old is None else out[0].header["t"][0] - t_old
+                out[0].header["restart"] = note
+            if msg.header.get("t"):
+                last_t[msg.topic] = msg.header["t"][-1]
+            yield from out
             msg = None
 
     def _fill(self, topic: str, since: int, until: int) -> Iterator[Message]:

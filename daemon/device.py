@@ -34,6 +34,8 @@ CONNECTING, STREAMING, DISCONNECTED = "connecting", "streaming", "disconnected"
 
 #: consecutive empty reads of a polled-readable port taken as a hang-up
 EOF_READS = 3
+#: bytes and seconds without one valid frame before the status says so (wrong protocol?)
+NO_FRAME_BYTES, NO_FRAME_S = 8192, 2.0
 
 
 def make_driver(cfg: Config, port: str) -> Driver:
@@ -69,6 +71,9 @@ class DeviceLink:
         self._last_t: float | None = None   # host time of the newest sample
         self._last_end = 0                  # absolute index one past it
         self._empty_reads = 0
+        self._bytes_no_frame = 0  # bytes received since the last valid frame
+        self._no_frame_since = 0.0   # monotonic s of the last valid frame or open
+        self._flagged = False
 
     @staticmethod
     def _start_emulator(cfg: Config):
@@ -112,7 +117,8 @@ class DeviceLink:
             self.reconnects += 1
             self._clock_reset = True
         self.opened_once = True
-        self._empty_reads = 0
+        self._empty_reads = self._bytes_no_frame = 0
+        self._no_frame_since, self._flagged = time.monotonic(), False
         self.last_error = None
         self.state = CONNECTING
         log.info("device_opened", port=self.port, driver=self.driver.name)
@@ -134,7 +140,27 @@ class DeviceLink:
                     self.disconnect(f"serial port {self.port} hung up (end of file)")
             return []
         self._empty_reads = 0
-        return self.parser.feed(data)
+        frames = self.parser.feed(data)
+        self._check_protocol(len(data), bool(frames))
+        return frames
+
+    def _check_protocol(self, n_bytes: int, got_frames: bool) -> None:
+        """Say in ``last_error`` when bytes keep coming but none makes a valid frame."""
+        if got_frames:
+            if self._flagged:
+                self.last_error, self._flagged = None, False
+            self._bytes_no_frame = 0
+            self._no_frame_since = time.monotonic()
+            return
+        self._bytes_no_frame += n_bytes
+        if not self._flagged and self._bytes_no_frame >= NO_FRAME_BYTES and \
+                time.monotonic() - self._no_frame_since >= NO_FRAME_S:
+            self._flagged = True
+            self.last_error = (f"{self._bytes_no_frame} bytes from {self.port} without one "
+                               f"valid {self.driver.name} frame: wrong driver, baud rate "
+                               "or device?")
+            log.warning("no_valid_frames", port=self.port, driver=self.driver.name,
+                        bytes=self._bytes_no_frame)
 
     def take_clock_reset(self) -> bool:
         """True once after each reconnect: the device clock may have restarted."""

@@ -6,6 +6,8 @@ import pytest
 
 from nirsd.daemon.testing import DaemonProcess, simulated_config
 
+pytest_plugins = ["fault_report"]  # the fault suite's summary table
+
 
 @pytest.fixture
 def daemon(tmp_path):
