@@ -33,7 +33,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
-from .errors import ConfigError
+from .errors import ConfigError, NirsdError
 
 log = structlog.get_logger("nirsd.security")
 
@@ -86,7 +86,7 @@ def generate_keypair(directory: str | Path, name: str, force: bool = False) -> t
     for path in (public_path, secret_path):
         if path.exists():
             if not force:
-                raise ConfigError(f"{path} exists (use --force to replace it)")
+                raise NirsdError(f"{path} exists (use --force to replace it)")
             path.unlink()
     public, secret = zmq.curve_keypair()
     _write(secret_path, _zcert(public, secret), 0o600)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import stat
 import subprocess
@@ -183,7 +184,7 @@ def test_keys_files_and_modes(tmp_path):
     public, secret = load_key_file(secret_path, "k", secret=True)
     assert load_key_file(public_path, "k") == (public, None)
     assert len(public) == 40 and len(secret) == 40
-    with pytest.raises(ConfigError, match="exists"):
+    with pytest.raises(NirsdError, match="exists"):
         generate_keypair(tmp_path / "k", "server")
     with pytest.raises(ConfigError, match="no secret key"):
         load_key_file(public_path, "security.server_secret_key_file", secret=True)
@@ -193,3 +194,35 @@ def test_ipc_sockets_are_0660(daemon):
     for name in ("data", "control"):
         mode = stat.S_IMODE((daemon.runtime / name).stat().st_mode)
         assert mode == 0o660, f"{name}: {oct(mode)}"
+
+
+def test_cli_clients_use_curve_keys(curve_daemon):
+    proc, client = curve_daemon
+    keys = proc.workdir / "keys"
+    ep = ["--data", proc.endpoints.data, "--control", proc.endpoints.control]
+    res = proc.cli("status", *ep, "--server-key", str(keys / "server.key"),
+                   "--client-key", str(keys / "alice.key_secret"), timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["state"] == "streaming"
+    res = proc.cli("tail", "--topic", "hb", "--json", "-n", "2", *ep, "--server-key",
+                   str(keys / "server.key"), "--client-key", str(keys / "alice.key_secret"),
+                   timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert [len(json.loads(line)["hbo"]) for line in res.stdout.splitlines()] == [4, 4]
+    res = proc.cli("status", *ep, "--timeout", "1", "--server-key", str(keys / "server.key"),
+                   "--client-key", str(keys / "mallory.key_secret"), timeout=60)
+    assert res.returncode == 1 and "no reply" in res.stderr
+
+
+def test_keys_command(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "nirsd.daemon.cli", "keys", "--out",
+                          str(tmp_path), "--name", "viewer1"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert load_key_file(out["public_file"], "k")[0].decode() == out["public_key"]
+    assert stat.S_IMODE(Path(out["secret_file"]).stat().st_mode) == 0o600
+    again = subprocess.run([sys.executable, "-m", "nirsd.daemon.cli", "keys", "--out",
+                            str(tmp_path), "--name", "viewer1"], capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 1 and "exists" in again.stderr
