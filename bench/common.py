@@ -266,13 +266,13 @@ class Paced:
 
 def paced(load: Load, send, readers: list[Any], is_ready, seconds: float,
           warmup_s: float = 1.0, burst_s: float = 0.0, max_wait_s: float = 30.0,
-          on_measure=None) -> Paced:
+          on_measure=None, flush=None) -> Paced:
     """Call ``send(k)`` for frames k = 0, 1, … at ``load.rate_hz``.
 
     Frames keep flowing until ``is_ready()`` and then ``warmup_s`` more; the next
     ``seconds`` of frames are the measured window (``on_measure(True/False)`` is called
     at its start and end).  ``burst_s`` > 0 sends all frames due every ``burst_s`` s in
-    one go (for rates the writer cannot pace one by one).
+    one go (for rates the writer cannot pace one by one), then calls ``flush()``.
     """
     period = 1e9 / load.rate_hz
     total_cap = int((max_wait_s + warmup_s + seconds) * load.rate_hz) + 1
@@ -303,6 +303,8 @@ def paced(load: Load, send, readers: list[Any], is_ready, seconds: float,
             write_ns[k] = time.monotonic_ns()
             send(k)
             k += 1
+        if flush is not None:
+            flush()
     if on_measure:
         on_measure(False)
     return Paced(write_ns, first, end, int(write_ns[first]), int(write_ns[end - 1]))

@@ -76,7 +76,7 @@ class CpuWindow:
 
 def run_nirsd(load: Load, seconds: float, warmup_s: float, workdir: Path,
               burst_s: float = 0.0, extra_cfg: str = "", send_hook=None,
-              grace_s: float = 1.0) -> dict[str, Any]:
+              grace_s: float = 1.0, max_wait_s: float = 30.0) -> dict[str, Any]:
     """The daemon on a pty this process writes; returns latency, loss, CPU, memory."""
     dev = PtyDevice(load)
     d = DaemonProcess(workdir, device_config(dev.port, baseline_s=1.0, extra=extra_cfg))
@@ -96,15 +96,25 @@ def run_nirsd(load: Load, seconds: float, warmup_s: float, workdir: Path,
                        ep.control, "--rate", repr(load.rate_hz))
         cpu = CpuWindow(d.proc.pid)
 
+        pending: list[bytes] = []
+
         def send(k: int) -> None:
-            dev.write(dev.frame(k))
+            if burst_s:
+                pending.append(dev.frame(k))
+            else:
+                dev.write(dev.frame(k))
             if send_hook is not None:
                 send_hook(k)
 
+        def flush() -> None:
+            if pending:
+                dev.write(b"".join(pending))
+                pending.clear()
+
         p = paced(load, send, [dev, sub], lambda: sub.ready, seconds, warmup_s, burst_s,
-                  on_measure=cpu)
+                  max_wait_s=max_wait_s, on_measure=cpu, flush=flush)
         try:
-            wait_for(lambda: d.control(2.0).status().get("samples", 0) >= p.end, 30,
+            wait_for(lambda: d.control(2.0).status().get("samples", 0) >= p.end, 15,
                      interval=0.05, what="daemon caught up")
         except TimeoutError:
             pass  # reported as lost samples below

@@ -1,0 +1,119 @@
+"""Run every benchmark in one go on one machine, print one report, save JSON and a
+latency CDF (PNG) under bench/results/.
+
+    python bench/report.py                 # full run (about 10 min on 2 cores)
+    python bench/report.py --quick         # smoke run
+    python bench/report.py --soak 600      # with the 10-minute RSS soak
+
+The parser benchmark (bench/parsers.py), when present, runs as a subprocess and its
+printed table is included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import converter  # noqa: E402
+import latency  # noqa: E402
+import load  # noqa: E402
+import throughput  # noqa: E402
+from common import BENCH, DEFAULT_LOADS, RESULTS, machine  # noqa: E402
+
+
+def cdf_png(rows: list[dict[str, Any]], path: Path) -> None:
+    """One panel per load: the latency CDF of each pipeline, log-scaled µs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    loads = list(dict.fromkeys(r["load"] for r in rows))
+    fig, axes = plt.subplots(1, len(loads), figsize=(4.2 * len(loads), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, lab in zip(axes[0], loads):
+        for r in rows:
+            lat = r.get("_lat")
+            if r["load"] != lab or lat is None or not len(lat):
+                continue
+            x = np.sort(lat)
+            ax.plot(x, np.arange(1, x.size + 1) / x.size, label=r["pipeline"])
+        ax.set_xscale("log")
+        ax.set_title(lab)
+        ax.set_xlabel("write → receipt latency (µs)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("fraction of samples")
+    axes[0][0].legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parsers_report(quick: bool) -> str | None:
+    script = BENCH / "parsers.py"
+    if not script.exists():
+        return None
+    args = [sys.executable, str(script)] + (["--seconds", "0.5"] if quick else [])
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return "parsers.py timed out"
+    return out.stdout.strip() or out.stderr.strip()[-2000:]
+
+
+def log(*a: Any, **k: Any) -> None:
+    print(*a, **k, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run, a few minutes")
+    p.add_argument("--seconds", type=float, default=10.0, help="latency s per run")
+    p.add_argument("--load-seconds", type=float, default=10.0, help="CPU/RSS s per load")
+    p.add_argument("--soak", type=float, default=60.0, help="RSS soak s (600: full)")
+    a = p.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    q = a.quick
+    info = machine()
+    log(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, "
+        f"load average {info['loadavg_1m']:.2f}, {info['date']}", file=sys.stderr)
+
+    lat_rows = latency.run(DEFAULT_LOADS, 3.0 if q else a.seconds, 1.0 if q else 2.0, log=log)
+    latency.save(lat_rows, RESULTS / "latency.json")
+    cdf_png(lat_rows, RESULTS / "latency_cdf.png")
+    load_res = load.run(DEFAULT_LOADS, 3.0 if q else a.load_seconds, 15.0 if q else a.soak,
+                        log=log)
+    conv_res = converter.run(samples=3000 if q else 30_000, log=log)
+    thr_res = throughput.run(seconds=2.0 if q else 5.0, max_hz=4000.0 if q else 16_000.0,
+                             log=log)
+    par = parsers_report(q)
+
+    report = "\n\n".join(filter(None, [
+        f"machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
+        f"Linux {info['kernel']}, {info['date']}, load average at start "
+        f"{info['loadavg_1m']:.2f}",
+        "## latency: device byte written → decoded in another process\n"
+        + latency.table(lat_rows),
+        "## daemon CPU and memory\n" + load.table(load_res),
+        "## throughput\n" + throughput.table(thr_res),
+        "## converter\n" + converter.table(conv_res),
+        ("## parsers\n" + par) if par else None,
+    ]))
+    print(report)
+    (RESULTS / "report.md").write_text(report + "\n")
+    clean = [{k: v for k, v in r.items() if k != "_lat"} for r in lat_rows]
+    (RESULTS / "report.json").write_text(json.dumps(
+        {"machine": info, "latency": clean, "load": load_res, "throughput": thr_res,
+         "converter": conv_res, "parsers": par}, indent=1, default=str))
+    print(f"\nsaved {RESULTS / 'report.json'}, {RESULTS / 'report.md'}, "
+          f"{RESULTS / 'latency_cdf.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
