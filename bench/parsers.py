@@ -1,9 +1,11 @@
 """Parser throughput (MB/s) for NIRSB, HEG and delimited text, against the link limits.
 
-    python bench/parsers.py [--seconds S] [--chunk BYTES]
+    python bench/parsers.py [--seconds S] [--chunk BYTES] [--api feed_blocks|feed]
 
 Each parser decodes a clean stream fed in ``--chunk``-byte reads (a serial read returns
-at most a few kB) for about ``--seconds`` s; the best of five runs is reported.  Anchors:
+at most a few kB) for about ``--seconds`` s; the best of five runs is reported.  By
+default through ``Parser.feed_blocks``, as the daemon reads (text parsers return one
+``SampleBlock`` per read); ``--api feed`` measures the one-``Sample``-per-line API.  Anchors:
 3 Mbaud serial moves about 0.3 MB/s, USB full speed about 1 MB/s; the target is at least
 20x the USB full-speed rate, so the parser is never the bottleneck.  Prints a table and
 saves JSON to bench/results/parsers.json.
@@ -50,17 +52,19 @@ def streams(n: int) -> dict[str, tuple[bytes, callable]]:
     }
 
 
-def measure(data: bytes, make, chunk: int, seconds: float) -> tuple[float, int]:
+def measure(data: bytes, make, chunk: int, seconds: float,
+            api: str = "feed_blocks") -> tuple[float, int]:
     best = 0.0
     frames = 0
     for _ in range(5):
         p = make()
+        feed = getattr(p, api)
         t0 = time.perf_counter()
         done = 0
         frames = 0
         while True:
             for i in range(0, len(data), chunk):
-                frames += len(p.feed(data[i:i + chunk]))
+                frames += len(feed(data[i:i + chunk]))
             done += len(data)
             elapsed = time.perf_counter() - t0
             if elapsed >= seconds / 5:
@@ -74,12 +78,13 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--chunk", type=int, default=4096)
     ap.add_argument("--samples", type=int, default=20_000)
+    ap.add_argument("--api", choices=("feed_blocks", "feed"), default="feed_blocks")
     args = ap.parse_args()
     rows = []
     print(f"{'stream':<22} {'MB/s':>8} {'Msamples/s':>11} {'x 0.3 MB/s':>11} "
           f"{'x 1 MB/s':>9}  target >= {TARGET_X:g}x")
     for name, (data, make) in streams(args.samples).items():
-        mbps, _ = measure(data, make, args.chunk, args.seconds)
+        mbps, _ = measure(data, make, args.chunk, args.seconds, args.api)
         per_sample = len(data) / args.samples
         row = {"stream": name, "mb_per_s": round(mbps, 2),
                "samples_per_s": round(mbps * 1e6 / per_sample),
@@ -93,7 +98,7 @@ def main() -> int:
               f"{'ok' if row['meets_target'] else 'BELOW'}")
     out = Path(__file__).resolve().parent / "results" / "parsers.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"chunk_bytes": args.chunk, "python": platform.python_version(),
+    out.write_text(json.dumps({"chunk_bytes": args.chunk, "api": args.api, "python": platform.python_version(),
                                "machine": platform.machine(), "cpus": __import__("os").cpu_count(),
                                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                "anchors_mb_per_s": {"serial_3mbaud": SERIAL_3MBAUD,

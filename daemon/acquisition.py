@@ -14,7 +14,7 @@ import numpy as np
 import structlog
 import zmq
 
-from nirsd.drivers.base import Event, Info, Sample
+from nirsd.drivers.base import Event, Info, Sample, SampleBlock
 
 from .config import Config
 from .control import ControlServer
@@ -85,9 +85,10 @@ class Acquisition:
     def labels(self) -> list[str]:
         return list(self.cfg.markers.labels)
 
-    def _on_samples(self, samples: list[Sample], arrival: float) -> None:
+    def _on_samples(self, samples: list[Sample | SampleBlock], arrival: float) -> None:
         if self.pipeline is None:
-            info = self.device.default_info() or self._infer_info(samples[0])
+            first = samples[0] if type(samples[0]) is Sample else samples[0].sample(0)
+            info = self.device.default_info() or self._infer_info(first)
             self._on_info(info)
         if self.device.take_clock_reset():  # reconnected: the device clock may restart
             self.pipeline.clock.reset()
@@ -128,9 +129,9 @@ class Acquisition:
         self._last_lost = lost
 
     def handle_frames(self, frames: list, arrival: float) -> None:
-        samples: list[Sample] = []
+        samples: list[Sample | SampleBlock] = []
         for frame in frames:
-            if isinstance(frame, Sample):
+            if isinstance(frame, (Sample, SampleBlock)):
                 samples.append(frame)
                 continue
             if samples:  # keep order: samples before an INFO/EVENT are handled first

@@ -140,7 +140,7 @@ class DeviceLink:
                     self.disconnect(f"serial port {self.port} hung up (end of file)")
             return []
         self._empty_reads = 0
-        frames = self.parser.feed(data)
+        frames = self.parser.feed_blocks(data)
         self._check_protocol(len(data), bool(frames))
         return frames
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nirsd.drivers.base import Info, Parser, Sample
+from nirsd.drivers.base import Info, Parser, Sample, SampleBlock
 
 from .clock import DeviceClock
 from .config import Config
@@ -26,6 +26,22 @@ def ring_capacity(cfg: Config, info: Info) -> int:
     by_span = int(np.ceil(cfg.buffer.seconds * info.rate_hz))
     by_memory = int(cfg.buffer.max_mb * 1e6 // per_sample)
     return max(16, min(by_span, by_memory))
+
+
+def _join(parts: list[Sample | SampleBlock]) -> tuple[np.ndarray, np.ndarray,
+                                                      np.ndarray | None]:
+    """(raw (n, ch, wl), flags (n,) uint8, device times (n,) s or None) of the parts."""
+    if len(parts) == 1 and type(parts[0]) is SampleBlock:
+        b = parts[0]
+        return b.intensity, b.flags.astype(np.uint8, copy=False), b.t_dev
+    raw = np.concatenate([s.intensity if type(s) is SampleBlock else s.intensity[None]
+                          for s in parts])
+    flags = np.concatenate([s.flags if type(s) is SampleBlock else [s.flags]
+                            for s in parts]).astype(np.uint8)
+    if any(s.t_dev is None for s in parts):
+        return raw, flags, None
+    t = np.concatenate([s.t_dev if type(s) is SampleBlock else [s.t_dev] for s in parts])
+    return raw, flags, t.astype(np.float64)
 
 
 class Pipeline:
@@ -55,17 +71,31 @@ class Pipeline:
     def info(self) -> Info:
         return self.probe.info
 
-    def ingest(self, samples: list[Sample], arrival: float) -> tuple[Block, np.ndarray] | None:
-        """Convert, tag and store samples that arrived together; returns (block, od)."""
-        good = [s for s in samples if s.intensity.shape == self.shape]
-        self.shape_errors += len(samples) - len(good)
-        if not good:
-            return None
-        n = len(good)
-        raw = np.stack([s.intensity for s in good])
-        flags = np.fromiter((s.flags for s in good), np.uint8, n)
-        t_raw = (None if good[0].t_dev is None
-                 else np.fromiter((s.t_dev for s in good), np.float64, n))
+    def ingest(self, samples: list[Sample | SampleBlock],
+               arrival: float) -> tuple[Block, np.ndarray] | None:
+        """Convert, tag and store samples that arrived together; returns (block, od).
+
+        ``samples`` mixes :class:`Sample` and :class:`SampleBlock` frames, in order.
+        """
+        if any(type(s) is SampleBlock for s in samples):
+            parts = [s for s in samples if s.intensity.shape[-2:] == self.shape
+                     and s.intensity.ndim == (3 if type(s) is SampleBlock else 2)]
+            n = sum(len(s) if type(s) is SampleBlock else 1 for s in parts)
+            self.shape_errors += sum(len(s) if type(s) is SampleBlock else 1
+                                     for s in samples) - n
+            if not n:
+                return None
+            raw, flags, t_raw = _join(parts)
+        else:
+            good = [s for s in samples if s.intensity.shape == self.shape]
+            self.shape_errors += len(samples) - len(good)
+            if not good:
+                return None
+            n = len(good)
+            raw = np.stack([s.intensity for s in good])
+            flags = np.fromiter((s.flags for s in good), np.uint8, n)
+            t_raw = (None if any(s.t_dev is None for s in good)
+                     else np.fromiter((s.t_dev for s in good), np.float64, n))
         t_dev = self.clock.unwrap(t_raw, n)
         t = self.clock.to_host(t_dev, arrival)
         hb, quality = self.converter.process(raw, saturated=(flags & FLAG_SATURATED) > 0)

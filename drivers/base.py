@@ -51,7 +51,53 @@ class Event:
     label: str
 
 
-Frame = Sample | Info | Event
+@dataclass(frozen=True, slots=True)
+class SampleBlock:
+    """A run of consecutive samples from one ``feed``, as arrays (text parsers' fast path).
+
+    seq: (n,) device frame counters, or None (the protocol has none).
+    t_dev: (n,) float64 device clock in seconds as sent, or None (no clock).
+    flags: (n,) uint8 device flags.
+    intensity: float64 array (n, n_channels, n_wavelengths), device units (counts).
+    """
+
+    seq: np.ndarray | None
+    t_dev: np.ndarray | None
+    flags: np.ndarray
+    intensity: np.ndarray
+
+    def __len__(self) -> int:
+        return self.intensity.shape[0]
+
+    def sample(self, i: int) -> Sample:
+        """Row ``i`` as a :class:`Sample`."""
+        return Sample(None if self.seq is None else int(self.seq[i]),
+                      None if self.t_dev is None else float(self.t_dev[i]),
+                      int(self.flags[i]), self.intensity[i])
+
+    def samples(self) -> list[Sample]:
+        """Every row as a :class:`Sample` (about 1 µs each: not for the hot path)."""
+        n = len(self)
+        seq = [None] * n if self.seq is None else self.seq.tolist()
+        t = [None] * n if self.t_dev is None else self.t_dev.tolist()
+        return [Sample(q, s, f, x) for q, s, f, x
+                in zip(seq, t, self.flags.tolist(), list(self.intensity))]
+
+
+Frame = Sample | SampleBlock | Info | Event
+
+
+def expand_blocks(frames: list[Frame]) -> list[Frame]:
+    """``frames`` with every :class:`SampleBlock` replaced by its samples, in order."""
+    if not any(type(f) is SampleBlock for f in frames):
+        return frames
+    out: list[Frame] = []
+    for f in frames:
+        if type(f) is SampleBlock:
+            out += f.samples()
+        else:
+            out.append(f)
+    return out
 
 COUNTER_NAMES = (
     "frames_ok",
@@ -93,7 +139,17 @@ class Parser(ABC):
 
     @abstractmethod
     def feed(self, data: bytes) -> list[Frame]:
-        """Consume bytes (any split) and return the complete frames they finish, in order."""
+        """Consume bytes (any split) and return the complete frames they finish, in order.
+
+        Samples come one :class:`Sample` per frame (no :class:`SampleBlock`)."""
+
+    def feed_blocks(self, data: bytes) -> list[Frame]:
+        """Like :meth:`feed`, but a run of samples may come as one :class:`SampleBlock`.
+
+        The daemon reads through this; parsers with a vectorised path override it and
+        derive :meth:`feed` from it (``expand_blocks``).  The default is :meth:`feed`.
+        """
+        return self.feed(data)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ import numpy as np
 
 from nirsd.daemon.errors import ConfigError
 
-from .base import Driver, Frame, Info, Sample
-from .lines import LineParser, parse_numbers
+from .base import Driver, Frame, Info, Sample, SampleBlock
+from .lines import LineParser, parse_int_tokens, parse_numbers
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 DELIMITERS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", " ": " ", "whitespace": None}
@@ -136,34 +136,36 @@ class DelimitedParser(LineParser):
         if sep is None:
             self.fast_line = re.compile(rb"[ \t]*" + _NUM + (rb"[ \t]+" + _NUM)
                                         * (layout.n_columns - 1) + rb"[ \t]*")
-            self._to_space = bytes.maketrans(b"\t\n", b"  ")
+            self._to_space = bytes.maketrans(b"\t\r\n", b"   ")
         else:
             s = re.escape(sep.encode())
             self.fast_line = re.compile(_NUM + (s + _NUM) * (layout.n_columns - 1))
-            self._to_space = bytes.maketrans(sep.encode() + b"\n", b"  ")
+            self._to_space = bytes.maketrans(sep.encode() + b"\r\n", b"   ")
         super().__init__(synced)
         self._cols = np.asarray(layout.data_columns)
         self._shape = (layout.n_channels, len(layout.wavelengths_nm))
         self.header: list[str] | None = None
         self._want_header = layout.header
 
-    def _parse_run(self, lines: list[bytes]) -> list[Frame | None]:
-        n, lay = len(lines), self.layout
-        values = parse_numbers(b"\n".join(lines).translate(self._to_space), n * lay.n_columns)
+    def _parse_block(self, body: bytes, n: int) -> tuple[SampleBlock, np.ndarray] | None:
+        lay = self.layout
+        text = body.translate(self._to_space)
+        if b"." in text or b"e" in text or b"E" in text:
+            values = parse_numbers(text, n * lay.n_columns)
+        else:  # integers only (ADC counts): the exact place-value path
+            values = parse_int_tokens(text, n * lay.n_columns)
         if values is None:
-            return [None] * n
+            return None
         v = values.reshape(n, lay.n_columns)
         data = v[:, self._cols]
         ok = np.isfinite(data).all(axis=1)
         if lay.time_column is None:
-            t_dev: list[float | None] = [None] * n
+            t_dev = None
         else:
-            t = v[:, lay.time_column] * lay.time_scale
-            ok &= np.isfinite(t) & (t >= 0)
-            t_dev = t.tolist()
-        inten = list(data.reshape(n, *self._shape))
-        return [Sample(None, t, 0, x) if good else None
-                for t, x, good in zip(t_dev, inten, ok.tolist())]
+            t_dev = v[:, lay.time_column] * lay.time_scale
+            ok &= np.isfinite(t_dev) & (t_dev >= 0)
+        block = SampleBlock(None, t_dev, np.zeros(n, np.uint8), data.reshape(n, *self._shape))
+        return block, ok
 
     def _parse_line(self, line: bytes) -> Frame | None:
         lay = self.layout

@@ -23,11 +23,11 @@ import numpy as np
 
 from nirsd.daemon.errors import ConfigError
 
-from .base import Driver, Frame, Info, Sample
-from .lines import LineParser, parse_digit_tokens
+from .base import Driver, Frame, Info, Sample, SampleBlock
+from .lines import LineParser, parse_int_tokens
 
 T_MODULUS_US = 1 << 32
-_SEP_TO_SPACE = bytes.maketrans(b"|\n", b"  ")
+_SEP_TO_SPACE = bytes.maketrans(b"|\r\n", b"   ")
 
 
 def _ratio_ok(red: np.ndarray, ir: np.ndarray, ratio: np.ndarray,
@@ -56,30 +56,32 @@ class HegParser(LineParser):
         super().__init__(synced)
         self.check_ratio = check_ratio
 
-    def _parse_run(self, lines: list[bytes]) -> list[Frame | None]:
-        """Vectorised run of lines of one form; rejected ones are retried line by line."""
-        n = len(lines)
-        fields = 7 if lines[0].count(b"|") == 6 else 3
-        text = b"\n".join(lines).translate(_SEP_TO_SPACE, b".")  # ratio: exactly 4 decimals
-        values = parse_digit_tokens(text, fields * n)  # a mixed run fails the count
+    def _parse_block(self, body: bytes, n: int) -> tuple[SampleBlock, np.ndarray] | None:
+        """All ``n`` lines of one form at once; None for a mix of forms."""
+        bars = body.count(b"|")
+        if bars == 6 * n:
+            fields = 7
+        elif bars == 2 * n:
+            fields = 3
+        else:
+            return None
+        text = body.translate(_SEP_TO_SPACE, b".")  # ratio: exactly 4 decimals
+        values = parse_int_tokens(text, fields * n)
         if values is None:
-            return [None] * n
+            return None
         v = values.reshape(n, fields)
         if fields == 7:
             t_us, red, ir, ratio = v[:, 0], v[:, 1], v[:, 2], v[:, 3] / 1e4
-            ok = (t_us < T_MODULUS_US)
-            t_dev: list[float | None] = (t_us / 1e6).tolist()
+            ok = t_us < T_MODULUS_US
+            t_dev: np.ndarray | None = t_us / 1e6
         else:
             red, ir, ratio = v[:, 0], v[:, 1], v[:, 2] / 1e4
             ok = np.ones(n, bool)
-            t_dev = [None] * n
+            t_dev = None
         if self.check_ratio:
             ok &= _ratio_ok(red, ir, ratio, 4)
-        inten = list(np.stack((red, ir), axis=1).reshape(n, 1, 2))
-        if ok.all():
-            return [Sample(None, t, 0, x) for t, x in zip(t_dev, inten)]
-        return [Sample(None, t, 0, x) if good else None
-                for t, x, good in zip(t_dev, inten, ok.tolist())]
+        inten = np.stack((red, ir), axis=1).reshape(n, 1, 2)
+        return SampleBlock(None, t_dev, np.zeros(n, np.uint8), inten), ok
 
     def _parse_line(self, line: bytes) -> Frame | None:
         fields = line.split(b"|")
