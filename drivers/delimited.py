@@ -33,6 +33,7 @@ TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 DELIMITERS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", " ": " ", "whitespace": None}
 OPTIONS = ("delimiter", "header", "columns", "time_unit", "time_wrap")
 _NUM = rb"[-+]?\d{1,15}(?:\.\d{1,15})?(?:[eE][-+]?\d{1,3})?"
+_INT = rb"[-+]?+[0-9]++"  # digit count checked by parse_int_tokens
 _COL_RE = re.compile(r"ch(\d+):(\d+(?:\.\d+)?)")
 
 
@@ -137,15 +138,27 @@ class DelimitedParser(LineParser):
             self.fast_line = re.compile(rb"[ \t]*" + _NUM + (rb"[ \t]+" + _NUM)
                                         * (layout.n_columns - 1) + rb"[ \t]*")
             self._to_space = bytes.maketrans(b"\t\r\n", b"   ")
+            ints = (rb"[ \t]*+" + _INT + (rb"[ \t]++" + _INT) * (layout.n_columns - 1)
+                    + rb"[ \t]*+")
         else:
             s = re.escape(sep.encode())
             self.fast_line = re.compile(_NUM + (s + _NUM) * (layout.n_columns - 1))
             self._to_space = bytes.maketrans(sep.encode() + b"\r\n", b"   ")
+            ints = _INT + (s + _INT) * (layout.n_columns - 1)
+        self._int_body = re.compile(b"(?:" + ints + rb"\r?+\n)++")
         super().__init__(synced)
         self._cols = np.asarray(layout.data_columns)
         self._shape = (layout.n_channels, len(layout.wavelengths_nm))
         self.header: list[str] | None = None
         self._want_header = layout.header
+
+    def _clean_block(self, body: bytes, n: int) -> tuple[SampleBlock, np.ndarray] | None:
+        """Integer-only chunks (ADC counts) are checked by a faster pattern."""
+        if b"." in body or b"e" in body or b"E" in body:
+            return super()._clean_block(body, n)
+        if not self._int_body.fullmatch(body):
+            return None
+        return self._parse_block(body, n)
 
     def _parse_block(self, body: bytes, n: int) -> tuple[SampleBlock, np.ndarray] | None:
         lay = self.layout

@@ -28,6 +28,10 @@ from .lines import LineParser, parse_int_tokens
 
 T_MODULUS_US = 1 << 32
 _SEP_TO_SPACE = bytes.maketrans(b"|\r\n", b"   ")
+_D, _R = rb"[0-9]++\|", rb"[0-9]++\.[0-9]{4}"
+#: whole chunks of one form (by ``|`` per line), possessive: a fast first check
+_BODY = {6.0: re.compile(b"(?:" + _D * 3 + _R + rb"\|[0-9]++\|[0-9]++\|[0-9]++\r?+\n)++"),
+         2.0: re.compile(b"(?:" + _D * 2 + _R + rb"\r?+\n)++")}
 
 
 def _ratio_ok(red: np.ndarray, ir: np.ndarray, ratio: np.ndarray,
@@ -56,6 +60,14 @@ class HegParser(LineParser):
         super().__init__(synced)
         self.check_ratio = check_ratio
 
+    def _clean_block(self, body: bytes, n: int) -> tuple[SampleBlock, np.ndarray] | None:
+        """One form throughout: a pattern without digit counts; widths checked by
+        :meth:`_parse_block` (every field at most 10 digits, the ratio's dot removed)."""
+        form = _BODY.get(body.count(b"|") / n)
+        if form is None or not form.fullmatch(body):
+            return None
+        return self._parse_block(body, n)
+
     def _parse_block(self, body: bytes, n: int) -> tuple[SampleBlock, np.ndarray] | None:
         """All ``n`` lines of one form at once; None for a mix of forms."""
         bars = body.count(b"|")
@@ -66,7 +78,7 @@ class HegParser(LineParser):
         else:
             return None
         text = body.translate(_SEP_TO_SPACE, b".")  # ratio: exactly 4 decimals
-        values = parse_int_tokens(text, fields * n)
+        values = parse_int_tokens(text, fields * n, max_digits=10)
         if values is None:
             return None
         v = values.reshape(n, fields)

@@ -43,28 +43,33 @@ _DIGIT = np.zeros(256, np.int64)
 _DIGIT[48:58] = np.arange(10)
 
 
-def parse_int_tokens(text: bytes, count: int) -> np.ndarray | None:
+def parse_int_tokens(text: bytes, count: int, max_digits: int = 15) -> np.ndarray | None:
     """Exactly ``count`` integers from ``text`` (float64), or None.
 
-    ``text`` must be tokens of the form ``-?\\d{1,15}`` separated by runs of spaces, as
-    left by a strict line pattern and a ``bytes.translate`` of the separators.  Each
-    digit is weighted by its place value and each token summed in int64 with
-    ``numpy.add.reduceat``: exact, and several times faster than ``numpy.fromstring``.
+    ``text`` must be tokens of the form ``[-+]?\\d+`` separated by runs of spaces, as left
+    by a strict line pattern and a ``bytes.translate`` of the separators; a token of more
+    than ``max_digits`` (at most 15) digits gives None.  Each digit is weighted by its
+    place value and each token summed in int64 with ``numpy.add.reduceat``: exact, and
+    several times faster than ``numpy.fromstring``.
     """
-    a = np.frombuffer(text, np.uint8)
+    a = np.frombuffer(b" " + text + b" ", np.uint8)
     tok = a != 0x20
-    edge = np.flatnonzero(np.diff(tok, prepend=False, append=False))
-    starts, ends = edge[0::2], edge[1::2] - 1  # first and last byte of each token
+    edge = np.flatnonzero(tok[1:] != tok[:-1]) + 1
+    starts, stops = edge[0::2], edge[1::2]  # first byte and one past the last, per token
     if starts.size != count:
         return None
     if count == 0:
         return np.zeros(0)
+    lengths = stops - starts
+    signed = None
+    if lengths.max() > max_digits:
+        signed = (a[starts] == 0x2D) | (a[starts] == 0x2B)
+        if (lengths - signed > max_digits).any():
+            return None
     idx = np.flatnonzero(tok)
-    lengths = ends - starts + 1
-    place = np.repeat(ends, lengths) - idx
-    weighted = _DIGIT[a[idx]] * _POW10_INT[place]  # a '-' weighs 0
-    offsets = np.cumsum(lengths) - lengths
-    values = np.add.reduceat(weighted, offsets).astype(np.float64)
+    place = np.repeat(stops - 1, lengths) - idx
+    weighted = _DIGIT[a[idx]] * _POW10_INT[place]  # a sign weighs 0
+    values = np.add.reduceat(weighted, np.cumsum(lengths) - lengths).astype(np.float64)
     neg = a[starts] == 0x2D
     if neg.any():
         values[neg] *= -1.0
@@ -131,10 +136,9 @@ class LineParser(Parser):
 
     def _parse_body(self, body: bytes) -> list[Frame]:
         """Frames from complete lines, each ending in ``\\n`` or ``\\r\\n``."""
-        if self.fast_line is not None and self.fast_body.fullmatch(body):
-            parsed = self._parse_block(body, body.count(b"\n"))
-            if parsed is not None and parsed[1].all():
-                return [parsed[0]]
+        parsed = self._clean_block(body, body.count(b"\n"))
+        if parsed is not None and parsed[1].all():
+            return [parsed[0]]
         if b"\r" in body:
             body = body.replace(b"\r\n", b"\n")
         lines = body.split(b"\n")
@@ -187,6 +191,16 @@ class LineParser(Parser):
         if len(self.fast_all.findall(b"\n".join(lines))) == len(lines):
             return [True] * len(lines)
         return [m is not None for m in map(self.fast_line.fullmatch, lines)]
+
+    def _clean_block(self, body: bytes, n: int) -> tuple[SampleBlock, np.ndarray] | None:
+        """:meth:`_parse_block` of ``body`` if all its ``n`` lines are clean, else None.
+
+        The default matches ``body`` whole against ``fast_line``; subclasses may check
+        with cheaper patterns when :meth:`_parse_block` checks what those leave out.
+        """
+        if self.fast_line is None or not self.fast_body.fullmatch(body):
+            return None
+        return self._parse_block(body, n)
 
     def _parse_block(self, body: bytes, n: int) -> tuple[SampleBlock, np.ndarray] | None:
         """Vectorised path for ``n`` lines that each match ``fast_line``.
