@@ -197,6 +197,7 @@ class PtyDevice:
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)  # no echo, no line discipline: bytes pass unchanged
         self.port = os.ttyname(self.slave)
+        os.set_blocking(self.master, False)
         self.device_id = device_id
         self.commands = b""
         self._counts = np.full((load.channels, load.wavelengths), BASE_COUNTS, np.int32)
@@ -225,11 +226,20 @@ class PtyDevice:
         except OSError:
             pass
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, stall_s: float = 5.0) -> None:
+        """Write all of ``data``; TimeoutError if the reader drains nothing for ``stall_s``."""
         view = memoryview(data)
         while view:
-            n = os.write(self.master, view)
+            try:
+                n = os.write(self.master, view)
+            except BlockingIOError:
+                n = 0
             view = view[n:]
+            if view and not n:
+                _, ok, _ = select.select([], [self.master], [], stall_s)
+                if not ok:
+                    raise TimeoutError(f"the reader of the port stopped draining it for "
+                                       f"{stall_s:g} s (it cannot keep up)")
         self.bytes_written += len(data)
 
     def close(self) -> None:
@@ -283,14 +293,16 @@ def paced(load: Load, send, readers: list[Any], is_ready, seconds: float,
     k = 0
     tick = int(burst_s * 1e9)
     prev = t0
+    give_up = t0 + int((2 * (max_wait_s + warmup_s + seconds) + 10) * 1e9)
     while True:
         if first is None and is_ready():
             first = k + int(round(warmup_s * load.rate_hz))
             end = first + n_measure
         if end is not None and k >= end:
             break
-        if k >= total_cap:
-            raise TimeoutError(f"consumer not ready within {max_wait_s:g} s")
+        if k >= total_cap or time.monotonic_ns() > give_up:
+            raise TimeoutError(f"consumer not ready within {max_wait_s:g} s, or the "
+                               "writer fell far behind")
         due = t0 + int(k * period)
         wait_io(due if tick == 0 else max(due, prev + tick), readers)
         now = prev = time.monotonic_ns()

@@ -31,13 +31,16 @@ BURST_S = 0.005
 def verdict(r: dict[str, Any], seconds: float) -> str | None:
     """What saturated in this step, or None when it was sustained."""
     if r.get("error"):
+        if "TimeoutError" in r["error"]:
+            return f"the daemon's read loop fell behind the port ({r['error']})"
         return f"error: {r['error']}"
-    if r["window_s"] > 1.2 * seconds:
-        return "the benchmark's writer (could not write frames at this rate)"
     if r["daemon_lost"] > 0 or r["counters"].get("lost_frames", 0) > 0:
         return "the daemon's read loop (frames lost before acceptance)"
     if r["cpu_pct"] >= 95.0:
-        return "the daemon's CPU (one core)"
+        return (f"the daemon's CPU ({r['cpu_pct']:.0f} % of a core; it falls behind and "
+                f"the port back-pressures the device, p50 {r['p50_us'] / 1e3:.0f} ms)")
+    if r["window_s"] > 1.2 * seconds:
+        return "the benchmark's writer (could not write frames at this rate)"
     if r["lost"] > 0:
         return "the Python hb subscriber (PUB dropped messages it did not read in time)"
     return None
