@@ -21,7 +21,8 @@ from .endpoints import ipc_path, remove_ipc
 from .ringbuffer import Block, epoch_labels
 from .security import secure_server_socket
 
-SNDHWM = 100_000  # messages per subscriber before PUB drops for it
+SNDHWM = 1_000    # messages queued per subscriber before PUB drops for it; bounds the
+                  # memory a stalled subscriber costs (a reading client queues more itself)
 FLUSH_MS = 500    # on close, time given to queued messages to reach subscribers
 
 
