@@ -44,7 +44,11 @@ class Publisher:
         self.sock = ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, SNDHWM)
-        bind_socket(self.sock, endpoint)
+        try:
+            bind_socket(self.sock, endpoint)
+        except BaseException:
+            self.sock.close(linger=0)  # an open socket would block Context.term()
+            raise
         self.publish_od = publish_od
         self.counts: dict[str, int] = {t: 0 for t in wire.TOPICS}
         self.labels: Sequence[str] = ()
