@@ -102,6 +102,7 @@ class Acquisition:
             self.publisher.publish_event("status", gap)
         self.next_seq = block.end
         self.publisher.publish_block(block, od, self.pipeline.last_tsi)
+        self.pipeline.store(block)
         for ext in self.extensions:
             ext.on_block(block)
         if self.device.state != STREAMING:
@@ -219,6 +220,7 @@ class Acquisition:
     def run(self) -> None:
         poller = zmq.Poller()
         poller.register(self.control.sock, zmq.POLLIN)
+        poller.register(self.publisher.sock, zmq.POLLIN)   # subscription notices
         registered_fd: int | None = None
         interval = self.cfg.status.interval_s
         next_status = time.monotonic() + interval
@@ -239,6 +241,8 @@ class Acquisition:
             timeout = POLL_MS if registered_fd is not None or not self.device.transport.is_open \
                 else POLL_NO_FD_MS
             events = dict(poller.poll(timeout))
+            if self.publisher.sock in events:
+                self.publisher.read_subscriptions()
             if self.device.transport.is_open:
                 if registered_fd is None or registered_fd in events:
                     frames = self.device.read()

@@ -72,7 +72,13 @@ class DeviceClock:
         if self.modulus_s is None:
             self._last_raw = float(t_raw[-1])
             return t_raw
-        prev = self._last_raw if self._last_raw is not None else t_raw[0]
+        prev = self._last_raw if self._last_raw is not None else float(t_raw[0])
+        if n == 1:  # the usual streaming case: scalar arithmetic, no temporaries
+            value = float(t_raw[0])
+            if value - prev < -self.modulus_s / 2:
+                self._wraps += self.modulus_s
+            self._last_raw = value
+            return t_raw + self._wraps
         steps = np.diff(np.concatenate(([prev], t_raw)))
         # a backwards step of more than half the range is a wrap, not a reorder
         wraps = self._wraps + self.modulus_s * np.cumsum(steps < -self.modulus_s / 2)

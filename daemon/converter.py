@@ -184,6 +184,10 @@ class Converter:
             raise ValueError(f"intensity must be (n, {self.n_channels}, {self.n_wavelengths}), "
                              f"got {I.shape}")
         n = I.shape[0]
+        if self._all_done and (saturated is None or not np.any(saturated)):
+            fast = self._process_clean(I, n)
+            if fast is not None:
+                return fast
         # NaN fails every comparison, so "not (I > lo)" also catches NaN; +inf needs isfinite.
         low = ~((I > self._lo) & (I < np.inf))
         bad_low = low.any(axis=2)
@@ -216,6 +220,25 @@ class Converter:
         np.add(hb[:, 0, :], hb[:, 1, :], out=hb[:, 2, :])
         self._last_od = od
         return hb, quality
+
+    def _process_clean(self, I: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The common case in few numpy calls: baseline frozen, every value good light.
+
+        Returns None when any value needs the full checks (bad light, saturation).
+        """
+        if not (I > self._lo).all():
+            return None
+        if self.saturation_level is not None and (I >= self.saturation_level).any():
+            return None
+        od = self._log_i0 - np.log(I)
+        if not np.isfinite(od).all():     # +inf intensity
+            return None
+        hb = np.empty((n, 3, self.n_channels))
+        np.einsum("cjw,ncw->ncj", self._P, od, out=hb[:, :2, :].transpose(0, 2, 1),
+                  optimize=self._path if n >= _PATH_MIN_BLOCK else False)
+        np.add(hb[:, 0, :], hb[:, 1, :], out=hb[:, 2, :])
+        self._last_od = od
+        return hb, np.zeros((n, self.n_channels), np.uint8)
 
     def _provisional_od(self, Iv: np.ndarray, eligible: np.ndarray,
                         quality: np.ndarray) -> np.ndarray:

@@ -73,9 +73,11 @@ class Pipeline:
 
     def ingest(self, samples: list[Sample | SampleBlock],
                arrival: float) -> tuple[Block, np.ndarray] | None:
-        """Convert, tag and store samples that arrived together; returns (block, od).
+        """Convert and tag samples that arrived together; returns (block, od).
 
         ``samples`` mixes :class:`Sample` and :class:`SampleBlock` frames, in order.
+        The block is ready to publish; :meth:`store` must follow before the next ingest
+        (publishing first keeps bookkeeping off the latency path).
         """
         if any(type(s) is SampleBlock for s in samples):
             parts = [s for s in samples if s.intensity.shape[-2:] == self.shape
@@ -100,16 +102,18 @@ class Pipeline:
         t = self.clock.to_host(t_dev, arrival)
         hb, quality = self.converter.process(raw, saturated=(flags & FLAG_SATURATED) > 0)
         od = self.converter.last_od
-        self.quality.update(hb[:, 0, :], quality)
         quality |= self._poor
         if self.srs:
             self.last_tsi = np.stack([est.tsi(raw[:, idx, :]) for idx, est in self.srs],
                                      axis=1)
         epoch = (self.tagger(self.ring.head, t) if self.tagger is not None
                  else np.full(n, NO_EPOCH, np.int16))
-        block = Block(self.ring.head, t, t_dev, raw, hb, quality, flags, epoch)
+        return Block(self.ring.head, t, t_dev, raw, hb, quality, flags, epoch), od
+
+    def store(self, block: Block) -> None:
+        """Keep a published block: history ring and the quality window."""
         self.ring.append(block)
-        return block, od
+        self.quality.update(block.hb[:, 0, :], block.quality)
 
     def assess_quality(self) -> dict:
         """Per-channel quality summary (for ``status``); later samples get POOR_SIGNAL."""

@@ -1,7 +1,8 @@
-"""The data endpoint: one ZeroMQ PUB socket, owned by the acquisition loop.
+"""The data endpoint: one ZeroMQ XPUB socket, owned by the acquisition loop.
 
-PUB never blocks: a subscriber that cannot keep up loses messages at its high-water
-mark, by design.  Every message carries the stream id, a per-topic message counter
+XPUB is PUB that also tells which topics anyone subscribes to, so sample topics nobody
+wants (raw, od) are not even encoded.  It never blocks: a subscriber that cannot keep
+up loses messages at its high-water mark, by design.  Every message carries the stream id, a per-topic message counter
 (``msg``) and the absolute sample index (``seq``), so a subscriber can tell what it
 missed and backfill it from ``history``.
 """
@@ -21,6 +22,7 @@ from .endpoints import ipc_path, remove_ipc
 from .ringbuffer import Block, epoch_labels
 from .security import secure_server_socket
 
+COPY_LIMIT = 64 * 1024  # below this zero-copy sends cost more than copying
 SNDHWM = 1_000    # messages queued per subscriber before PUB drops for it; bounds the
                   # memory a stalled subscriber costs (a reading client queues more itself)
 FLUSH_MS = 500    # on close, time given to queued messages to reach subscribers
@@ -41,7 +43,7 @@ class Publisher:
     def __init__(self, ctx: zmq.Context, endpoint: str, publish_od: bool = True) -> None:
         self.endpoint = endpoint
         self.stream = uuid.uuid4().hex[:16]
-        self.sock = ctx.socket(zmq.PUB)
+        self.sock = ctx.socket(zmq.XPUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, SNDHWM)
         try:
@@ -53,6 +55,37 @@ class Publisher:
         self.counts: dict[str, int] = {t: 0 for t in wire.TOPICS}
         self.labels: Sequence[str] = ()
         self.wavelengths_nm: list[float] = []
+        self.subscriptions: dict[bytes, int] = {}  # prefix -> subscribe minus unsubscribe
+        self._wanted: dict[str, bool] = {}
+
+    def read_subscriptions(self) -> None:
+        """Take the (un)subscribe notices XPUB queued; call when its socket is readable."""
+        while True:
+            try:
+                note = self.sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if not note or note[0] not in (0, 1):
+                continue  # not a subscription notice
+            prefix = bytes(note[1:])
+            count = self.subscriptions.get(prefix, 0) + (1 if note[0] == 1 else -1)
+            if count > 0:
+                self.subscriptions[prefix] = count
+            else:
+                self.subscriptions.pop(prefix, None)
+            self._wanted.clear()
+
+    def wants(self, topic: str) -> bool:
+        """Whether any subscriber's prefix matches ``topic``."""
+        wanted = self._wanted.get(topic)
+        if wanted is None:
+            key = topic.encode()
+            wanted = any(key.startswith(p) for p in self.subscriptions)
+            self._wanted[topic] = wanted
+        return wanted
+
+    def _send(self, frames: list) -> None:
+        self.sock.send_multipart(frames, copy=len(frames[2]) < COPY_LIMIT)
 
     def _header(self, topic: str) -> dict[str, Any]:
         self.counts[topic] += 1
@@ -67,23 +100,26 @@ class Publisher:
         """
         common = {"seq": block.seq, "n": block.n, "t": block.t.tolist(),
                   "t_dev": block.t_dev.tolist(), "epoch": epoch_labels(block.epoch, self.labels)}
-        raw = self._header("raw") | common
-        raw["flags"] = block.flags.tobytes()
-        raw["units"] = "counts"
-        raw["wavelengths_nm"] = self.wavelengths_nm
-        self.sock.send_multipart(wire.encode_array("raw", raw, block.raw), copy=False)
-        hb = self._header("hb") | common
-        hb["fields"] = ["hbo", "hbr", "hbt"]
-        hb["units"] = "uM"
-        hb["quality"] = block.quality.tobytes()
-        if tsi is not None:
-            hb["tsi"] = tsi.tolist()
-        self.sock.send_multipart(wire.encode_array("hb", hb, block.hb), copy=False)
-        if od is not None and self.publish_od:
+        # hb first: it is what most subscribers wait for
+        if self.wants("hb"):
+            hb = self._header("hb") | common
+            hb["fields"] = ["hbo", "hbr", "hbt"]
+            hb["units"] = "uM"
+            hb["quality"] = block.quality.tobytes()
+            if tsi is not None:
+                hb["tsi"] = tsi.tolist()
+            self._send(wire.encode_array("hb", hb, block.hb))
+        if self.wants("raw"):
+            raw = self._header("raw") | common
+            raw["flags"] = block.flags.tobytes()
+            raw["units"] = "counts"
+            raw["wavelengths_nm"] = self.wavelengths_nm
+            self._send(wire.encode_array("raw", raw, block.raw))
+        if od is not None and self.publish_od and self.wants("od"):
             head = self._header("od") | common
             head["units"] = "1"
             head["wavelengths_nm"] = self.wavelengths_nm
-            self.sock.send_multipart(wire.encode_array("od", head, od), copy=False)
+            self._send(wire.encode_array("od", head, od))
 
     def publish_event(self, topic: str, body: dict[str, Any]) -> dict[str, Any]:
         """Publish an event (marker, epoch, status); returns the header sent."""
