@@ -9,6 +9,7 @@ followed by two frames: raw intensities and hemoglobin.  ``more`` says a further
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from . import wire
@@ -30,26 +31,30 @@ def history_reply(pipeline, publisher, req: dict[str, Any]) -> tuple[dict, list]
         return {"stream": publisher.stream, "seq": 0, "n": 0, "head": 0, "missed": 0,
                 "more": False, "next": 0}, []
     ring = pipeline.ring
+    if ("since" in req) == ("seconds" in req):
+        raise ProtocolError("history needs exactly one of 'since' (sample index) or "
+                            "'seconds'")
     if "since" in req:
         since = _int_field(req, "since", 0)
-    elif "seconds" in req:
-        seconds = req["seconds"]
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise ProtocolError("'seconds' must be a number ≥ 0")
-        since = ring.head - int(round(seconds * pipeline.info.rate_hz))
     else:
-        raise ProtocolError("history needs 'since' (sample index) or 'seconds'")
+        seconds = req["seconds"]
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+                or not math.isfinite(seconds) or seconds < 0:
+            raise ProtocolError("'seconds' must be a finite number ≥ 0")
+        since = ring.head - int(round(seconds * pipeline.info.rate_hz))
     until = _int_field(req, "until", None)
+    max_samples = _int_field(req, "max_samples", None)
+    if max_samples is not None and max_samples < 1:
+        raise ProtocolError("'max_samples' must be at least 1")
     per_sample = ring.bytes_per_sample(ring.n_channels, ring.n_wavelengths)
     cap = max(1, MAX_REPLY_BYTES // per_sample)
-    limit = min(_int_field(req, "max_samples", cap) or cap, cap)
-    if until is None or until > ring.head:
-        until = ring.head
-    until = min(until, max(since, ring.oldest) + limit)
+    limit = min(max_samples or cap, cap)
+    wanted_until = ring.head if until is None else min(until, ring.head)
+    until = min(wanted_until, max(since, ring.oldest) + limit)
     block, missed = ring.read(since, until)
     reply = {"stream": publisher.stream, "seq": block.seq, "n": block.n, "head": ring.head,
              "oldest": ring.oldest, "missed": missed, "next": block.end,
-             "more": block.end < ring.head and block.end < (req.get("until") or ring.head),
+             "more": block.end < wanted_until,
              "t": block.t.tolist(), "t_dev": block.t_dev.tolist(),
              "epoch": epoch_labels(block.epoch, publisher.labels),
              "flags": block.flags.tobytes(), "quality": block.quality.tobytes(),

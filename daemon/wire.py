@@ -59,7 +59,8 @@ def encode_array(topic: str, header: dict[str, Any], array: np.ndarray) -> list[
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     header["dtype"] = arr.dtype.str
     header["shape"] = list(arr.shape)
-    return [topic.encode(), pack(header), memoryview(arr).cast("B")]
+    payload = memoryview(arr).cast("B") if arr.size else b""  # cast refuses empty shapes
+    return [topic.encode(), pack(header), payload]
 
 
 def encode_event(topic: str, header: dict[str, Any]) -> list[bytes]:
