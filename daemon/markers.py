@@ -59,6 +59,7 @@ class MarkerChannel:
         self.open: list[Epoch] = []
         self.pending: list[Marker] = []
         self.closed: list[Epoch] = []       # ended, summary not yet published
+        self._last_change_seq = 0           # sample of the latest epoch start or end
         self.next_id = 1
         self.accepted = 0
         self.rejected = 0
@@ -150,6 +151,8 @@ class MarkerChannel:
                 self._close(match[-1], seq, m.id)
             else:
                 error = f"no open {m.label!r} epoch to end"
+        if error is None and m.action != "instant":
+            self._last_change_seq = max(self._last_change_seq, seq)
         if error is not None:
             self.rejected += 1
             if m.token is not None:
@@ -223,12 +226,18 @@ class MarkerChannel:
         return DEFERRED
 
     def _apply_late(self, marker: Marker, ring: Any) -> Reply:
-        held, _ = ring.read(ring.oldest)
-        i = int(np.searchsorted(held.t, marker.t, side="left"))
-        if i == 0 and marker.t < held.t[0]:
+        found = ring.first_at_or_after(marker.t)
+        if found is None or (found[0] == ring.oldest and marker.t < found[1]):
             raise ProtocolError("marker time is older than the history the daemon holds")
+        seq, sample_t = found
+        if seq < self._last_change_seq:
+            # re-tagging across later epoch changes would rewrite epochs already
+            # summarised and published: refuse rather than contradict them
+            raise ProtocolError(f"marker at sample {seq} is before the last epoch change "
+                                f"(sample {self._last_change_seq}); late markers may only "
+                                f"follow it")
         marker.token = self.acq.control.current
-        self._apply(marker, held.seq + i, held.t[i], published_upto=ring.head)
+        self._apply(marker, seq, sample_t, published_upto=ring.head)
         return DEFERRED
 
     def _cmd_protocol(self, req: dict[str, Any]) -> Reply:

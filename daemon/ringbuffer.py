@@ -120,6 +120,13 @@ class RingBuffer:
         block = Block(lo, *(getattr(self, "_" + name)[idx] for name in FIELDS))
         return block, missed
 
+    def first_at_or_after(self, t: float) -> tuple[int, float] | None:
+        """(seq, time) of the first held sample with time ≥ t, or None if none is held."""
+        idx = np.arange(self.oldest, self.head) % self.capacity
+        times = self._t[idx]
+        i = int(np.searchsorted(times, t, side="left"))
+        return (self.oldest + i, float(times[i])) if i < times.shape[0] else None
+
     @staticmethod
     def _slice(block: Block, a: int, b: int) -> Block:
         return Block(block.seq + a, *(getattr(block, name)[a:b] for name in FIELDS))

@@ -270,3 +270,19 @@ def test_malformed_and_flooding_control_requests_do_not_disturb_streaming(daemon
             assert status["counters"]["control_rejected"] >= 5
     finally:
         sock.close(linger=0)
+
+
+def test_late_marker_cannot_rewrite_epochs_marked_after_it(daemon):
+    with daemon.subscriber(["hb"]) as sub:
+        rec = Recorder(sub)
+        rec.until(lambda: len(rec.t) >= 5, what="samples")
+        t_past = max(rec.t.values())              # a published sample's time
+        flexion = _mark(daemon, "flexion")
+        rec.until(lambda: max(rec.t.values()) > flexion["t"] + 0.3, what="epoch samples")
+        _mark(daemon, "flexion", "--end")
+        late = daemon.cli("mark", "extension", "--at", repr(t_past))
+        assert late.returncode == 1 and "before the last epoch change" in late.stderr
+        # after the last change a late marker is fine, and says what it covers
+        rec.until(lambda: max(rec.t.values()) > time.time() - 0.2, what="fresh samples")
+        ok = _mark(daemon, "rest", "--at", repr(max(rec.t.values())))
+        assert ok["seq"] <= ok["published_upto"] and ok["action"] == "start"
