@@ -48,7 +48,12 @@ class Acquisition:
         except Exception:
             self.publisher.close()
             raise
-        self.device = DeviceLink(cfg)
+        try:
+            self.device = DeviceLink(cfg)
+        except BaseException:
+            self.control.close()   # open sockets would block Context.term() forever
+            self.publisher.close()
+            raise
         self.pipeline: Pipeline | None = None
         self.next_seq = 0
         self.started = time.time()

@@ -9,13 +9,15 @@ when polled readable) is closed at once.  On reopening, the parser is new (a pow
 device restarts its frame counter, which must not count as lost frames) and the device
 clock fit is restarted (:meth:`take_clock_reset`).  The outage is reported once samples
 flow again (:meth:`note_block`): its time span between the last sample before and the
-first after; how many samples the device produced meanwhile is unknowable.  With ``driver = "simulated"`` it first starts the embedded
+first after, and an estimate of the samples missed (``lost_samples_estimated``: what the
+device would have sent at its measured rate; what it really produced is unknowable).  With ``driver = "simulated"`` it first starts the embedded
 emulator on a pseudo-terminal, so the real serial path is exercised on any machine.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import time
 from typing import Any
 
@@ -26,7 +28,7 @@ from nirsd.drivers.base import DeviceSettings, Driver, Frame, Info, Parser
 from nirsd.drivers.transport import SerialTransport
 
 from .config import Config
-from .errors import DeviceError
+from .errors import ConfigError, DeviceError
 
 log = structlog.get_logger("nirsd.device")
 
@@ -54,7 +56,11 @@ class DeviceLink:
         self.emulator = None
         port = cfg.device.port
         if cfg.device.driver == "simulated":
-            self.emulator = self._start_emulator(cfg)
+            try:
+                self.emulator = self._start_emulator(cfg)
+            except (ValueError, OverflowError, struct.error) as err:
+                raise ConfigError(f"the simulated probe cannot run with these settings: "
+                                  f"{err}", "device") from err
             port = self.emulator.port
         self.port: str = port or ""
         self.driver = make_driver(cfg, self.port)
@@ -70,6 +76,8 @@ class DeviceLink:
         self._clock_reset = False
         self._last_t: float | None = None   # host time of the newest sample
         self._last_end = 0                  # absolute index one past it
+        self._rate_t0: float | None = None  # host time of the first sample since (re)open
+        self._rate_n = 0                    # samples since then (for the measured rate)
         self._empty_reads = 0
         self._bytes_no_frame = 0  # bytes received since the last valid frame
         self._no_frame_since = 0.0   # monotonic s of the last valid frame or open
@@ -172,14 +180,31 @@ class DeviceLink:
         the ``gap`` status event to publish (span in s between the samples around it)."""
         gap = None
         if self.disconnected_at is not None and self._last_t is not None:
+            span_s = t_first - self._last_t
+            rate = self.sample_rate_hz()
             gap = {"event": "gap", "cause": "disconnect", "seq": seq,
-                   "lost_samples": None, "span_s": round(t_first - self._last_t, 6),
+                   "lost_samples": max(0, round(span_s * rate) - 1),
+                   "lost_samples_estimated": True, "rate_hz": round(rate, 6),
+                   "span_s": round(span_s, 6),
                    "t_before": self._last_t, "t_after": t_first,
                    "disconnected_at": self.disconnected_at, "reconnects": self.reconnects}
-            log.info("device_resumed", seq=seq, span_s=gap["span_s"])
+            log.info("device_resumed", seq=seq, span_s=gap["span_s"],
+                     lost_samples=gap["lost_samples"])
+        if self.disconnected_at is not None or self._rate_t0 is None:
+            self._rate_t0, self._rate_n = t_first, 0
         self.disconnected_at = None
+        self._rate_n += n
         self._last_t, self._last_end = t_last, seq + n
         return gap
+
+    def sample_rate_hz(self) -> float:
+        """Samples per second measured over the host times since the last (re)open
+        (at least 1 s of them), else the configured ``device.rate_hz``."""
+        if self._rate_t0 is not None and self._last_t is not None:
+            span = self._last_t - self._rate_t0
+            if span >= 1.0 and self._rate_n > 1:
+                return (self._rate_n - 1) / span
+        return self.cfg.device.rate_hz
 
     def disconnect(self, reason: str) -> None:
         log.warning("device_disconnected", port=self.port, reason=reason)
