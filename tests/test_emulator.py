@@ -6,7 +6,6 @@ import math
 import os
 import select
 import time
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -16,34 +15,12 @@ from nirsd.drivers.base import Event, Info, Sample
 from nirsd.drivers.emulator import Emulator, Faults
 from nirsd.drivers.nirsb import NirsbParser
 from nirsd.drivers.physiology import Physiology
+from nirsd.drivers.testing import PortReader
 
 
-class Reader:
-    """Reads a port into a parser until a condition holds or a deadline passes."""
-
-    def __init__(self, port: str) -> None:
-        self.port = serial.serial_for_url(port, baudrate=115200, timeout=0)
-        self.parser = NirsbParser()
-        self.frames: list = []
-
-    def pump(self, until: Callable[[], bool], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not until():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"timed out; got {len(self.frames)} frames, "
-                                     f"{self.parser.counters}")
-            select.select([self.port.fileno()], [], [], min(left, 0.05))  # wait for bytes
-            data = self.port.read(65536)
-            if data:
-                self.frames += self.parser.feed(data)
-
-    @property
-    def samples(self) -> list[Sample]:
-        return [f for f in self.frames if isinstance(f, Sample)]
-
-    def close(self) -> None:
-        self.port.close()
+def Reader(port: str) -> PortReader:
+    """A pyserial reader of the port through a NIRSB parser."""
+    return PortReader(port, NirsbParser())
 
 
 @pytest.fixture
