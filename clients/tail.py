@@ -3,7 +3,11 @@
 With ``--json`` each line is a JSON object: for ``hb`` at least ``seq``, ``t``,
 ``epoch``, ``hbo``, ``hbr``, ``hbt`` (lists in µM, one value per channel; null where the
 light was bad); for ``raw`` ``seq``, ``t``, ``epoch`` and ``intensity`` (per channel, one
-value per wavelength).  Event topics print their header as one object.
+value per wavelength).  Event topics print their header as one object.  With a
+multi-distance probe, ``hb`` lines also carry ``tsi`` (% per group).
+
+Until the first message arrives, a line on stderr every so often says nothing came yet
+(the daemon may start later); ``timeout_s`` turns the wait into an error.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from typing import Any, Iterator, TextIO
 
 import numpy as np
 
+from nirsd.daemon.errors import NirsdError
 from nirsd.daemon.wire import Message
 
 from .subscriber import Subscriber
@@ -53,6 +59,7 @@ def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
     qual = (np.frombuffer(quality, np.uint8).reshape(msg.n, n_ch).tolist()
             if quality else None)
     flags = list(h["flags"]) if h.get("flags") else None
+    tsi = h.get("tsi") if msg.topic == "hb" else None
     for i in range(msg.n):
         line: dict[str, Any] = {"seq": h["seq"] + i, "t": t[i], "t_dev": t_dev[i],
                                 "epoch": epoch[i]}
@@ -62,6 +69,8 @@ def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
             line["hbt"] = _clean(arr[i, 2])
             if qual is not None:
                 line["quality"] = qual[i]
+            if tsi is not None:
+                line["tsi"] = _plain(list(tsi[i]))
         elif msg.topic == "raw":
             line["intensity"] = _clean(arr[i])
             if flags is not None:
@@ -88,10 +97,46 @@ def format_human(topic: str, line: dict[str, Any]) -> str:
     return json.dumps(line, separators=(",", ":"))
 
 
+#: seconds without any message before tail says so on stderr
+WARN_AFTER_S = 5.0
+
+
+def wait_for_data(sub: Subscriber, timeout_s: float | None = None,
+                  warn_after_s: float = WARN_AFTER_S, err: TextIO = sys.stderr) -> None:
+    """Block until a message is ready on ``sub`` (without taking it).
+
+    After ``warn_after_s`` seconds of silence, print one line on ``err`` and keep
+    waiting; after ``timeout_s`` seconds (None: never) raise NirsdError.
+    """
+    endpoint = sub.endpoints.data
+    start = time.monotonic()
+    warned = False
+    while True:
+        waited = time.monotonic() - start
+        if timeout_s is not None and waited >= timeout_s:
+            raise NirsdError(f"no data from {endpoint} within {timeout_s:g} s "
+                             "(is `nirsd run` running?)")
+        limits = [t - waited for t in (timeout_s, None if warned else warn_after_s)
+                  if t is not None]
+        wait_ms = max(1, int(min(limits) * 1000)) if limits else None
+        if sub.sock.poll(wait_ms):
+            return
+        if not warned and time.monotonic() - start >= warn_after_s:
+            warned = True
+            print(f"nirsd: no data from {endpoint} yet (is `nirsd run` running?); "
+                  "still waiting", file=err, flush=True)
+
+
 def run(sub: Subscriber, topic: str, as_json: bool, count: int | None,
-        out: TextIO = sys.stdout, backfill_s: float | None = None) -> int:
-    """Print lines until ``count`` lines are out (or forever); returns lines printed."""
+        out: TextIO = sys.stdout, backfill_s: float | None = None,
+        timeout_s: float | None = None, err: TextIO = sys.stderr) -> int:
+    """Print lines until ``count`` lines are out (or forever); returns lines printed.
+
+    ``timeout_s``: give up (NirsdError) when no message at all came within that many
+    seconds; other topics ``sub`` receives (e.g. ``status``) only prove the daemon is up.
+    """
     printed = 0
+    wait_for_data(sub, timeout_s, err=err)
     stream = (sub.backfilled(seconds=backfill_s) if backfill_s is not None
               and topic in ("raw", "hb") else iter(sub))
     for msg in stream:

@@ -23,11 +23,14 @@ def _err(msg: str) -> None:
     print(f"nirsd: {msg}", file=sys.stderr)
 
 
-def _endpoint_args(p: argparse.ArgumentParser) -> None:
+def _endpoint_args(p: argparse.ArgumentParser, client: bool = True) -> None:
+    """--config/--data/--control, plus the CURVE client keys for a ``client`` command."""
     p.add_argument("--config", "-c", metavar="FILE",
                    help="read endpoints (and more) from this config file")
     p.add_argument("--data", metavar="ENDPOINT", help="data endpoint (ZeroMQ PUB)")
     p.add_argument("--control", metavar="ENDPOINT", help="control endpoint (ZeroMQ ROUTER)")
+    if not client:
+        return
     p.add_argument("--server-key", metavar="KEY", help="CURVE: the daemon's public key "
                    "(Z85 or NAME.key file; default $NIRSD_SERVER_KEY)")
     p.add_argument("--client-key", metavar="FILE", help="CURVE: this client's NAME.key_secret "
@@ -45,17 +48,27 @@ def _curve(args: argparse.Namespace) -> Any:
     return ClientKeys.load(server, client)
 
 
+def _merge_endpoints(args: argparse.Namespace, configured: Endpoints | None) -> Endpoints:
+    """--data/--control over the config; ConfigError names the flag that is wrong."""
+    data, control = getattr(args, "data", None), getattr(args, "control", None)
+    ep = resolve(data, control, configured)
+    config_mod.check_endpoints(ep, "--data" if data else "endpoints.data",
+                               "--control" if control else "endpoints.control")
+    return ep
+
+
 def _endpoints(args: argparse.Namespace) -> Endpoints:
     configured = config_mod.load(args.config).endpoints if args.config else None
-    return resolve(args.data, args.control, configured)
+    return _merge_endpoints(args, configured)
 
 
 def _load_config(args: argparse.Namespace) -> config_mod.Config:
     cfg = config_mod.load(args.config) if args.config else config_mod.default()
-    ep = resolve(getattr(args, "data", None), getattr(args, "control", None), cfg.endpoints)
+    ep = _merge_endpoints(args, cfg.endpoints)
     if ep != cfg.endpoints:
         from dataclasses import replace
         cfg = replace(cfg, endpoints=ep)
+        config_mod.check_transport(cfg)
     return cfg
 
 
@@ -93,9 +106,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     from nirsd.clients import tail
     from nirsd.clients.subscriber import Subscriber
-    with Subscriber([args.topic], endpoints=_endpoints(args), curve=_curve(args)) as sub:
+    # status (every status.interval_s) shows the daemon is up when the topic is quiet
+    topics = list(dict.fromkeys([args.topic, "status"]))
+    with Subscriber(topics, endpoints=_endpoints(args), curve=_curve(args)) as sub:
         try:
-            tail.run(sub, args.topic, args.json, args.n, backfill_s=args.backfill)
+            tail.run(sub, args.topic, args.json, args.n, backfill_s=args.backfill,
+                     timeout_s=args.timeout)
         except BrokenPipeError:
             pass  # `nirsd tail | head` closed the pipe: a normal end
     return 0
@@ -151,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the daemon (embedded simulated probe by default)")
-    _endpoint_args(p)
+    _endpoint_args(p, client=False)
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-json", action=argparse.BooleanOptionalAction, default=None,
@@ -180,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, metavar="COUNT", help="stop after COUNT lines")
     p.add_argument("--backfill", type=float, metavar="SECONDS",
                    help="start with the last SECONDS from the daemon's history")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="exit 1 if nothing arrives within S seconds (default: keep waiting, "
+                        "with a note on stderr after 5 s)")
     p.set_defaults(func=cmd_tail)
 
     p = sub.add_parser("check-config", help="validate a config file")
@@ -206,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
     p.set_defaults(func=cmd_mark)
 
-    p = sub.add_parser("protocol", help="start, stop or skip a timed exercise protocol")
+    p = sub.add_parser("protocol", help="start, stop, skip, list or show (status) a timed "
+                       "exercise protocol")
     _endpoint_args(p)
     p.add_argument("action", choices=["start", "stop", "skip", "list", "status"])
     p.add_argument("name", nargs="?", help="protocol name from the config (with start)")
@@ -233,7 +253,9 @@ COMMAND_MODULES: tuple[str, ...] = (
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
     except ConfigError as err:
         _err(f"config error: {err}")
         return EXIT_CONFIG
@@ -244,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         _err(str(err))
         return EXIT_RUNTIME
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        # `nirsd status | head -c 10` closed the pipe: a normal end, without the
+        # interpreter's second error when it flushes stdout at exit
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from .endpoints import Endpoints, default_endpoints
 from .errors import ConfigError
 
 DEFAULT_LABELS = ("rest", "extension", "flexion")
+ENDPOINT_SCHEMES = ("ipc://", "tcp://", "inproc://")
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ def _nonneg_int(v: Any) -> int:
 def _num(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ValueError(f"expected a number, got {v!r}")
+    if not math.isfinite(v):
+        raise ValueError(f"must be a finite number, got {v!r}")
     return float(v)
 
 
@@ -167,6 +171,14 @@ def _list_of(check: Callable[[Any], Any], min_len: int = 1) -> Callable[[Any], t
     return conv
 
 
+def _labels(v: Any) -> tuple[str, ...]:
+    labels = _list_of(_str)(v)
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ValueError(f"duplicate label(s): {', '.join(dup)}")
+    return labels
+
+
 def _dpf(v: Any) -> Any:
     if isinstance(v, str):
         return v
@@ -181,7 +193,22 @@ def _endpoint(v: Any) -> str:
     v = _str(v)
     if "://" not in v:
         raise ValueError(f"expected a ZeroMQ endpoint like ipc:///run/nirsd/data, got {v!r}")
+    if not v.startswith(ENDPOINT_SCHEMES):
+        raise ValueError(f"unsupported scheme in {v!r} (use "
+                         f"{', '.join(ENDPOINT_SCHEMES)})")
     return v
+
+
+def check_endpoints(ep: Endpoints, data_key: str = "endpoints.data",
+                    control_key: str = "endpoints.control") -> None:
+    """Both endpoints valid and distinct; ConfigError names the key (or flag)."""
+    for value, key in ((ep.data, data_key), (ep.control, control_key)):
+        try:
+            _endpoint(value)
+        except ValueError as err:
+            raise ConfigError(str(err), key) from None
+    if ep.data == ep.control:
+        raise ConfigError(f"must differ from {data_key} (both are {ep.data})", control_key)
 
 
 SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
@@ -192,7 +219,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
                "light_floor": _nonneg},
     "baseline": {"seconds": _pos},
     "buffer": {"seconds": _pos, "max_mb": _pos},
-    "markers": {"labels": _list_of(_str), "baseline_s": _pos, "allow_overlap": _bool},
+    "markers": {"labels": _labels, "baseline_s": _pos, "allow_overlap": _bool},
     "status": {"interval_s": _pos},
     "endpoints": {"data": _endpoint, "control": _endpoint},
     "security": {"curve": _bool, "server_secret_key_file": _str,
@@ -303,6 +330,7 @@ def check_transport(cfg: Config) -> None:
 
 
 def _cross_check(cfg: Config) -> None:
+    check_endpoints(cfg.endpoints)
     check_transport(cfg)
     dev = cfg.device
     if dev.driver not in PORTLESS_DRIVERS and not dev.port:

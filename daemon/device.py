@@ -164,9 +164,10 @@ class DeviceLink:
         if not self._flagged and self._bytes_no_frame >= NO_FRAME_BYTES and \
                 time.monotonic() - self._no_frame_since >= NO_FRAME_S:
             self._flagged = True
+            hint = getattr(self.parser, "no_frame_hint", lambda: None)()
             self.last_error = (f"{self._bytes_no_frame} bytes from {self.port} without one "
-                               f"valid {self.driver.name} frame: wrong driver, baud rate "
-                               "or device?")
+                               f"valid {self.driver.name} frame: "
+                               f"{hint or 'wrong driver, baud rate or device?'}")
             log.warning("no_valid_frames", port=self.port, driver=self.driver.name,
                         bytes=self._bytes_no_frame)
 

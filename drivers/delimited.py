@@ -128,6 +128,15 @@ def parse_layout(options: dict[str, Any], wavelengths_nm: tuple[float, ...]) -> 
                   None if wrap is None else float(wrap) * scale)
 
 
+def _all_numbers(fields: list[str]) -> bool:
+    try:
+        for f in fields:
+            float(f)
+    except ValueError:
+        return False
+    return bool(fields)
+
+
 class DelimitedParser(LineParser):
     """Incremental delimited-text decoder for one :class:`Layout`; never raises on input."""
 
@@ -151,6 +160,8 @@ class DelimitedParser(LineParser):
         self._shape = (layout.n_channels, len(layout.wavelengths_nm))
         self.header: list[str] | None = None
         self._want_header = layout.header
+        self.column_mismatch = 0   # number-only lines with a column count other than mapped
+        self.mismatch_columns = 0  # the column count of the latest such line
 
     def _clean_block(self, body: bytes, n: int) -> tuple[SampleBlock, np.ndarray] | None:
         """Integer-only chunks (ADC counts) are checked by a faster pattern."""
@@ -185,6 +196,9 @@ class DelimitedParser(LineParser):
         text = line.decode("ascii", "replace")
         fields = text.split() if lay.delimiter is None else text.split(lay.delimiter)
         if len(fields) != lay.n_columns:
+            if _all_numbers(fields):
+                self.column_mismatch += 1
+                self.mismatch_columns = len(fields)
             return self._maybe_header(fields)
         try:
             data = np.array([float(fields[i]) for i in lay.data_columns])
@@ -195,6 +209,13 @@ class DelimitedParser(LineParser):
             return None
         return Sample(None, None if t is None else t * lay.time_scale, 0,
                       data.reshape(self._shape))
+
+    def no_frame_hint(self) -> str | None:
+        """Why lines are not samples, when it is clear: the column count is wrong."""
+        if not self.column_mismatch:
+            return None
+        return (f"lines have {self.mismatch_columns} columns, config maps "
+                f"{self.layout.n_columns} (device.options.columns)")
 
     def _maybe_header(self, fields: list[str]) -> None:
         if self._want_header and self.header is None and len(fields) == self.layout.n_columns:

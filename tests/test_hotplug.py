@@ -108,8 +108,11 @@ def test_unplug_replug(driver, tmp_path):
     assert len(matches) == len(raw)
     # the gap: between the sample indices where the outage happened, its span in time
     (_, gap), = c.events("gap")
-    assert gap["cause"] == "disconnect" and gap["lost_samples"] is None
+    assert gap["cause"] == "disconnect" and gap["lost_samples_estimated"] is True
     assert OUTAGE_S <= gap["span_s"] < OUTAGE_S + 2.0
+    # what a device streaming on at RATE would have sent between the samples around it
+    assert abs(gap["lost_samples"] - (round(gap["span_s"] * RATE) - 1)) <= 1
+    assert gap["rate_hz"] == pytest.approx(RATE, rel=0.02)
     t = np.concatenate([tt for _, _, _, tt in c.raw])
     i = gap["seq"] - seqs[0]
     assert t[i] - t[i - 1] == pytest.approx(gap["span_s"], abs=1e-3)
