@@ -29,6 +29,9 @@ import numpy as np
 from .converter import LOW_LIGHT, POOR_SIGNAL, SATURATED
 
 
+ANALYSIS_RATE_HZ = 20.0  # the window is kept at about this rate: enough for a 5 Hz band
+
+
 class QualityMonitor:
     """Sliding-window signal quality for ``n_channels`` channels sampled at ``rate_hz``."""
 
@@ -47,50 +50,90 @@ class QualityMonitor:
                              min(float(broadband_hz[1]), self.rate_hz / 2.0))
         self.min_pulsatility = float(min_pulsatility)
         self.max_bad_fraction = float(max_bad_fraction)
-        self._size = max(2, int(round(self.window_s * self.rate_hz)))
+        # Fast devices are averaged in buckets of k samples before they enter the window,
+        # so the once-a-second spectrum stays small (a 1 kHz probe would otherwise stall
+        # the loop for tens of ms); a k-sample mean is a mild low-pass (sinc) that keeps
+        # the 0.5-5 Hz band.
+        self._k = max(1, int(self.rate_hz // ANALYSIS_RATE_HZ))
+        self._rate = self.rate_hz / self._k
+        self.broadband_hz = (self.broadband_hz[0], min(self.broadband_hz[1], self._rate / 2))
+        self._size = max(2, int(round(self.window_s * self._rate)))
         self._x = np.full((self._size, self.n_channels), np.nan)
-        self._q = np.zeros((self._size, self.n_channels), dtype=np.uint8)
+        self._sat = np.zeros((self._size, self.n_channels))   # saturated fraction per row
+        self._low = np.zeros((self._size, self.n_channels))   # low-light fraction per row
         self._pos = 0      # next write index
         self._filled = 0   # valid rows in the ring
+        self._acc = np.zeros((4, self.n_channels))  # bucket sums: x, finite, sat, low
+        self._acc_n = 0
 
     def reset(self) -> None:
         """Forget the window (e.g. after a probe is moved)."""
         self._x.fill(np.nan)
-        self._q.fill(0)
-        self._pos = self._filled = 0
+        self._sat.fill(0.0)
+        self._low.fill(0.0)
+        self._acc.fill(0.0)
+        self._pos = self._filled = self._acc_n = 0
 
     def update(self, signal: np.ndarray, quality: np.ndarray | None = None) -> None:
         """Append a block: signal (n, n_ch) ΔHbO in µM or OD; quality (n, n_ch) uint8 bits."""
         x = np.asarray(signal, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_channels:
             raise ValueError(f"signal must be (n, {self.n_channels}), got {x.shape}")
-        q = (np.zeros(x.shape, dtype=np.uint8) if quality is None
-             else np.asarray(quality, dtype=np.uint8).reshape(x.shape))
+        flagged = quality is not None and np.any(quality)
+        if flagged:
+            q = np.asarray(quality, dtype=np.uint8).reshape(x.shape)
+            sat, low = (q & SATURATED) != 0, (q & LOW_LIGHT) != 0
+        if self._k == 1:
+            zeros = None if flagged else np.zeros(x.shape)
+            self._push(x, sat if flagged else zeros, low if flagged else zeros)
+            return
+        finite = np.isfinite(x)
+        xs = np.where(finite, x, 0.0)
+        n, i, k = x.shape[0], 0, self._k
+        while i < n:
+            take = min(n - i, k - self._acc_n)
+            part = slice(i, i + take)
+            self._acc[0] += xs[part].sum(axis=0)
+            self._acc[1] += finite[part].sum(axis=0)
+            if flagged:
+                self._acc[2] += sat[part].sum(axis=0)
+                self._acc[3] += low[part].sum(axis=0)
+            self._acc_n += take
+            i += take
+            if self._acc_n == k:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean = self._acc[0] / self._acc[1]   # NaN where no finite sample
+                self._push(mean[None], self._acc[2][None] / k, self._acc[3][None] / k)
+                self._acc.fill(0.0)
+                self._acc_n = 0
+
+    def _push(self, x: np.ndarray, sat: np.ndarray, low: np.ndarray) -> None:
+        """Write rows (already at the analysis rate) into the window ring."""
         n = x.shape[0]
         if n >= self._size:  # only the newest window's worth matters
-            x, q, n = x[-self._size:], q[-self._size:], self._size
+            x, sat, low, n = x[-self._size:], sat[-self._size:], low[-self._size:], self._size
         first = min(n, self._size - self._pos)
-        self._x[self._pos:self._pos + first] = x[:first]
-        self._q[self._pos:self._pos + first] = q[:first]
-        if n > first:
-            self._x[:n - first] = x[first:]
-            self._q[:n - first] = q[first:]
+        for ring, rows in ((self._x, x), (self._sat, sat), (self._low, low)):
+            ring[self._pos:self._pos + first] = rows[:first]
+            if n > first:
+                ring[:n - first] = rows[first:]
         self._pos = (self._pos + n) % self._size
         self._filled = min(self._size, self._filled + n)
 
-    def _window(self) -> tuple[np.ndarray, np.ndarray]:
-        """The filled part of the ring in time order."""
+    def _window(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The filled part of the rings in time order: signal, saturated, low light."""
         if self._filled < self._size:
-            return self._x[:self._filled], self._q[:self._filled]
+            f = self._filled
+            return self._x[:f], self._sat[:f], self._low[:f]
         order = np.r_[self._pos:self._size, 0:self._pos]
-        return self._x[order], self._q[order]
+        return self._x[order], self._sat[order], self._low[order]
 
     def pulsatility(self) -> np.ndarray:
         """Pulsatility index per channel (n_ch,), NaN when it cannot be computed."""
-        x, _ = self._window()
+        x = self._window()[0]
         n = x.shape[0]
         out = np.full(self.n_channels, np.nan)
-        if n < max(4, int(2.0 * self.rate_hz)):
+        if n < max(4, int(2.0 * self._rate)):
             return out
         finite = np.isfinite(x)
         usable = finite.mean(axis=0) >= 0.5
@@ -105,7 +148,7 @@ class QualityMonitor:
         y = y - np.outer(t, (t @ y) / (t @ t))  # remove the linear trend (drift)
         y *= np.hanning(n)[:, None]
         power = np.abs(np.fft.rfft(y, axis=0)) ** 2
-        f = np.fft.rfftfreq(n, d=1.0 / self.rate_hz)
+        f = np.fft.rfftfreq(n, d=1.0 / self._rate)
         in_c = (f >= self.cardiac_band_hz[0]) & (f <= self.cardiac_band_hz[1])
         in_b = (f >= self.broadband_hz[0]) & (f <= self.broadband_hz[1])
         in_c &= in_b
@@ -127,13 +170,13 @@ class QualityMonitor:
         return self.poor().astype(np.uint8) * np.uint8(POOR_SIGNAL)
 
     def _assess(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        x, q = self._window()
+        x, sat_rows, low_rows = self._window()
         pi = self.pulsatility()
         if x.shape[0] == 0:
             zeros = np.zeros(self.n_channels)
             return pi, zeros, zeros, np.ones(self.n_channels, dtype=bool)
-        sat = ((q & SATURATED) != 0).mean(axis=0)
-        low = ((q & LOW_LIGHT) != 0).mean(axis=0)
+        sat = sat_rows.mean(axis=0)
+        low = low_rows.mean(axis=0)
         finite = np.isfinite(x).mean(axis=0)
         with np.errstate(invalid="ignore"):
             poor = (~(pi >= self.min_pulsatility)           # NaN counts as poor
@@ -146,7 +189,7 @@ class QualityMonitor:
         saturated_fraction, low_light_fraction, poor; plus window_s (seconds of data held)."""
         pi, sat, low, poor = self._assess()
         return {
-            "window_s": self._filled / self.rate_hz,
+            "window_s": self._filled / self._rate,
             "pulsatility": [None if not np.isfinite(v) else round(float(v), 4) for v in pi],
             "saturated_fraction": [round(float(v), 4) for v in sat],
             "low_light_fraction": [round(float(v), 4) for v in low],

@@ -80,3 +80,26 @@ def test_empty_and_short_windows_are_poor():
     assert mon.summary()["pulsatility"] == [None, None]
     with pytest.raises(ValueError):
         mon.update(np.zeros((5, 3)))
+
+
+@pytest.mark.parametrize("block", [1, 13, 1000])
+def test_fast_probe_is_judged_on_a_decimated_window(block):
+    fs = 1000.0
+    rng = np.random.default_rng(2)
+    n = int(12 * fs)
+    t = np.arange(n) / fs
+    x = np.empty((n, 3))
+    x[:, 0] = 0.3 * np.sin(2 * np.pi * 1.2 * t) + 0.05 * rng.standard_normal(n)
+    x[:, 1] = 0.1 * rng.standard_normal(n)                    # noise only
+    x[:, 2] = x[:, 0]
+    q = np.zeros((n, 3), np.uint8)
+    q[: n // 2, 2] = SATURATED                                  # saturated half the time
+    mon = QualityMonitor(3, fs, window_s=10.0)
+    for i in range(0, n, block):
+        mon.update(x[i:i + block], q[i:i + block])
+    s = mon.summary()
+    assert mon._x.shape[0] == 200, "10 s kept at 20 Hz, not 10,000 rows"
+    assert s["window_s"] == pytest.approx(10.0)
+    assert s["pulsatility"][0] > 0.8 and s["pulsatility"][1] < 0.3
+    assert s["poor"] == [False, True, True]
+    assert s["saturated_fraction"][2] == pytest.approx(0.4, abs=0.01)   # 4 of the last 10 s
