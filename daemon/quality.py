@@ -30,6 +30,7 @@ from .converter import LOW_LIGHT, POOR_SIGNAL, SATURATED
 
 
 ANALYSIS_RATE_HZ = 20.0  # the window is kept at about this rate: enough for a 5 Hz band
+MAX_SPECTRA_PER_CALL = 512  # channels whose spectrum one assessment computes
 
 
 class QualityMonitor:
@@ -65,6 +66,8 @@ class QualityMonitor:
         self._filled = 0   # valid rows in the ring
         self._acc = np.zeros((4, self.n_channels))  # bucket sums: x, finite, sat, low
         self._acc_n = 0
+        self._pi = np.full(self.n_channels, np.nan)   # latest index, for big probes
+        self._next_spectra = 0
 
     def reset(self) -> None:
         """Forget the window (e.g. after a probe is moved)."""
@@ -130,9 +133,12 @@ class QualityMonitor:
 
     def pulsatility(self) -> np.ndarray:
         """Pulsatility index per channel (n_ch,), NaN when it cannot be computed."""
-        x = self._window()[0]
+        return self._pulsatility(self._window()[0])
+
+    def _pulsatility(self, x: np.ndarray) -> np.ndarray:
+        """Pulsatility index of each column of a window x (n, m)."""
         n = x.shape[0]
-        out = np.full(self.n_channels, np.nan)
+        out = np.full(x.shape[1], np.nan)
         if n < max(4, int(2.0 * self._rate)):
             return out
         finite = np.isfinite(x)
@@ -171,7 +177,13 @@ class QualityMonitor:
 
     def _assess(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         x, sat_rows, low_rows = self._window()
-        pi = self.pulsatility()
+        if self.n_channels <= MAX_SPECTRA_PER_CALL:
+            pi = self._pulsatility(x)
+        else:  # big probes: a share of the channels per call, so no call stalls the loop
+            part = slice(self._next_spectra, self._next_spectra + MAX_SPECTRA_PER_CALL)
+            self._pi[part] = self._pulsatility(x[:, part])
+            self._next_spectra = (part.stop if part.stop < self.n_channels else 0)
+            pi = self._pi.copy()
         if x.shape[0] == 0:
             zeros = np.zeros(self.n_channels)
             return pi, zeros, zeros, np.ones(self.n_channels, dtype=bool)

@@ -103,3 +103,22 @@ def test_fast_probe_is_judged_on_a_decimated_window(block):
     assert s["pulsatility"][0] > 0.8 and s["pulsatility"][1] < 0.3
     assert s["poor"] == [False, True, True]
     assert s["saturated_fraction"][2] == pytest.approx(0.4, abs=0.01)   # 4 of the last 10 s
+
+
+def test_big_probe_assesses_a_share_of_channels_per_call():
+    n_ch, fs = 1200, 10.0
+    t = np.arange(120) / fs
+    x = np.tile(0.3 * np.sin(2 * np.pi * 1.2 * t)[:, None], (1, n_ch))
+    x[:, 1:n_ch:2] = np.random.default_rng(4).normal(0, 0.1, (120, n_ch // 2))
+    mon = QualityMonitor(n_ch, fs)
+    mon.update(x)
+    full = mon.pulsatility()                      # every channel at once, for reference
+    first = mon.summary()
+    np.testing.assert_allclose(np.array(first["pulsatility"][:512], dtype=float),
+                               full[:512], atol=1e-4)
+    assert all(p is None for p in first["pulsatility"][512:])   # not assessed yet
+    assert all(first["poor"][512:])                              # unknown counts as poor
+    mon.summary()
+    third = mon.summary()
+    np.testing.assert_allclose(np.array(third["pulsatility"], dtype=float), full, atol=1e-4)
+    assert sum(third["poor"][0::2]) == 0 and sum(third["poor"][1::2]) > 550
