@@ -21,6 +21,7 @@ Helper roles (``python bench/common.py ROLE ...``):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -136,6 +137,13 @@ class Proc:
             if key in ("VmRSS", "VmHWM"):
                 out[key] = int(line.split()[1])
         return out
+
+
+def save_results(path: Path, res: dict) -> None:
+    """Write a benchmark's results, with the machine description, as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine": machine(), **res}, indent=1, default=str))
+    print(f"saved {path}")
 
 
 def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:

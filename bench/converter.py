@@ -13,7 +13,6 @@ recording at once (its best case).  MNE is an optional dependency (``.[bench]``)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine  # noqa: E402
+from common import RESULTS, save_results  # noqa: E402
 
 from nirsd.daemon.converter import Converter  # noqa: E402
 
@@ -142,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     res = run(a.channels, 3000 if a.quick else a.samples)
     print(table(res))
-    a.json.parent.mkdir(parents=True, exist_ok=True)
-    a.json.write_text(json.dumps({"machine": machine(), **res}, indent=1))
-    print(f"saved {a.json}")
+    save_results(a.json, res)
     return 0
 
 

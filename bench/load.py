@@ -17,7 +17,6 @@ RSS at the end minus RSS once the ring is full, plus a least-squares slope.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -27,7 +26,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_LOADS, RESULTS, Load, Proc, machine, parse_load  # noqa: E402
+from common import (DEFAULT_LOADS, RESULTS, Load, Proc, parse_load,  # noqa: E402
+                    save_results)
 from latency import fmt, run_nirsd  # noqa: E402
 
 SOAK_LOAD = Load(64, 2, 100)
@@ -129,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(a.loads or DEFAULT_LOADS, 5.0 if a.quick else a.seconds,
               20.0 if a.quick else a.soak)
     print(table(res))
-    a.json.parent.mkdir(parents=True, exist_ok=True)
-    a.json.write_text(json.dumps({"machine": machine(), **res}, indent=1, default=str))
-    print(f"saved {a.json}")
+    save_results(a.json, res)
     return 0
 
 

@@ -14,14 +14,13 @@ channel-values/s and wire MB/s, and what saturated first.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, Load, machine  # noqa: E402
+from common import RESULTS, Load, save_results  # noqa: E402
 from latency import fmt, run_nirsd  # noqa: E402
 
 BURST_ABOVE_HZ = 500.0
@@ -110,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     res = run(a.channels, a.wavelengths, a.start, 2.0 if a.quick else a.seconds, a.max)
     print(table(res))
-    a.json.parent.mkdir(parents=True, exist_ok=True)
-    a.json.write_text(json.dumps({"machine": machine(), **res}, indent=1, default=str))
-    print(f"saved {a.json}")
+    save_results(a.json, res)
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 import structlog
 import zmq
 
@@ -19,7 +18,7 @@ from nirsd.drivers.base import Event, Info, Sample, SampleBlock
 from .config import Config
 from .control import ControlServer
 from .errors import NirsdError
-from .device import DISCONNECTED, STREAMING, DeviceLink
+from .device import STREAMING, DeviceLink
 from .history import history_reply
 from .notify import Notifier
 from .pipeline import Pipeline

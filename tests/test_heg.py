@@ -8,7 +8,7 @@ import pytest
 from nirsd.daemon.clock import DeviceClock
 from nirsd.daemon.errors import ConfigError
 from nirsd.drivers import registry
-from nirsd.drivers.base import DeviceSettings, Sample
+from nirsd.drivers.base import DeviceSettings
 from nirsd.drivers.heg import HegDriver, HegParser, format_line
 from nirsd.drivers.text_emulator import HegEmulator
 

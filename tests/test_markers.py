@@ -185,6 +185,7 @@ def test_exercise_response_is_recovered_by_the_epoch_summary(exercising):
         start = _mark(daemon, "extension", "--at", repr(float(at_on)))
         end = _mark(daemon, "extension", "--end", "--at", repr(float(at_off)))
         assert start["covers"][0] == start["seq"], "a late marker says what it covers"
+        assert end["action"] == "end" and end["seq"] > start["seq"]
         msg = wait_for(lambda: sub.recv(0.5), 10, what="epoch summary")
     summary = msg.header
     on = int(np.flatnonzero(k == k_on)[0]) + hist.seq
