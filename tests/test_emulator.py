@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import serial
 
+from nirsd.daemon.testing import wait_for
 from nirsd.drivers.base import Event, Info, Sample
 from nirsd.drivers.emulator import Emulator, Faults
 from nirsd.drivers.nirsb import NirsbParser
@@ -136,10 +137,7 @@ def test_full_pty_buffer_is_bounded(open_reader) -> None:
     with em:
         r = open_reader(em.port)
         r.port.write(b"b")  # then nobody reads for a while
-        deadline = time.monotonic() + 5.0
-        while em.overflow_frames == 0:
-            assert time.monotonic() < deadline, "queue never overflowed"
-            time.sleep(0.01)  # polling a counter, not synchronising a reader
+        wait_for(lambda: em.overflow_frames > 0, 5.0, what="queue overflow")
         r.pump(lambda: len(r.samples) >= 300)
         check_against_truth(em, r.samples)
         assert r.parser.counters.lost_frames > 0
@@ -166,10 +164,8 @@ def test_unplug_recreates_port_and_link(tmp_path) -> None:
         finally:
             port.close()
         assert any(isinstance(f, Sample) for f in got)
-        deadline = time.monotonic() + 5.0
-        while not (os.path.islink(link) and em.port is not None):
-            assert time.monotonic() < deadline, "link never came back"
-            time.sleep(0.01)
+        wait_for(lambda: os.path.islink(link) and em.port is not None, 5.0,
+                 what="the link back after the replug")
         assert os.readlink(link) == em.port and em.unplugs >= 1
         r = Reader(link)
         try:
