@@ -21,6 +21,7 @@ host or device clock really stepped: then the fit starts over.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -105,8 +106,8 @@ class DeviceClock:
         """Host times (s since the Unix epoch) for device times that arrived at ``arrival``."""
         newest = float(t_dev[-1])
         sample_offset = arrival - newest
-        if self._fit is not None or np.isfinite(self._floor):
-            expected = float(self._offset(np.array(newest)))
+        if self._fit is not None or math.isfinite(self._floor):
+            expected = float(self._offset(newest))   # scalar math: no temporaries
             if self._backstep and sample_offset > expected + JUMP_S:
                 self.restarts += 1  # the device clock went back and the host did not
                 self._forget_fit()

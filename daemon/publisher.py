@@ -22,6 +22,7 @@ from .endpoints import ipc_path, remove_ipc
 from .ringbuffer import Block, epoch_labels
 from .security import secure_server_socket
 
+_HB_STATIC = {"fields": ["hbo", "hbr", "hbt"], "units": "uM"}
 COPY_LIMIT = 64 * 1024  # below this zero-copy sends cost more than copying
 SNDHWM = 1_000    # messages queued per subscriber before PUB drops for it; bounds the
                   # memory a stalled subscriber costs (a reading client queues more itself)
@@ -98,27 +99,30 @@ class Publisher:
 
         ``tsi``: tissue saturation index in % (n, n_groups) for multi-distance probes.
         """
-        common = {"seq": block.seq, "n": block.n, "t": block.t.tolist(),
-                  "t_dev": block.t_dev.tolist(), "epoch": epoch_labels(block.epoch, self.labels)}
+        want_hb, want_raw = self.wants("hb"), self.wants("raw")
+        want_od = od is not None and self.publish_od and self.wants("od")
+        if not (want_hb or want_raw or want_od):
+            return
+        common = {"v": wire.VERSION, "stream": self.stream, "seq": block.seq, "n": block.n,
+                  "t": block.t.tolist(), "t_dev": block.t_dev.tolist(),
+                  "epoch": epoch_labels(block.epoch, self.labels)}
         # hb first: it is what most subscribers wait for
-        if self.wants("hb"):
-            hb = self._header("hb") | common
-            hb["fields"] = ["hbo", "hbr", "hbt"]
-            hb["units"] = "uM"
-            hb["quality"] = block.quality.tobytes()
+        if want_hb:
+            self.counts["hb"] += 1
+            hb = {**common, "topic": "hb", "msg": self.counts["hb"], **_HB_STATIC,
+                  "quality": block.quality.tobytes()}
             if tsi is not None:
                 hb["tsi"] = tsi.tolist()
             self._send(wire.encode_array("hb", hb, block.hb))
-        if self.wants("raw"):
-            raw = self._header("raw") | common
-            raw["flags"] = block.flags.tobytes()
-            raw["units"] = "counts"
-            raw["wavelengths_nm"] = self.wavelengths_nm
+        if want_raw:
+            self.counts["raw"] += 1
+            raw = {**common, "topic": "raw", "msg": self.counts["raw"], "units": "counts",
+                   "wavelengths_nm": self.wavelengths_nm, "flags": block.flags.tobytes()}
             self._send(wire.encode_array("raw", raw, block.raw))
-        if od is not None and self.publish_od and self.wants("od"):
-            head = self._header("od") | common
-            head["units"] = "1"
-            head["wavelengths_nm"] = self.wavelengths_nm
+        if want_od:
+            self.counts["od"] += 1
+            head = {**common, "topic": "od", "msg": self.counts["od"], "units": "1",
+                    "wavelengths_nm": self.wavelengths_nm}
             self._send(wire.encode_array("od", head, od))
 
     def publish_event(self, topic: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -90,6 +90,15 @@ class QualityMonitor:
             zeros = None if flagged else np.zeros(x.shape)
             self._push(x, sat if flagged else zeros, low if flagged else zeros)
             return
+        if x.shape[0] == 1 and not flagged:  # the streaming case: three numpy calls
+            row = x[0]
+            finite_row = np.isfinite(row)
+            np.add(self._acc[0], row, out=self._acc[0], where=finite_row)
+            self._acc[1] += finite_row
+            self._acc_n += 1
+            if self._acc_n == self._k:
+                self._close_bucket()
+            return
         finite = np.isfinite(x)
         xs = np.where(finite, x, 0.0)
         n, i, k = x.shape[0], 0, self._k
@@ -104,11 +113,16 @@ class QualityMonitor:
             self._acc_n += take
             i += take
             if self._acc_n == k:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    mean = self._acc[0] / self._acc[1]   # NaN where no finite sample
-                self._push(mean[None], self._acc[2][None] / k, self._acc[3][None] / k)
-                self._acc.fill(0.0)
-                self._acc_n = 0
+                self._close_bucket()
+
+    def _close_bucket(self) -> None:
+        """Turn the k accumulated samples into one window row."""
+        k = self._k
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = self._acc[0] / self._acc[1]   # NaN where no finite sample
+        self._push(mean[None], self._acc[2][None] / k, self._acc[3][None] / k)
+        self._acc.fill(0.0)
+        self._acc_n = 0
 
     def _push(self, x: np.ndarray, sat: np.ndarray, low: np.ndarray) -> None:
         """Write rows (already at the analysis rate) into the window ring."""
