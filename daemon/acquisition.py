@@ -124,7 +124,7 @@ class Acquisition:
         return Info(1, n_ch, wl, self.cfg.device.rate_hz, self.device.driver.name)
 
     def _check_lost(self) -> None:
-        lost = self.device.counters()["lost_frames"]
+        lost = self.device.lost_frames()
         if lost > self._last_lost and self.pipeline is not None:
             gap = {"event": "gap", "seq": self.next_seq, "lost_samples": lost - self._last_lost,
                    "span_s": (lost - self._last_lost) / self.pipeline.info.rate_hz}

@@ -220,6 +220,10 @@ class DeviceLink:
         self.parser = self.driver.make_parser()
         self._next_try = time.monotonic()
 
+    def lost_frames(self) -> int:
+        """Frames lost by sequence number, over every parser (cheap: once per block)."""
+        return self.parser.counters.lost_frames + self.lost_counters.get("lost_frames", 0)
+
     def counters(self) -> dict[str, int]:
         now = self.parser.counters.as_dict()
         return {k: now[k] + self.lost_counters.get(k, 0) for k in now}
