@@ -87,10 +87,10 @@ def read_session(path: str | Path) -> Session:
 
 
 def _journal_epochs(path: str | Path) -> list[dict[str, Any]]:
-    jpath = Path(str(path) + ".journal.jsonl")
+    from .recorder import journal_path, read_journal
+    jpath = journal_path(path)
     if not jpath.exists():
         return []
-    from .recorder import read_journal
     return [e for e in read_journal(jpath) if e.get("kind") == "epoch"]
 
 

@@ -23,7 +23,7 @@ Record raw intensities and ΔHbO/ΔHbR into a SNIRF 1.1 file (HDF5): first every
 daemon's history still holds (see --backfill), then live data.  Gaps are detected by
 sample index and counted, never filled with invented samples.  One stim group per
 epoch label ([onset duration 1.0] rows) comes from the marker channel; markers, epochs
-and gaps are also logged to FILE.journal.jsonl beside the file.  The file is flushed
+and gaps are also logged to FILE.snirf.journal.jsonl beside the file.  The file is flushed
 every 0.5 s: a killed recorder loses at most the last second, and
 `nirsd record --recover FILE` makes what it wrote a valid SNIRF file.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,13 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not met within {timeout:g} s")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def simulated_config(channels: int = 8, rate_hz: float = 10.0, baseline_s: float = 1.0,
@@ -76,8 +84,12 @@ class DaemonProcess:
         self.proc = subprocess.Popen(self.command(), env=self.env, stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if wait_streaming:
-            wait_for(lambda: self._status_state() == "streaming", timeout,
-                     interval=0.05, what="daemon streaming")
+            try:
+                wait_for(lambda: self._status_state() == "streaming", timeout,
+                         interval=0.05, what="daemon streaming")
+            except BaseException:
+                self.stop(signal.SIGKILL, timeout=5)  # never leave a daemon behind
+                raise
         return self
 
     def _status_state(self) -> str | None:

@@ -104,25 +104,31 @@ def test_nirsd_simulate_into_nirsd_run(driver, tmp_path):
     from nirsd.daemon.testing import wait_for
 
     link = tmp_path / "sim"
-    sim = subprocess.Popen([sys.executable, "-m", "nirsd.daemon.cli", "simulate",
-                            "--driver", driver, "--rate", str(RATE), "--channels", "2",
-                            "--wavelengths", "760,850", "--link", str(link),
-                            "--garbage-every", "0.2"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     options = None
     if driver == "csv":
         options = {"columns": ["time", "ch0:760", "ch0:850", "ch1:760", "ch1:850"],
                    "header": True}
     proc = DaemonProcess(tmp_path, config(driver, str(link), (760, 850), options))
+    sim = subprocess.Popen([sys.executable, "-m", "nirsd.daemon.cli", "simulate",
+                            "--driver", driver, "--rate", str(RATE), "--channels", "2",
+                            "--wavelengths", "760,850", "--link", str(link),
+                            "--garbage-every", "0.2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(link.exists, 10, what="simulator link")
         proc.start(timeout=20)
         raw = tail(proc, "raw", 30)
         status = proc.control().status()
     finally:
-        proc.stop()
-        sim.terminate()
-        sim.wait(10)
+        try:
+            proc.stop()
+        finally:
+            sim.terminate()
+            try:
+                sim.wait(10)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+                sim.wait()
     n_ch = 1 if driver == "heg" else 2
     assert np.array(raw[0]["intensity"]).shape == (n_ch, 2)
     seqs = [line["seq"] for line in raw]

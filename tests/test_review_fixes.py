@@ -16,7 +16,7 @@ import pytest
 from nirsd.clients.tail import sample_lines
 from nirsd.daemon import config
 from nirsd.daemon.device import DeviceLink
-from nirsd.daemon.testing import DaemonProcess, simulated_config, wait_for
+from nirsd.daemon.testing import DaemonProcess, free_port, simulated_config, wait_for
 from nirsd.daemon.wire import Message, decode, encode_array
 from nirsd.drivers.delimited import DelimitedParser, parse_layout
 from nirsd.drivers.text_emulator import DelimitedEmulator
@@ -83,11 +83,13 @@ def test_http_endpoint_says_unsupported_scheme_not_curve(tmp_path):
 @pytest.mark.parametrize("flags,name,words", [
     (["--data", "http://x"], "--data", "unsupported scheme"),
     (["--control", "pgm://eth0;239.1.1.1:5555"], "--control", "unsupported scheme"),
-    (["--data", "ipc:///tmp/nirsd-same", "--control", "ipc:///tmp/nirsd-same"], "--control",
+    (["--data", "ipc://{tmp}/same", "--control", "ipc://{tmp}/same"], "--control",
      "must differ from --data"),
-    (["--data", "tcp://127.0.0.1:1"], "endpoints.data", "set [security] curve"),
+    (["--data", "tcp://127.0.0.1:{port}"], "endpoints.data", "set [security] curve"),
 ])
 def test_run_flags_are_validated_and_exit_78(tmp_path, flags, name, words):
+    # unique paths and a free port: were validation ever to pass, nothing is shared
+    flags = [f.format(tmp=tmp_path, port=free_port()) for f in flags]
     result = _nirsd(["run", *flags], tmp_path)
     assert result.returncode == 78
     lines = result.stderr.strip().splitlines()

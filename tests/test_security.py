@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import stat
 import subprocess
 import sys
@@ -16,13 +15,7 @@ from nirsd.daemon import config as config_mod
 from nirsd.daemon.endpoints import Endpoints
 from nirsd.daemon.errors import ConfigError, NirsdError
 from nirsd.daemon.security import ClientKeys, generate_keypair, load_key_file
-from nirsd.daemon.testing import DaemonProcess, simulated_config, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from nirsd.daemon.testing import DaemonProcess, free_port, simulated_config, wait_for
 
 
 class TcpDaemon(DaemonProcess):
