@@ -54,6 +54,7 @@ class Acquisition:
             self.publisher.close()
             raise
         self.pipeline: Pipeline | None = None
+        self._rejected_info: Info | None = None
         self.next_seq = 0
         self.started = time.time()
         self.stop_requested = False
@@ -71,11 +72,23 @@ class Acquisition:
 
     # -- device frames --------------------------------------------------------------
     def _on_info(self, info: Info) -> None:
-        if self.pipeline is not None and self.pipeline.info == info:
+        if self.pipeline is not None and self.pipeline.info == info \
+                or info == self._rejected_info:
             return
         if self.pipeline is not None:
             log.warning("device_redescribed", old=str(self.pipeline.info), new=str(info))
-        self.pipeline = Pipeline(self.cfg, info, type(self.device.parser), self.next_seq)
+        try:
+            pipeline = Pipeline(self.cfg, info, type(self.device.parser), self.next_seq)
+        except (NirsdError, ValueError) as err:
+            # a probe the config cannot describe: say so and keep running (samples that
+            # do not fit the previous description are counted as shape errors)
+            self._rejected_info = info
+            self.device.last_error = f"device describes itself as {info}: {err}"
+            log.error("device_info_rejected", info=str(info), error=str(err))
+            self.publisher.publish_event("status", {"event": "device_info_rejected",
+                                                    "error": str(err)})
+            return
+        self.pipeline = pipeline
         self.publisher.labels = self.labels()
         self.publisher.wavelengths_nm = list(info.wavelengths_nm)
         for ext in self.extensions:
@@ -94,6 +107,8 @@ class Acquisition:
             first = samples[0] if type(samples[0]) is Sample else samples[0].sample(0)
             info = self.device.default_info() or self._infer_info(first)
             self._on_info(info)
+            if self.pipeline is None:
+                return  # rejected: reported once in status, nothing to convert
         if self.device.take_clock_reset():  # reconnected: the device clock may restart
             self.pipeline.clock.reset()
         out = self.pipeline.ingest(samples, arrival)
@@ -123,10 +138,10 @@ class Acquisition:
             wl = wl[:n_wl] if len(wl) > n_wl else wl + tuple(0.0 for _ in range(n_wl - len(wl)))
         return Info(1, n_ch, wl, self.cfg.device.rate_hz, self.device.driver.name)
 
-    def _check_lost(self) -> None:
+    def _check_lost(self, first_seq: int) -> None:
         lost = self.device.lost_frames()
         if lost > self._last_lost and self.pipeline is not None:
-            gap = {"event": "gap", "seq": self.next_seq, "lost_samples": lost - self._last_lost,
+            gap = {"event": "gap", "seq": first_seq, "lost_samples": lost - self._last_lost,
                    "span_s": (lost - self._last_lost) / self.pipeline.info.rate_hz}
             self.gaps.append(gap)
             self.lost_samples += lost - self._last_lost
@@ -134,6 +149,7 @@ class Acquisition:
         self._last_lost = lost
 
     def handle_frames(self, frames: list, arrival: float) -> None:
+        first_seq = self.next_seq   # lost frames fell among this read's samples
         samples: list[Sample | SampleBlock] = []
         for frame in frames:
             if isinstance(frame, (Sample, SampleBlock)):
@@ -148,7 +164,7 @@ class Acquisition:
                 self._on_event(frame, arrival)
         if samples:
             self._on_samples(samples, arrival)
-        self._check_lost()
+        self._check_lost(first_seq)
 
     def _on_event(self, event: Event, arrival: float) -> None:
         for ext in self.extensions:

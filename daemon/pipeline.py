@@ -57,8 +57,7 @@ class Pipeline:
             baseline_samples=max(1, int(round(cfg.baseline.seconds * info.rate_hz))),
             saturation_level=cfg.optics.saturation_level,
             light_floor=cfg.optics.light_floor)
-        self.ring = RingBuffer(ring_capacity(cfg, info), *self.shape)
-        self.ring.head = first_seq
+        self.ring = RingBuffer(ring_capacity(cfg, info), *self.shape, first_seq=first_seq)
         self.shape_errors = 0
         self.quality = QualityMonitor(info.n_channels, info.rate_hz)
         self._poor = np.zeros(info.n_channels, np.uint8)   # POOR_SIGNAL bits, last assessed

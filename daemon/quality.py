@@ -82,7 +82,9 @@ class QualityMonitor:
         x = np.asarray(signal, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_channels:
             raise ValueError(f"signal must be (n, {self.n_channels}), got {x.shape}")
-        flagged = quality is not None and np.any(quality)
+        # only these bits feed the window (POOR_SIGNAL / BASELINE_PENDING do not)
+        flagged = quality is not None and bool(
+            (np.asarray(quality) & (SATURATED | LOW_LIGHT)).any())
         if flagged:
             q = np.asarray(quality, dtype=np.uint8).reshape(x.shape)
             sat, low = (q & SATURATED) != 0, (q & LOW_LIGHT) != 0

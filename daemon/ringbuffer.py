@@ -53,7 +53,8 @@ FIELDS = ("t", "t_dev", "raw", "hb", "quality", "flags", "epoch")
 
 
 class RingBuffer:
-    def __init__(self, capacity: int, n_channels: int, n_wavelengths: int) -> None:
+    def __init__(self, capacity: int, n_channels: int, n_wavelengths: int,
+                 first_seq: int = 0) -> None:
         if capacity <= 0:
             raise ValueError("capacity must be positive")
         self.capacity = capacity
@@ -66,7 +67,8 @@ class RingBuffer:
         self._quality = np.zeros((capacity, n_channels), np.uint8)
         self._flags = np.zeros(capacity, np.uint8)
         self._epoch = np.full(capacity, NO_EPOCH, np.int16)
-        self.head = 0  # absolute index of the next sample to be written
+        self.head = first_seq   # absolute index of the next sample to be written
+        self._start = first_seq  # nothing before this was ever written here
 
     @staticmethod
     def bytes_per_sample(n_channels: int, n_wavelengths: int) -> int:
@@ -75,7 +77,7 @@ class RingBuffer:
     @property
     def oldest(self) -> int:
         """Absolute index of the oldest sample still held."""
-        return max(0, self.head - self.capacity)
+        return max(self._start, self.head - self.capacity)
 
     def append(self, block: Block) -> None:
         """Write a block whose ``seq`` must equal ``head``; the ring keeps the newest."""
@@ -85,6 +87,7 @@ class RingBuffer:
         if n > self.capacity:  # only the newest capacity samples can be kept
             drop = n - self.capacity
             self.head += drop
+            self._start = max(self._start, self.head - self.capacity)
             block = self._slice(block, drop, n)
             n = self.capacity
         start = self.head % self.capacity

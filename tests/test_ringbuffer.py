@@ -54,3 +54,12 @@ def test_reads_are_copies_and_retag_works():
     assert again.epoch.tolist() == [NO_EPOCH, NO_EPOCH, 1, 1, 1, NO_EPOCH]
     empty, missed = ring.read(6)
     assert empty.n == 0 and missed == 0
+
+
+def test_a_ring_started_mid_stream_holds_nothing_before_its_start():
+    ring = RingBuffer(16, 3, 2, first_seq=100)
+    assert ring.oldest == 100
+    ring.append(_block(100, 5))
+    block, missed = ring.read(90)
+    assert (block.seq, block.n, missed) == (100, 5, 10)
+    np.testing.assert_array_equal(block.t_dev, np.arange(100, 105))
