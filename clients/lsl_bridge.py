@@ -175,7 +175,8 @@ class LslBridge:
 
 
 def run_bridge(endpoints: Endpoints, prefix: str = "nirsd", raw: bool = True,
-               silence_s: float = 3.0, stop: threading.Event | None = None) -> int:
+               silence_s: float = 3.0, stop: threading.Event | None = None,
+               curve: Any = None) -> int:
     """Bridge until SIGINT/SIGTERM (or ``stop``); follows daemon restarts.  Returns 0."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -187,7 +188,7 @@ def run_bridge(endpoints: Endpoints, prefix: str = "nirsd", raw: bool = True,
     try:
         while not stop.is_set():
             if sub is None:
-                sub = Subscriber(TOPICS, endpoints=endpoints)
+                sub = Subscriber(TOPICS, endpoints=endpoints, curve=curve)
                 last = time.monotonic()
             msg = sub.recv(0.2)
             if msg is None:
@@ -197,7 +198,7 @@ def run_bridge(endpoints: Endpoints, prefix: str = "nirsd", raw: bool = True,
                 continue
             last = time.monotonic()
             if bridge is None or msg.header.get("stream") != bridge.stream:
-                info = _info(endpoints)
+                info = _info(endpoints, curve)
                 if info is None or info.get("stream") != msg.header.get("stream"):
                     continue
                 if bridge is not None:
@@ -214,8 +215,8 @@ def run_bridge(endpoints: Endpoints, prefix: str = "nirsd", raw: bool = True,
     return 0
 
 
-def _info(endpoints: Endpoints) -> dict[str, Any] | None:
-    client = ControlClient(endpoints.control, timeout_s=2.0)
+def _info(endpoints: Endpoints, curve: Any = None) -> dict[str, Any] | None:
+    client = ControlClient(endpoints.control, timeout_s=2.0, curve=curve)
     try:
         return client.info()
     except NirsdError:

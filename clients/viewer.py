@@ -270,8 +270,9 @@ class Viewer:
     """Subscribes to ``hb``, ``marker``, ``epoch``, ``status`` and redraws a few times a second."""
 
     def __init__(self, endpoints: Endpoints, window_s: float = 30.0, refresh_hz: float = 4.0,
-                 silence_s: float = 3.0) -> None:
+                 silence_s: float = 3.0, curve: Any = None) -> None:
         self.endpoints = endpoints
+        self.curve = curve  # ClientKeys for CURVE endpoints (None: from the environment)
         self.state = ViewState(window_s)
         self.refresh_s = 1.0 / refresh_hz
         self.silence_s = silence_s
@@ -285,13 +286,15 @@ class Viewer:
         """(Re)build the SUB socket and fetch the probe description; tolerate no daemon."""
         if self.sub is not None:
             self.sub.close()
-        self.sub = Subscriber(TOPICS, endpoints=self.endpoints, ctx=self.ctx)
+        self.sub = Subscriber(TOPICS, endpoints=self.endpoints, ctx=self.ctx,
+                              curve=self.curve)
         self.last_msg = time.monotonic()
         self._describe()
 
     def _describe(self) -> bool:
         self._described = time.monotonic()
-        client = ControlClient(self.endpoints.control, self.ctx, timeout_s=1.0)
+        client = ControlClient(self.endpoints.control, self.ctx, timeout_s=1.0,
+                               curve=self.curve)
         try:
             self.state.reset(client.info())
             self.state.connected = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import _endpoint_args, _endpoints
+from .cli import _curve, _endpoint_args, _endpoints
 from .errors import NirsdError
 
 HELP = """\
@@ -22,7 +22,8 @@ def cmd_lsl(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise NirsdError("nirsd lsl needs pylsl: pip install 'nirsd[lsl]'") from err
     from nirsd.clients.lsl_bridge import run_bridge
-    return run_bridge(_endpoints(args), prefix=args.name, raw=not args.no_raw)
+    return run_bridge(_endpoints(args), prefix=args.name, raw=not args.no_raw,
+                      curve=_curve(args))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import _endpoint_args, _endpoints
+from .cli import _curve, _endpoint_args, _endpoints
 from .errors import NirsdError
 
 HELP = """\
@@ -22,7 +22,8 @@ def cmd_view(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise NirsdError("nirsd view needs rich: pip install 'nirsd[view]'") from err
     from nirsd.clients.viewer import Viewer
-    viewer = Viewer(_endpoints(args), window_s=args.window, refresh_hz=args.refresh)
+    viewer = Viewer(_endpoints(args), window_s=args.window, refresh_hz=args.refresh,
+                    curve=_curve(args))
     console = Console()
     if args.once:
         return viewer.once(console, wait_s=args.wait)

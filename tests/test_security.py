@@ -205,6 +205,12 @@ def test_cli_clients_use_curve_keys(curve_daemon):
     res = proc.cli("status", *ep, "--timeout", "1", "--server-key", str(keys / "server.key"),
                    "--client-key", str(keys / "mallory.key_secret"), timeout=60)
     assert res.returncode == 1 and "no reply" in res.stderr
+    # the viewer takes the same flags (and shows data only with an allowed key)
+    res = proc.cli("view", "--once", "--wait", "10", *ep, "--server-key",
+                   str(keys / "server.key"), "--client-key", str(keys / "alice.key_secret"),
+                   timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "ch0" in res.stdout
 
 
 def test_keys_command(tmp_path):
