@@ -119,7 +119,7 @@ def history_messages(parts: list[tuple[dict, list[bytes]]]) -> dict[str, Message
         key = "flags" if topic == "raw" else "quality"
         header[key] = b"".join(rep.get(key, b"") for rep, _ in parts)
         if topic == "hb":
-            header["fields"] = ["hbo", "hbr", "hbt"]
+            header["fields"] = list(wire.HB_FIELDS)
         out[topic] = Message(topic, header, np.concatenate(arrays) if arrays else None)
     return out
 

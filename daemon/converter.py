@@ -211,6 +211,10 @@ class Converter:
             eligible = valid if saturated is None else valid & ~flag[:, None]
             od = self._provisional_od(Iv, eligible, quality)
 
+        return self._hb_from_od(od, n), quality
+
+    def _hb_from_od(self, od: np.ndarray, n: int) -> np.ndarray:
+        """[ΔHbO, ΔHbR, ΔHbT] in µM (n, 3, n_ch) from OD (n, n_ch, n_wl); keeps the OD."""
         hb = np.empty((n, 3, self.n_channels))
         # (n, n_ch, 2) result written straight into the HbO/HbR rows (as a transposed view).
         # Small blocks: the plain C einsum has the least call overhead; large blocks: the
@@ -219,7 +223,7 @@ class Converter:
                   optimize=self._path if n >= _PATH_MIN_BLOCK else False)
         np.add(hb[:, 0, :], hb[:, 1, :], out=hb[:, 2, :])
         self._last_od = od
-        return hb, quality
+        return hb
 
     def _process_clean(self, I: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The common case in few numpy calls: baseline frozen, every value good light.
@@ -233,12 +237,7 @@ class Converter:
         od = self._log_i0 - np.log(I)
         if not np.isfinite(od).all():     # +inf intensity
             return None
-        hb = np.empty((n, 3, self.n_channels))
-        np.einsum("cjw,ncw->ncj", self._P, od, out=hb[:, :2, :].transpose(0, 2, 1),
-                  optimize=self._path if n >= _PATH_MIN_BLOCK else False)
-        np.add(hb[:, 0, :], hb[:, 1, :], out=hb[:, 2, :])
-        self._last_od = od
-        return hb, np.zeros((n, self.n_channels), np.uint8)
+        return self._hb_from_od(od, n), np.zeros((n, self.n_channels), np.uint8)
 
     def _provisional_od(self, Iv: np.ndarray, eligible: np.ndarray,
                         quality: np.ndarray) -> np.ndarray:

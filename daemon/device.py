@@ -75,7 +75,6 @@ class DeviceLink:
         self.disconnected_at: float | None = None  # wall time the port was lost
         self._clock_reset = False
         self._last_t: float | None = None   # host time of the newest sample
-        self._last_end = 0                  # absolute index one past it
         self._rate_t0: float | None = None  # host time of the first sample since (re)open
         self._rate_n = 0                    # samples since then (for the measured rate)
         self._empty_reads = 0
@@ -195,7 +194,7 @@ class DeviceLink:
             self._rate_t0, self._rate_n = t_first, 0
         self.disconnected_at = None
         self._rate_n += n
-        self._last_t, self._last_end = t_last, seq + n
+        self._last_t = t_last
         return gap
 
     def sample_rate_hz(self) -> float:

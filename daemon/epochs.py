@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from .ringbuffer import RingBuffer
+from .wire import HB_FIELDS
 
-FIELDS = ("hbo", "hbr", "hbt")
+FIELDS = HB_FIELDS
 
 
 @dataclass

@@ -58,7 +58,7 @@ def history_reply(pipeline, publisher, req: dict[str, Any]) -> tuple[dict, list]
              "t": block.t.tolist(), "t_dev": block.t_dev.tolist(),
              "epoch": epoch_labels(block.epoch, publisher.labels),
              "flags": block.flags.tobytes(), "quality": block.quality.tobytes(),
-             "fields": ["hbo", "hbr", "hbt"], "units": {"raw": "counts", "hb": "uM"},
+             "fields": list(wire.HB_FIELDS), "units": {"raw": "counts", "hb": "uM"},
              "wavelengths_nm": list(pipeline.info.wavelengths_nm)}
     frames = []
     for name, arr in (("raw", block.raw), ("hb", block.hb)):

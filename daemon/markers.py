@@ -25,6 +25,7 @@ import structlog
 from nirsd.drivers.base import Event
 
 from .control import DEFERRED, Reply
+from .device import STREAMING
 from .epochs import Epoch, summarize
 from .errors import ProtocolError
 from .protocols import RunningProtocol
@@ -213,11 +214,10 @@ class MarkerChannel:
             raise ProtocolError(f"marker time is {t - now:.3f} s in the future")
         marker = Marker(float(t), self._new_id(), label, action, "control")
         ring = self.pipeline.ring if self.pipeline is not None else None
-        if ring is not None and ring.head > ring.oldest:
-            last_t = ring.read(ring.head - 1)[0].t[0]
-            if t <= last_t:                   # late: part of it is already published
-                return self._apply_late(marker, ring)
-        if ring is None or self.acq.device.state != "streaming":
+        last = ring.last() if ring is not None else None
+        if last is not None and t <= last[0]:  # late: part of it is already published
+            return self._apply_late(marker, ring)
+        if ring is None or self.acq.device.state != STREAMING:
             self._enqueue(marker)             # aligned when samples flow again
             return {"id": marker.id, "label": label, "action": action, "t": marker.t,
                     "seq": None, "pending": True}, []
@@ -309,13 +309,14 @@ class MarkerChannel:
     def _device_time(self, event: Event, arrival: float) -> float:
         """Host time of a device event, through the last sample's device/host times."""
         ring = self.pipeline.ring if self.pipeline is not None else None
-        if ring is None or ring.head == ring.oldest:
+        last = ring.last() if ring is not None else None
+        if last is None:
             return arrival
-        last = ring.read(ring.head - 1)[0]
+        last_t, last_t_dev = last
         if event.t_dev is None:
-            return float(last.t[0]) + 1e-9     # no device clock: the next sample
+            return last_t + 1e-9               # no device clock: the next sample
         mod = self.pipeline.clock.modulus_s
-        delta = event.t_dev - float(last.t_dev[0])
+        delta = event.t_dev - last_t_dev
         if mod:
             delta = (delta + mod / 2) % mod - mod / 2   # the wrap-free difference
-        return float(last.t[0]) + delta
+        return last_t + delta

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nirsd.drivers.base import Info, Parser, Sample, SampleBlock
+from nirsd.drivers.base import FLAG_SATURATED, Info, Parser, Sample, SampleBlock
 
 from .clock import DeviceClock
 from .config import Config
@@ -18,7 +18,6 @@ from .quality import QualityMonitor
 from .srs import SrsEstimator
 from .ringbuffer import NO_EPOCH, Block, RingBuffer
 
-FLAG_SATURATED = 1
 
 
 def ring_capacity(cfg: Config, info: Info) -> int:

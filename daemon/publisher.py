@@ -22,7 +22,7 @@ from .endpoints import ipc_path, remove_ipc
 from .ringbuffer import Block, epoch_labels
 from .security import secure_server_socket
 
-_HB_STATIC = {"fields": ["hbo", "hbr", "hbt"], "units": "uM"}
+_HB_STATIC = {"fields": list(wire.HB_FIELDS), "units": "uM"}
 COPY_LIMIT = 64 * 1024  # below this zero-copy sends cost more than copying
 SNDHWM = 1_000    # messages queued per subscriber before PUB drops for it; bounds the
                   # memory a stalled subscriber costs (a reading client queues more itself)

@@ -123,6 +123,13 @@ class RingBuffer:
         block = Block(lo, *(getattr(self, "_" + name)[idx] for name in FIELDS))
         return block, missed
 
+    def last(self) -> tuple[float, float] | None:
+        """(host time, device time) of the newest held sample, or None when empty."""
+        if self.head == self.oldest:
+            return None
+        i = (self.head - 1) % self.capacity
+        return float(self._t[i]), float(self._t_dev[i])
+
     def first_at_or_after(self, t: float) -> tuple[int, float] | None:
         """(seq, time) of the first held sample with time ≥ t, or None if none is held."""
         idx = np.arange(self.oldest, self.head) % self.capacity

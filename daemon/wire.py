@@ -19,6 +19,7 @@ VERSION = 1
 SAMPLE_TOPICS = ("raw", "hb", "od")
 EVENT_TOPICS = ("marker", "epoch", "status")
 TOPICS = SAMPLE_TOPICS + EVENT_TOPICS
+HB_FIELDS = ("hbo", "hbr", "hbt")  # index 1 of an hb array: ΔHbO, ΔHbR, ΔHbT in µM
 
 # JSON/msgpack have no NaN-free float convention; msgpack carries NaN fine, so it stays.
 _packer = msgpack.Packer(use_bin_type=True)

@@ -7,11 +7,17 @@ self-description) and the transport owns the port.  Frames are plain values.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+
+
+#: Sample.flags bit meaning "some value is saturated" (the NIRSB DATA flag; other
+#: drivers set it with the same meaning)
+FLAG_SATURATED = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,17 +105,6 @@ def expand_blocks(frames: list[Frame]) -> list[Frame]:
             out.append(f)
     return out
 
-COUNTER_NAMES = (
-    "frames_ok",
-    "crc_errors",
-    "length_errors",
-    "decode_errors",
-    "garbage_bytes",
-    "lost_frames",
-    "lines_skipped",
-)
-
-
 @dataclass
 class Counters:
     """Parser health counters, published in ``status``."""
@@ -123,7 +118,7 @@ class Counters:
     lines_skipped: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in COUNTER_NAMES}
+        return dataclasses.asdict(self)
 
 
 class Parser(ABC):

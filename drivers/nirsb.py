@@ -19,14 +19,14 @@ from typing import ClassVar, Sequence
 import numpy as np
 from cobs import cobs
 
+from .base import FLAG_SATURATED  # noqa: F401  (DATA flag bit0, re-exported)
 from .base import Driver, Event, Frame, Info, Parser, Sample
 
 DATA = 1
 INFO = 2
 EVENT = 3
 
-FLAG_SATURATED = 1
-FLAG_AMBIENT = 2
+FLAG_AMBIENT = 2  # DATA flag bit1: ambient light subtracted by the probe
 
 HEADER = struct.Struct("<BBHI")  # type, flags, seq, t_us
 DATA_HEAD = struct.Struct("<HBB")  # n_ch, n_wl, reserved
@@ -59,7 +59,7 @@ def encode_frame(ftype: int, flags: int, seq: int, t_us: int, payload: bytes) ->
     ``seq`` wraps at 65536 and ``t_us`` (device clock, µs) at 2**32, as on the device.
     """
     body = HEADER.pack(ftype & 0xFF, flags & 0xFF, seq % 65536, t_us % (1 << 32)) + payload
-    return body + CRC.pack(binascii.crc_hqx(body, 0xFFFF))
+    return body + CRC.pack(crc16(body))
 
 
 def to_wire(frame: bytes) -> bytes:
