@@ -41,10 +41,10 @@ class DeviceClock:
         self._wraps = 0.0
         self._n_counted = 0           # samples seen, for devices without a clock
         self._win_start: float | None = None
-        self._win_min = np.inf
+        self._win_min = math.inf
         self._minima: deque[tuple[float, float]] = deque(maxlen=FIT_WINDOWS)
         self._fit: tuple[float, float, float] | None = None  # (t_ref, offset, drift)
-        self._floor = np.inf          # minimum offset so far, before the fit exists
+        self._floor = math.inf          # minimum offset so far, before the fit exists
         self._suspect = 0             # consecutive implausibly early blocks
         self._backstep = False        # the newest block went back in device time
 
@@ -59,6 +59,8 @@ class DeviceClock:
 
     def unwrap(self, t_raw: np.ndarray | None, n: int) -> np.ndarray:
         """Monotonic device time in s for a block; from the sample count if no clock."""
+        if n == 1:
+            return np.array((self.unwrap_one(None if t_raw is None else float(t_raw[0])),))
         if t_raw is None:
             if not self.rate_hz:
                 raise ValueError("a device without a clock needs a sample rate")
@@ -67,19 +69,11 @@ class DeviceClock:
             return t
         t_raw = np.asarray(t_raw, dtype=np.float64)
         self._n_counted += n
-        if self._last_raw is not None and t_raw[0] < self._last_raw and (
-                self.modulus_s is None or self._last_raw - t_raw[0] < self.modulus_s / 2):
-            self._backstep = True  # a restart, or a corrupted previous time: to_host decides
+        self._note_backstep(float(t_raw[0]))
         if self.modulus_s is None:
             self._last_raw = float(t_raw[-1])
             return t_raw
         prev = self._last_raw if self._last_raw is not None else float(t_raw[0])
-        if n == 1:  # the usual streaming case: scalar arithmetic, no temporaries
-            value = float(t_raw[0])
-            if value - prev < -self.modulus_s / 2:
-                self._wraps += self.modulus_s
-            self._last_raw = value
-            return t_raw + self._wraps
         steps = np.diff(np.concatenate(([prev], t_raw)))
         # a backwards step of more than half the range is a wrap, not a reorder
         wraps = self._wraps + self.modulus_s * np.cumsum(steps < -self.modulus_s / 2)
@@ -87,12 +81,34 @@ class DeviceClock:
         self._wraps = float(wraps[-1])
         return t_raw + wraps
 
+    def unwrap_one(self, value: float | None) -> float:
+        """:meth:`unwrap` for one sample (the streaming case) in plain float arithmetic."""
+        if value is None:
+            if not self.rate_hz:
+                raise ValueError("a device without a clock needs a sample rate")
+            self._n_counted += 1
+            return (self._n_counted - 1) / self.rate_hz
+        self._n_counted += 1
+        self._note_backstep(value)
+        prev, self._last_raw = self._last_raw, value
+        if self.modulus_s is None:
+            return value
+        if prev is not None and value - prev < -self.modulus_s / 2:
+            self._wraps += self.modulus_s
+        return value + self._wraps
+
+    def _note_backstep(self, first: float) -> None:
+        last = self._last_raw
+        if last is not None and first < last and (
+                self.modulus_s is None or last - first < self.modulus_s / 2):
+            self._backstep = True  # a restart, or a corrupted previous time: to_host decides
+
     def _forget_fit(self) -> None:
         """Start the offset estimate over, keeping the unwrap state."""
-        self._win_start, self._win_min = None, np.inf
+        self._win_start, self._win_min = None, math.inf
         self._minima.clear()
         self._fit = None
-        self._floor = np.inf
+        self._floor = math.inf
         self._suspect = 0
         self._backstep = False
 
@@ -104,10 +120,19 @@ class DeviceClock:
 
     def to_host(self, t_dev: np.ndarray, arrival: float) -> np.ndarray:
         """Host times (s since the Unix epoch) for device times that arrived at ``arrival``."""
-        newest = float(t_dev[-1])
+        self._observe(float(t_dev[-1]), arrival)
+        return t_dev + self._offset(t_dev)
+
+    def to_host_one(self, t_dev: float, arrival: float) -> float:
+        """:meth:`to_host` for one sample, in plain float arithmetic."""
+        self._observe(t_dev, arrival)
+        return t_dev + self._offset(t_dev)
+
+    def _observe(self, newest: float, arrival: float) -> None:
+        """Update the offset estimate with a block whose newest device time is ``newest``."""
         sample_offset = arrival - newest
         if self._fit is not None or math.isfinite(self._floor):
-            expected = float(self._offset(newest))   # scalar math: no temporaries
+            expected = self._offset(newest)
             if self._backstep and sample_offset > expected + JUMP_S:
                 self.restarts += 1  # the device clock went back and the host did not
                 self._forget_fit()
@@ -116,20 +141,21 @@ class DeviceClock:
                 if self._suspect < CONFIRM:
                     self.outliers += 1
                     self._backstep = False
-                    return t_dev + self._offset(t_dev)
+                    return
                 self._forget_fit()  # it lasted: the clock really stepped
         self._suspect = 0
         self._backstep = False
-        self._floor = min(self._floor, sample_offset)
+        if sample_offset < self._floor:
+            self._floor = sample_offset
         if self._win_start is None:
             self._win_start = newest
-        self._win_min = min(self._win_min, sample_offset)
+        if sample_offset < self._win_min:
+            self._win_min = sample_offset
         if newest - self._win_start >= WINDOW_S:
             self._minima.append((self._win_start, self._win_min))
-            self._win_start, self._win_min = newest, np.inf
+            self._win_start, self._win_min = newest, math.inf
             if len(self._minima) >= MIN_FIT:
                 self._refit()
-        return t_dev + self._offset(t_dev)
 
     def _refit(self) -> None:
         pts = np.asarray(self._minima)

@@ -97,10 +97,17 @@ class Converter:
         self.light_floor = float(light_floor)
         # Valid light is finite and strictly above both 0 and the floor.
         self._lo = max(self.light_floor, 0.0)
+        self._hi = np.inf if self.saturation_level is None else self.saturation_level
+        # ΔHbT = ΔHbO + ΔHbR is linear in OD, so a third row P[0] + P[1] gives all three
+        # rows in one contraction, written straight into the (n, 3, n_ch) output.
+        self._P3 = np.ascontiguousarray(
+            np.concatenate([self._P, self._P[:, :1] + self._P[:, 1:2]], axis=1))
         # The contraction is fixed; precomputing its path keeps per-call setup minimal.
-        self._path = np.einsum_path("cjw,ncw->ncj", self._P,
+        self._path = np.einsum_path("cjw,ncw->njc", self._P3,
                                     np.empty((1, self.n_channels, self.n_wavelengths)),
                                     optimize="greedy")[0]
+        self._no_flags = np.zeros((1, self.n_channels), np.uint8)
+        self._no_flags.flags.writeable = False  # shared by clean one-sample blocks
         self._last_od: np.ndarray | None = None
         self.rebaseline()
 
@@ -176,7 +183,8 @@ class Converter:
         but their hb is still computed (the flag does not say which channel clipped; the
         level check catches channels that actually read at/above ``saturation_level``).
 
-        Returns hb float64 (n, 3, n_ch) = [ΔHbO, ΔHbR, ΔHbT] in µM and quality uint8 (n, n_ch).
+        Returns hb float64 (n, 3, n_ch) = [ΔHbO, ΔHbR, ΔHbT] in µM and quality uint8 (n, n_ch)
+        (read-only when it may be shared: combine it with ``|``, not ``|=``).
         The block's OD is kept in :attr:`last_od`.
         """
         I = np.asarray(intensity, dtype=np.float64)
@@ -216,28 +224,28 @@ class Converter:
     def _hb_from_od(self, od: np.ndarray, n: int) -> np.ndarray:
         """[ΔHbO, ΔHbR, ΔHbT] in µM (n, 3, n_ch) from OD (n, n_ch, n_wl); keeps the OD."""
         hb = np.empty((n, 3, self.n_channels))
-        # (n, n_ch, 2) result written straight into the HbO/HbR rows (as a transposed view).
         # Small blocks: the plain C einsum has the least call overhead; large blocks: the
         # precomputed path (BLAS-backed) is several times faster per sample.
-        np.einsum("cjw,ncw->ncj", self._P, od, out=hb[:, :2, :].transpose(0, 2, 1),
+        np.einsum("cjw,ncw->njc", self._P3, od, out=hb,
                   optimize=self._path if n >= _PATH_MIN_BLOCK else False)
-        np.add(hb[:, 0, :], hb[:, 1, :], out=hb[:, 2, :])
         self._last_od = od
         return hb
 
     def _process_clean(self, I: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The common case in few numpy calls: baseline frozen, every value good light.
 
-        Returns None when any value needs the full checks (bad light, saturation).
+        Returns None when any value needs the full checks (bad light, saturation).  A
+        minimum above the floor and a maximum below the saturation level (or +inf) mean
+        every value is finite and usable: two reductions replace the element-wise masks,
+        which matters on the per-frame path, where each numpy call costs most.
         """
-        if not (I > self._lo).all():
+        if not I.min() > self._lo:          # NaN compares False: full checks
             return None
-        if self.saturation_level is not None and (I >= self.saturation_level).any():
+        if not I.max() < self._hi:          # saturation level, else +inf
             return None
         od = self._log_i0 - np.log(I)
-        if not np.isfinite(od).all():     # +inf intensity
-            return None
-        return self._hb_from_od(od, n), np.zeros((n, self.n_channels), np.uint8)
+        quality = self._no_flags if n == 1 else np.zeros((n, self.n_channels), np.uint8)
+        return self._hb_from_od(od, n), quality
 
     def _provisional_od(self, Iv: np.ndarray, eligible: np.ndarray,
                         quality: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from .quality import QualityMonitor
 from .srs import SrsEstimator
 from .ringbuffer import NO_EPOCH, Block, RingBuffer
 
-
+_SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
 
 def ring_capacity(cfg: Config, info: Info) -> int:
     per_sample = RingBuffer.bytes_per_sample(info.n_channels, len(info.wavelengths_nm))
@@ -60,6 +60,8 @@ class Pipeline:
         self.shape_errors = 0
         self.quality = QualityMonitor(info.n_channels, info.rate_hz)
         self._poor = np.zeros(info.n_channels, np.uint8)   # POOR_SIGNAL bits, last assessed
+        self._any_poor = False
+        self._quality_seq = first_seq   # next ring sample the quality window has not seen
         self.srs = [(np.array(idx), SrsEstimator(info.wavelengths_nm, dist, cfg.optics.extinction))
                     for _, idx, dist in self.probe.srs_groups]
         self.last_tsi: np.ndarray | None = None  # (n, n_groups) % for the last block
@@ -77,6 +79,8 @@ class Pipeline:
         The block is ready to publish; :meth:`store` must follow before the next ingest
         (publishing first keeps bookkeeping off the latency path).
         """
+        if len(samples) == 1 and type(samples[0]) is Sample:
+            return self._ingest_one(samples[0], arrival)
         if any(type(s) is SampleBlock for s in samples):
             parts = [s for s in samples if s.intensity.shape[-2:] == self.shape
                      and s.intensity.ndim == (3 if type(s) is SampleBlock else 2)]
@@ -98,25 +102,54 @@ class Pipeline:
                      else np.fromiter((s.t_dev for s in good), np.float64, n))
         t_dev = self.clock.unwrap(t_raw, n)
         t = self.clock.to_host(t_dev, arrival)
-        hb, quality = self.converter.process(raw, saturated=(flags & FLAG_SATURATED) > 0)
-        od = self.converter.last_od
-        quality |= self._poor
+        saturated = (flags & FLAG_SATURATED) > 0
+        hb, quality = self.converter.process(raw, saturated if saturated.any() else None)
+        return self._finish(t, t_dev, raw, hb, quality, flags)
+
+    def _ingest_one(self, s: Sample, arrival: float) -> tuple[Block, np.ndarray] | None:
+        """One sample, the usual streaming case: scalar clock arithmetic, no joins."""
+        if s.intensity.shape != self.shape:
+            self.shape_errors += 1
+            return None
+        raw = s.intensity.reshape(1, *self.shape)
+        t_dev = self.clock.unwrap_one(s.t_dev)
+        t = self.clock.to_host_one(t_dev, arrival)
+        hb, quality = self.converter.process(
+            raw, _SATURATED_ONE if s.flags & FLAG_SATURATED else None)
+        return self._finish(np.array((t,)), np.array((t_dev,)), raw, hb, quality,
+                            np.array((s.flags,), np.uint8))
+
+    def _finish(self, t: np.ndarray, t_dev: np.ndarray, raw: np.ndarray, hb: np.ndarray,
+                quality: np.ndarray, flags: np.ndarray) -> tuple[Block, np.ndarray]:
+        if self._any_poor:
+            quality = quality | self._poor
         if self.srs:
             self.last_tsi = np.stack([est.tsi(raw[:, idx, :]) for idx, est in self.srs],
                                      axis=1)
         epoch = (self.tagger(self.ring.head, t) if self.tagger is not None
-                 else np.full(n, NO_EPOCH, np.int16))
-        return Block(self.ring.head, t, t_dev, raw, hb, quality, flags, epoch), od
+                 else np.full(t.shape[0], NO_EPOCH, np.int16))
+        return (Block(self.ring.head, t, t_dev, raw, hb, quality, flags, epoch),
+                self.converter.last_od)
 
     def store(self, block: Block) -> None:
-        """Keep a published block: history ring and the quality window."""
+        """Keep a published block in the history ring (the quality window reads it later)."""
         self.ring.append(block)
-        self.quality.update(block.hb[:, 0, :], block.quality)
+
+    def _feed_quality(self) -> None:
+        """Bring the quality window up to the ring's head, in one batch per assessment
+        rather than per frame (same data, same order; keeps the frame path short)."""
+        since = max(self._quality_seq, self.ring.oldest)
+        hb, quality = self.ring.columns(since, self.ring.head, ("hb", "quality"))
+        if hb.shape[0]:
+            self.quality.update(hb[:, 0, :], quality)
+        self._quality_seq = self.ring.head
 
     def assess_quality(self) -> dict:
         """Per-channel quality summary (for ``status``); later samples get POOR_SIGNAL."""
         from .converter import POOR_SIGNAL
+        self._feed_quality()
         summary = self.quality.summary()
         self._poor = np.where(summary["poor"], POOR_SIGNAL, 0).astype(np.uint8)
+        self._any_poor = bool(self._poor.any())
         summary["channels"] = list(self.probe.labels)
         return summary

@@ -118,10 +118,15 @@ class RingBuffer:
         since = max(since, 0)
         missed = max(0, self.oldest - since)
         lo = max(since, self.oldest)
-        hi = max(lo, until)
-        idx = np.arange(lo, hi) % self.capacity
-        block = Block(lo, *(getattr(self, "_" + name)[idx] for name in FIELDS))
-        return block, missed
+        return Block(lo, *self.columns(lo, until)), missed
+
+    def columns(self, since: int, until: int,
+                names: tuple[str, ...] = FIELDS) -> tuple[np.ndarray, ...]:
+        """Copies of the named fields for held samples [since, until) (clipped to what
+        is held), in order."""
+        lo = max(since, self.oldest)
+        idx = np.arange(lo, max(lo, min(until, self.head))) % self.capacity
+        return tuple(getattr(self, "_" + name)[idx] for name in names)
 
     def last(self) -> tuple[float, float] | None:
         """(host time, device time) of the newest held sample, or None when empty."""

@@ -7,6 +7,7 @@ header's ``dtype`` and ``shape`` (empty for event topics).  Nothing is ever pick
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,30 @@ def unpack(data: bytes) -> Any:
         raise ProtocolError(f"header is not valid msgpack: {err}") from err
 
 
+def plain(obj: Any, drop_bytes: bool = False) -> Any:
+    """``obj`` (msgpack values, numpy arrays/scalars) as JSON-ready plain Python.
+
+    NaN/inf become None (JSON has no NaN); tuples and arrays become lists.  Bytes
+    become a list of ints, or with ``drop_bytes`` are left out (map values) or None.
+    """
+    if isinstance(obj, np.ndarray):
+        out = obj.tolist()
+        finite = obj.dtype.kind not in "fc" or bool(np.isfinite(obj).all())
+        return out if finite else plain(out, drop_bytes)
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, bytes):
+        return None if drop_bytes else list(obj)
+    if isinstance(obj, dict):
+        return {k: plain(v, drop_bytes) for k, v in obj.items()
+                if not (drop_bytes and isinstance(v, bytes))}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v, drop_bytes) for v in obj]
+    return obj
+
+
 @dataclass
 class Message:
     """A decoded message: the topic, its header map and (sample topics) its array."""
@@ -53,12 +78,18 @@ class Message:
         return int(self.header.get("n", 1))
 
 
+_DTYPE_STR: dict[np.dtype, str] = {}  # dtype -> its "<f8"-style name, built once each
+
+
 def encode_array(topic: str, header: dict[str, Any], array: np.ndarray) -> list[bytes]:
     """Frames for a sample message; adds dtype and shape to ``header`` (a fresh dict)."""
     arr = np.ascontiguousarray(array)
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
-    header["dtype"] = arr.dtype.str
+    name = _DTYPE_STR.get(arr.dtype)
+    if name is None:
+        name = _DTYPE_STR[arr.dtype] = arr.dtype.str
+    header["dtype"] = name
     header["shape"] = list(arr.shape)
     payload = memoryview(arr).cast("B") if arr.size else b""  # cast refuses empty shapes
     return [topic.encode(), pack(header), payload]
