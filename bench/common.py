@@ -16,6 +16,9 @@ Helper roles (``python bench/common.py ROLE ...``):
 - ``lsl-inlet``: a pylsl StreamInlet; the frame index is in the first value.
 - ``serial-lsl``: a plain pyserial reader → COBS decoder → pylsl outlet, as a user
   would write it between a NIRSB device and LSL.
+- ``floor-relay``: the transport floor: pty → zmq.Poller → ``os.read`` → split on 0x00,
+  COBS-decode only for ``t_us`` → ZeroMQ PUB ``[topic, header, raw counts]``.
+- ``floor-sub``: a bare ZeroMQ SUB on that relay; the frame index is ``round(t_dev · rate)``.
 """
 
 from __future__ import annotations
@@ -423,9 +426,87 @@ def role_serial_lsl(a: argparse.Namespace) -> None:
     _save(a.out, [], [])
 
 
+def role_floor_relay(a: argparse.Namespace) -> None:
+    """The least a pty → ZeroMQ design does: wait, read, delimit, publish raw bytes.
+
+    No conversion, no buffering, no clock mapping: each DATA frame is COBS-decoded only
+    to learn its ``t_us`` (device µs) and its counts go out unconverted.
+    """
+    import msgpack
+    import zmq
+    from nirsd.drivers import nirsb
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(a.data)
+    fd = os.open(a.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    os.write(fd, b"?b")  # as every reader does; the device answers with INFO
+    poller = zmq.Poller()
+    poller.register(fd, zmq.POLLIN)
+    topic, start, pending = b"hb", nirsb.HEADER_LEN + nirsb.DATA_HEAD.size, b""
+    while not _Stop.flag:
+        if not poller.poll(100):
+            continue
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            continue
+        except OSError:
+            break  # the device side closed
+        chunks = (pending + data if pending else data).split(b"\x00")
+        pending = chunks.pop()
+        for chunk in chunks:
+            try:
+                raw = nirsb.cobs.decode(chunk)
+            except nirsb.cobs.DecodeError:
+                continue
+            if len(raw) < nirsb.DATA_OVERHEAD or raw[0] != nirsb.DATA:
+                continue  # INFO, EVENT or an empty chunk
+            _, _, seq, t_us = nirsb.HEADER.unpack_from(raw)
+            head = msgpack.packb({"seq": seq, "t_dev": t_us / 1e6})
+            pub.send_multipart([topic, head, memoryview(raw)[start:-2]])
+    os.close(fd)
+    pub.close()
+    ctx.term()
+    _save(a.out, [], [])
+
+
+def role_floor_sub(a: argparse.Namespace) -> None:
+    """A bare SUB on the floor relay: receive, stamp, unpack the header, view the counts."""
+    import msgpack
+    import zmq
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVHWM, 100_000)
+    sub.setsockopt(zmq.SUBSCRIBE, b"hb")
+    sub.connect(a.data)
+    poller = zmq.Poller()
+    poller.register(sub, zmq.POLLIN)
+    idx: list[int] = []
+    ns: list[int] = []
+    while not _Stop.flag:
+        if not poller.poll(100):
+            continue
+        _, head, payload = sub.recv_multipart()
+        now = time.monotonic_ns()
+        _ = np.frombuffer(payload, "<i4")[-1]  # the counts, as a subscriber would view them
+        idx.append(int(round(msgpack.unpackb(head)["t_dev"] * a.rate)))
+        ns.append(now)
+        if len(idx) == 1:
+            print("ready", flush=True)
+    sub.close()
+    ctx.term()
+    _save(a.out, [np.array(idx, np.int64)], [np.array(ns, np.int64)])
+
+
+ROLES = {"hb-sub": role_hb_sub, "lsl-inlet": role_lsl_inlet, "serial-lsl": role_serial_lsl,
+         "floor-relay": role_floor_relay, "floor-sub": role_floor_sub}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="benchmark helper roles")
-    p.add_argument("role", choices=["hb-sub", "lsl-inlet", "serial-lsl"])
+    p.add_argument("role", choices=list(ROLES))
     p.add_argument("--out", required=True)
     p.add_argument("--data")
     p.add_argument("--control")
@@ -436,8 +517,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--wavelengths", type=int, default=2)
     a = p.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
-    {"hb-sub": role_hb_sub, "lsl-inlet": role_lsl_inlet,
-     "serial-lsl": role_serial_lsl}[a.role](a)
+    ROLES[a.role](a)
 
 
 if __name__ == "__main__":

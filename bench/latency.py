@@ -7,6 +7,11 @@ Pipelines, per load (channels x wavelengths @ Hz):
   (a subprocess, driver nirsb, port = the pty) reads, converts and publishes; a
   subscriber process decodes ``hb``.  Latency = write start → ``hb`` received.
   The daemon's CPU (utime + stime per second of data, % of one core) is reported.
+- ``floor``: the transport floor under ``nirsd``: the same pty and writer, a relay
+  subprocess that only waits (zmq.Poller), reads, splits frames on 0x00 (COBS-decoding
+  each for its ``t_us``) and publishes the raw counts on a ZeroMQ PUB ipc socket as
+  ``[topic, header, payload]``, and a bare SUB subprocess.  No conversion: the least
+  any pty → ZeroMQ → Python subscriber design pays; nirsd − floor is processing.
 - ``lsl``: a bare Lab Streaming Layer hop of same-size samples (float32) between two
   processes: pylsl StreamOutlet here → StreamInlet in a subprocess (push → pull).
 - ``serial-lsl``: a plain pyserial reader → COBS decoder → pylsl outlet (a subprocess,
@@ -38,7 +43,7 @@ from common import (BASE_COUNTS, DEFAULT_LOADS, MARK, RESULTS, Consumer, Load,  
 
 from nirsd.daemon.testing import DaemonProcess, device_config, wait_for  # noqa: E402
 
-PIPELINES = ("nirsd", "lsl", "serial-lsl")
+PIPELINES = ("nirsd", "floor", "lsl", "serial-lsl")
 
 
 def _await_command(dev: PtyDevice, alive: Callable[[], None], timeout_s: float = 30.0) -> None:
@@ -137,6 +142,36 @@ def run_nirsd(load: Load, seconds: float, warmup_s: float, workdir: Path,
                    window_s=(p.t_end_ns - p.t_start_ns) / 1e9)
 
 
+def run_floor(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
+    """pty → a relay that only reads, delimits and publishes (ZeroMQ PUB) → a bare SUB."""
+    dev = PtyDevice(load)
+    endpoint = f"ipc://{workdir / 'floor.ipc'}"
+    relay = Consumer("floor-relay", workdir / "relay.npz", "--port", dev.port,
+                     "--data", endpoint)
+    sub = None
+    try:
+        def alive() -> None:
+            if relay.proc.poll() is not None:
+                raise RuntimeError(f"floor relay exited with {relay.proc.returncode}")
+
+        _await_command(dev, alive)
+        sub = Consumer("floor-sub", workdir / "floor.npz", "--data", endpoint,
+                       "--rate", repr(load.rate_hz))
+        cpu = CpuWindow(relay.proc.pid)
+        p = paced(load, lambda k: dev.write(dev.frame(k)), [dev, sub, relay],
+                  lambda: sub.ready, seconds, warmup_s, on_measure=cpu)
+        wait_io(time.monotonic_ns() + 1_000_000_000, [dev, sub])
+        idx, ns = sub.finish()
+        sub = None
+    finally:
+        if sub is not None:
+            sub.finish()
+        relay.finish()
+        dev.close()
+    lat, lost = latencies(p, idx, ns)
+    return _result(load, "floor", lat, lost, cpu.fraction)
+
+
 def run_lsl(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
     """A bare pylsl outlet (here) → inlet (subprocess) hop of same-size samples."""
     import pylsl
@@ -192,7 +227,8 @@ def run_serial_lsl(load: Load, seconds: float, warmup_s: float,
     return _result(load, "serial-lsl", lat, lost, cpu.fraction)
 
 
-RUNNERS = {"nirsd": run_nirsd, "lsl": run_lsl, "serial-lsl": run_serial_lsl}
+RUNNERS = {"nirsd": run_nirsd, "floor": run_floor, "lsl": run_lsl,
+           "serial-lsl": run_serial_lsl}
 
 
 def run(loads: list[Load], seconds: float, warmup_s: float,
@@ -230,11 +266,44 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def split(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per load: nirsd's p50/p99 as transport floor + processing (nirsd − floor), µs."""
+    by = {(r["load"], r["pipeline"]): r for r in rows if "error" not in r and r.get("n")}
+    out = []
+    for lab in dict.fromkeys(r["load"] for r in rows):
+        d, f = by.get((lab, "nirsd")), by.get((lab, "floor"))
+        if d is None or f is None:
+            continue
+        row: dict[str, Any] = {"load": lab}
+        for q in ("p50", "p99"):
+            row[f"nirsd_{q}_us"] = d[f"{q}_us"]
+            row[f"floor_{q}_us"] = f[f"{q}_us"]
+            row[f"processing_{q}_us"] = d[f"{q}_us"] - f[f"{q}_us"]
+        row["floor_share_p50"] = f["p50_us"] / d["p50_us"] if d["p50_us"] > 0 else None
+        out.append(row)
+    return out
+
+
+def split_table(rows: list[dict[str, Any]]) -> str:
+    """nirsd's latency split into the transport floor and its own processing."""
+    lines = ["| load | nirsd p50 µs | floor p50 µs | processing p50 µs | floor share of p50 "
+             "| nirsd p99 µs | floor p99 µs | processing p99 µs |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in split(rows):
+        share = None if r["floor_share_p50"] is None else 100 * r["floor_share_p50"]
+        lines.append(f"| {r['load']} | {fmt(r['nirsd_p50_us'])} | {fmt(r['floor_p50_us'])} | "
+                     f"{fmt(r['processing_p50_us'])} | {fmt(share)} % | "
+                     f"{fmt(r['nirsd_p99_us'])} | {fmt(r['floor_p99_us'])} | "
+                     f"{fmt(r['processing_p99_us'])} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def save(rows: list[dict[str, Any]], path: Path) -> None:
     """JSON without the latency arrays; those go to a .npz beside it (for the CDF)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = [{k: v for k, v in r.items() if k != "_lat"} for r in rows]
-    path.write_text(json.dumps({"machine": machine(), "rows": clean}, indent=1))
+    path.write_text(json.dumps({"machine": machine(), "rows": clean,
+                                "split": split(rows)}, indent=1))
     arrays = {f"{r['load']}|{r['pipeline']}": r["_lat"] for r in rows if "_lat" in r}
     np.savez(path.with_suffix(".npz"), **arrays)
 
@@ -254,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     loads = a.loads or DEFAULT_LOADS
     rows = run(loads, seconds, warmup, tuple(a.pipelines))
     print(table(rows))
+    if split_table(rows):
+        print("\nnirsd = transport floor + processing:\n" + split_table(rows))
     save(rows, a.json)
     print(f"saved {a.json}")
     return 0

@@ -43,7 +43,9 @@ def cdf_png(rows: list[dict[str, Any]], path: Path) -> None:
             if r["load"] != lab or lat is None or not len(lat):
                 continue
             x = np.sort(lat)
-            ax.plot(x, np.arange(1, x.size + 1) / x.size, label=r["pipeline"])
+            floor = r["pipeline"] == "floor"  # the transport floor: dashed, not a contender
+            ax.plot(x, np.arange(1, x.size + 1) / x.size, label=r["pipeline"],
+                    linestyle="--" if floor else "-", color="0.45" if floor else None)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(lab)
@@ -101,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{info['loadavg_1m']:.2f}",
         "## latency: device byte written → decoded in another process\n"
         + latency.table(lat_rows),
+        ("## nirsd latency = transport floor + processing\n"
+         "floor: pty → read → split → ZeroMQ PUB → SUB, no processing "
+         "(differences of percentiles)\n" + latency.split_table(lat_rows))
+        if latency.split_table(lat_rows) else None,
         "## daemon CPU and memory\n" + load.table(load_res),
         "## throughput\n" + throughput.table(thr_res),
         "## converter\n" + converter.table(conv_res),
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "report.md").write_text(report + "\n")
     clean = [{k: v for k, v in r.items() if k != "_lat"} for r in lat_rows]
     (RESULTS / "report.json").write_text(json.dumps(
-        {"machine": info, "latency": clean, "load": load_res, "throughput": thr_res,
+        {"machine": info, "latency": clean,
+         "latency_split": latency.split(lat_rows), "load": load_res, "throughput": thr_res,
          "converter": conv_res, "parsers": par}, indent=1, default=str))
     print(f"\nsaved {RESULTS / 'report.json'}, {RESULTS / 'report.md'}, "
           f"{RESULTS / 'latency_cdf.png'}")

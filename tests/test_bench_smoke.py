@@ -15,16 +15,26 @@ def test_latency_quick_prints_a_table_and_writes_json(tmp_path):
     out = tmp_path / "latency.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH / "latency.py"), "--quick", "--loads", "8x2@10",
-         "--seconds", "2", "--pipelines", "nirsd", "--json", str(out)],
+         "--seconds", "2", "--pipelines", "nirsd", "floor", "--json", str(out)],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     row = re.search(r"^\| 8x2@10 \| nirsd \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|",
                     proc.stdout, re.M)
     assert row, proc.stdout
     assert int(row[1]) == 20 and int(row[2]) == 0  # 2 s at 10 Hz, none lost
+    floor = re.search(r"^\| 8x2@10 \| floor \| (\d+) \| (\d+) \| ([\d.]+) \|",
+                      proc.stdout, re.M)
+    assert floor and int(floor[1]) == 20 and int(floor[2]) == 0, proc.stdout
+    assert "floor + processing" in proc.stdout
     data = json.loads(out.read_text())
-    (r,) = data["rows"]
-    assert r["load"] == "8x2@10" and r["pipeline"] == "nirsd" and r["n"] == 20
-    assert r["p50_us"] > 0 and r["p99_us"] >= r["p50_us"] and r["cpu_pct"] >= 0
+    rows = {r["pipeline"]: r for r in data["rows"]}
+    assert set(rows) == {"nirsd", "floor"}
+    for r in rows.values():
+        assert r["load"] == "8x2@10" and r["n"] == 20 and r["lost"] == 0
+        assert r["p50_us"] > 0 and r["p99_us"] >= r["p50_us"] and r["cpu_pct"] >= 0
+    (split,) = data["split"]
+    assert split["load"] == "8x2@10"
+    assert split["processing_p50_us"] == split["nirsd_p50_us"] - split["floor_p50_us"]
+    assert split["floor_p50_us"] == rows["floor"]["p50_us"]
     assert data["machine"]["nproc"] >= 1
     assert out.with_suffix(".npz").exists()
