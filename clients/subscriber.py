@@ -173,13 +173,19 @@ class Subscriber:
                 yield msg
 
     def backfilled(self, seconds: float | None = None, since: int | None = None,
-                   timeout_s: float = 10.0) -> Iterator[Message]:
+                   timeout_s: float | None = 10.0,
+                   idle_s: float | None = None) -> Iterator[Message | None]:
         """History then live ``hb``/``raw`` messages, contiguous in ``seq``.
 
-        Waits up to ``timeout_s`` for the first live sample message.  A later gap
-        (the subscriber fell behind PUB's high-water mark) is filled from history
-        when the ring still holds it; what cannot be filled is reported by a
-        ``header["missed"]`` count on the next message.
+        Waits up to ``timeout_s`` seconds (None: forever) for the first live sample
+        message.  A later gap (the subscriber fell behind PUB's high-water mark) is
+        filled from history when the ring still holds it; what cannot be filled is
+        reported by a ``header["missed"]`` count on the next message.  Messages of the
+        other subscribed topics pass through as they arrive.
+
+        With ``idle_s``, ``None`` is yielded after every ``idle_s`` seconds without a
+        message (also while waiting for the first one), so that a caller can flush,
+        check a deadline or a stop flag; without it the iterator blocks.
 
         When the daemon restarts (a new ``stream`` id), the new stream is delivered
         from its sample 0 (backfilled from the new daemon's history), and the first
@@ -188,14 +194,18 @@ class Subscriber:
         (seconds between the old stream's last sample and the new one's first).
         """
         first = None
-        deadline = time.monotonic() + timeout_s
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         pending: list[Message] = []
         while first is None:
-            msg = self.recv(max(0.0, deadline - time.monotonic()))
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait = left if idle_s is None else idle_s if left is None else min(idle_s, left)
+            msg = self.recv(wait)
             if msg is None:
-                raise NirsdError("no live data from the daemon within "
-                                 f"{timeout_s:g} s at {self.endpoints.data}")
-            if msg.topic in wire.SAMPLE_TOPICS:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise NirsdError("no live data from the daemon within "
+                                     f"{timeout_s:g} s at {self.endpoints.data}")
+                yield None
+            elif msg.topic in wire.SAMPLE_TOPICS:
                 first = msg
             else:
                 pending.append(msg)
@@ -214,7 +224,9 @@ class Subscriber:
         msg: Message | None = first
         while True:
             if msg is None:
-                msg = self.recv()
+                msg = self.recv(idle_s)
+                if msg is None:
+                    yield None
                 continue
             if msg.topic not in wire.SAMPLE_TOPICS:
                 yield msg

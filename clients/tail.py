@@ -6,48 +6,26 @@ light was bad); for ``raw`` ``seq``, ``t``, ``epoch`` and ``intensity`` (per cha
 value per wavelength).  Event topics print their header as one object.  With a
 multi-distance probe, ``hb`` lines also carry ``tsi`` (% per group).
 
-Until the first message arrives, a line on stderr every so often says nothing came yet
-(the daemon may start later); ``timeout_s`` turns the wait into an error.
+Until the first message of the topic arrives, one line on stderr after a few seconds
+says nothing came yet (the daemon may start later, or its device may come back);
+``timeout_s`` turns a silence of the topic into an error.  ``status`` messages, which
+tail also receives, never count as data: they only explain the silence.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from typing import Any, Iterator, TextIO
 
 import numpy as np
 
+from nirsd.daemon import wire
 from nirsd.daemon.errors import NirsdError
 from nirsd.daemon.wire import Message
 
 from .subscriber import Subscriber
-
-
-def _clean(values: np.ndarray) -> list:
-    """Nested lists with NaN/inf as None (JSON has no NaN)."""
-    out = values.tolist()
-
-    def fix(x: Any) -> Any:
-        if isinstance(x, list):
-            return [fix(v) for v in x]
-        return None if isinstance(x, float) and not math.isfinite(x) else x
-
-    return fix(out) if not np.isfinite(values).all() else out
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, bytes):
-        return list(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
@@ -64,24 +42,24 @@ def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
         line: dict[str, Any] = {"seq": h["seq"] + i, "t": t[i], "t_dev": t_dev[i],
                                 "epoch": epoch[i]}
         if msg.topic == "hb":
-            line["hbo"] = _clean(arr[i, 0])
-            line["hbr"] = _clean(arr[i, 1])
-            line["hbt"] = _clean(arr[i, 2])
+            line["hbo"] = wire.plain(arr[i, 0])
+            line["hbr"] = wire.plain(arr[i, 1])
+            line["hbt"] = wire.plain(arr[i, 2])
             if qual is not None:
                 line["quality"] = qual[i]
             if tsi is not None:
-                line["tsi"] = _plain(list(tsi[i]))
+                line["tsi"] = wire.plain(tsi[i])
         elif msg.topic == "raw":
-            line["intensity"] = _clean(arr[i])
+            line["intensity"] = wire.plain(arr[i])
             if flags is not None:
                 line["flags"] = flags[i]
         else:
-            line["od"] = _clean(arr[i])
+            line["od"] = wire.plain(arr[i])
         yield line
 
 
 def event_line(msg: Message) -> dict[str, Any]:
-    return _plain({k: v for k, v in msg.header.items() if k != "v"})
+    return wire.plain({k: v for k, v in msg.header.items() if k != "v"})
 
 
 def format_human(topic: str, line: dict[str, Any]) -> str:
@@ -97,50 +75,76 @@ def format_human(topic: str, line: dict[str, Any]) -> str:
     return json.dumps(line, separators=(",", ":"))
 
 
-#: seconds without any message before tail says so on stderr
+#: seconds without a message of the topic before tail says so on stderr
 WARN_AFTER_S = 5.0
+#: longest wait for a message before checking the timeout (s)
+IDLE_S = 0.1
 
 
-def wait_for_data(sub: Subscriber, timeout_s: float | None = None,
-                  warn_after_s: float = WARN_AFTER_S, err: TextIO = sys.stderr) -> None:
-    """Block until a message is ready on ``sub`` (without taking it).
+class Watch:
+    """When the last message of the asked-for topic came, and what ``status`` says.
 
-    After ``warn_after_s`` seconds of silence, print one line on ``err`` and keep
-    waiting; after ``timeout_s`` seconds (None: never) raise NirsdError.
+    Only messages of ``topic`` count as data: ``status`` (which tail also subscribes
+    to) proves the daemon is up, and feeds the explanation, but never resets the clock.
     """
-    endpoint = sub.endpoints.data
-    start = time.monotonic()
-    warned = False
-    while True:
-        waited = time.monotonic() - start
-        if timeout_s is not None and waited >= timeout_s:
-            raise NirsdError(f"no data from {endpoint} within {timeout_s:g} s "
-                             "(is `nirsd run` running?)")
-        limits = [t - waited for t in (timeout_s, None if warned else warn_after_s)
-                  if t is not None]
-        wait_ms = max(1, int(min(limits) * 1000)) if limits else None
-        if sub.sock.poll(wait_ms):
+
+    def __init__(self, sub: Subscriber, topic: str, timeout_s: float | None,
+                 warn_after_s: float, err: TextIO) -> None:
+        self.endpoint, self.topic = sub.endpoints.data, topic
+        self.timeout_s, self.warn_after_s, self.err = timeout_s, warn_after_s, err
+        self.last = time.monotonic()
+        self.seen_topic = False
+        self.status: dict[str, Any] | None = None
+        self.warned = False
+
+    def saw(self, msg: Message | None) -> None:
+        """Note ``msg`` (None: nothing came); NirsdError once ``timeout_s`` ran out."""
+        now = time.monotonic()
+        if msg is not None and msg.topic == self.topic:
+            self.last, self.seen_topic = now, True
             return
-        if not warned and time.monotonic() - start >= warn_after_s:
-            warned = True
-            print(f"nirsd: no data from {endpoint} yet (is `nirsd run` running?); "
-                  "still waiting", file=err, flush=True)
+        if msg is not None and msg.topic == "status":
+            self.status = msg.header
+        quiet = now - self.last
+        if self.timeout_s is not None and quiet >= self.timeout_s:
+            raise NirsdError(f"{self._nothing()} within {self.timeout_s:g} s"
+                             f"{self._why()}")
+        if not self.warned and not self.seen_topic and quiet >= self.warn_after_s:
+            self.warned = True
+            print(f"nirsd: {self._nothing()} yet{self._why()}; still waiting",
+                  file=self.err, flush=True)
+
+    def _nothing(self) -> str:
+        if self.status is None:
+            return f"no data from {self.endpoint}"
+        return f"no {self.topic} messages from {self.endpoint}"
+
+    def _why(self) -> str:
+        if self.status is None:
+            return " (is `nirsd run` running?)"
+        state, error = self.status.get("state"), self.status.get("last_error")
+        return (f" (the daemon is up, device {state or 'state unknown'}"
+                f"{': ' + str(error) if error else ''})")
 
 
 def run(sub: Subscriber, topic: str, as_json: bool, count: int | None,
         out: TextIO = sys.stdout, backfill_s: float | None = None,
-        timeout_s: float | None = None, err: TextIO = sys.stderr) -> int:
+        timeout_s: float | None = None, err: TextIO = sys.stderr,
+        warn_after_s: float = WARN_AFTER_S) -> int:
     """Print lines until ``count`` lines are out (or forever); returns lines printed.
 
-    ``timeout_s``: give up (NirsdError) when no message at all came within that many
-    seconds; other topics ``sub`` receives (e.g. ``status``) only prove the daemon is up.
+    ``timeout_s``: give up (NirsdError) when that many seconds pass without a message
+    of ``topic`` (at the start or between two messages); other topics ``sub`` receives
+    (e.g. ``status``) only prove the daemon is up and do not count.  After
+    ``warn_after_s`` seconds without one, before the first, one note goes to ``err``.
     """
     printed = 0
-    wait_for_data(sub, timeout_s, err=err)
-    stream = (sub.backfilled(seconds=backfill_s) if backfill_s is not None
-              and topic in ("raw", "hb") else iter(sub))
+    watch = Watch(sub, topic, timeout_s, warn_after_s, err)
+    stream = (_backfilled(sub, topic, backfill_s)
+              if backfill_s is not None and topic in ("raw", "hb") else _live(sub))
     for msg in stream:
-        if msg.topic != topic:
+        watch.saw(msg)
+        if msg is None or msg.topic != topic:
             continue
         lines = sample_lines(msg) if msg.array is not None else [event_line(msg)]
         for line in lines:
@@ -153,3 +157,22 @@ def run(sub: Subscriber, topic: str, as_json: bool, count: int | None,
                 return printed
         out.flush()
     return printed
+
+
+def _live(sub: Subscriber) -> Iterator[Message | None]:
+    """Live messages, and None after every ``IDLE_S`` seconds without one."""
+    while True:
+        yield sub.recv(IDLE_S)
+
+
+def _backfilled(sub: Subscriber, topic: str, seconds: float) -> Iterator[Message | None]:
+    """Once ``topic`` flows, its last ``seconds`` from history, then live data.
+
+    Until then ``status`` and idle ticks pass through (so the wait is explained and
+    timed); the first message of ``topic`` is left to the history fetched next.
+    """
+    for msg in _live(sub):
+        if msg is not None and msg.topic == topic:
+            break
+        yield msg
+    yield from sub.backfilled(seconds=seconds, timeout_s=None, idle_s=IDLE_S)

@@ -197,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backfill", type=float, metavar="SECONDS",
                    help="start with the last SECONDS from the daemon's history")
     p.add_argument("--timeout", type=float, metavar="S",
-                   help="exit 1 if nothing arrives within S seconds (default: keep waiting, "
-                        "with a note on stderr after 5 s)")
+                   help="exit 1 after S seconds without a message of --topic (status "
+                        "messages do not count unless --topic status); default: keep "
+                        "waiting, with a note on stderr after 5 s")
     p.set_defaults(func=cmd_tail)
 
     p = sub.add_parser("check-config", help="validate a config file")

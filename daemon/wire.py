@@ -8,6 +8,7 @@ header's ``dtype`` and ``shape`` (empty for event topics).  Nothing is ever pick
 from __future__ import annotations
 
 import math
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,7 @@ class Message:
 
 
 _DTYPE_STR: dict[np.dtype, str] = {}  # dtype -> its "<f8"-style name, built once each
+_DTYPES: dict[str, np.dtype] = {}     # and back, for decoding
 
 
 def encode_array(topic: str, header: dict[str, Any], array: np.ndarray) -> list[bytes]:
@@ -102,13 +104,20 @@ def encode_event(topic: str, header: dict[str, Any]) -> list[bytes]:
 def array_from(header: dict[str, Any], payload: bytes | memoryview) -> np.ndarray:
     """Rebuild an array from ``dtype``/``shape`` in a header and the payload bytes."""
     try:
-        dtype = np.dtype(header["dtype"])
+        name = header["dtype"]
+        dtype = _DTYPES.get(name)
+        if dtype is None:
+            dtype = np.dtype(name)
+            if dtype.hasobject:
+                raise ProtocolError("object arrays are not allowed")
+            if len(_DTYPES) < 64:  # a bounded cache: names come from the network
+                _DTYPES[name] = dtype
         shape = tuple(int(x) for x in header["shape"])
     except (KeyError, TypeError, ValueError) as err:
         raise ProtocolError(f"header lacks a usable dtype/shape: {err}") from err
-    if dtype.hasobject:
-        raise ProtocolError("object arrays are not allowed")
-    expected = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    if any(x < 0 for x in shape):
+        raise ProtocolError(f"negative dimension in shape {list(shape)}")
+    expected = dtype.itemsize * math.prod(shape)
     if len(payload) != expected:
         raise ProtocolError(f"payload is {len(payload)} bytes, header says {expected}")
     return np.frombuffer(payload, dtype=dtype).reshape(shape)
