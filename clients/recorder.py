@@ -1,8 +1,12 @@
 """The SNIRF recorder: history first, then live data, into a crash-safe file.
 
 The recorder asks the daemon for its probe (``info``), subscribes to ``raw``, ``hb``,
-``marker``, ``epoch`` and ``status``, fetches everything the ring buffer still holds up
-to the first live sample (``history``), then follows live data.  Rows are written when
+``marker``, ``epoch`` and ``status``, and reads them through
+:meth:`Subscriber.backfilled <nirsd.clients.subscriber.Subscriber.backfilled>`:
+everything the ring buffer still holds up to the first live sample (``history``), then
+live data, with gaps filled from ``history`` where the ring still has them.  It stops
+at a daemon restart (a new ``stream``): the file ends where the old stream ended, since
+its sample index, baseline and probe belong to one stream.  Rows are written when
 both ``raw`` and ``hb`` hold a sample index; every ``FLUSH_S`` seconds the pending rows
 are appended and the file flushed, so a killed recorder loses at most that much.
 
@@ -20,12 +24,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import structlog
 
 from nirsd.daemon.errors import NirsdError
+from nirsd.daemon import wire
 from nirsd.daemon.wire import Message
 
 from . import snirf_writer
@@ -34,23 +39,12 @@ from .subscriber import Subscriber
 log = structlog.get_logger("nirsd.record")
 
 FLUSH_S = 0.5
+IDLE_S = 0.1   # longest wait for a message before checking stop, duration, flush
 TOPICS = ("raw", "hb", "marker", "epoch", "status")
 
 
 def journal_path(path: str | Path) -> Path:
     return Path(str(path) + ".journal.jsonl")
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, bytes):
-        return None
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items() if not isinstance(v, bytes)}
-    if isinstance(obj, list):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 # -- stims ----------------------------------------------------------------------------
@@ -198,6 +192,7 @@ class Recorder:
         self._pending: dict[str, list[Message]] = {"raw": [], "hb": []}
         self._expected: dict[str, int] = {}
         self._label: Any = ()     # label of the current run; () = none seen yet
+        self._live = False        # a live (not history) sample message has arrived
         self._dirty = False
         self.writer: snirf_writer.SnirfWriter | None = None
         self._journal = None
@@ -208,7 +203,7 @@ class Recorder:
 
     # -- journal ------------------------------------------------------------------
     def _event(self, kind: str, body: dict[str, Any]) -> None:
-        event = {"kind": kind, **_plain(body)}
+        event = {"kind": kind, **wire.plain(body, drop_bytes=True)}
         self.events.append(event)
         self._journal.write(json.dumps(event, separators=(",", ":")) + "\n")
         self._dirty = True
@@ -233,11 +228,6 @@ class Recorder:
         elif msg.topic == "status" and h.get("event") == "gap":
             self.stats.device_lost += int(h.get("lost_samples", 0))
             self._event("device_gap", h)
-
-    def _fill(self, topic: str, since: int, until: int) -> None:
-        hist = self.sub.control.history(since=since, until=until)[topic]
-        if hist.n:
-            self._on_message(hist)
 
     def _take(self, topic: str, limit: int) -> tuple[np.ndarray, list, np.ndarray, list]:
         msgs = self._pending[topic]
@@ -319,43 +309,6 @@ class Recorder:
                                "subject": self.meta.subject, "group": self.meta.group,
                                "visit": self.meta.visit})
 
-    def _backfill(self, info: dict[str, Any]) -> None:
-        deadline = time.monotonic() + self.timeout_s
-        early: list[Message] = []
-        first = None
-        while first is None and not self._stop:
-            msg = self.sub.recv(min(0.2, max(0.0, deadline - time.monotonic())))
-            if msg is None:
-                if time.monotonic() >= deadline:
-                    raise NirsdError(f"no live data from the daemon within "
-                                     f"{self.timeout_s:g} s at {self.sub.endpoints.data}")
-                continue
-            if msg.topic in ("raw", "hb"):
-                first = msg
-            else:
-                early.append(msg)
-        if first is None:
-            return
-        if self.backfill_s is None:
-            since = int(info.get("oldest") or 0)
-        else:
-            since = max(0, first.seq - int(round(self.backfill_s * info["rate_hz"])))
-        if since < first.seq:
-            hist = self.sub.control.history(since=since, until=first.seq)
-            for topic in ("raw", "hb"):
-                if hist[topic].n:
-                    self._on_message(hist[topic])
-            self.stats.backfilled = hist["hb"].n
-        for msg in early:
-            self._on_message(msg)
-        self._on_message(first)
-
-    def _live(self, msg: Message) -> None:
-        want = self._expected.get(msg.topic)
-        if msg.topic in ("raw", "hb") and want is not None and msg.seq > want:
-            self._fill(msg.topic, want, msg.seq)
-        self._on_message(msg)
-
     def run(self) -> Stats:
         """Record until stopped; the file is valid when this returns or raises."""
         info = self.sub.control.info()
@@ -371,13 +324,30 @@ class Recorder:
             self._finish()
         return self.stats
 
+    def _messages(self, info: dict[str, Any]) -> Iterator[Message | None]:
+        """History then live data (``Subscriber.backfilled``); None every ``IDLE_S``."""
+        since = int(info.get("oldest") or 0) if self.backfill_s is None else None
+        return self.sub.backfilled(seconds=self.backfill_s, since=since,
+                                   timeout_s=self.timeout_s, idle_s=IDLE_S)
+
     def _record(self, info: dict[str, Any]) -> None:
+        messages = self._messages(info)
         try:
-            self._backfill(info)
             next_flush = time.monotonic() + FLUSH_S
-            end = None if self.duration_s is None else time.monotonic() + self.duration_s
-            while not self._stop:
+            end: float | None = None
+            for msg in messages:
                 now = time.monotonic()
+                if msg is not None:
+                    live = msg.topic in ("raw", "hb") and not msg.header.get("history")
+                    if live and not self._live:
+                        self._live = True   # the duration counts from the first live sample
+                        if self.duration_s is not None:
+                            end = now + self.duration_s
+                    elif msg.topic == "hb" and msg.header.get("history") and not self._live:
+                        self.stats.backfilled += msg.n
+                    self._on_message(msg)
+                if self._stop:
+                    break
                 if end is not None and now >= end:
                     self.stop("duration reached")
                     break
@@ -386,15 +356,13 @@ class Recorder:
                     next_flush = now + FLUSH_S
                     if self.progress:
                         self.progress(self.stats)
-                wait = min(next_flush, end or next_flush) - now
-                msg = self.sub.recv(max(0.0, wait))
-                if msg is not None:
-                    self._live(msg)
             self._flush()
         except OSError as err:
             self.stop_reason = "write failed"
             raise NirsdError(f"cannot write {self.path}: {err.strerror or err} "
                              f"(the file keeps everything flushed before)") from err
+        finally:
+            messages.close()
 
     def _finish(self) -> None:
         if self._journal is not None:

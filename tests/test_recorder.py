@@ -8,6 +8,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -224,3 +225,38 @@ def test_disk_full_gives_clear_error_and_valid_file(tmp_path):
     assert len(seq) == summary["samples"] > 50
     assert np.all(np.diff(seq) == 1) and np.isfinite(raw).all()
     assert path.stat().st_size <= limit
+
+
+def test_daemon_gone_recorder_still_stops_on_sigint(daemon, tmp_path):
+    """History first; with the daemon killed (no messages at all) SIGINT still ends it."""
+    path = tmp_path / "gone.snirf"
+    col = Collector(daemon)
+    rec = None
+    try:
+        col.until(15)                                   # history for the recorder to fetch
+        rec = _record(daemon, path)
+        wait_for(lambda: _journal_has(path, "run"), 15, what="recorder writing")
+        daemon.stop(signal.SIGKILL)
+        last = col.pump()
+        rec.send_signal(signal.SIGINT)
+        t_sig = time.monotonic()
+        out, err = rec.communicate(timeout=20)
+        took = time.monotonic() - t_sig
+    finally:
+        col.sub.close()
+        if rec is not None and rec.poll() is None:
+            rec.kill()
+            rec.wait()
+    assert rec.returncode == 0, err
+    assert took < 5.0, took
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["reason"] == "SIGINT" and summary["gaps"] == 0
+    assert summary["backfilled"] >= 15
+    _valid(path)
+    seq, _, raw, _, _, _ = _rows(path)
+    assert seq[0] == 0 and np.all(np.diff(seq) == 1) and seq[-1] >= last - 1
+    assert len(seq) == summary["samples"]
+    common = [s for s in seq if s in col.raw]
+    assert len(common) >= 15
+    np.testing.assert_array_equal(raw[np.searchsorted(seq, common)],
+                                  np.stack([col.raw[s] for s in common]).reshape(len(common), -1))
