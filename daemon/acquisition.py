@@ -28,6 +28,7 @@ log = structlog.get_logger("nirsd.loop")
 
 POLL_MS = 50           # loop wake-up for timers when nothing arrives
 POLL_NO_FD_MS = 5      # ports without a descriptor (pyserial URL handlers) are polled
+STATUS_SLACK_S = 0.25  # how long periodic status waits for a frame to follow
 
 
 class Acquisition:
@@ -263,11 +264,13 @@ class Acquisition:
             events = dict(poller.poll(timeout))
             if self.publisher.sock in events:
                 self.publisher.read_subscriptions()
+            handled = False
             if self.device.transport.is_open:
                 if registered_fd is None or registered_fd in events:
                     frames = self.device.read()
                     if frames:
                         self.handle_frames(frames, time.time())
+                        handled = True
             if not self.device.transport.is_open and registered_fd is not None:
                 poller.unregister(registered_fd)
                 registered_fd = None
@@ -278,7 +281,10 @@ class Acquisition:
             if wd is not None and now >= next_wd:
                 self.notifier.watchdog()
                 next_wd = now + wd
-            if now >= next_status:
+            # Periodic status (quality spectra: milliseconds for big probes) goes out just
+            # after a frame, when the next one is furthest away, so it does not delay
+            # samples; without frames it goes out STATUS_SLACK_S late.
+            if now >= next_status and (handled or now >= next_status + STATUS_SLACK_S):
                 self.publish_status()
                 next_status = now + interval
         if registered_fd is not None:

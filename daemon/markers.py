@@ -60,6 +60,7 @@ class MarkerChannel:
         self.open: list[Epoch] = []
         self.pending: list[Marker] = []
         self.closed: list[Epoch] = []       # ended, summary not yet published
+        self._singles: dict[int, np.ndarray] = {}  # epoch index -> read-only (1,) tag
         self._last_change_seq = 0           # sample of the latest epoch start or end
         self.next_id = 1
         self.accepted = 0
@@ -83,12 +84,22 @@ class MarkerChannel:
     def tag(self, seq0: int, t: np.ndarray) -> np.ndarray:
         """Epoch label indices for a block of samples (host times ``t``) starting at seq0."""
         self._protocol_markers(float(t[-1]))
+        if not self.pending and t.shape[0] == 1:  # streaming, nothing to apply
+            return self._single(self._current())
         out = np.full(t.shape[0], self._current(), np.int16)
         while self.pending and self.pending[0].t <= t[-1]:
             marker = self.pending.pop(0)
             i = int(np.searchsorted(t, marker.t, side="left"))
             self._apply(marker, seq0 + i, t[i], published_upto=seq0)
             out[i:] = self._current()
+        return out
+
+    def _single(self, epoch: int) -> np.ndarray:
+        """A shared read-only one-sample tag (blocks are copied into the ring)."""
+        out = self._singles.get(epoch)
+        if out is None:
+            out = self._singles[epoch] = np.full(1, epoch, np.int16)
+            out.flags.writeable = False
         return out
 
     def on_block(self, block: Block) -> None:

@@ -67,6 +67,7 @@ class RingBuffer:
         self._quality = np.zeros((capacity, n_channels), np.uint8)
         self._flags = np.zeros(capacity, np.uint8)
         self._epoch = np.full(capacity, NO_EPOCH, np.int16)
+        self._columns = [(name, getattr(self, "_" + name)) for name in FIELDS]
         self.head = first_seq   # absolute index of the next sample to be written
         self._start = first_seq  # nothing before this was ever written here
 
@@ -91,12 +92,15 @@ class RingBuffer:
             block = self._slice(block, drop, n)
             n = self.capacity
         start = self.head % self.capacity
-        first = min(n, self.capacity - start)
-        for name in FIELDS:
-            dst = getattr(self, "_" + name)
-            src = getattr(block, name)
-            dst[start:start + first] = src[:first]
-            if first < n:
+        end = start + n
+        if end <= self.capacity:
+            for name, dst in self._columns:
+                dst[start:end] = getattr(block, name)
+        else:
+            first = self.capacity - start
+            for name, dst in self._columns:
+                src = getattr(block, name)
+                dst[start:] = src[:first]
                 dst[:n - first] = src[first:]
         self.head += n
 

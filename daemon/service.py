@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -145,6 +146,9 @@ def run_daemon(cfg: Config, notifier: Notifier | None = None) -> int:
                      control=life.cfg.endpoints.control, driver=life.cfg.device.driver,
                      port=acq.device.port, pid=os.getpid())
             acq.stop_requested = life.stop or life.pending is not None
+            # start-up objects (modules, config, sockets) leave the collector's view:
+            # full collections then walk only what the loop creates and stay short
+            gc.freeze()
             try:
                 acq.run()
             finally:
