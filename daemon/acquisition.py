@@ -29,6 +29,7 @@ log = structlog.get_logger("nirsd.loop")
 POLL_MS = 50           # loop wake-up for timers when nothing arrives
 POLL_NO_FD_MS = 5      # ports without a descriptor (pyserial URL handlers) are polled
 STATUS_SLACK_S = 0.25  # how long periodic status waits for a frame to follow
+STATUS_QUIET_MAX_S = 0.02  # and then at most this long for that frame to be delivered
 
 
 class Acquisition:
@@ -197,6 +198,11 @@ class Acquisition:
             body.update(ext.status())
         return body
 
+    def _status_quiet_s(self) -> float:
+        """How long after a frame periodic status waits (a third of a frame period)."""
+        rate = self.pipeline.info.rate_hz if self.pipeline is not None else 0.0
+        return min(STATUS_QUIET_MAX_S, 1.0 / (3.0 * rate)) if rate > 0 else 0.0
+
     def publish_status(self, event: str = "periodic") -> None:
         now = time.monotonic()
         t0, n0 = self._rate_mark
@@ -245,6 +251,7 @@ class Acquisition:
         registered_fd: int | None = None
         interval = self.cfg.status.interval_s
         next_status = time.monotonic() + interval
+        status_at: float | None = None   # when the due status goes out (after a frame)
         wd = self.notifier.watchdog_interval_s
         next_wd = time.monotonic()
         if not self.ready_sent and self.notifier.enabled:
@@ -261,6 +268,8 @@ class Acquisition:
                 self.notifier.ready(f"waiting for device on {self.device.port}")
             timeout = POLL_MS if registered_fd is not None or not self.device.transport.is_open \
                 else POLL_NO_FD_MS
+            if status_at is not None:
+                timeout = min(timeout, max(0, int((status_at - time.monotonic()) * 1000) + 1))
             events = dict(poller.poll(timeout))
             if self.publisher.sock in events:
                 self.publisher.read_subscriptions()
@@ -281,12 +290,19 @@ class Acquisition:
             if wd is not None and now >= next_wd:
                 self.notifier.watchdog()
                 next_wd = now + wd
-            # Periodic status (quality spectra: milliseconds for big probes) goes out just
-            # after a frame, when the next one is furthest away, so it does not delay
-            # samples; without frames it goes out STATUS_SLACK_S late.
-            if now >= next_status and (handled or now >= next_status + STATUS_SLACK_S):
-                self.publish_status()
-                next_status = now + interval
+            # Periodic status (quality spectra: about a millisecond, more for big probes)
+            # waits for a frame and then for a third of a frame period: by then that
+            # frame has reached its subscribers (on a small machine status work would
+            # compete with them for a core) and the next frame is still far.  Without
+            # frames it goes out STATUS_SLACK_S late.
+            if now >= next_status:
+                if handled and status_at is None:
+                    status_at = now + self._status_quiet_s()
+                if (status_at is not None and now >= status_at) \
+                        or now >= next_status + STATUS_SLACK_S:
+                    self.publish_status()
+                    next_status = now + interval
+                    status_at = None
         if registered_fd is not None:
             poller.unregister(registered_fd)
 
