@@ -86,3 +86,34 @@ def test_a_real_clock_step_is_accepted_after_a_few_blocks():
         t_dev = np.array([20.0 + 0.05 * i])
         host = clock.to_host(clock.unwrap(t_dev, 1), t0 + 0.05 * i + 0.003)
     assert abs(host[-1] - (t0 + 0.2 + 0.003)) < 1e-6
+
+
+def test_one_sample_path_equals_block_path_across_wraps_and_restarts():
+    """unwrap_one (the streaming path) and unwrap on blocks give the same device times,
+    including wraps, a backwards step (restart) and a clockless device."""
+    modulus = 2**14 / 1e3   # 16.4 s: the 40 s stream wraps twice
+    rng = np.random.default_rng(11)
+    t = np.cumsum(rng.uniform(0.005, 0.015, 4000))
+    t[2500:] -= t[2500] - 1.0                  # the device restarted
+    raw = t % modulus
+    one, blocks = DeviceClock(modulus, RATE), DeviceClock(modulus, RATE)
+    by_one = np.array([one.unwrap_one(float(v)) for v in raw])
+    by_block = np.concatenate([blocks.unwrap(raw[i:i + 7], raw[i:i + 7].size)
+                               for i in range(0, raw.size, 7)])
+    assert np.array_equal(by_one, by_block)
+    assert one._wraps > 0 and np.all(np.diff(by_one[:2500]) > 0)
+    # clockless: from the sample count, identical either way
+    a, b = DeviceClock(None, RATE), DeviceClock(None, RATE)
+    assert [a.unwrap_one(None) for _ in range(10)] == list(b.unwrap(None, 10))
+
+
+def test_one_sample_host_time_equals_the_array_form():
+    a, b = DeviceClock(2**32 / 1e6, RATE), DeviceClock(2**32 / 1e6, RATE)
+    rng = np.random.default_rng(4)
+    for k in range(3000):   # 30 s: the drift fit is in use for the later samples
+        t_dev = k / RATE
+        arrival = 1.7e9 + t_dev + 0.003 + rng.exponential(0.002)
+        x = a.to_host_one(a.unwrap_one(t_dev), arrival)
+        y = b.to_host(b.unwrap(np.array([t_dev]), 1), arrival)
+        assert x == y[0]
+    assert a._fit is not None and a._fit == b._fit
