@@ -1,7 +1,8 @@
 """Live per-channel signal quality over a sliding window (default the last 10 s).
 
 A channel coupled well to tissue shows the arterial pulse in its ΔHbO (or OD) signal.
-``update`` copies each block into a preallocated ring (cheap, once per block);
+``update`` copies blocks into a preallocated ring (the pipeline feeds it from the
+history ring just before each assessment, so nothing of it runs per frame);
 ``summary`` does the spectral work on demand (e.g. once per second for ``status``).
 
 Pulsatility index (dimensionless, ≈ 0 for white noise, → 1 for a pure cardiac signal)
