@@ -20,6 +20,7 @@ from .ringbuffer import NO_EPOCH, Block, RingBuffer
 
 _SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
 
+
 def ring_capacity(cfg: Config, info: Info) -> int:
     per_sample = RingBuffer.bytes_per_sample(info.n_channels, len(info.wavelengths_nm))
     by_span = int(np.ceil(cfg.buffer.seconds * info.rate_hz))
