@@ -8,7 +8,6 @@ header's ``dtype`` and ``shape`` (empty for event topics).  Nothing is ever pick
 from __future__ import annotations
 
 import math
-import math
 from dataclasses import dataclass
 from typing import Any
 
