@@ -185,6 +185,8 @@ class Acquisition:
             "rate_hz": round(self.rate_hz, 3), "uptime_s": round(time.time() - self.started, 3),
             "counters": {**self.device.counters(), "reconnects": self.device.reconnects,
                          "shape_errors": p.shape_errors if p else 0,
+                         "clock_restarts": p.clock.restarts if p else 0,
+                         "clock_outliers": p.clock.outliers if p else 0,
                          "lost_samples": self.lost_samples,
                          "control_served": self.control.served,
                          "control_rejected": self.control.rejected},

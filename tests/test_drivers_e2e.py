@@ -93,6 +93,8 @@ def test_driver_end_to_end(driver, tmp_path):
         assert np.allclose(np.diff(t_dev), 1 / RATE, atol=1e-3)
     assert all(len(line["hbo"]) == n_ch and len(line["hbr"]) == n_ch for line in hb)
     assert status["counters"]["lost_frames"] == 0
+    # a steady device clock: no restart, nothing ignored by the clock fit
+    assert status["counters"]["clock_restarts"] == 0 == status["counters"]["clock_outliers"]
 
 
 @pytest.mark.parametrize("driver", ["heg", "csv"])
