@@ -113,6 +113,7 @@ class Acquisition:
                 return  # rejected: reported once in status, nothing to convert
         if self.device.take_clock_reset():  # reconnected: the device clock may restart
             self.pipeline.clock.reset()
+        self.pipeline.want_tsi = self.publisher.wants("hb")
         out = self.pipeline.ingest(samples, arrival)
         if out is None:
             return

@@ -66,6 +66,8 @@ class Pipeline:
         self.srs = [(np.array(idx), SrsEstimator(info.wavelengths_nm, dist, cfg.optics.extinction))
                     for _, idx, dist in self.probe.srs_groups]
         self.last_tsi: np.ndarray | None = None  # (n, n_groups) % for the last block
+        self.want_tsi = True   # TSI travels with hb only: the loop clears this when no
+                               # one subscribes to hb
         self.tagger = None  # set by the marker channel: (seq0, t (n,)) -> epoch indices (n,)
 
     @property
@@ -124,9 +126,11 @@ class Pipeline:
                 quality: np.ndarray, flags: np.ndarray) -> tuple[Block, np.ndarray]:
         if self._any_poor:
             quality = quality | self._poor
-        if self.srs:
+        if self.srs and self.want_tsi:
             self.last_tsi = np.stack([est.tsi(raw[:, idx, :]) for idx, est in self.srs],
                                      axis=1)
+        else:
+            self.last_tsi = None
         epoch = (self.tagger(self.ring.head, t) if self.tagger is not None
                  else np.full(t.shape[0], NO_EPOCH, np.int16))
         return (Block(self.ring.head, t, t_dev, raw, hb, quality, flags, epoch),

@@ -75,3 +75,19 @@ def test_quality_window_is_fed_from_the_ring_at_assessment():
     ring, _ = p.ring.read(0)
     assert window.shape[0] == N
     np.testing.assert_array_equal(window, ring.hb[:, 0, :])
+
+
+def test_tsi_only_when_someone_takes_hb():
+    cfg = config.parse({
+        "device": {"driver": "nirsb", "port": "/dev/null"}, "baseline": {"seconds": 0.1},
+        "channel": [{"index": i, "source": 1, "detector": i + 1, "distance_mm": 35.0 + 5 * i}
+                    for i in range(3)]})
+    p = Pipeline(cfg, Info(1, 3, (775.0, 810.0, 850.0), RATE, "t"), NirsbParser)
+    assert p.srs
+    light = np.array([[3e4, 3.2e4, 3.4e4], [2e4, 2.2e4, 2.4e4], [1.2e4, 1.4e4, 1.6e4]])
+    p.want_tsi = False
+    p.store(p.ingest([Sample(0, 0.0, 0, light)], 1000.0)[0])
+    assert p.last_tsi is None
+    p.want_tsi = True
+    p.store(p.ingest([Sample(1, 0.1, 0, light)], 1000.1)[0])
+    assert p.last_tsi.shape == (1, 1) and np.isfinite(p.last_tsi).all()
