@@ -295,23 +295,23 @@ class Viewer:
         self._described = time.monotonic()
         client = ControlClient(self.endpoints.control, self.ctx, timeout_s=1.0,
                                curve=self.curve)
-        try:
-            self.state.reset(client.info())
-            self.state.connected = True
-        except NirsdError:
-            self.state.connected = False
-            client.close()
-            return False
-        try:  # fill the trend window from the daemon's history
-            hist = client.history(seconds=self.state.window_s)["hb"]
-            if hist.n and hist.array is not None:
-                self.state.on_message(hist, time.monotonic())
-                self.state.arrivals.clear()
-        except (NirsdError, KeyError, ValueError):
-            pass
+        try:  # the client is closed however this ends (Ctrl-C included)
+            try:
+                self.state.reset(client.info())
+                self.state.connected = True
+            except NirsdError:
+                self.state.connected = False
+                return False
+            try:  # fill the trend window from the daemon's history
+                hist = client.history(seconds=self.state.window_s)["hb"]
+                if hist.n and hist.array is not None:
+                    self.state.on_message(hist, time.monotonic())
+                    self.state.arrivals.clear()
+            except (NirsdError, KeyError, ValueError):
+                pass
+            return True
         finally:
             client.close()
-        return True
 
     def _receive(self, timeout_s: float) -> None:
         assert self.sub is not None

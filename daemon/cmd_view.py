@@ -25,9 +25,14 @@ def cmd_view(args: argparse.Namespace) -> int:
     viewer = Viewer(_endpoints(args), window_s=args.window, refresh_hz=args.refresh,
                     curve=_curve(args))
     console = Console()
-    if args.once:
-        return viewer.once(console, wait_s=args.wait)
-    return viewer.run(console, frames=args.frames)
+    try:
+        if args.once:
+            return viewer.once(console, wait_s=args.wait)
+        return viewer.run(console, frames=args.frames)
+    finally:
+        # a Ctrl-C can land between opening a socket and closing it: nothing left
+        # open may hold the exit
+        viewer.ctx.destroy(linger=0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
