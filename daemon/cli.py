@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 from importlib import import_module
 import json
+import signal
 import sys
+import threading
 from typing import Any, Callable
 
 from . import config as config_mod
@@ -253,6 +255,10 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C ends every command, even one started where SIGINT is ignored (a
+        # script's background job inherits SIG_IGN, which Python would keep)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below

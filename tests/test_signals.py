@@ -100,3 +100,28 @@ def test_sighup_with_a_bad_config_keeps_running(tmp_path):
             assert msg.array.shape[1:] == (3, 4)
     finally:
         assert proc.stop() == 0
+
+
+def _catches_sigint(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(line for line in f if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+
+
+def test_ctrl_c_ends_a_command_started_with_sigint_ignored(tmp_path):
+    """A script's background job inherits SIGINT ignored; nirsd's commands take it back."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "NIRSD_RUNTIME_DIR": str(tmp_path)}  # no daemon there
+    proc = subprocess.Popen([sys.executable, "-m", "nirsd.daemon.cli", "tail"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        wait_for(lambda: _catches_sigint(proc.pid), 20, what="tail to take SIGINT back")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
