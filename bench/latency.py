@@ -142,34 +142,43 @@ def run_nirsd(load: Load, seconds: float, warmup_s: float, workdir: Path,
                    window_s=(p.t_end_ns - p.t_start_ns) / 1e9)
 
 
+def _relayed(load: Load, name: str, dev: PtyDevice, middle: Consumer,
+             make_sink: Callable[[], Consumer], seconds: float,
+             warmup_s: float) -> dict[str, Any]:
+    """pty ``dev`` → ``middle`` (a subprocess reading the port) → the sink ``make_sink``
+    starts once the middle asked the device for INFO; latency, loss, the middle's CPU."""
+    sink = None
+    try:
+        def alive() -> None:
+            if middle.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {middle.proc.returncode}")
+
+        _await_command(dev, alive)
+        sink = make_sink()
+        cpu = CpuWindow(middle.proc.pid)
+        p = paced(load, lambda k: dev.write(dev.frame(k)), [dev, sink, middle],
+                  lambda: sink.ready, seconds, warmup_s, on_measure=cpu)
+        wait_io(time.monotonic_ns() + 1_000_000_000, [dev, sink])
+        idx, ns = sink.finish()
+        sink = None
+    finally:
+        if sink is not None:
+            sink.finish()
+        middle.finish()
+        dev.close()
+    lat, lost = latencies(p, idx, ns)
+    return _result(load, name, lat, lost, cpu.fraction)
+
+
 def run_floor(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
     """pty → a relay that only reads, delimits and publishes (ZeroMQ PUB) → a bare SUB."""
     dev = PtyDevice(load)
     endpoint = f"ipc://{workdir / 'floor.ipc'}"
     relay = Consumer("floor-relay", workdir / "relay.npz", "--port", dev.port,
                      "--data", endpoint)
-    sub = None
-    try:
-        def alive() -> None:
-            if relay.proc.poll() is not None:
-                raise RuntimeError(f"floor relay exited with {relay.proc.returncode}")
-
-        _await_command(dev, alive)
-        sub = Consumer("floor-sub", workdir / "floor.npz", "--data", endpoint,
-                       "--rate", repr(load.rate_hz))
-        cpu = CpuWindow(relay.proc.pid)
-        p = paced(load, lambda k: dev.write(dev.frame(k)), [dev, sub, relay],
-                  lambda: sub.ready, seconds, warmup_s, on_measure=cpu)
-        wait_io(time.monotonic_ns() + 1_000_000_000, [dev, sub])
-        idx, ns = sub.finish()
-        sub = None
-    finally:
-        if sub is not None:
-            sub.finish()
-        relay.finish()
-        dev.close()
-    lat, lost = latencies(p, idx, ns)
-    return _result(load, "floor", lat, lost, cpu.fraction)
+    return _relayed(load, "floor", dev, relay,
+                    lambda: Consumer("floor-sub", workdir / "floor.npz", "--data", endpoint,
+                                     "--rate", repr(load.rate_hz)), seconds, warmup_s)
 
 
 def run_lsl(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
@@ -191,7 +200,7 @@ def run_lsl(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[
         idx, ns = inlet.finish()
     finally:
         inlet.finish()
-        del outlet
+        outlet = None  # close the stream now rather than at collection
     lat, lost = latencies(p, idx, ns)
     return _result(load, "lsl", lat, lost, None)
 
@@ -204,27 +213,9 @@ def run_serial_lsl(load: Load, seconds: float, warmup_s: float,
     user = Consumer("serial-lsl", workdir / "user.npz", "--port", dev.port, "--name", name,
                     "--channels", str(load.channels), "--wavelengths", str(load.wavelengths),
                     "--rate", repr(load.rate_hz))
-    inlet = None
-    try:
-        def alive() -> None:
-            if user.proc.poll() is not None:
-                raise RuntimeError(f"serial-lsl exited with {user.proc.returncode}")
-
-        _await_command(dev, alive)
-        inlet = Consumer("lsl-inlet", workdir / "lsl.npz", "--name", name)
-        cpu = CpuWindow(user.proc.pid)
-        p = paced(load, lambda k: dev.write(dev.frame(k)), [dev, inlet, user],
-                  lambda: inlet.ready, seconds, warmup_s, on_measure=cpu)
-        wait_io(time.monotonic_ns() + 1_000_000_000, [dev, inlet])
-        idx, ns = inlet.finish()
-        inlet = None
-    finally:
-        if inlet is not None:
-            inlet.finish()
-        user.finish()
-        dev.close()
-    lat, lost = latencies(p, idx, ns)
-    return _result(load, "serial-lsl", lat, lost, cpu.fraction)
+    return _relayed(load, "serial-lsl", dev, user,
+                    lambda: Consumer("lsl-inlet", workdir / "lsl.npz", "--name", name),
+                    seconds, warmup_s)
 
 
 RUNNERS = {"nirsd": run_nirsd, "floor": run_floor, "lsl": run_lsl,
