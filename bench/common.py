@@ -36,7 +36,7 @@ import tempfile
 import time
 import tty
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +95,23 @@ def stats(lat_us: np.ndarray) -> dict[str, float]:
     """p50/p90/p99/max/mean of latencies in µs (NaN when empty)."""
     lat = np.asarray(lat_us, dtype=np.float64)
     if lat.size == 0:
-        return {"n": 0, "p50_us": float("nan"), "p90_us": float("nan"),
-                "p99_us": float("nan"), "max_us": float("nan"), "mean_us": float("nan")}
+        return {
+            "n": 0,
+            "p50_us": float("nan"),
+            "p90_us": float("nan"),
+            "p99_us": float("nan"),
+            "max_us": float("nan"),
+            "mean_us": float("nan"),
+        }
     p50, p90, p99 = np.percentile(lat, [50, 90, 99])
-    return {"n": int(lat.size), "p50_us": float(p50), "p90_us": float(p90),
-            "p99_us": float(p99), "max_us": float(lat.max()), "mean_us": float(lat.mean())}
+    return {
+        "n": int(lat.size),
+        "p50_us": float(p50),
+        "p90_us": float(p90),
+        "p99_us": float(p99),
+        "max_us": float(lat.max()),
+        "mean_us": float(lat.mean()),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -112,9 +124,14 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "kernel": platform.release(), "loadavg_1m": os.getloadavg()[0],
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_1m": os.getloadavg()[0],
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 # --------------------------------------------------------------------------- processes
@@ -129,7 +146,7 @@ class Proc:
     def cpu_s(self) -> float:
         """utime + stime in seconds (fields 14 and 15 of /proc/PID/stat)."""
         text = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = text[text.rindex(")") + 2:].split()
+        fields = text[text.rindex(")") + 2 :].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
     def mem_kb(self) -> dict[str, int]:
@@ -167,9 +184,11 @@ class Consumer:
 
     def __init__(self, role: str, out: Path, *args: str) -> None:
         self.out = Path(out)
-        self.proc = subprocess.Popen([sys.executable, str(BENCH / "common.py"), role,
-                                      "--out", str(out), *args],
-                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCH / "common.py"), role, "--out", str(out), *args],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
         self.ready = False
         self._buf = b""
 
@@ -203,6 +222,7 @@ class PtyDevice:
 
     def __init__(self, load: Load, device_id: str = "bench") -> None:
         from nirsd.drivers import nirsb
+
         self._nirsb = nirsb
         self.load = load
         self.master, self.slave = os.openpty()
@@ -227,9 +247,12 @@ class PtyDevice:
         return self._nirsb.encode_data(k % 65536, self.t_us(k) % (1 << 32), self._counts)
 
     def info(self) -> bytes:
-        return self._nirsb.encode_info(self.load.channels, [760, 850][:self.load.wavelengths]
-                                       + [905] * max(0, self.load.wavelengths - 2),
-                                       int(round(self.load.rate_hz * 1000)), self.device_id)
+        return self._nirsb.encode_info(
+            self.load.channels,
+            [760, 850][: self.load.wavelengths] + [905] * max(0, self.load.wavelengths - 2),
+            int(round(self.load.rate_hz * 1000)),
+            self.device_id,
+        )
 
     def on_readable(self) -> None:
         try:
@@ -249,8 +272,10 @@ class PtyDevice:
             if view and not n:
                 _, ok, _ = select.select([], [self.master], [], stall_s)
                 if not ok:
-                    raise TimeoutError(f"the reader of the port stopped draining it for "
-                                       f"{stall_s:g} s (it cannot keep up)")
+                    raise TimeoutError(
+                        f"the reader of the port stopped draining it for "
+                        f"{stall_s:g} s (it cannot keep up)"
+                    )
         self.bytes_written += len(data)
 
     def close(self) -> None:
@@ -279,15 +304,24 @@ class Paced:
     """Outcome of :func:`paced`: write times (ns) per frame and the measured window."""
 
     write_ns: np.ndarray
-    first: int          # first measured frame
-    end: int            # one past the last
-    t_start_ns: int     # monotonic time of the first measured write
+    first: int  # first measured frame
+    end: int  # one past the last
+    t_start_ns: int  # monotonic time of the first measured write
     t_end_ns: int
 
 
-def paced(load: Load, send, readers: list[Any], is_ready, seconds: float,
-          warmup_s: float = 1.0, burst_s: float = 0.0, max_wait_s: float = 30.0,
-          on_measure=None, flush=None) -> Paced:
+def paced(
+    load: Load,
+    send,
+    readers: list[Any],
+    is_ready,
+    seconds: float,
+    warmup_s: float = 1.0,
+    burst_s: float = 0.0,
+    max_wait_s: float = 30.0,
+    on_measure=None,
+    flush=None,
+) -> Paced:
     """Call ``send(k)`` for frames k = 0, 1, … at ``load.rate_hz``.
 
     Frames keep flowing until ``is_ready()`` and then ``warmup_s`` more; the next
@@ -312,8 +346,9 @@ def paced(load: Load, send, readers: list[Any], is_ready, seconds: float,
         if end is not None and k >= end:
             break
         if k >= total_cap or time.monotonic_ns() > give_up:
-            raise TimeoutError(f"consumer not ready within {max_wait_s:g} s, or the "
-                               "writer fell far behind")
+            raise TimeoutError(
+                f"consumer not ready within {max_wait_s:g} s, or the writer fell far behind"
+            )
         due = t0 + int(k * period)
         wait_io(due if tick == 0 else max(due, prev + tick), readers)
         now = prev = time.monotonic_ns()
@@ -362,6 +397,7 @@ def _save(out: str, idx: list, ns: list) -> None:
 
 def role_hb_sub(a: argparse.Namespace) -> None:
     from nirsd.clients.subscriber import Subscriber
+
     idx: list[np.ndarray] = []
     ns: list[np.ndarray] = []
     with Subscriber(("hb",), data=a.data, control=a.control) as sub:
@@ -381,6 +417,7 @@ def role_hb_sub(a: argparse.Namespace) -> None:
 
 def role_lsl_inlet(a: argparse.Namespace) -> None:
     import pylsl
+
     found = pylsl.resolve_byprop("name", a.name, 1, 30.0)
     if not found:
         raise SystemExit(f"no LSL stream named {a.name}")
@@ -403,6 +440,7 @@ def role_serial_lsl(a: argparse.Namespace) -> None:
     import pylsl
     import serial
     from cobs import cobs
+
     n = a.channels * a.wavelengths
     info = pylsl.StreamInfo(a.name, "NIRS", n, a.rate, pylsl.cf_float32, a.name)
     outlet = pylsl.StreamOutlet(info)
@@ -434,7 +472,9 @@ def role_floor_relay(a: argparse.Namespace) -> None:
     """
     import msgpack
     import zmq
+
     from nirsd.drivers import nirsb
+
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
@@ -475,6 +515,7 @@ def role_floor_sub(a: argparse.Namespace) -> None:
     """A bare SUB on the floor relay: receive, stamp, unpack the header, view the counts."""
     import msgpack
     import zmq
+
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
@@ -500,8 +541,13 @@ def role_floor_sub(a: argparse.Namespace) -> None:
     _save(a.out, [np.array(idx, np.int64)], [np.array(ns, np.int64)])
 
 
-ROLES = {"hb-sub": role_hb_sub, "lsl-inlet": role_lsl_inlet, "serial-lsl": role_serial_lsl,
-         "floor-relay": role_floor_relay, "floor-sub": role_floor_sub}
+ROLES = {
+    "hb-sub": role_hb_sub,
+    "lsl-inlet": role_lsl_inlet,
+    "serial-lsl": role_serial_lsl,
+    "floor-relay": role_floor_relay,
+    "floor-sub": role_floor_sub,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,12 +40,13 @@ def intensities(n: int, channels: int, seed: int = 1) -> np.ndarray:
 
 def time_nirsd(data: np.ndarray, block: int, baseline: int) -> tuple[float, np.ndarray]:
     """Seconds to convert ``data`` in blocks of ``block`` samples, and the hb array."""
-    conv = Converter(WAVELENGTHS, np.full(data.shape[1], DISTANCE_CM), DPF,
-                     baseline_samples=baseline)
+    conv = Converter(
+        WAVELENGTHS, np.full(data.shape[1], DISTANCE_CM), DPF, baseline_samples=baseline
+    )
     out = []
     t0 = time.perf_counter()
     for i in range(0, data.shape[0], block):
-        out.append(conv.process(data[i:i + block])[0])
+        out.append(conv.process(data[i : i + block])[0])
     dt = time.perf_counter() - t0
     return dt, np.concatenate(out)
 
@@ -53,6 +54,7 @@ def time_nirsd(data: np.ndarray, block: int, baseline: int) -> tuple[float, np.n
 def time_mne(data: np.ndarray, rate_hz: float) -> tuple[float, np.ndarray]:
     """Seconds for RawArray → optical_density → beer_lambert_law, and its (n, 2, ch) µM."""
     import mne
+
     mne.set_log_level("ERROR")
     n, channels, n_wl = data.shape
     names, locs = [], []
@@ -78,8 +80,9 @@ def time_mne(data: np.ndarray, rate_hz: float) -> tuple[float, np.ndarray]:
     return dt, arr.reshape(channels, 2, n).transpose(2, 1, 0) * 1e6
 
 
-def run(channels: int = 64, samples: int = 30_000, rate_hz: float = 100.0,
-        log=print) -> dict[str, Any]:
+def run(
+    channels: int = 64, samples: int = 30_000, rate_hz: float = 100.0, log=print
+) -> dict[str, Any]:
     data = intensities(samples, channels)
     work = samples * channels
     rows = []
@@ -87,28 +90,42 @@ def run(channels: int = 64, samples: int = 30_000, rate_hz: float = 100.0,
     # path, the costliest); "steady state": I0 frozen after 10 s, as for the rest of a
     # recording
     for block in (1, 100):
-        for phase, baseline in (("baseline open", samples),
-                                ("steady state", int(10 * rate_hz))):
+        for phase, baseline in (("baseline open", samples), ("steady state", int(10 * rate_hz))):
             log(f"  converter nirsd block {block}, {phase} ...", file=sys.stderr)
             dt, _ = time_nirsd(data, block, baseline=baseline)
-            rows.append({"method": f"nirsd Converter.process, block {block}, {phase}",
-                         "seconds": dt, "samples_x_channels_per_s": work / dt,
-                         "us_per_sample": 1e6 * dt / samples})
-    out: dict[str, Any] = {"channels": channels, "wavelengths": len(WAVELENGTHS),
-                           "samples": samples, "rows": rows}
+            rows.append(
+                {
+                    "method": f"nirsd Converter.process, block {block}, {phase}",
+                    "seconds": dt,
+                    "samples_x_channels_per_s": work / dt,
+                    "us_per_sample": 1e6 * dt / samples,
+                }
+            )
+    out: dict[str, Any] = {
+        "channels": channels,
+        "wavelengths": len(WAVELENGTHS),
+        "samples": samples,
+        "rows": rows,
+    }
     try:
         log("  converter MNE batch ...", file=sys.stderr)
         dt, mne_hb = time_mne(data, rate_hz)
-        rows.append({"method": "MNE optical_density + beer_lambert_law (batch)",
-                     "seconds": dt, "samples_x_channels_per_s": work / dt,
-                     "us_per_sample": 1e6 * dt / samples})
+        rows.append(
+            {
+                "method": "MNE optical_density + beer_lambert_law (batch)",
+                "seconds": dt,
+                "samples_x_channels_per_s": work / dt,
+                "us_per_sample": 1e6 * dt / samples,
+            }
+        )
         # agreement on the same data, with the baseline = mean of the whole recording
         # as MNE's optical_density takes it (ln 10 rounded to 2.303 there)
         conv = Converter(WAVELENGTHS, np.full(channels, DISTANCE_CM), DPF)
         conv.set_baseline(data.mean(axis=0))
         ours = conv.process(data)[0][:, :2, :]
-        out["max_rel_diff_vs_mne"] = float(np.nanmax(np.abs(ours - mne_hb))
-                                           / np.nanmax(np.abs(ours)))
+        out["max_rel_diff_vs_mne"] = float(
+            np.nanmax(np.abs(ours - mne_hb)) / np.nanmax(np.abs(ours))
+        )
     except ImportError:
         out["mne"] = "not installed (pip install '.[bench]')"
     ref = {r["method"]: r["samples_x_channels_per_s"] for r in rows}
@@ -119,14 +136,17 @@ def run(channels: int = 64, samples: int = 30_000, rate_hz: float = 100.0,
 
 
 def table(res: dict[str, Any]) -> str:
-    lines = [f"converter: {res['channels']} ch x {res['wavelengths']} λ, "
-             f"{res['samples']} samples",
-             "| method | s | samples×channels/s | µs/sample | × MNE |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"converter: {res['channels']} ch x {res['wavelengths']} λ, {res['samples']} samples",
+        "| method | s | samples×channels/s | µs/sample | × MNE |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in res["rows"]:
         ratio = "-" if r["ratio_vs_mne"] is None else f"{r['ratio_vs_mne']:.2f}"
-        lines.append(f"| {r['method']} | {r['seconds']:.3f} | "
-                     f"{r['samples_x_channels_per_s']:.3g} | {r['us_per_sample']:.1f} | {ratio} |")
+        lines.append(
+            f"| {r['method']} | {r['seconds']:.3f} | "
+            f"{r['samples_x_channels_per_s']:.3g} | {r['us_per_sample']:.1f} | {ratio} |"
+        )
     if "max_rel_diff_vs_mne" in res:
         lines.append(f"max |nirsd − MNE| / max |nirsd| = {res['max_rel_diff_vs_mne']:.2e}")
     return "\n".join(lines)

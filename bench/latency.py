@@ -32,16 +32,31 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (BASE_COUNTS, DEFAULT_LOADS, MARK, RESULTS, Consumer, Load,  # noqa: E402
-                    Proc, PtyDevice, latencies, machine, paced, parse_load, stats, wait_io)
+from common import (
+    BASE_COUNTS,
+    DEFAULT_LOADS,
+    MARK,
+    RESULTS,
+    Consumer,
+    Load,  # noqa: E402
+    Proc,
+    PtyDevice,
+    latencies,
+    machine,
+    paced,
+    parse_load,
+    stats,
+    wait_io,
+)
 
-from nirsd.daemon.testing import DaemonProcess, device_config, wait_for  # noqa: E402
+from nirsd.cli.testing import DaemonProcess, device_config, wait_for  # noqa: E402
 
 PIPELINES = ("nirsd", "floor", "lsl", "serial-lsl")
 
@@ -57,10 +72,18 @@ def _await_command(dev: PtyDevice, alive: Callable[[], None], timeout_s: float =
     dev.write(dev.info())
 
 
-def _result(load: Load, pipeline: str, lat: np.ndarray, lost: int, cpu: float | None,
-            **extra: Any) -> dict[str, Any]:
-    return {"load": load.label, "pipeline": pipeline, "lost": int(lost), **stats(lat),
-            "cpu_pct": None if cpu is None else 100.0 * cpu, **extra, "_lat": lat}
+def _result(
+    load: Load, pipeline: str, lat: np.ndarray, lost: int, cpu: float | None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "load": load.label,
+        "pipeline": pipeline,
+        "lost": int(lost),
+        **stats(lat),
+        "cpu_pct": None if cpu is None else 100.0 * cpu,
+        **extra,
+        "_lat": lat,
+    }
 
 
 class CpuWindow:
@@ -79,9 +102,17 @@ class CpuWindow:
         return (c1 - c0) / max(1e-9, (t1 - t0) / 1e9)
 
 
-def run_nirsd(load: Load, seconds: float, warmup_s: float, workdir: Path,
-              burst_s: float = 0.0, extra_cfg: str = "", send_hook=None,
-              grace_s: float = 1.0, max_wait_s: float = 30.0) -> dict[str, Any]:
+def run_nirsd(
+    load: Load,
+    seconds: float,
+    warmup_s: float,
+    workdir: Path,
+    burst_s: float = 0.0,
+    extra_cfg: str = "",
+    send_hook=None,
+    grace_s: float = 1.0,
+    max_wait_s: float = 30.0,
+) -> dict[str, Any]:
     """The daemon on a pty this process writes; returns latency, loss, CPU, memory."""
     dev = PtyDevice(load)
     d = DaemonProcess(workdir, device_config(dev.port, baseline_s=1.0, extra=extra_cfg))
@@ -97,8 +128,16 @@ def run_nirsd(load: Load, seconds: float, warmup_s: float, workdir: Path,
 
         _await_command(dev, alive)
         ep = d.endpoints
-        sub = Consumer("hb-sub", workdir / "hb.npz", "--data", ep.data, "--control",
-                       ep.control, "--rate", repr(load.rate_hz))
+        sub = Consumer(
+            "hb-sub",
+            workdir / "hb.npz",
+            "--data",
+            ep.data,
+            "--control",
+            ep.control,
+            "--rate",
+            repr(load.rate_hz),
+        )
         cpu = CpuWindow(d.proc.pid)
 
         pending: list[bytes] = []
@@ -116,11 +155,25 @@ def run_nirsd(load: Load, seconds: float, warmup_s: float, workdir: Path,
                 dev.write(b"".join(pending))
                 pending.clear()
 
-        p = paced(load, send, [dev, sub], lambda: sub.ready, seconds, warmup_s, burst_s,
-                  max_wait_s=max_wait_s, on_measure=cpu, flush=flush)
+        p = paced(
+            load,
+            send,
+            [dev, sub],
+            lambda: sub.ready,
+            seconds,
+            warmup_s,
+            burst_s,
+            max_wait_s=max_wait_s,
+            on_measure=cpu,
+            flush=flush,
+        )
         try:
-            wait_for(lambda: d.control(2.0).status().get("samples", 0) >= p.end, 15,
-                     interval=0.05, what="daemon caught up")
+            wait_for(
+                lambda: d.control(2.0).status().get("samples", 0) >= p.end,
+                15,
+                interval=0.05,
+                what="daemon caught up",
+            )
         except TimeoutError:
             pass  # reported as lost samples below
         status = d.control(2.0).status()
@@ -135,20 +188,36 @@ def run_nirsd(load: Load, seconds: float, warmup_s: float, workdir: Path,
         dev.close()
     lat, lost = latencies(p, idx, ns)
     accepted = int(status.get("samples", 0))
-    return _result(load, "nirsd", lat, lost, cpu.fraction,
-                   daemon_lost=max(0, p.end - accepted), rss_kb=mem.get("VmRSS"),
-                   peak_rss_kb=mem.get("VmHWM"), counters=status.get("counters", {}),
-                   written=p.end, wire_bytes=dev.bytes_written,
-                   window_s=(p.t_end_ns - p.t_start_ns) / 1e9)
+    return _result(
+        load,
+        "nirsd",
+        lat,
+        lost,
+        cpu.fraction,
+        daemon_lost=max(0, p.end - accepted),
+        rss_kb=mem.get("VmRSS"),
+        peak_rss_kb=mem.get("VmHWM"),
+        counters=status.get("counters", {}),
+        written=p.end,
+        wire_bytes=dev.bytes_written,
+        window_s=(p.t_end_ns - p.t_start_ns) / 1e9,
+    )
 
 
-def _relayed(load: Load, name: str, dev: PtyDevice, middle: Consumer,
-             make_sink: Callable[[], Consumer], seconds: float,
-             warmup_s: float) -> dict[str, Any]:
+def _relayed(
+    load: Load,
+    name: str,
+    dev: PtyDevice,
+    middle: Consumer,
+    make_sink: Callable[[], Consumer],
+    seconds: float,
+    warmup_s: float,
+) -> dict[str, Any]:
     """pty ``dev`` → ``middle`` (a subprocess reading the port) → the sink ``make_sink``
     starts once the middle asked the device for INFO; latency, loss, the middle's CPU."""
     sink = None
     try:
+
         def alive() -> None:
             if middle.proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {middle.proc.returncode}")
@@ -156,8 +225,15 @@ def _relayed(load: Load, name: str, dev: PtyDevice, middle: Consumer,
         _await_command(dev, alive)
         sink = make_sink()
         cpu = CpuWindow(middle.proc.pid)
-        p = paced(load, lambda k: dev.write(dev.frame(k)), [dev, sink, middle],
-                  lambda: sink.ready, seconds, warmup_s, on_measure=cpu)
+        p = paced(
+            load,
+            lambda k: dev.write(dev.frame(k)),
+            [dev, sink, middle],
+            lambda: sink.ready,
+            seconds,
+            warmup_s,
+            on_measure=cpu,
+        )
         wait_io(time.monotonic_ns() + 1_000_000_000, [dev, sink])
         idx, ns = sink.finish()
         sink = None
@@ -174,19 +250,28 @@ def run_floor(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dic
     """pty → a relay that only reads, delimits and publishes (ZeroMQ PUB) → a bare SUB."""
     dev = PtyDevice(load)
     endpoint = f"ipc://{workdir / 'floor.ipc'}"
-    relay = Consumer("floor-relay", workdir / "relay.npz", "--port", dev.port,
-                     "--data", endpoint)
-    return _relayed(load, "floor", dev, relay,
-                    lambda: Consumer("floor-sub", workdir / "floor.npz", "--data", endpoint,
-                                     "--rate", repr(load.rate_hz)), seconds, warmup_s)
+    relay = Consumer("floor-relay", workdir / "relay.npz", "--port", dev.port, "--data", endpoint)
+    return _relayed(
+        load,
+        "floor",
+        dev,
+        relay,
+        lambda: Consumer(
+            "floor-sub", workdir / "floor.npz", "--data", endpoint, "--rate", repr(load.rate_hz)
+        ),
+        seconds,
+        warmup_s,
+    )
 
 
 def run_lsl(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
     """A bare pylsl outlet (here) → inlet (subprocess) hop of same-size samples."""
     import pylsl
+
     name = f"nirsdbench{uuid.uuid4().hex[:10]}"
-    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "NIRS", load.values, load.rate_hz,
-                                                 pylsl.cf_float32, name))
+    outlet = pylsl.StreamOutlet(
+        pylsl.StreamInfo(name, "NIRS", load.values, load.rate_hz, pylsl.cf_float32, name)
+    )
     inlet = Consumer("lsl-inlet", workdir / "lsl.npz", "--name", name)
     sample = np.full(load.values, BASE_COUNTS, np.float32)
 
@@ -205,25 +290,45 @@ def run_lsl(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[
     return _result(load, "lsl", lat, lost, None)
 
 
-def run_serial_lsl(load: Load, seconds: float, warmup_s: float,
-                   workdir: Path) -> dict[str, Any]:
+def run_serial_lsl(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
     """pty → a plain pyserial/pylsl script (subprocess) → inlet (subprocess)."""
     dev = PtyDevice(load)
     name = f"nirsdbench{uuid.uuid4().hex[:10]}"
-    user = Consumer("serial-lsl", workdir / "user.npz", "--port", dev.port, "--name", name,
-                    "--channels", str(load.channels), "--wavelengths", str(load.wavelengths),
-                    "--rate", repr(load.rate_hz))
-    return _relayed(load, "serial-lsl", dev, user,
-                    lambda: Consumer("lsl-inlet", workdir / "lsl.npz", "--name", name),
-                    seconds, warmup_s)
+    user = Consumer(
+        "serial-lsl",
+        workdir / "user.npz",
+        "--port",
+        dev.port,
+        "--name",
+        name,
+        "--channels",
+        str(load.channels),
+        "--wavelengths",
+        str(load.wavelengths),
+        "--rate",
+        repr(load.rate_hz),
+    )
+    return _relayed(
+        load,
+        "serial-lsl",
+        dev,
+        user,
+        lambda: Consumer("lsl-inlet", workdir / "lsl.npz", "--name", name),
+        seconds,
+        warmup_s,
+    )
 
 
-RUNNERS = {"nirsd": run_nirsd, "floor": run_floor, "lsl": run_lsl,
-           "serial-lsl": run_serial_lsl}
+RUNNERS = {"nirsd": run_nirsd, "floor": run_floor, "lsl": run_lsl, "serial-lsl": run_serial_lsl}
 
 
-def run(loads: list[Load], seconds: float, warmup_s: float,
-        pipelines: tuple[str, ...] = PIPELINES, log=print) -> list[dict[str, Any]]:
+def run(
+    loads: list[Load],
+    seconds: float,
+    warmup_s: float,
+    pipelines: tuple[str, ...] = PIPELINES,
+    log=print,
+) -> list[dict[str, Any]]:
     """Every pipeline at every load; a failing run is reported, not fatal."""
     out = []
     for load in loads:
@@ -233,8 +338,13 @@ def run(loads: list[Load], seconds: float, warmup_s: float,
                 try:
                     out.append(RUNNERS[name](load, seconds, warmup_s, Path(tmp)))
                 except Exception as err:  # keep going: one broken anchor is a row, not a crash
-                    out.append({"load": load.label, "pipeline": name,
-                                "error": f"{type(err).__name__}: {err}"[:300]})
+                    out.append(
+                        {
+                            "load": load.label,
+                            "pipeline": name,
+                            "error": f"{type(err).__name__}: {err}"[:300],
+                        }
+                    )
     return out
 
 
@@ -251,9 +361,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         if "error" in r:
             lines.append(f"| {r['load']} | {r['pipeline']} | error: {r['error']} |||||")
             continue
-        lines.append(f"| {r['load']} | {r['pipeline']} | {r['n']} | {r['lost']} | "
-                     f"{fmt(r['p50_us'])} | {fmt(r['p99_us'])} | {fmt(r['max_us'])} | "
-                     f"{fmt(r['cpu_pct'], '.2f')} |")
+        lines.append(
+            f"| {r['load']} | {r['pipeline']} | {r['n']} | {r['lost']} | "
+            f"{fmt(r['p50_us'])} | {fmt(r['p99_us'])} | {fmt(r['max_us'])} | "
+            f"{fmt(r['cpu_pct'], '.2f')} |"
+        )
     return "\n".join(lines)
 
 
@@ -277,15 +389,19 @@ def split(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def split_table(rows: list[dict[str, Any]]) -> str:
     """nirsd's latency split into the transport floor and its own processing."""
-    lines = ["| load | nirsd p50 µs | floor p50 µs | processing p50 µs | floor share of p50 "
-             "| nirsd p99 µs | floor p99 µs | processing p99 µs |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| load | nirsd p50 µs | floor p50 µs | processing p50 µs | floor share of p50 "
+        "| nirsd p99 µs | floor p99 µs | processing p99 µs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in split(rows):
         share = None if r["floor_share_p50"] is None else 100 * r["floor_share_p50"]
-        lines.append(f"| {r['load']} | {fmt(r['nirsd_p50_us'])} | {fmt(r['floor_p50_us'])} | "
-                     f"{fmt(r['processing_p50_us'])} | {fmt(share)} % | "
-                     f"{fmt(r['nirsd_p99_us'])} | {fmt(r['floor_p99_us'])} | "
-                     f"{fmt(r['processing_p99_us'])} |")
+        lines.append(
+            f"| {r['load']} | {fmt(r['nirsd_p50_us'])} | {fmt(r['floor_p50_us'])} | "
+            f"{fmt(r['processing_p50_us'])} | {fmt(share)} % | "
+            f"{fmt(r['nirsd_p99_us'])} | {fmt(r['floor_p99_us'])} | "
+            f"{fmt(r['processing_p99_us'])} |"
+        )
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -293,16 +409,22 @@ def save(rows: list[dict[str, Any]], path: Path) -> None:
     """JSON without the latency arrays; those go to a .npz beside it (for the CDF)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = [{k: v for k, v in r.items() if k != "_lat"} for r in rows]
-    path.write_text(json.dumps({"machine": machine(), "rows": clean,
-                                "split": split(rows)}, indent=1))
+    path.write_text(
+        json.dumps({"machine": machine(), "rows": clean, "split": split(rows)}, indent=1)
+    )
     arrays = {f"{r['load']}|{r['pipeline']}": r["_lat"] for r in rows if "_lat" in r}
     np.savez(path.with_suffix(".npz"), **arrays)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--loads", nargs="+", type=parse_load, default=None,
-                   help="e.g. 8x2@10 64x2@100 (default: the four reference loads)")
+    p.add_argument(
+        "--loads",
+        nargs="+",
+        type=parse_load,
+        default=None,
+        help="e.g. 8x2@10 64x2@100 (default: the four reference loads)",
+    )
     p.add_argument("--seconds", type=float, default=None, help="measured s per run (15)")
     p.add_argument("--warmup", type=float, default=2.0, help="s after the consumer is ready")
     p.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))

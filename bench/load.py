@@ -26,8 +26,14 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (DEFAULT_LOADS, RESULTS, Load, Proc, parse_load,  # noqa: E402
-                    save_results)
+from common import (
+    DEFAULT_LOADS,
+    RESULTS,
+    Load,
+    Proc,
+    parse_load,  # noqa: E402
+    save_results,
+)
 from latency import fmt, run_nirsd  # noqa: E402
 
 SOAK_LOAD = Load(64, 2, 100)
@@ -56,8 +62,7 @@ class RssSampler:
 def run_load(load: Load, seconds: float, warmup_s: float, extra_cfg: str = "") -> dict[str, Any]:
     sampler = RssSampler(int(load.rate_hz))
     with tempfile.TemporaryDirectory(prefix="nirsdbench") as tmp:
-        res = run_nirsd(load, seconds, warmup_s, Path(tmp), extra_cfg=extra_cfg,
-                        send_hook=sampler)
+        res = run_nirsd(load, seconds, warmup_s, Path(tmp), extra_cfg=extra_cfg, send_hook=sampler)
     res.pop("_lat", None)
     res["rss_series_kb"] = sampler.rss_kb
     res["rss_series_t"] = [t - sampler.t[0] for t in sampler.t] if sampler.t else []
@@ -65,21 +70,32 @@ def run_load(load: Load, seconds: float, warmup_s: float, extra_cfg: str = "") -
 
 
 def soak(seconds: float, warmup_s: float = 2.0) -> dict[str, Any]:
-    res = run_load(SOAK_LOAD, seconds, warmup_s,
-                   extra_cfg=f"[buffer]\nseconds = {SOAK_RING_S}\n")
+    res = run_load(SOAK_LOAD, seconds, warmup_s, extra_cfg=f"[buffer]\nseconds = {SOAK_RING_S}\n")
     t = np.asarray(res["rss_series_t"])
     rss = np.asarray(res["rss_series_kb"], dtype=np.float64)
     ref_t = min(SOAK_RING_S + 5.0 + warmup_s, t[-1] / 2) if t.size else 0.0
     after = t >= ref_t
     growth_kb = float(rss[-1] - rss[after][0]) if after.any() else float("nan")
-    slope = (float(np.polyfit(t[after], rss[after], 1)[0]) * 3600 / 1024
-             if after.sum() >= 3 else float("nan"))
-    return {"load": SOAK_LOAD.label, "seconds": seconds, "ring_s": SOAK_RING_S,
-            "ref_t_s": ref_t, "rss_ref_kb": float(rss[after][0]) if after.any() else None,
-            "rss_end_kb": float(rss[-1]) if rss.size else None,
-            "growth_kb": growth_kb, "slope_mb_per_h": slope,
-            "cpu_pct": res["cpu_pct"], "lost": res["lost"], "daemon_lost": res["daemon_lost"],
-            "rss_series_kb": res["rss_series_kb"], "rss_series_t": res["rss_series_t"]}
+    slope = (
+        float(np.polyfit(t[after], rss[after], 1)[0]) * 3600 / 1024
+        if after.sum() >= 3
+        else float("nan")
+    )
+    return {
+        "load": SOAK_LOAD.label,
+        "seconds": seconds,
+        "ring_s": SOAK_RING_S,
+        "ref_t_s": ref_t,
+        "rss_ref_kb": float(rss[after][0]) if after.any() else None,
+        "rss_end_kb": float(rss[-1]) if rss.size else None,
+        "growth_kb": growth_kb,
+        "slope_mb_per_h": slope,
+        "cpu_pct": res["cpu_pct"],
+        "lost": res["lost"],
+        "daemon_lost": res["daemon_lost"],
+        "rss_series_kb": res["rss_series_kb"],
+        "rss_series_t": res["rss_series_t"],
+    }
 
 
 def run(loads: list[Load], seconds: float, soak_s: float, log=print) -> dict[str, Any]:
@@ -98,23 +114,30 @@ def run(loads: list[Load], seconds: float, soak_s: float, log=print) -> dict[str
 
 
 def table(res: dict[str, Any]) -> str:
-    lines = ["| load | s of data | CPU % of a core | RSS MB | peak RSS MB | lost (daemon) "
-             "| lost (subscriber) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| load | s of data | CPU % of a core | RSS MB | peak RSS MB | lost (daemon) "
+        "| lost (subscriber) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in res["rows"]:
         if "error" in r:
             lines.append(f"| {r['load']} | error: {r['error']} ||||||")
             continue
-        lines.append(f"| {r['load']} | {r['window_s']:.1f} | {fmt(r['cpu_pct'], '.2f')} | "
-                     f"{r['rss_kb'] / 1024:.1f} | {r['peak_rss_kb'] / 1024:.1f} | "
-                     f"{r['daemon_lost']} | {r['lost']} |")
+        lines.append(
+            f"| {r['load']} | {r['window_s']:.1f} | {fmt(r['cpu_pct'], '.2f')} | "
+            f"{r['rss_kb'] / 1024:.1f} | {r['peak_rss_kb'] / 1024:.1f} | "
+            f"{r['daemon_lost']} | {r['lost']} |"
+        )
     s = res.get("soak")
     if s:
-        lines.append(f"soak {s['load']} for {s['seconds']:g} s (ring {s['ring_s']:g} s): "
-                     f"RSS {fmt(s['rss_ref_kb'] and s['rss_ref_kb'] / 1024, '.1f')} MB at "
-                     f"{s['ref_t_s']:.0f} s → {fmt(s['rss_end_kb'] and s['rss_end_kb'] / 1024, '.1f')}"
-                     f" MB at the end: growth {fmt(s['growth_kb'] / 1024, '.2f')} MB "
-                     f"(slope {fmt(s['slope_mb_per_h'], '.2f')} MB/h), CPU "
-                     f"{fmt(s['cpu_pct'], '.2f')} %, lost {s['daemon_lost']}/{s['lost']}")
+        lines.append(
+            f"soak {s['load']} for {s['seconds']:g} s (ring {s['ring_s']:g} s): "
+            f"RSS {fmt(s['rss_ref_kb'] and s['rss_ref_kb'] / 1024, '.1f')} MB at "
+            f"{s['ref_t_s']:.0f} s → {fmt(s['rss_end_kb'] and s['rss_end_kb'] / 1024, '.1f')}"
+            f" MB at the end: growth {fmt(s['growth_kb'] / 1024, '.2f')} MB "
+            f"(slope {fmt(s['slope_mb_per_h'], '.2f')} MB/h), CPU "
+            f"{fmt(s['cpu_pct'], '.2f')} %, lost {s['daemon_lost']}/{s['lost']}"
+        )
     return "\n".join(lines)
 
 
@@ -126,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="5 s per load, 20 s soak")
     p.add_argument("--json", type=Path, default=RESULTS / "load.json")
     a = p.parse_args(argv)
-    res = run(a.loads or DEFAULT_LOADS, 5.0 if a.quick else a.seconds,
-              20.0 if a.quick else a.soak)
+    res = run(a.loads or DEFAULT_LOADS, 5.0 if a.quick else a.seconds, 20.0 if a.quick else a.soak)
     print(table(res))
     save_results(a.json, res)
     return 0

@@ -37,13 +37,17 @@ def streams(n: int) -> dict[str, tuple[bytes, callable]]:
     phys1 = Physiology(1, (660.0, 880.0), 100.0, seed=2)
     counts1 = phys1.counts(np.arange(n))
     nirsb_data = b"".join(nirsb.encode_data(k, k * 10_000, counts8[k]) for k in range(n))
-    heg = b"".join(format_line(k * 10_000, int(c[0, 0]), int(c[0, 1]), 312, 64, 97)
-                   for k, c in enumerate(counts1))
+    heg = b"".join(
+        format_line(k * 10_000, int(c[0, 0]), int(c[0, 1]), 312, 64, 97)
+        for k, c in enumerate(counts1)
+    )
     heg_fast = b"".join(format_line(None, int(c[0, 0]), int(c[0, 1])) for c in counts1)
     cols = ["time"] + [f"ch{c}:{w}" for c in range(8) for w in (760, 850)]
     layout = parse_layout({"columns": cols}, (760.0, 850.0))
-    csv = b"".join(b",".join([b"%d" % (k * 10)] + [b"%d" % v for v in counts8[k].ravel()])
-                   + b"\r\n" for k in range(n))
+    csv = b"".join(
+        b",".join([b"%d" % (k * 10)] + [b"%d" % v for v in counts8[k].ravel()]) + b"\r\n"
+        for k in range(n)
+    )
     return {
         "nirsb 8ch x 2wl": (nirsb_data, nirsb.NirsbParser),
         "heg 7-field": (heg, lambda: HegParser(synced=True)),
@@ -52,8 +56,9 @@ def streams(n: int) -> dict[str, tuple[bytes, callable]]:
     }
 
 
-def measure(data: bytes, make, chunk: int, seconds: float,
-            api: str = "feed_blocks") -> tuple[float, int]:
+def measure(
+    data: bytes, make, chunk: int, seconds: float, api: str = "feed_blocks"
+) -> tuple[float, int]:
     best = 0.0
     frames = 0
     for _ in range(5):
@@ -64,7 +69,7 @@ def measure(data: bytes, make, chunk: int, seconds: float,
         frames = 0
         while True:
             for i in range(0, len(data), chunk):
-                frames += len(feed(data[i:i + chunk]))
+                frames += len(feed(data[i : i + chunk]))
             done += len(data)
             elapsed = time.perf_counter() - t0
             if elapsed >= seconds / 5:
@@ -81,29 +86,49 @@ def main() -> int:
     ap.add_argument("--api", choices=("feed_blocks", "feed"), default="feed_blocks")
     args = ap.parse_args()
     rows = []
-    print(f"{'stream':<22} {'MB/s':>8} {'Msamples/s':>11} {'x 0.3 MB/s':>11} "
-          f"{'x 1 MB/s':>9}  target >= {TARGET_X:g}x")
+    print(
+        f"{'stream':<22} {'MB/s':>8} {'Msamples/s':>11} {'x 0.3 MB/s':>11} "
+        f"{'x 1 MB/s':>9}  target >= {TARGET_X:g}x"
+    )
     for name, (data, make) in streams(args.samples).items():
         mbps, _ = measure(data, make, args.chunk, args.seconds, args.api)
         per_sample = len(data) / args.samples
-        row = {"stream": name, "mb_per_s": round(mbps, 2),
-               "samples_per_s": round(mbps * 1e6 / per_sample),
-               "bytes_per_sample": round(per_sample, 1),
-               "x_serial_3mbaud": round(mbps / SERIAL_3MBAUD, 1),
-               "x_usb_full_speed": round(mbps / USB_FULL_SPEED, 1),
-               "meets_target": mbps / USB_FULL_SPEED >= TARGET_X}
+        row = {
+            "stream": name,
+            "mb_per_s": round(mbps, 2),
+            "samples_per_s": round(mbps * 1e6 / per_sample),
+            "bytes_per_sample": round(per_sample, 1),
+            "x_serial_3mbaud": round(mbps / SERIAL_3MBAUD, 1),
+            "x_usb_full_speed": round(mbps / USB_FULL_SPEED, 1),
+            "meets_target": mbps / USB_FULL_SPEED >= TARGET_X,
+        }
         rows.append(row)
-        print(f"{name:<22} {mbps:8.1f} {row['samples_per_s'] / 1e6:11.3f} "
-              f"{row['x_serial_3mbaud']:11.1f} {row['x_usb_full_speed']:9.1f}  "
-              f"{'ok' if row['meets_target'] else 'BELOW'}")
+        print(
+            f"{name:<22} {mbps:8.1f} {row['samples_per_s'] / 1e6:11.3f} "
+            f"{row['x_serial_3mbaud']:11.1f} {row['x_usb_full_speed']:9.1f}  "
+            f"{'ok' if row['meets_target'] else 'BELOW'}"
+        )
     out = Path(__file__).resolve().parent / "results" / "parsers.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"chunk_bytes": args.chunk, "api": args.api, "python": platform.python_version(),
-                               "machine": platform.machine(), "cpus": __import__("os").cpu_count(),
-                               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "anchors_mb_per_s": {"serial_3mbaud": SERIAL_3MBAUD,
-                                                    "usb_full_speed": USB_FULL_SPEED},
-                               "results": rows}, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "chunk_bytes": args.chunk,
+                "api": args.api,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "cpus": __import__("os").cpu_count(),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "anchors_mb_per_s": {
+                    "serial_3mbaud": SERIAL_3MBAUD,
+                    "usb_full_speed": USB_FULL_SPEED,
+                },
+                "results": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"saved {out}")
     return 0
 

@@ -31,12 +31,15 @@ from common import BENCH, DEFAULT_LOADS, RESULTS, machine  # noqa: E402
 def cdf_png(rows: list[dict[str, Any]], path: Path) -> None:
     """One panel per load: the latency CDF of each pipeline, log-scaled µs."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker  # noqa: F401  (NullFormatter)
+
     loads = list(dict.fromkeys(r["load"] for r in rows))
-    fig, axes = plt.subplots(1, len(loads), figsize=(4.2 * len(loads), 3.6), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        1, len(loads), figsize=(4.2 * len(loads), 3.6), squeeze=False, sharey=True
+    )
     for ax, lab in zip(axes[0], loads):
         for r in rows:
             lat = r.get("_lat")
@@ -44,8 +47,13 @@ def cdf_png(rows: list[dict[str, Any]], path: Path) -> None:
                 continue
             x = np.sort(lat)
             floor = r["pipeline"] == "floor"  # the transport floor: dashed, not a contender
-            ax.plot(x, np.arange(1, x.size + 1) / x.size, label=r["pipeline"],
-                    linestyle="--" if floor else "-", color="0.45" if floor else None)
+            ax.plot(
+                x,
+                np.arange(1, x.size + 1) / x.size,
+                label=r["pipeline"],
+                linestyle="--" if floor else "-",
+                color="0.45" if floor else None,
+            )
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(lab)
@@ -84,43 +92,64 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     q = a.quick
     info = machine()
-    log(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, "
-        f"load average {info['loadavg_1m']:.2f}, {info['date']}", file=sys.stderr)
+    log(
+        f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, "
+        f"load average {info['loadavg_1m']:.2f}, {info['date']}",
+        file=sys.stderr,
+    )
 
     lat_rows = latency.run(DEFAULT_LOADS, 3.0 if q else a.seconds, 1.0 if q else 2.0, log=log)
     latency.save(lat_rows, RESULTS / "latency.json")
     cdf_png(lat_rows, RESULTS / "latency_cdf.png")
-    load_res = load.run(DEFAULT_LOADS, 3.0 if q else a.load_seconds, 15.0 if q else a.soak,
-                        log=log)
+    load_res = load.run(DEFAULT_LOADS, 3.0 if q else a.load_seconds, 15.0 if q else a.soak, log=log)
     conv_res = converter.run(samples=3000 if q else 30_000, log=log)
-    thr_res = throughput.run(seconds=2.0 if q else 5.0, max_hz=4000.0 if q else 16_000.0,
-                             log=log)
+    thr_res = throughput.run(seconds=2.0 if q else 5.0, max_hz=4000.0 if q else 16_000.0, log=log)
     par = parsers_report(q)
 
-    report = "\n\n".join(filter(None, [
-        f"machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
-        f"Linux {info['kernel']}, {info['date']}, load average at start "
-        f"{info['loadavg_1m']:.2f}",
-        "## latency: device byte written → decoded in another process\n"
-        + latency.table(lat_rows),
-        ("## nirsd latency = transport floor + processing\n"
-         "floor: pty → read → split → ZeroMQ PUB → SUB, no processing "
-         "(differences of percentiles)\n" + latency.split_table(lat_rows))
-        if latency.split_table(lat_rows) else None,
-        "## daemon CPU and memory\n" + load.table(load_res),
-        "## throughput\n" + throughput.table(thr_res),
-        "## converter\n" + converter.table(conv_res),
-        ("## parsers\n" + par) if par else None,
-    ]))
+    report = "\n\n".join(
+        filter(
+            None,
+            [
+                f"machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
+                f"Linux {info['kernel']}, {info['date']}, load average at start "
+                f"{info['loadavg_1m']:.2f}",
+                "## latency: device byte written → decoded in another process\n"
+                + latency.table(lat_rows),
+                (
+                    "## nirsd latency = transport floor + processing\n"
+                    "floor: pty → read → split → ZeroMQ PUB → SUB, no processing "
+                    "(differences of percentiles)\n" + latency.split_table(lat_rows)
+                )
+                if latency.split_table(lat_rows)
+                else None,
+                "## daemon CPU and memory\n" + load.table(load_res),
+                "## throughput\n" + throughput.table(thr_res),
+                "## converter\n" + converter.table(conv_res),
+                ("## parsers\n" + par) if par else None,
+            ],
+        )
+    )
     print(report)
     (RESULTS / "report.md").write_text(report + "\n")
     clean = [{k: v for k, v in r.items() if k != "_lat"} for r in lat_rows]
-    (RESULTS / "report.json").write_text(json.dumps(
-        {"machine": info, "latency": clean,
-         "latency_split": latency.split(lat_rows), "load": load_res, "throughput": thr_res,
-         "converter": conv_res, "parsers": par}, indent=1, default=str))
-    print(f"\nsaved {RESULTS / 'report.json'}, {RESULTS / 'report.md'}, "
-          f"{RESULTS / 'latency_cdf.png'}")
+    (RESULTS / "report.json").write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "latency": clean,
+                "latency_split": latency.split(lat_rows),
+                "load": load_res,
+                "throughput": thr_res,
+                "converter": conv_res,
+                "parsers": par,
+            },
+            indent=1,
+            default=str,
+        )
+    )
+    print(
+        f"\nsaved {RESULTS / 'report.json'}, {RESULTS / 'report.md'}, {RESULTS / 'latency_cdf.png'}"
+    )
     return 0
 
 

@@ -36,8 +36,10 @@ def verdict(r: dict[str, Any], seconds: float) -> str | None:
     if r["daemon_lost"] > 0 or r["counters"].get("lost_frames", 0) > 0:
         return "the daemon's read loop (frames lost before acceptance)"
     if r["cpu_pct"] >= 95.0:
-        return (f"the daemon's CPU ({r['cpu_pct']:.0f} % of a core; it falls behind and "
-                f"the port back-pressures the device, p50 {r['p50_us'] / 1e3:.0f} ms)")
+        return (
+            f"the daemon's CPU ({r['cpu_pct']:.0f} % of a core; it falls behind and "
+            f"the port back-pressures the device, p50 {r['p50_us'] / 1e3:.0f} ms)"
+        )
     if r["window_s"] > 1.2 * seconds:
         return "the benchmark's writer (could not write frames at this rate)"
     if r["lost"] > 0:
@@ -45,8 +47,14 @@ def verdict(r: dict[str, Any], seconds: float) -> str | None:
     return None
 
 
-def run(channels: int = 64, wavelengths: int = 2, start_hz: float = 1000.0,
-        seconds: float = 5.0, max_hz: float = 16_000.0, log=print) -> dict[str, Any]:
+def run(
+    channels: int = 64,
+    wavelengths: int = 2,
+    start_hz: float = 1000.0,
+    seconds: float = 5.0,
+    max_hz: float = 16_000.0,
+    log=print,
+) -> dict[str, Any]:
     steps = []
     rate = start_hz
     limit = None
@@ -55,15 +63,22 @@ def run(channels: int = 64, wavelengths: int = 2, start_hz: float = 1000.0,
         log(f"  throughput {load.label} ({seconds:g} s) ...", file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix="nirsdbench") as tmp:
             try:
-                r = run_nirsd(load, seconds, 2.0, Path(tmp),
-                              burst_s=BURST_S if rate > BURST_ABOVE_HZ else 0.0,
-                              extra_cfg="[buffer]\nseconds = 10\n", max_wait_s=10.0)
+                r = run_nirsd(
+                    load,
+                    seconds,
+                    2.0,
+                    Path(tmp),
+                    burst_s=BURST_S if rate > BURST_ABOVE_HZ else 0.0,
+                    extra_cfg="[buffer]\nseconds = 10\n",
+                    max_wait_s=10.0,
+                )
                 r.pop("_lat", None)
             except Exception as err:
                 r = {"load": load.label, "error": f"{type(err).__name__}: {err}"[:300]}
         r["rate_hz"] = rate
-        r["wire_mb_per_s"] = (r.get("wire_bytes", 0) / r["window_s"] / 1e6
-                              if r.get("window_s") else None)
+        r["wire_mb_per_s"] = (
+            r.get("wire_bytes", 0) / r["window_s"] / 1e6 if r.get("window_s") else None
+        )
         r["saturated"] = verdict(r, seconds)
         steps.append(r)
         if r["saturated"]:
@@ -72,28 +87,38 @@ def run(channels: int = 64, wavelengths: int = 2, start_hz: float = 1000.0,
         rate *= 2
     ok = [s for s in steps if not s["saturated"]]
     best = ok[-1] if ok else None
-    return {"channels": channels, "wavelengths": wavelengths, "steps": steps,
-            "max_rate_hz": best["rate_hz"] if best else None,
-            "max_samples_per_s": best["rate_hz"] if best else None,
-            "max_values_per_s": best["rate_hz"] * channels * wavelengths if best else None,
-            "saturates_first": limit or f"nothing up to {max_hz:g} Hz"}
+    return {
+        "channels": channels,
+        "wavelengths": wavelengths,
+        "steps": steps,
+        "max_rate_hz": best["rate_hz"] if best else None,
+        "max_samples_per_s": best["rate_hz"] if best else None,
+        "max_values_per_s": best["rate_hz"] * channels * wavelengths if best else None,
+        "saturates_first": limit or f"nothing up to {max_hz:g} Hz",
+    }
 
 
 def table(res: dict[str, Any]) -> str:
-    lines = [f"throughput: {res['channels']} ch x {res['wavelengths']} λ",
-             "| rate Hz | lost (daemon/subscriber) | daemon CPU % | p50 µs | p99 µs | wire MB/s |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"throughput: {res['channels']} ch x {res['wavelengths']} λ",
+        "| rate Hz | lost (daemon/subscriber) | daemon CPU % | p50 µs | p99 µs | wire MB/s |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in res["steps"]:
         if "error" in s:
             lines.append(f"| {s['rate_hz']:g} | error: {s['error']} |||||")
             continue
-        lines.append(f"| {s['rate_hz']:g} | {s['daemon_lost']}/{s['lost']} | "
-                     f"{fmt(s['cpu_pct'], '.1f')} | {fmt(s['p50_us'])} | {fmt(s['p99_us'])} | "
-                     f"{fmt(s['wire_mb_per_s'], '.2f')} |")
+        lines.append(
+            f"| {s['rate_hz']:g} | {s['daemon_lost']}/{s['lost']} | "
+            f"{fmt(s['cpu_pct'], '.1f')} | {fmt(s['p50_us'])} | {fmt(s['p99_us'])} | "
+            f"{fmt(s['wire_mb_per_s'], '.2f')} |"
+        )
     mx = res["max_samples_per_s"]
-    lines.append(f"max sustained: {fmt(mx, '.0f')} samples/s = "
-                 f"{fmt(res['max_values_per_s'], '.3g')} values/s; saturates first: "
-                 f"{res['saturates_first']}")
+    lines.append(
+        f"max sustained: {fmt(mx, '.0f')} samples/s = "
+        f"{fmt(res['max_values_per_s'], '.3g')} values/s; saturates first: "
+        f"{res['saturates_first']}"
+    )
     return "\n".join(lines)
 
 

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pylsl
 
+from nirsd.core.errors import NirsdError
 from nirsd.daemon.endpoints import Endpoints
-from nirsd.daemon.errors import NirsdError
 from nirsd.daemon.wire import Message
 
 from .subscriber import ControlClient, Subscriber
@@ -85,16 +85,19 @@ def _extra(ch: dict[str, Any]) -> dict[str, Any]:
     for key in ("source", "detector", "distance_mm"):
         if ch.get(key) is not None:
             out[key] = ch[key]
-    for key, tag in (("source_pos_mm", "source_location"),
-                     ("detector_pos_mm", "detector_location")):
+    for key, tag in (
+        ("source_pos_mm", "source_location"),
+        ("detector_pos_mm", "detector_location"),
+    ):
         pos = ch.get(key)
         if isinstance(pos, (list, tuple)):
             out[tag] = " ".join(f"{float(x):g}" for x in pos)
     return out
 
 
-def _stream_info(name: str, kind: str, n: int, rate: float, fmt: int, source_id: str,
-                 daemon: dict[str, Any]) -> pylsl.StreamInfo:
+def _stream_info(
+    name: str, kind: str, n: int, rate: float, fmt: int, source_id: str, daemon: dict[str, Any]
+) -> pylsl.StreamInfo:
     info = pylsl.StreamInfo(name, kind, n, rate, fmt, source_id)
     desc = info.desc()
     desc.append_child_value("manufacturer", "nirsd")
@@ -118,25 +121,50 @@ class LslBridge:
         self.pushed = {"hb": 0, "raw": 0, "marker": 0}
         self.dropped = 0  # messages whose shape did not match the probe
 
-        hb_chans = [{"label": f"{ch.get('label', f'ch{i}')} {f}", "type": f, "unit": "uM",
-                     "index": ch.get("index", i), **_extra(ch)}
-                    for i, ch in enumerate(chans) for f in HB_FIELDS]
-        si = _stream_info(f"{prefix}_hb", "NIRS", len(hb_chans), rate, pylsl.cf_double64,
-                          f"{sid}-hb", info)
+        hb_chans = [
+            {
+                "label": f"{ch.get('label', f'ch{i}')} {f}",
+                "type": f,
+                "unit": "uM",
+                "index": ch.get("index", i),
+                **_extra(ch),
+            }
+            for i, ch in enumerate(chans)
+            for f in HB_FIELDS
+        ]
+        si = _stream_info(
+            f"{prefix}_hb", "NIRS", len(hb_chans), rate, pylsl.cf_double64, f"{sid}-hb", info
+        )
         _channel_desc(si, hb_chans)
         self.hb = pylsl.StreamOutlet(si, chunk_size=0, max_buffered=360)
         self.raw = None
         if raw and self.n_wl:
-            raw_chans = [{"label": f"{ch.get('label', f'ch{i}')} {w:g}", "type": "Intensity",
-                          "unit": "counts", "wavelength": f"{w:g}",
-                          "index": ch.get("index", i), **_extra(ch)}
-                         for i, ch in enumerate(chans) for w in wls]
-            si = _stream_info(f"{prefix}_raw", "NIRS", len(raw_chans), rate,
-                              pylsl.cf_double64, f"{sid}-raw", info)
+            raw_chans = [
+                {
+                    "label": f"{ch.get('label', f'ch{i}')} {w:g}",
+                    "type": "Intensity",
+                    "unit": "counts",
+                    "wavelength": f"{w:g}",
+                    "index": ch.get("index", i),
+                    **_extra(ch),
+                }
+                for i, ch in enumerate(chans)
+                for w in wls
+            ]
+            si = _stream_info(
+                f"{prefix}_raw", "NIRS", len(raw_chans), rate, pylsl.cf_double64, f"{sid}-raw", info
+            )
             _channel_desc(si, raw_chans)
             self.raw = pylsl.StreamOutlet(si, chunk_size=0, max_buffered=360)
-        si = _stream_info(f"{prefix}_markers", "Markers", 1, pylsl.IRREGULAR_RATE,
-                          pylsl.cf_string, f"{sid}-markers", info)
+        si = _stream_info(
+            f"{prefix}_markers",
+            "Markers",
+            1,
+            pylsl.IRREGULAR_RATE,
+            pylsl.cf_string,
+            f"{sid}-markers",
+            info,
+        )
         self.markers = pylsl.StreamOutlet(si)
 
     def handle(self, msg: Message) -> None:
@@ -156,8 +184,9 @@ class LslBridge:
         if msg.topic == "hb" and arr.shape[1:] == (3, self.n_ch):
             chunk = arr.transpose(0, 2, 1).reshape(msg.n, 3 * self.n_ch)
             outlet = self.hb
-        elif msg.topic == "raw" and self.raw is not None \
-                and arr.shape[1:] == (self.n_ch, self.n_wl):
+        elif (
+            msg.topic == "raw" and self.raw is not None and arr.shape[1:] == (self.n_ch, self.n_wl)
+        ):
             chunk = arr.reshape(msg.n, self.n_ch * self.n_wl)
             outlet = self.raw
         else:
@@ -174,9 +203,14 @@ class LslBridge:
             setattr(self, name, None)
 
 
-def run_bridge(endpoints: Endpoints, prefix: str = "nirsd", raw: bool = True,
-               silence_s: float = 3.0, stop: threading.Event | None = None,
-               curve: Any = None) -> int:
+def run_bridge(
+    endpoints: Endpoints,
+    prefix: str = "nirsd",
+    raw: bool = True,
+    silence_s: float = 3.0,
+    stop: threading.Event | None = None,
+    curve: Any = None,
+) -> int:
     """Bridge until SIGINT/SIGTERM (or ``stop``); follows daemon restarts.  Returns 0."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -204,8 +238,11 @@ def run_bridge(endpoints: Endpoints, prefix: str = "nirsd", raw: bool = True,
                 if bridge is not None:
                     bridge.close()
                 bridge = LslBridge(info, prefix=prefix, raw=raw)
-                print(f"nirsd lsl: stream {bridge.stream}: outlets {prefix}_hb "
-                      f"({3 * bridge.n_ch} ch), {prefix}_raw, {prefix}_markers", flush=True)
+                print(
+                    f"nirsd lsl: stream {bridge.stream}: outlets {prefix}_hb "
+                    f"({3 * bridge.n_ch} ch), {prefix}_raw, {prefix}_markers",
+                    flush=True,
+                )
             bridge.handle(msg)
     finally:
         if sub is not None:

@@ -18,10 +18,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from nirsd.daemon.errors import NirsdError
+from nirsd.core.errors import NirsdError
 
 BASELINE_S = 10.0
-PANEL_IN = 1.2      # inches per channel panel
+PANEL_IN = 1.2  # inches per channel panel
 TABLE_ROW_IN = 0.28
 HEADER_IN = 0.9
 COLORS = ("#f2c14e", "#5fad56", "#4d9de0", "#b07aa1", "#e15554", "#7768ae", "#3bb273")
@@ -29,9 +29,9 @@ COLORS = ("#f2c14e", "#5fad56", "#4d9de0", "#b07aa1", "#e15554", "#7768ae", "#3b
 
 @dataclass
 class Session:
-    time_s: np.ndarray            # (n,)
-    hbo: np.ndarray               # (n, ch) µM
-    hbr: np.ndarray               # (n, ch) µM
+    time_s: np.ndarray  # (n,)
+    hbo: np.ndarray  # (n, ch) µM
+    hbr: np.ndarray  # (n, ch) µM
     labels: list[str]
     stims: dict[str, np.ndarray]  # label -> rows [onset duration value]
     tags: dict[str, str]
@@ -63,8 +63,9 @@ def read_session(path: str | Path) -> Session:
         while f"measurementList{k}" in block:
             ml = block[f"measurementList{k}"]
             kinds.append(_text(ml["dataTypeLabel"][()]))
-            pairs.append((int(np.ravel(ml["sourceIndex"][()])[0]),
-                          int(np.ravel(ml["detectorIndex"][()])[0])))
+            pairs.append(
+                (int(np.ravel(ml["sourceIndex"][()])[0]), int(np.ravel(ml["detectorIndex"][()])[0]))
+            )
             k += 1
         data = block["dataTimeSeries"][:]
         time_s = block["time"][:]
@@ -72,10 +73,12 @@ def read_session(path: str | Path) -> Session:
         data, time_s = data[:n], time_s[:n]
         kinds_a = np.array(kinds)
         hbo, hbr = data[:, kinds_a == "HbO"], data[:, kinds_a == "HbR"]
-        tags = {key: _text(f[f"nirs/metaDataTags/{key}"][()])
-                for key in f["nirs/metaDataTags"]}
-        stims = {_text(f[f"nirs/{k}/name"][()]): np.atleast_2d(f[f"nirs/{k}/data"][:])
-                 for k in f["nirs"] if k.startswith("stim")}
+        tags = {key: _text(f[f"nirs/metaDataTags/{key}"][()]) for key in f["nirs/metaDataTags"]}
+        stims = {
+            _text(f[f"nirs/{k}/name"][()]): np.atleast_2d(f[f"nirs/{k}/data"][:])
+            for k in f["nirs"]
+            if k.startswith("stim")
+        }
     try:
         labels = json.loads(tags.get("ChannelLabels", ""))
     except json.JSONDecodeError:
@@ -88,6 +91,7 @@ def read_session(path: str | Path) -> Session:
 
 def _journal_epochs(path: str | Path) -> list[dict[str, Any]]:
     from .recorder import journal_path, read_journal
+
     jpath = journal_path(path)
     if not jpath.exists():
         return []
@@ -105,13 +109,20 @@ def summaries(s: Session) -> list[dict[str, Any]]:
             row = {"label": label, "onset": float(onset), "duration": float(duration)}
             match = None
             if t0 is not None:
-                match = next((e for e in s.epochs if e.get("label") == label and
-                              abs(e["onset_t"] - t0 - onset) < 0.5 * max(duration, 1.0)),
-                             None)
+                match = next(
+                    (
+                        e
+                        for e in s.epochs
+                        if e.get("label") == label
+                        and abs(e["onset_t"] - t0 - onset) < 0.5 * max(duration, 1.0)
+                    ),
+                    None,
+                )
             if match is not None:
                 for key in ("hbo", "hbr", "hbt"):
-                    vals = np.array([np.nan if v is None else v
-                                     for v in match[f"mean_{key}"]], float)
+                    vals = np.array(
+                        [np.nan if v is None else v for v in match[f"mean_{key}"]], float
+                    )
                     row[key] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
                 row["source"] = "daemon"
             elif duration <= 0:
@@ -124,10 +135,11 @@ def summaries(s: Session) -> list[dict[str, Any]]:
 
 def _file_t0(s: Session) -> float | None:
     import datetime as dt
+
     try:
-        when = dt.datetime.strptime(s.tags["MeasurementDate"] +
-                                    s.tags["MeasurementTime"].rstrip("Z"),
-                                    "%Y-%m-%d%H:%M:%S.%f")
+        when = dt.datetime.strptime(
+            s.tags["MeasurementDate"] + s.tags["MeasurementTime"].rstrip("Z"), "%Y-%m-%d%H:%M:%S.%f"
+        )
     except (KeyError, ValueError):
         return None
     return when.replace(tzinfo=dt.UTC).timestamp()
@@ -158,10 +170,16 @@ def pixel_size(n_channels: int, n_rows: int, width_in: float, dpi: int) -> tuple
     return round(w * dpi), round(h * dpi)
 
 
-def plot_file(path: str | Path, out: str | Path, width_in: float = 12.0, dpi: int = 100,
-              title: str | None = None) -> tuple[int, int]:
+def plot_file(
+    path: str | Path,
+    out: str | Path,
+    width_in: float = 12.0,
+    dpi: int = 100,
+    title: str | None = None,
+) -> tuple[int, int]:
     """Draw ``path`` into ``out``; returns the image size in pixels (width, height)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -171,12 +189,19 @@ def plot_file(path: str | Path, out: str | Path, width_in: float = 12.0, dpi: in
     rows = summaries(s)
     n_ch = s.hbo.shape[1]
     px_w, px_h = pixel_size(n_ch, len(rows), width_in, dpi)
-    w, h = (px_w + 0.25) / dpi, (px_h + 0.25) / dpi     # Agg truncates to whole pixels
+    w, h = (px_w + 0.25) / dpi, (px_h + 0.25) / dpi  # Agg truncates to whole pixels
     fig = plt.figure(figsize=(w, h), dpi=dpi)
     table_h = TABLE_ROW_IN * (len(rows) + 2)
-    grid = fig.add_gridspec(n_ch + 1, 1, height_ratios=[PANEL_IN] * n_ch + [table_h],
-                            left=0.08, right=0.98, top=1 - 0.6 / h, bottom=0.1 / h,
-                            hspace=0.15)
+    grid = fig.add_gridspec(
+        n_ch + 1,
+        1,
+        height_ratios=[PANEL_IN] * n_ch + [table_h],
+        left=0.08,
+        right=0.98,
+        top=1 - 0.6 / h,
+        bottom=0.1 / h,
+        hspace=0.15,
+    )
     colors = {label: COLORS[i % len(COLORS)] for i, label in enumerate(sorted(s.stims))}
     axes = [fig.add_subplot(grid[i]) for i in range(n_ch)]
     for i, ax in enumerate(axes):
@@ -187,9 +212,16 @@ def plot_file(path: str | Path, out: str | Path, width_in: float = 12.0, dpi: in
                 else:
                     ax.axvline(onset, color=colors[label], lw=1.2)
                 if i == 0:
-                    ax.annotate(label, (onset, 1.0), xycoords=("data", "axes fraction"),
-                                xytext=(2, 2), textcoords="offset points", fontsize=8,
-                                va="bottom", color="black")
+                    ax.annotate(
+                        label,
+                        (onset, 1.0),
+                        xycoords=("data", "axes fraction"),
+                        xytext=(2, 2),
+                        textcoords="offset points",
+                        fontsize=8,
+                        va="bottom",
+                        color="black",
+                    )
         ax.plot(s.time_s, s.hbo[:, i], color="#d62728", lw=0.9, label="ΔHbO")
         ax.plot(s.time_s, s.hbr[:, i], color="#1f77b4", lw=0.9, label="ΔHbR")
         ax.set_ylabel(f"{s.labels[i]}\nµM", fontsize=8)
@@ -225,11 +257,32 @@ def _table(ax: Any, rows: list[dict[str, Any]]) -> None:
     def fmt(v: float) -> str:
         return "—" if not np.isfinite(v) else f"{v:+.3f}"
 
-    cells = [[r["label"], f"{r['onset']:.1f}", f"{r['duration']:.1f}", fmt(r["hbo"]),
-              fmt(r["hbr"]), fmt(r["hbt"]), r["source"]] for r in rows]
-    table = ax.table(cellText=cells, loc="upper center", cellLoc="center",
-                     colLabels=["epoch", "onset (s)", "duration (s)", "mean ΔHbO (µM)",
-                                "mean ΔHbR (µM)", "mean ΔHbT (µM)", "summary from"],
-                     bbox=[0, 0, 1, 0.8])
+    cells = [
+        [
+            r["label"],
+            f"{r['onset']:.1f}",
+            f"{r['duration']:.1f}",
+            fmt(r["hbo"]),
+            fmt(r["hbr"]),
+            fmt(r["hbt"]),
+            r["source"],
+        ]
+        for r in rows
+    ]
+    table = ax.table(
+        cellText=cells,
+        loc="upper center",
+        cellLoc="center",
+        colLabels=[
+            "epoch",
+            "onset (s)",
+            "duration (s)",
+            "mean ΔHbO (µM)",
+            "mean ΔHbR (µM)",
+            "mean ΔHbT (µM)",
+            "summary from",
+        ],
+        bbox=[0, 0, 1, 0.8],
+    )
     table.auto_set_font_size(False)
     table.set_fontsize(8)

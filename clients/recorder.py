@@ -22,14 +22,15 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import structlog
 
-from nirsd.daemon.errors import NirsdError
+from nirsd.core.errors import NirsdError
 from nirsd.daemon import wire
 from nirsd.daemon.wire import Message
 
@@ -39,7 +40,7 @@ from .subscriber import Subscriber
 log = structlog.get_logger("nirsd.record")
 
 FLUSH_S = 0.5
-IDLE_S = 0.1   # longest wait for a message before checking stop, duration, flush
+IDLE_S = 0.1  # longest wait for a message before checking stop, duration, flush
 TOPICS = ("raw", "hb", "marker", "epoch", "status")
 
 
@@ -48,6 +49,7 @@ def journal_path(path: str | Path) -> Path:
 
 
 # -- stims ----------------------------------------------------------------------------
+
 
 def intervals(events: list[dict[str, Any]]) -> list[tuple[str, int, int | None]]:
     """Epochs as ``(label, onset_seq, end_seq or None)`` sample-index intervals.
@@ -58,8 +60,9 @@ def intervals(events: list[dict[str, Any]]) -> list[tuple[str, int, int | None]]
     adds an interval only where no higher one has the same label overlapping.
     Instant markers give ``(label, seq, seq)``.
     """
-    epochs = [(e["label"], int(e["onset_seq"]), int(e["end_seq"]))
-              for e in events if e["kind"] == "epoch"]
+    epochs = [
+        (e["label"], int(e["onset_seq"]), int(e["end_seq"])) for e in events if e["kind"] == "epoch"
+    ]
     marks: list[tuple[str, int, int | None]] = []
     instants: list[tuple[str, int, int | None]] = []
     opened: dict[str, int] = {}
@@ -95,8 +98,9 @@ def intervals(events: list[dict[str, Any]]) -> list[tuple[str, int, int | None]]
     return out + instants
 
 
-def stim_rows(events: list[dict[str, Any]], seq: np.ndarray,
-              time_s: np.ndarray) -> dict[str, np.ndarray]:
+def stim_rows(
+    events: list[dict[str, Any]], seq: np.ndarray, time_s: np.ndarray
+) -> dict[str, np.ndarray]:
     """Per label, rows ``[onset_s, duration_s, 1.0]`` on the file's time axis.
 
     ``seq``/``time_s``: the sample index and time (s from the first row) of every row.
@@ -146,6 +150,7 @@ def recover_file(path: str | Path) -> dict[str, Any]:
 
 # -- recording ------------------------------------------------------------------------
 
+
 class DiskFull(NirsdError):
     """The file system (or RLIMIT_FSIZE) has no room for the next flush."""
 
@@ -174,10 +179,16 @@ class Recorder:
     """Record one daemon stream into ``path`` until stopped, the duration ends or the
     stream changes (daemon restart).  ``stop()`` may be called from a signal handler."""
 
-    def __init__(self, path: str | Path, sub: Subscriber, meta: snirf_writer.Meta,
-                 duration_s: float | None = None, backfill_s: float | None = None,
-                 progress: Callable[[Stats], None] | None = None,
-                 timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        sub: Subscriber,
+        meta: snirf_writer.Meta,
+        duration_s: float | None = None,
+        backfill_s: float | None = None,
+        progress: Callable[[Stats], None] | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
         self.path = Path(path)
         self.sub = sub
         self.meta = meta
@@ -191,8 +202,8 @@ class Recorder:
         self._stop = False
         self._pending: dict[str, list[Message]] = {"raw": [], "hb": []}
         self._expected: dict[str, int] = {}
-        self._label: Any = ()     # label of the current run; () = none seen yet
-        self._live = False        # a live (not history) sample message has arrived
+        self._label: Any = ()  # label of the current run; () = none seen yet
+        self._live = False  # a live (not history) sample message has arrived
         self._dirty = False
         self.writer: snirf_writer.SnirfWriter | None = None
         self._journal = None
@@ -215,8 +226,11 @@ class Recorder:
             self.stop("daemon restarted (new stream)")
             return
         if msg.topic in ("raw", "hb"):
-            if msg.n and msg.array is not None and msg.seq + msg.n > self._expected.get(
-                    msg.topic, -1):
+            if (
+                msg.n
+                and msg.array is not None
+                and msg.seq + msg.n > self._expected.get(msg.topic, -1)
+            ):
                 self._pending[msg.topic].append(msg)
                 self._expected[msg.topic] = msg.seq + msg.n
         elif msg.topic == "marker":
@@ -253,8 +267,7 @@ class Recorder:
         r_seq, _, raw, t = self._take("raw", limit)
         h_seq, labels, hb, _ = self._take("hb", limit)
         last = self.stats.last_seq
-        common, ri, hi = np.intersect1d(r_seq, h_seq, assume_unique=True,
-                                        return_indices=True)
+        common, ri, hi = np.intersect1d(r_seq, h_seq, assume_unique=True, return_indices=True)
         if last is not None:
             fresh = common > last
             common, ri, hi = common[fresh], ri[fresh], hi[fresh]
@@ -285,9 +298,11 @@ class Recorder:
         left, need = self.writer.space_left(), self.writer.reserve_bytes(pending)
         if left < need:
             self.stop_reason = "disk full"
-            raise DiskFull(f"disk full: {max(left, 0)} bytes left for {self.path} (a flush "
-                           f"needs up to {need}); recording stopped, the file keeps "
-                           f"{self.stats.samples} samples")
+            raise DiskFull(
+                f"disk full: {max(left, 0)} bytes left for {self.path} (a flush "
+                f"needs up to {need}); recording stopped, the file keeps "
+                f"{self.stats.samples} samples"
+            )
 
     def _flush(self) -> None:
         self._check_space()
@@ -305,9 +320,16 @@ class Recorder:
         layout = snirf_writer.layout_from_info(info)
         self.writer = snirf_writer.SnirfWriter(self.path, layout, self.meta)
         self._journal = open(journal_path(self.path), "w", encoding="utf-8")
-        self._event("header", {"stream": self.meta.stream, "info": info,
-                               "subject": self.meta.subject, "group": self.meta.group,
-                               "visit": self.meta.visit})
+        self._event(
+            "header",
+            {
+                "stream": self.meta.stream,
+                "info": info,
+                "subject": self.meta.subject,
+                "group": self.meta.group,
+                "visit": self.meta.visit,
+            },
+        )
 
     def run(self) -> Stats:
         """Record until stopped; the file is valid when this returns or raises."""
@@ -327,8 +349,9 @@ class Recorder:
     def _messages(self, info: dict[str, Any]) -> Iterator[Message | None]:
         """History then live data (``Subscriber.backfilled``); None every ``IDLE_S``."""
         since = int(info.get("oldest") or 0) if self.backfill_s is None else None
-        return self.sub.backfilled(seconds=self.backfill_s, since=since,
-                                   timeout_s=self.timeout_s, idle_s=IDLE_S)
+        return self.sub.backfilled(
+            seconds=self.backfill_s, since=since, timeout_s=self.timeout_s, idle_s=IDLE_S
+        )
 
     def _record(self, info: dict[str, Any]) -> None:
         messages = self._messages(info)
@@ -340,7 +363,7 @@ class Recorder:
                 if msg is not None:
                     live = msg.topic in ("raw", "hb") and not msg.header.get("history")
                     if live and not self._live:
-                        self._live = True   # the duration counts from the first live sample
+                        self._live = True  # the duration counts from the first live sample
                         if self.duration_s is not None:
                             end = now + self.duration_s
                     elif msg.topic == "hb" and msg.header.get("history") and not self._live:
@@ -359,8 +382,10 @@ class Recorder:
             self._flush()
         except OSError as err:
             self.stop_reason = "write failed"
-            raise NirsdError(f"cannot write {self.path}: {err.strerror or err} "
-                             f"(the file keeps everything flushed before)") from err
+            raise NirsdError(
+                f"cannot write {self.path}: {err.strerror or err} "
+                f"(the file keeps everything flushed before)"
+            ) from err
         finally:
             messages.close()
 
@@ -383,5 +408,4 @@ class Recorder:
             log.error("recover_failed", error=str(err))
             return
         self.stats.size_bytes = self.writer.size_bytes()
-        log.info("recorded", file=str(self.path), rows=result["rows"],
-                 reason=self.stop_reason)
+        log.info("recorded", file=str(self.path), rows=result["rows"], reason=self.stop_reason)

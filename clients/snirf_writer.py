@@ -9,7 +9,8 @@ Layout (all lengths in mm, times in s, relative to the first recorded sample):
 - ``/nirs/data1``: raw intensities, dataType 1, one measurementList per
   channel × wavelength (channel-major), device counts
 - ``/nirs/data2``: ΔHbO and ΔHbR per channel (interleaved, channel-major),
-  dataType 99999, dataTypeLabel ``HbO``/``HbR``, dataUnit ``uM`` (no HbT: MNE refuses it; HbT = HbO + HbR)
+  dataType 99999, dataTypeLabel ``HbO``/``HbR``, dataUnit ``uM`` (no HbT: MNE refuses it; HbT =
+  HbO + HbR)
 - ``/nirs/probe``: wavelengths (nm), sourcePos3D/detectorPos3D (mm)
 - ``/nirs/stim{k}``: one per epoch label, rows ``[onset duration 1.0]``
 - ``/nirs/aux1`` ``nirsd_seq``: the daemon's absolute sample index of every row, so gaps
@@ -25,14 +26,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
 
-from nirsd.daemon.errors import NirsdError
+from nirsd.core.errors import NirsdError
 
 CHUNK_ROWS = 64
 SAMPLE_BLOCKS = ("data1", "data2", "aux1")
@@ -48,10 +50,10 @@ class Layout:
 
     wavelengths_nm: list[float]
     labels: list[str]
-    source_index: list[int]        # 1-based, per channel
-    detector_index: list[int]      # 1-based, per channel
-    source_pos_mm: np.ndarray      # (n_sources, 3)
-    detector_pos_mm: np.ndarray    # (n_detectors, 3)
+    source_index: list[int]  # 1-based, per channel
+    detector_index: list[int]  # 1-based, per channel
+    source_pos_mm: np.ndarray  # (n_sources, 3)
+    detector_pos_mm: np.ndarray  # (n_detectors, 3)
 
     @property
     def n_channels(self) -> int:
@@ -111,8 +113,10 @@ class Meta:
 
 def _measurement_tags(t0: float) -> dict[str, str]:
     when = dt.datetime.fromtimestamp(t0, dt.UTC)
-    return {"MeasurementDate": when.strftime("%Y-%m-%d"),
-            "MeasurementTime": when.strftime("%H:%M:%S.%f") + "Z"}
+    return {
+        "MeasurementDate": when.strftime("%Y-%m-%d"),
+        "MeasurementTime": when.strftime("%H:%M:%S.%f") + "Z",
+    }
 
 
 def _scalar(group: h5py.Group, name: str, value: Any) -> None:
@@ -127,10 +131,14 @@ def _scalar(group: h5py.Group, name: str, value: Any) -> None:
 
 
 def _series(group: h5py.Group, n_cols: int) -> None:
-    group.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8",
-                         chunks=(CHUNK_ROWS,))
-    group.create_dataset("dataTimeSeries", shape=(0, n_cols), maxshape=(None, n_cols),
-                         dtype="f8", chunks=(CHUNK_ROWS, n_cols))
+    group.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(CHUNK_ROWS,))
+    group.create_dataset(
+        "dataTimeSeries",
+        shape=(0, n_cols),
+        maxshape=(None, n_cols),
+        dtype="f8",
+        chunks=(CHUNK_ROWS, n_cols),
+    )
 
 
 class SnirfWriter:
@@ -154,12 +162,21 @@ class SnirfWriter:
         f.create_dataset("formatVersion", data=_s("1.1"))
         nirs = f.create_group("nirs")
         tags = nirs.create_group("metaDataTags")
-        for key, value in {"SubjectID": m.subject, "MeasurementDate": "unknown",
-                           "MeasurementTime": "unknown", "LengthUnit": "mm",
-                           "TimeUnit": "s", "FrequencyUnit": "Hz", "StudyGroup": m.group,
-                           "Visit": m.visit, "nirsdVersion": m.version,
-                           "nirsdStream": m.stream, "nirsdDevice": m.device,
-                           "ChannelLabels": json.dumps(lay.labels), **m.extra}.items():
+        for key, value in {
+            "SubjectID": m.subject,
+            "MeasurementDate": "unknown",
+            "MeasurementTime": "unknown",
+            "LengthUnit": "mm",
+            "TimeUnit": "s",
+            "FrequencyUnit": "Hz",
+            "StudyGroup": m.group,
+            "Visit": m.visit,
+            "nirsdVersion": m.version,
+            "nirsdStream": m.stream,
+            "nirsdDevice": m.device,
+            "ChannelLabels": json.dumps(lay.labels),
+            **m.extra,
+        }.items():
             _scalar(tags, key, value)
         n_ch, n_wl = lay.n_channels, len(lay.wavelengths_nm)
         d1 = nirs.create_group("data1")
@@ -168,10 +185,13 @@ class SnirfWriter:
         for ch in range(n_ch):
             for w in range(n_wl):
                 ml = d1.create_group(f"measurementList{k}")
-                for key, val in (("sourceIndex", lay.source_index[ch]),
-                                 ("detectorIndex", lay.detector_index[ch]),
-                                 ("wavelengthIndex", w + 1), ("dataType", 1),
-                                 ("dataTypeIndex", 1)):
+                for key, val in (
+                    ("sourceIndex", lay.source_index[ch]),
+                    ("detectorIndex", lay.detector_index[ch]),
+                    ("wavelengthIndex", w + 1),
+                    ("dataType", 1),
+                    ("dataTypeIndex", 1),
+                ):
                     _scalar(ml, key, val)
                 k += 1
         d2 = nirs.create_group("data2")
@@ -180,11 +200,15 @@ class SnirfWriter:
         for ch in range(n_ch):
             for label in ("HbO", "HbR"):
                 ml = d2.create_group(f"measurementList{k}")
-                for key, val in (("sourceIndex", lay.source_index[ch]),
-                                 ("detectorIndex", lay.detector_index[ch]),
-                                 ("wavelengthIndex", 1), ("dataType", 99999),
-                                 ("dataTypeLabel", label), ("dataTypeIndex", 1),
-                                 ("dataUnit", "uM")):
+                for key, val in (
+                    ("sourceIndex", lay.source_index[ch]),
+                    ("detectorIndex", lay.detector_index[ch]),
+                    ("wavelengthIndex", 1),
+                    ("dataType", 99999),
+                    ("dataTypeLabel", label),
+                    ("dataTypeIndex", 1),
+                    ("dataUnit", "uM"),
+                ):
                     _scalar(ml, key, val)
                 k += 1
         probe = nirs.create_group("probe")
@@ -195,8 +219,7 @@ class SnirfWriter:
         _scalar(aux, "name", "nirsd_seq")
         _series(aux, 1)
 
-    def append(self, seq: np.ndarray, t: np.ndarray, raw: np.ndarray,
-               hb: np.ndarray) -> None:
+    def append(self, seq: np.ndarray, t: np.ndarray, raw: np.ndarray, hb: np.ndarray) -> None:
         """Append n rows: ``seq`` (n,), ``t`` (n,) Unix s, ``raw`` (n, ch, wl) counts,
         ``hb`` (n, 3, ch) µM (HbT is dropped).  OSError (disk full) propagates."""
         n = len(seq)
@@ -208,16 +231,18 @@ class SnirfWriter:
             for key, value in _measurement_tags(self.t0).items():
                 _scalar(tags, key, value)
         rel = np.asarray(t, "f8") - self.t0
-        blocks = {"data1": raw.reshape(n, -1),
-                  "data2": hb[:, :2, :].transpose(0, 2, 1).reshape(n, -1),
-                  "aux1": np.asarray(seq, "f8").reshape(n, 1)}
+        blocks = {
+            "data1": raw.reshape(n, -1),
+            "data2": hb[:, :2, :].transpose(0, 2, 1).reshape(n, -1),
+            "aux1": np.asarray(seq, "f8").reshape(n, 1),
+        }
         end = self.rows + n
         for name, values in blocks.items():
             g = self.f["nirs"][name]
             g["time"].resize((end,))
-            g["time"][self.rows:end] = rel
+            g["time"][self.rows : end] = rel
             g["dataTimeSeries"].resize((end, values.shape[1]))
-            g["dataTimeSeries"][self.rows:end] = values
+            g["dataTimeSeries"][self.rows : end] = values
         self.rows = end
 
     def set_stims(self, stims: dict[str, np.ndarray]) -> None:
@@ -241,6 +266,7 @@ class SnirfWriter:
         """Bytes the file may still grow: free disk space, capped by RLIMIT_FSIZE."""
         import os
         import resource
+
         st = os.statvfs(self.path.parent if str(self.path.parent) else ".")
         left = st.f_bavail * st.f_frsize
         soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -283,16 +309,20 @@ def read_index(f: h5py.File) -> tuple[np.ndarray, np.ndarray, float | None]:
         try:
             date = f["nirs/metaDataTags/MeasurementDate"][()].decode()
             clock = f["nirs/metaDataTags/MeasurementTime"][()].decode().rstrip("Z")
-            t0 = dt.datetime.strptime(date + clock, "%Y-%m-%d%H:%M:%S.%f").replace(
-                tzinfo=dt.UTC).timestamp()
+            t0 = (
+                dt.datetime.strptime(date + clock, "%Y-%m-%d%H:%M:%S.%f")
+                .replace(tzinfo=dt.UTC)
+                .timestamp()
+            )
         except (KeyError, ValueError):
             t0 = None
     return seq[:n], time[:n], t0
 
 
 def common_length(f: h5py.File) -> int:
-    return min(min(len(f[f"nirs/{b}/time"]), len(f[f"nirs/{b}/dataTimeSeries"]))
-               for b in SAMPLE_BLOCKS)
+    return min(
+        min(len(f[f"nirs/{b}/time"]), len(f[f"nirs/{b}/dataTimeSeries"])) for b in SAMPLE_BLOCKS
+    )
 
 
 def truncate(f: h5py.File) -> int:

@@ -10,14 +10,15 @@ messages.  ``ControlClient`` sends control requests.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import zmq
 
+from nirsd.core.errors import NirsdError, ProtocolError
 from nirsd.daemon import wire
 from nirsd.daemon.endpoints import Endpoints, resolve
-from nirsd.daemon.errors import NirsdError, ProtocolError
 from nirsd.daemon.security import ClientKeys
 from nirsd.daemon.wire import Message
 
@@ -25,8 +26,13 @@ from nirsd.daemon.wire import Message
 class ControlClient:
     """Request/reply to the daemon's control endpoint, with a timeout per request."""
 
-    def __init__(self, endpoint: str, ctx: zmq.Context | None = None,
-                 timeout_s: float = 5.0, curve: ClientKeys | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        ctx: zmq.Context | None = None,
+        timeout_s: float = 5.0,
+        curve: ClientKeys | None = None,
+    ) -> None:
         """``curve``: keys for a network endpoint with CURVE (default: from
         ``$NIRSD_SERVER_KEY`` / ``$NIRSD_CLIENT_KEY`` when set)."""
         self.endpoint = endpoint
@@ -51,8 +57,10 @@ class ControlClient:
         if not sock.poll(int(self.timeout_s * 1000)):
             # a REQ socket that lost its reply is stuck: start a new one next time
             self.close()
-            raise NirsdError(f"no reply from the nirsd control endpoint {self.endpoint} "
-                             f"within {self.timeout_s:g} s (is `nirsd run` running?)")
+            raise NirsdError(
+                f"no reply from the nirsd control endpoint {self.endpoint} "
+                f"within {self.timeout_s:g} s (is `nirsd run` running?)"
+            )
         frames = sock.recv_multipart()
         reply = wire.unpack(frames[0])
         if not isinstance(reply, dict):
@@ -76,8 +84,9 @@ class ControlClient:
             fields["t"] = t
         return self.request("mark", **fields)[0]
 
-    def history(self, since: int | None = None, seconds: float | None = None,
-                until: int | None = None) -> dict[str, Message]:
+    def history(
+        self, since: int | None = None, seconds: float | None = None, until: int | None = None
+    ) -> dict[str, Message]:
         """Samples from the ring buffer as ``{"raw": Message, "hb": Message}``.
 
         Pages through as many requests as needed; ``header["missed"]`` counts samples
@@ -109,13 +118,19 @@ def history_messages(parts: list[tuple[dict, list[bytes]]]) -> dict[str, Message
     out = {}
     for i, topic in enumerate(("raw", "hb")):
         arrays = [wire.array_from(rep[topic], fr[i]) for rep, fr in parts if topic in rep]
-        header = {"v": wire.VERSION, "stream": first["stream"], "topic": topic,
-                  "seq": first["seq"], "n": sum(rep["n"] for rep, _ in parts),
-                  "missed": first["missed"], "history": True,
-                  "t": [x for rep, _ in parts for x in rep.get("t", [])],
-                  "t_dev": [x for rep, _ in parts for x in rep.get("t_dev", [])],
-                  "epoch": [x for rep, _ in parts for x in rep.get("epoch", [])],
-                  "wavelengths_nm": first.get("wavelengths_nm")}
+        header = {
+            "v": wire.VERSION,
+            "stream": first["stream"],
+            "topic": topic,
+            "seq": first["seq"],
+            "n": sum(rep["n"] for rep, _ in parts),
+            "missed": first["missed"],
+            "history": True,
+            "t": [x for rep, _ in parts for x in rep.get("t", [])],
+            "t_dev": [x for rep, _ in parts for x in rep.get("t_dev", [])],
+            "epoch": [x for rep, _ in parts for x in rep.get("epoch", [])],
+            "wavelengths_nm": first.get("wavelengths_nm"),
+        }
         key = "flags" if topic == "raw" else "quality"
         header[key] = b"".join(rep.get(key, b"") for rep, _ in parts)
         if topic == "hb":
@@ -127,10 +142,16 @@ def history_messages(parts: list[tuple[dict, list[bytes]]]) -> dict[str, Message
 class Subscriber:
     """A SUB socket on the data endpoint plus a control client, from flags or config."""
 
-    def __init__(self, topics: Iterable[str] = ("hb",), data: str | None = None,
-                 control: str | None = None, endpoints: Endpoints | None = None,
-                 ctx: zmq.Context | None = None, rcvhwm: int = 100_000,
-                 curve: ClientKeys | None = None) -> None:
+    def __init__(
+        self,
+        topics: Iterable[str] = ("hb",),
+        data: str | None = None,
+        control: str | None = None,
+        endpoints: Endpoints | None = None,
+        ctx: zmq.Context | None = None,
+        rcvhwm: int = 100_000,
+        curve: ClientKeys | None = None,
+    ) -> None:
         ep = resolve(data, control, endpoints)
         curve = curve if curve is not None else ClientKeys.from_env()
         self.endpoints = ep
@@ -172,9 +193,13 @@ class Subscriber:
             if msg is not None:
                 yield msg
 
-    def backfilled(self, seconds: float | None = None, since: int | None = None,
-                   timeout_s: float | None = 10.0,
-                   idle_s: float | None = None) -> Iterator[Message | None]:
+    def backfilled(
+        self,
+        seconds: float | None = None,
+        since: int | None = None,
+        timeout_s: float | None = 10.0,
+        idle_s: float | None = None,
+    ) -> Iterator[Message | None]:
         """History then live ``hb``/``raw`` messages, contiguous in ``seq``.
 
         Waits up to ``timeout_s`` seconds (None: forever) for the first live sample
@@ -202,16 +227,19 @@ class Subscriber:
             msg = self.recv(wait)
             if msg is None:
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise NirsdError("no live data from the daemon within "
-                                     f"{timeout_s:g} s at {self.endpoints.data}")
+                    raise NirsdError(
+                        "no live data from the daemon within "
+                        f"{timeout_s:g} s at {self.endpoints.data}"
+                    )
                 yield None
             elif msg.topic in wire.SAMPLE_TOPICS:
                 first = msg
             else:
                 pending.append(msg)
         start = since if since is not None else None
-        hist = self.control.history(since=start, seconds=None if start is not None else
-                                    (seconds or 0.0), until=first.seq)
+        hist = self.control.history(
+            since=start, seconds=None if start is not None else (seconds or 0.0), until=first.seq
+        )
         expected: dict[str, int] = {}
         for topic in ("raw", "hb"):
             if topic in self.topics and hist[topic].n:
@@ -234,8 +262,9 @@ class Subscriber:
                 continue
             if msg.header.get("stream", stream) != stream:
                 # the daemon restarted: the new stream numbers its samples from 0 again
-                restarted = {topic: {"stream": stream, "end_seq": end}
-                             for topic, end in expected.items()}
+                restarted = {
+                    topic: {"stream": stream, "end_seq": end} for topic, end in expected.items()
+                }
                 stream = msg.header.get("stream")
                 expected = {topic: 0 for topic in ("raw", "hb") if topic in self.topics}
             want = expected.get(msg.topic, msg.seq)
@@ -265,7 +294,7 @@ class Subscriber:
         self.sock.close(linger=0)
         self.control.close()
 
-    def __enter__(self) -> "Subscriber":
+    def __enter__(self) -> Subscriber:
         return self
 
     def __exit__(self, *exc: object) -> None:

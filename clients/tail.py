@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Iterator, TextIO
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 import numpy as np
 
+from nirsd.core.errors import NirsdError
 from nirsd.daemon import wire
-from nirsd.daemon.errors import NirsdError
 from nirsd.daemon.wire import Message
 
 from .subscriber import Subscriber
@@ -34,13 +35,16 @@ def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
     t, t_dev, epoch = h["t"], h.get("t_dev") or [None] * msg.n, h.get("epoch") or [None] * msg.n
     n_ch = arr.shape[-1] if msg.topic == "hb" else arr.shape[1]
     quality = h.get("quality")
-    qual = (np.frombuffer(quality, np.uint8).reshape(msg.n, n_ch).tolist()
-            if quality else None)
+    qual = np.frombuffer(quality, np.uint8).reshape(msg.n, n_ch).tolist() if quality else None
     flags = list(h["flags"]) if h.get("flags") else None
     tsi = h.get("tsi") if msg.topic == "hb" else None
     for i in range(msg.n):
-        line: dict[str, Any] = {"seq": h["seq"] + i, "t": t[i], "t_dev": t_dev[i],
-                                "epoch": epoch[i]}
+        line: dict[str, Any] = {
+            "seq": h["seq"] + i,
+            "t": t[i],
+            "t_dev": t_dev[i],
+            "epoch": epoch[i],
+        }
         if msg.topic == "hb":
             line["hbo"] = wire.plain(arr[i, 0])
             line["hbr"] = wire.plain(arr[i, 1])
@@ -64,13 +68,18 @@ def event_line(msg: Message) -> dict[str, Any]:
 
 def format_human(topic: str, line: dict[str, Any]) -> str:
     if topic == "hb":
+
         def fmt(vals: list) -> str:
             return " ".join("   nan" if v is None else f"{v:+6.2f}" for v in vals)
-        return (f"{line['seq']:>8} {line['t']:.3f} {line['epoch'] or '-':<10} "
-                f"HbO {fmt(line['hbo'])} | HbR {fmt(line['hbr'])}")
+
+        return (
+            f"{line['seq']:>8} {line['t']:.3f} {line['epoch'] or '-':<10} "
+            f"HbO {fmt(line['hbo'])} | HbR {fmt(line['hbr'])}"
+        )
     if topic == "raw":
-        vals = " ".join("/".join("nan" if v is None else f"{v:.0f}" for v in ch)
-                        for ch in line["intensity"])
+        vals = " ".join(
+            "/".join("nan" if v is None else f"{v:.0f}" for v in ch) for ch in line["intensity"]
+        )
         return f"{line['seq']:>8} {line['t']:.3f} {line['epoch'] or '-':<10} {vals}"
     return json.dumps(line, separators=(",", ":"))
 
@@ -88,8 +97,9 @@ class Watch:
     to) proves the daemon is up, and feeds the explanation, but never resets the clock.
     """
 
-    def __init__(self, sub: Subscriber, topic: str, timeout_s: float | None,
-                 warn_after_s: float, err: TextIO) -> None:
+    def __init__(
+        self, sub: Subscriber, topic: str, timeout_s: float | None, warn_after_s: float, err: TextIO
+    ) -> None:
         self.endpoint, self.topic = sub.endpoints.data, topic
         self.timeout_s, self.warn_after_s, self.err = timeout_s, warn_after_s, err
         self.last = time.monotonic()
@@ -107,12 +117,14 @@ class Watch:
             self.status = msg.header
         quiet = now - self.last
         if self.timeout_s is not None and quiet >= self.timeout_s:
-            raise NirsdError(f"{self._nothing()} within {self.timeout_s:g} s"
-                             f"{self._why()}")
+            raise NirsdError(f"{self._nothing()} within {self.timeout_s:g} s{self._why()}")
         if not self.warned and not self.seen_topic and quiet >= self.warn_after_s:
             self.warned = True
-            print(f"nirsd: {self._nothing()} yet{self._why()}; still waiting",
-                  file=self.err, flush=True)
+            print(
+                f"nirsd: {self._nothing()} yet{self._why()}; still waiting",
+                file=self.err,
+                flush=True,
+            )
 
     def _nothing(self) -> str:
         if self.status is None:
@@ -123,14 +135,23 @@ class Watch:
         if self.status is None:
             return " (is `nirsd run` running?)"
         state, error = self.status.get("state"), self.status.get("last_error")
-        return (f" (the daemon is up, device {state or 'state unknown'}"
-                f"{': ' + str(error) if error else ''})")
+        return (
+            f" (the daemon is up, device {state or 'state unknown'}"
+            f"{': ' + str(error) if error else ''})"
+        )
 
 
-def run(sub: Subscriber, topic: str, as_json: bool, count: int | None,
-        out: TextIO = sys.stdout, backfill_s: float | None = None,
-        timeout_s: float | None = None, err: TextIO = sys.stderr,
-        warn_after_s: float = WARN_AFTER_S) -> int:
+def run(
+    sub: Subscriber,
+    topic: str,
+    as_json: bool,
+    count: int | None,
+    out: TextIO = sys.stdout,
+    backfill_s: float | None = None,
+    timeout_s: float | None = None,
+    err: TextIO = sys.stderr,
+    warn_after_s: float = WARN_AFTER_S,
+) -> int:
     """Print lines until ``count`` lines are out (or forever); returns lines printed.
 
     ``timeout_s``: give up (NirsdError) when that many seconds pass without a message
@@ -140,16 +161,18 @@ def run(sub: Subscriber, topic: str, as_json: bool, count: int | None,
     """
     printed = 0
     watch = Watch(sub, topic, timeout_s, warn_after_s, err)
-    stream = (_backfilled(sub, topic, backfill_s)
-              if backfill_s is not None and topic in ("raw", "hb") else _live(sub))
+    stream = (
+        _backfilled(sub, topic, backfill_s)
+        if backfill_s is not None and topic in ("raw", "hb")
+        else _live(sub)
+    )
     for msg in stream:
         watch.saw(msg)
         if msg is None or msg.topic != topic:
             continue
         lines = sample_lines(msg) if msg.array is not None else [event_line(msg)]
         for line in lines:
-            text = json.dumps(line, separators=(",", ":")) if as_json \
-                else format_human(topic, line)
+            text = json.dumps(line, separators=(",", ":")) if as_json else format_human(topic, line)
             out.write(text + "\n")
             printed += 1
             if count is not None and printed >= count:

@@ -25,8 +25,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from nirsd.core.errors import NirsdError
 from nirsd.daemon.endpoints import Endpoints
-from nirsd.daemon.errors import NirsdError
 from nirsd.daemon.wire import Message
 
 from .subscriber import ControlClient, Subscriber
@@ -128,10 +128,17 @@ class ViewState:
             elif msg.seq < self.next_seq:
                 skip = self.next_seq - msg.seq
                 arr = arr[skip:]
-                msg = Message(msg.topic, {**msg.header, "seq": self.next_seq,
-                                          "n": msg.n - skip,
-                                          "epoch": (msg.header.get("epoch") or [])[skip:],
-                                          "quality": None}, arr)
+                msg = Message(
+                    msg.topic,
+                    {
+                        **msg.header,
+                        "seq": self.next_seq,
+                        "n": msg.n - skip,
+                        "epoch": (msg.header.get("epoch") or [])[skip:],
+                        "quality": None,
+                    },
+                    arr,
+                )
         self.next_seq = msg.seq + msg.n
         for name, block in (("hbo", arr[:, 0]), ("hbr", arr[:, 1])):
             ring = getattr(self, name)
@@ -165,7 +172,7 @@ def _fmt(x: float) -> str:
 
 
 def _quality_cell(state: ViewState, i: int) -> Text:
-    q = state.qual[-state.filled:, i] if state.filled else state.qual[:0, i]
+    q = state.qual[-state.filled :, i] if state.filled else state.qual[:0, i]
     summary = state.status.get("quality")
     parts: list[tuple[str, str]] = []
     if q.size and q[-1] & BASELINE_PENDING:
@@ -195,8 +202,11 @@ def _epoch_text(state: ViewState, now: float) -> str:
     st_epoch = state.status.get("epoch")
     if state.epoch is None:
         return "-"
-    if isinstance(st_epoch, dict) and st_epoch.get("label") == state.epoch \
-            and isinstance(st_epoch.get("onset_t"), (int, float)):
+    if (
+        isinstance(st_epoch, dict)
+        and st_epoch.get("label") == state.epoch
+        and isinstance(st_epoch.get("onset_t"), (int, float))
+    ):
         return f"{state.epoch} {max(0.0, now - st_epoch['onset_t']):.0f} s"
     return str(state.epoch)
 
@@ -230,15 +240,14 @@ def render(state: ViewState, now: float, width: int = 100) -> RenderableType:
     if not state.connected:
         head.append("waiting for the daemon… ", style="bold red")
     head.append(f"stream {state.stream or '-'}  state {st.get('state', '-')}  ")
-    head.append(f"rate {float(st.get('rate_hz') or 0):.1f} Hz (recv "
-                f"{state.measured_rate():.1f})  ")
-    head.append(f"drops msg {state.msg_lost} seq {state.seq_lost} "
-                f"device {counters.get('lost_samples', 0)}",
-                style="red" if state.msg_lost or state.seq_lost else "")
+    head.append(f"rate {float(st.get('rate_hz') or 0):.1f} Hz (recv {state.measured_rate():.1f})  ")
+    head.append(
+        f"drops msg {state.msg_lost} seq {state.seq_lost} device {counters.get('lost_samples', 0)}",
+        style="red" if state.msg_lost or state.seq_lost else "",
+    )
     if state.restarts:
         head.append(f"  restarts {state.restarts}", style="yellow")
-    line2 = Text(f"epoch {_epoch_text(state, now)}   "
-                 f"protocol {_describe(st.get('protocol'))}   ")
+    line2 = Text(f"epoch {_epoch_text(state, now)}   protocol {_describe(st.get('protocol'))}   ")
     if state.last_marker:
         m = state.last_marker
         line2.append(f"last marker {m.get('label')}/{m.get('action')} at seq {m.get('seq')}")
@@ -254,23 +263,37 @@ def render(state: ViewState, now: float, width: int = 100) -> RenderableType:
     for i, label in enumerate(state.labels):
         o = state.hbo[-n:, i] if n else state.hbo[:0, i]
         r = state.hbr[-n:, i] if n else state.hbr[:0, i]
-        table.add_row(label, _fmt(o[-1]) if n else "-", sparkline(o, spark_w),
-                      _fmt(r[-1]) if n else "-", sparkline(r, spark_w),
-                      _quality_cell(state, i))
+        table.add_row(
+            label,
+            _fmt(o[-1]) if n else "-",
+            sparkline(o, spark_w),
+            _fmt(r[-1]) if n else "-",
+            sparkline(r, spark_w),
+            _quality_cell(state, i),
+        )
     foot = Text("q quits", style="dim")
     if state.last_epoch:
         e = state.last_epoch
-        foot = Text(f"last epoch {e.get('label')} {float(e.get('duration_s') or 0):.1f} s: "
-                    f"mean ΔHbO {' '.join(_fmt(float(x)) for x in e.get('mean_hbo') or [])}"
-                    "   (q quits)", style="dim")
+        foot = Text(
+            f"last epoch {e.get('label')} {float(e.get('duration_s') or 0):.1f} s: "
+            f"mean ΔHbO {' '.join(_fmt(float(x)) for x in e.get('mean_hbo') or [])}"
+            "   (q quits)",
+            style="dim",
+        )
     return Group(head, line2, table, foot)
 
 
 class Viewer:
     """Subscribes to ``hb``, ``marker``, ``epoch``, ``status`` and redraws a few times a second."""
 
-    def __init__(self, endpoints: Endpoints, window_s: float = 30.0, refresh_hz: float = 4.0,
-                 silence_s: float = 3.0, curve: Any = None) -> None:
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        window_s: float = 30.0,
+        refresh_hz: float = 4.0,
+        silence_s: float = 3.0,
+        curve: Any = None,
+    ) -> None:
         self.endpoints = endpoints
         self.curve = curve  # ClientKeys for CURVE endpoints (None: from the environment)
         self.state = ViewState(window_s)
@@ -286,15 +309,13 @@ class Viewer:
         """(Re)build the SUB socket and fetch the probe description; tolerate no daemon."""
         if self.sub is not None:
             self.sub.close()
-        self.sub = Subscriber(TOPICS, endpoints=self.endpoints, ctx=self.ctx,
-                              curve=self.curve)
+        self.sub = Subscriber(TOPICS, endpoints=self.endpoints, ctx=self.ctx, curve=self.curve)
         self.last_msg = time.monotonic()
         self._describe()
 
     def _describe(self) -> bool:
         self._described = time.monotonic()
-        client = ControlClient(self.endpoints.control, self.ctx, timeout_s=1.0,
-                               curve=self.curve)
+        client = ControlClient(self.endpoints.control, self.ctx, timeout_s=1.0, curve=self.curve)
         try:  # the client is closed however this ends (Ctrl-C included)
             try:
                 self.state.reset(client.info())
@@ -338,6 +359,7 @@ class Viewer:
         if stdin_fd is not None:
             import termios
             import tty
+
             restore = termios.tcgetattr(stdin_fd)
             tty.setcbreak(stdin_fd)
         try:
@@ -346,8 +368,7 @@ class Viewer:
                 while True:
                     now = time.monotonic()
                     if now >= next_draw:
-                        live.update(render(self.state, time.time(), console.width),
-                                    refresh=True)
+                        live.update(render(self.state, time.time(), console.width), refresh=True)
                         self.frames += 1
                         next_draw = now + self.refresh_s
                         if frames is not None and self.frames >= frames:
@@ -363,6 +384,7 @@ class Viewer:
         finally:
             if restore is not None:
                 import termios
+
                 termios.tcsetattr(stdin_fd, termios.TCSADRAIN, restore)
             self.close()
 
@@ -386,6 +408,7 @@ class Viewer:
 
 def _quit_pressed(fd: int) -> bool:
     import select
+
     ready, _, _ = select.select([fd], [], [], 0)
     if not ready:
         return False

@@ -13,11 +13,11 @@ from typing import Any
 import structlog
 import zmq
 
+from nirsd.core.errors import NirsdError
 from nirsd.drivers.base import Event, Info, Sample, SampleBlock
 
 from .config import Config
 from .control import ControlServer
-from .errors import NirsdError
 from .device import STREAMING, DeviceLink
 from .history import history_reply
 from .notify import Notifier
@@ -26,24 +26,27 @@ from .publisher import Publisher
 
 log = structlog.get_logger("nirsd.loop")
 
-POLL_MS = 50           # loop wake-up for timers when nothing arrives
-POLL_NO_FD_MS = 5      # ports without a descriptor (pyserial URL handlers) are polled
+POLL_MS = 50  # loop wake-up for timers when nothing arrives
+POLL_NO_FD_MS = 5  # ports without a descriptor (pyserial URL handlers) are polled
 STATUS_SLACK_S = 0.25  # how long periodic status waits for a frame to follow
 STATUS_QUIET_MAX_S = 0.02  # and then at most this long for that frame to be delivered
 
 
 class Acquisition:
-    def __init__(self, cfg: Config, ctx: zmq.Context | None = None,
-                 notifier: Notifier | None = None) -> None:
+    def __init__(
+        self, cfg: Config, ctx: zmq.Context | None = None, notifier: Notifier | None = None
+    ) -> None:
         self.cfg = cfg
         self.ctx = ctx or zmq.Context.instance()
         self.notifier = notifier or Notifier()
         try:
             self.publisher = Publisher(self.ctx, cfg.endpoints.data)
         except OSError as err:  # the runtime directory cannot be made or used
-            raise NirsdError(f"cannot create the socket for {cfg.endpoints.data}: "
-                             f"{err.strerror} (set NIRSD_RUNTIME_DIR to a writable "
-                             f"directory, or run as the nirsd service)") from err
+            raise NirsdError(
+                f"cannot create the socket for {cfg.endpoints.data}: "
+                f"{err.strerror} (set NIRSD_RUNTIME_DIR to a writable "
+                f"directory, or run as the nirsd service)"
+            ) from err
         try:
             self.control = ControlServer(self.ctx, cfg.endpoints.control)
         except Exception:
@@ -52,7 +55,7 @@ class Acquisition:
         try:
             self.device = DeviceLink(cfg)
         except BaseException:
-            self.control.close()   # open sockets would block Context.term() forever
+            self.control.close()  # open sockets would block Context.term() forever
             self.publisher.close()
             raise
         self.pipeline: Pipeline | None = None
@@ -66,16 +69,16 @@ class Acquisition:
         self._last_lost = 0
         self._rate_mark = (time.monotonic(), 0)
         self.rate_hz = 0.0
-        self.extensions: list[Any] = []   # marker channel etc.: objects with hooks
+        self.extensions: list[Any] = []  # marker channel etc.: objects with hooks
         for cmd in ("info", "history", "status", "baseline"):
             self.control.register(cmd, getattr(self, "_cmd_" + cmd))
         from .markers import MarkerChannel
+
         self.markers = MarkerChannel(self)
 
     # -- device frames --------------------------------------------------------------
     def _on_info(self, info: Info) -> None:
-        if self.pipeline is not None and self.pipeline.info == info \
-                or info == self._rejected_info:
+        if self.pipeline is not None and self.pipeline.info == info or info == self._rejected_info:
             return
         if self.pipeline is not None:
             log.warning("device_redescribed", old=str(self.pipeline.info), new=str(info))
@@ -87,19 +90,25 @@ class Acquisition:
             self._rejected_info = info
             self.device.last_error = f"device describes itself as {info}: {err}"
             log.error("device_info_rejected", info=str(info), error=str(err))
-            self.publisher.publish_event("status", {"event": "device_info_rejected",
-                                                    "error": str(err)})
+            self.publisher.publish_event(
+                "status", {"event": "device_info_rejected", "error": str(err)}
+            )
             return
         self.pipeline = pipeline
         self.publisher.labels = self.labels()
         self.publisher.wavelengths_nm = list(info.wavelengths_nm)
         for ext in self.extensions:
             ext.on_pipeline(self.pipeline)
-        self.publisher.publish_event("status", {"event": "device_info",
-                                                **self.pipeline.probe.describe()})
-        log.info("device_described", channels=info.n_channels,
-                 wavelengths_nm=list(info.wavelengths_nm), rate_hz=info.rate_hz,
-                 device_id=info.device_id)
+        self.publisher.publish_event(
+            "status", {"event": "device_info", **self.pipeline.probe.describe()}
+        )
+        log.info(
+            "device_described",
+            channels=info.n_channels,
+            wavelengths_nm=list(info.wavelengths_nm),
+            rate_hz=info.rate_hz,
+            device_id=info.device_id,
+        )
 
     def labels(self) -> list[str]:
         return list(self.cfg.markers.labels)
@@ -144,15 +153,19 @@ class Acquisition:
     def _check_lost(self, first_seq: int) -> None:
         lost = self.device.lost_frames()
         if lost > self._last_lost and self.pipeline is not None:
-            gap = {"event": "gap", "seq": first_seq, "lost_samples": lost - self._last_lost,
-                   "span_s": (lost - self._last_lost) / self.pipeline.info.rate_hz}
+            gap = {
+                "event": "gap",
+                "seq": first_seq,
+                "lost_samples": lost - self._last_lost,
+                "span_s": (lost - self._last_lost) / self.pipeline.info.rate_hz,
+            }
             self.gaps.append(gap)
             self.lost_samples += lost - self._last_lost
             self.publisher.publish_event("status", gap)
         self._last_lost = lost
 
     def handle_frames(self, frames: list, arrival: float) -> None:
-        first_seq = self.next_seq   # lost frames fell among this read's samples
+        first_seq = self.next_seq  # lost frames fell among this read's samples
         samples: list[Sample | SampleBlock] = []
         for frame in frames:
             if isinstance(frame, (Sample, SampleBlock)):
@@ -173,25 +186,40 @@ class Acquisition:
         for ext in self.extensions:
             if ext.on_device_event(event, arrival):
                 return
-        self.publisher.publish_event("marker", {"label": event.label, "action": "instant",
-                                                "source": "device", "code": event.code,
-                                                "seq": self.next_seq, "t": arrival})
+        self.publisher.publish_event(
+            "marker",
+            {
+                "label": event.label,
+                "action": "instant",
+                "source": "device",
+                "code": event.code,
+                "seq": self.next_seq,
+                "t": arrival,
+            },
+        )
 
     # -- status ---------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         p = self.pipeline
         body: dict[str, Any] = {
-            "state": self.device.state, "port": self.device.port,
-            "driver": self.device.driver.name, "samples": self.next_seq,
-            "rate_hz": round(self.rate_hz, 3), "uptime_s": round(time.time() - self.started, 3),
-            "counters": {**self.device.counters(), "reconnects": self.device.reconnects,
-                         "shape_errors": p.shape_errors if p else 0,
-                         "clock_restarts": p.clock.restarts if p else 0,
-                         "clock_outliers": p.clock.outliers if p else 0,
-                         "lost_samples": self.lost_samples,
-                         "control_served": self.control.served,
-                         "control_rejected": self.control.rejected},
-            "gaps": self.gaps[-10:], "last_error": self.device.last_error,
+            "state": self.device.state,
+            "port": self.device.port,
+            "driver": self.device.driver.name,
+            "samples": self.next_seq,
+            "rate_hz": round(self.rate_hz, 3),
+            "uptime_s": round(time.time() - self.started, 3),
+            "counters": {
+                **self.device.counters(),
+                "reconnects": self.device.reconnects,
+                "shape_errors": p.shape_errors if p else 0,
+                "clock_restarts": p.clock.restarts if p else 0,
+                "clock_outliers": p.clock.outliers if p else 0,
+                "lost_samples": self.lost_samples,
+                "control_served": self.control.served,
+                "control_rejected": self.control.rejected,
+            },
+            "gaps": self.gaps[-10:],
+            "last_error": self.device.last_error,
         }
         if p is not None:
             body["quality"] = p.assess_quality()
@@ -213,18 +241,25 @@ class Acquisition:
             self.rate_hz = (self.next_seq - n0) / (now - t0)
         self._rate_mark = (now, self.next_seq)
         self.publisher.publish_event("status", {"event": event, **self.status()})
-        self.notifier.status(f"{self.device.state}; {self.rate_hz:.1f} Hz; "
-                             f"{self.next_seq} samples; lost {self.lost_samples}")
+        self.notifier.status(
+            f"{self.device.state}; {self.rate_hz:.1f} Hz; "
+            f"{self.next_seq} samples; lost {self.lost_samples}"
+        )
 
     # -- control commands -----------------------------------------------------------
     def _cmd_info(self, req: dict) -> tuple[dict, list]:
         from importlib.metadata import version
-        reply: dict[str, Any] = {"stream": self.publisher.stream, "version": version("nirsd"),
-                                 "driver": self.device.driver.name, "port": self.device.port,
-                                 "state": self.device.state, "seq": self.next_seq,
-                                 "labels": self.labels(),
-                                 "endpoints": {"data": self.cfg.endpoints.data,
-                                               "control": self.cfg.endpoints.control}}
+
+        reply: dict[str, Any] = {
+            "stream": self.publisher.stream,
+            "version": version("nirsd"),
+            "driver": self.device.driver.name,
+            "port": self.device.port,
+            "state": self.device.state,
+            "seq": self.next_seq,
+            "labels": self.labels(),
+            "endpoints": {"data": self.cfg.endpoints.data, "control": self.cfg.endpoints.control},
+        }
         if self.pipeline is not None:
             reply.update(self.pipeline.probe.describe())
             reply["oldest"] = self.pipeline.ring.oldest
@@ -240,8 +275,7 @@ class Acquisition:
         if self.pipeline is None:
             return {"ok": False, "error": "no data yet: the device has not streamed"}, []
         self.pipeline.converter.rebaseline()
-        body = {"event": "baseline", "seq": self.next_seq,
-                "seconds": self.cfg.baseline.seconds}
+        body = {"event": "baseline", "seq": self.next_seq, "seconds": self.cfg.baseline.seconds}
         self.publisher.publish_event("status", body)
         log.info("baseline_restarted", seq=self.next_seq)
         return body, []
@@ -250,11 +284,11 @@ class Acquisition:
     def run(self) -> None:
         poller = zmq.Poller()
         poller.register(self.control.sock, zmq.POLLIN)
-        poller.register(self.publisher.sock, zmq.POLLIN)   # subscription notices
+        poller.register(self.publisher.sock, zmq.POLLIN)  # subscription notices
         registered_fd: int | None = None
         interval = self.cfg.status.interval_s
         next_status = time.monotonic() + interval
-        status_at: float | None = None   # when the due status goes out (after a frame)
+        status_at: float | None = None  # when the due status goes out (after a frame)
         wd = self.notifier.watchdog_interval_s
         next_wd = time.monotonic()
         if not self.ready_sent and self.notifier.enabled:
@@ -269,8 +303,11 @@ class Acquisition:
             elif not self.ready_sent:  # no probe yet: up and waiting for it (systemd READY)
                 self.ready_sent = True
                 self.notifier.ready(f"waiting for device on {self.device.port}")
-            timeout = POLL_MS if registered_fd is not None or not self.device.transport.is_open \
+            timeout = (
+                POLL_MS
+                if registered_fd is not None or not self.device.transport.is_open
                 else POLL_NO_FD_MS
+            )
             if status_at is not None:
                 timeout = min(timeout, max(0, int((status_at - time.monotonic()) * 1000) + 1))
             events = dict(poller.poll(timeout))
@@ -301,8 +338,9 @@ class Acquisition:
             if now >= next_status:
                 if handled and status_at is None:
                     status_at = now + self._status_quiet_s()
-                if (status_at is not None and now >= status_at) \
-                        or now >= next_status + STATUS_SLACK_S:
+                if (
+                    status_at is not None and now >= status_at
+                ) or now >= next_status + STATUS_SLACK_S:
                     self.publish_status()
                     next_status = now + interval
                     status_at = None

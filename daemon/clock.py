@@ -26,11 +26,11 @@ from collections import deque
 
 import numpy as np
 
-WINDOW_S = 1.0        # one minimum per window of device time
-FIT_WINDOWS = 120     # minima kept for the drift fit (2 minutes)
-MIN_FIT = 10          # windows needed before the drift is fitted
-JUMP_S = 0.25         # arriving this much earlier than predicted is not physical ...
-CONFIRM = 3           # ... unless it lasts this many blocks (then the clock stepped)
+WINDOW_S = 1.0  # one minimum per window of device time
+FIT_WINDOWS = 120  # minima kept for the drift fit (2 minutes)
+MIN_FIT = 10  # windows needed before the drift is fitted
+JUMP_S = 0.25  # arriving this much earlier than predicted is not physical ...
+CONFIRM = 3  # ... unless it lasts this many blocks (then the clock stepped)
 
 
 class DeviceClock:
@@ -39,14 +39,14 @@ class DeviceClock:
         self.rate_hz = rate_hz
         self._last_raw: float | None = None
         self._wraps = 0.0
-        self._n_counted = 0           # samples seen, for devices without a clock
+        self._n_counted = 0  # samples seen, for devices without a clock
         self._win_start: float | None = None
         self._win_min = math.inf
         self._minima: deque[tuple[float, float]] = deque(maxlen=FIT_WINDOWS)
         self._fit: tuple[float, float, float] | None = None  # (t_ref, offset, drift)
-        self._floor = math.inf          # minimum offset so far, before the fit exists
-        self._suspect = 0             # consecutive implausibly early blocks
-        self._backstep = False        # the newest block went back in device time
+        self._floor = math.inf  # minimum offset so far, before the fit exists
+        self._suspect = 0  # consecutive implausibly early blocks
+        self._backstep = False  # the newest block went back in device time
 
     #: device-clock restarts seen (backward jumps that are not wraps)
     restarts = 0
@@ -99,8 +99,11 @@ class DeviceClock:
 
     def _note_backstep(self, first: float) -> None:
         last = self._last_raw
-        if last is not None and first < last and (
-                self.modulus_s is None or last - first < self.modulus_s / 2):
+        if (
+            last is not None
+            and first < last
+            and (self.modulus_s is None or last - first < self.modulus_s / 2)
+        ):
             self._backstep = True  # a restart, or a corrupted previous time: to_host decides
 
     def _forget_fit(self) -> None:

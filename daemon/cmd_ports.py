@@ -8,7 +8,8 @@ import json
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "ports", help="list serial ports (USB vendor:product, serial number, udev links)")
+        "ports", help="list serial ports (USB vendor:product, serial number, udev links)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per port per line")
     p.set_defaults(func=run)
 
@@ -26,8 +27,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{'device':<20} {'usb id':<10} {'serial':<20} description / links")
     for port in ports:
-        print(f"{port.device:<20} {port.usb_id or '-':<10} {port.serial_number or '-':<20} "
-              f"{port.description}")
+        print(
+            f"{port.device:<20} {port.usb_id or '-':<10} {port.serial_number or '-':<20} "
+            f"{port.description}"
+        )
         for link in port.links:
             print(f"{'':<52} {link}")
     return 0

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+
+from nirsd.core.errors import ConfigError
 
 from .endpoints import Endpoints, default_endpoints
-from .errors import ConfigError
 
 DEFAULT_LABELS = ("rest", "extension", "flexion")
 ENDPOINT_SCHEMES = ("ipc://", "tcp://", "inproc://")
@@ -24,9 +26,9 @@ class DeviceConfig:
     driver: str = "simulated"
     port: str | None = None
     baudrate: int = 115200
-    channels: int = 8          # simulated probe, or drivers that cannot say
-    rate_hz: float = 10.0      # simulated probe, or drivers that cannot say
-    reconnect_s: float = 0.5   # how often a missing port is retried
+    channels: int = 8  # simulated probe, or drivers that cannot say
+    rate_hz: float = 10.0  # simulated probe, or drivers that cannot say
+    reconnect_s: float = 0.5  # how often a missing port is retried
     options: Mapping[str, Any] = field(default_factory=dict)  # driver-specific table
 
 
@@ -34,11 +36,11 @@ class DeviceConfig:
 class OpticsConfig:
     wavelengths_nm: tuple[float, ...] = (760.0, 850.0)
     distance_mm: float = 30.0
-    dpf: Any = 6.0             # number, list, {wavelength: dpf} table or preset name
+    dpf: Any = 6.0  # number, list, {wavelength: dpf} table or preset name
     age_years: float | None = None
     extinction: str = "prahl"
-    saturation_level: float | None = None   # counts at or above which light is saturated
-    light_floor: float = 0.0                # counts at or below which light is too little
+    saturation_level: float | None = None  # counts at or above which light is saturated
+    light_floor: float = 0.0  # counts at or below which light is too little
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,14 @@ class BaselineConfig:
 
 @dataclass(frozen=True)
 class BufferConfig:
-    seconds: float = 600.0     # history span kept in memory
-    max_mb: float = 512.0      # cap on the ring's memory, whatever the span
+    seconds: float = 600.0  # history span kept in memory
+    max_mb: float = 512.0  # cap on the ring's memory, whatever the span
 
 
 @dataclass(frozen=True)
 class MarkersConfig:
     labels: tuple[str, ...] = DEFAULT_LABELS
-    baseline_s: float = 10.0   # pre-epoch window for epoch summaries
+    baseline_s: float = 10.0  # pre-epoch window for epoch summaries
     allow_overlap: bool = False
 
 
@@ -79,11 +81,12 @@ class StatusConfig:
 @dataclass(frozen=True)
 class SecurityConfig:
     """Who may connect over the network (see docs/security.md and daemon/security.py)."""
-    curve: bool = False                     # CURVE on tcp:// (network) endpoints
-    server_secret_key_file: str | None = None   # zcert NAME.key_secret from `nirsd keys`
-    allowed_clients: tuple[str, ...] = ()   # Z85 public keys, .key files or directories
+
+    curve: bool = False  # CURVE on tcp:// (network) endpoints
+    server_secret_key_file: str | None = None  # zcert NAME.key_secret from `nirsd keys`
+    allowed_clients: tuple[str, ...] = ()  # Z85 public keys, .key files or directories
     control_clients: tuple[str, ...] | None = None  # control allow list (default: allowed)
-    allow_plain_tcp: bool = False           # tcp:// without CURVE: anyone on the network
+    allow_plain_tcp: bool = False  # tcp:// without CURVE: anyone on the network
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Config:
 
 
 # -- value checkers: each returns the converted value or raises ValueError(reason) ----
+
 
 def _int(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
@@ -168,6 +172,7 @@ def _list_of(check: Callable[[Any], Any], min_len: int = 1) -> Callable[[Any], t
         if not isinstance(v, list) or len(v) < min_len:
             raise ValueError(f"expected a list of at least {min_len}, got {v!r}")
         return tuple(check(x) for x in v)
+
     return conv
 
 
@@ -194,13 +199,13 @@ def _endpoint(v: Any) -> str:
     if "://" not in v:
         raise ValueError(f"expected a ZeroMQ endpoint like ipc:///run/nirsd/data, got {v!r}")
     if not v.startswith(ENDPOINT_SCHEMES):
-        raise ValueError(f"unsupported scheme in {v!r} (use "
-                         f"{', '.join(ENDPOINT_SCHEMES)})")
+        raise ValueError(f"unsupported scheme in {v!r} (use {', '.join(ENDPOINT_SCHEMES)})")
     return v
 
 
-def check_endpoints(ep: Endpoints, data_key: str = "endpoints.data",
-                    control_key: str = "endpoints.control") -> None:
+def check_endpoints(
+    ep: Endpoints, data_key: str = "endpoints.data", control_key: str = "endpoints.control"
+) -> None:
     """Both endpoints valid and distinct; ConfigError names the key (or flag)."""
     for value, key in ((ep.data, data_key), (ep.control, control_key)):
         try:
@@ -212,28 +217,56 @@ def check_endpoints(ep: Endpoints, data_key: str = "endpoints.data",
 
 
 SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "device": {"driver": _str, "port": _str, "baudrate": _pos_int, "channels": _pos_int,
-               "rate_hz": _pos, "reconnect_s": _pos, "options": _table},
-    "optics": {"wavelengths_nm": _list_of(_pos, 2), "distance_mm": _pos, "dpf": _dpf,
-               "age_years": _nonneg, "extinction": _str, "saturation_level": _pos,
-               "light_floor": _nonneg},
+    "device": {
+        "driver": _str,
+        "port": _str,
+        "baudrate": _pos_int,
+        "channels": _pos_int,
+        "rate_hz": _pos,
+        "reconnect_s": _pos,
+        "options": _table,
+    },
+    "optics": {
+        "wavelengths_nm": _list_of(_pos, 2),
+        "distance_mm": _pos,
+        "dpf": _dpf,
+        "age_years": _nonneg,
+        "extinction": _str,
+        "saturation_level": _pos,
+        "light_floor": _nonneg,
+    },
     "baseline": {"seconds": _pos},
     "buffer": {"seconds": _pos, "max_mb": _pos},
     "markers": {"labels": _labels, "baseline_s": _pos, "allow_overlap": _bool},
     "status": {"interval_s": _pos},
     "endpoints": {"data": _endpoint, "control": _endpoint},
-    "security": {"curve": _bool, "server_secret_key_file": _str,
-                 "allowed_clients": _list_of(_str, 0), "control_clients": _list_of(_str, 0),
-                 "allow_plain_tcp": _bool},
+    "security": {
+        "curve": _bool,
+        "server_secret_key_file": _str,
+        "allowed_clients": _list_of(_str, 0),
+        "control_clients": _list_of(_str, 0),
+        "allow_plain_tcp": _bool,
+    },
 }
 CHANNEL_SCHEMA: dict[str, Callable[[Any], Any]] = {
     "index": _nonneg_int,
-    "label": _str, "distance_mm": _pos, "dpf": _dpf, "source": _int, "detector": _int,
-    "source_pos_mm": _list_of(_num, 2), "detector_pos_mm": _list_of(_num, 2),
+    "label": _str,
+    "distance_mm": _pos,
+    "dpf": _dpf,
+    "source": _int,
+    "detector": _int,
+    "source_pos_mm": _list_of(_num, 2),
+    "detector_pos_mm": _list_of(_num, 2),
 }
-SECTION_TYPES = {"device": DeviceConfig, "optics": OpticsConfig, "baseline": BaselineConfig,
-                 "buffer": BufferConfig, "markers": MarkersConfig, "status": StatusConfig,
-                 "security": SecurityConfig}
+SECTION_TYPES = {
+    "device": DeviceConfig,
+    "optics": OpticsConfig,
+    "baseline": BaselineConfig,
+    "buffer": BufferConfig,
+    "markers": MarkersConfig,
+    "status": StatusConfig,
+    "security": SecurityConfig,
+}
 PORTLESS_DRIVERS = {"simulated"}
 
 
@@ -263,9 +296,10 @@ def _protocols(raw: Any) -> dict[str, tuple[tuple[str, float], ...]]:
             raise ConfigError("expected a list of [label, seconds] steps", f"{key}.steps")
         parsed = []
         for i, step in enumerate(steps):
-            if (not isinstance(step, list) or len(step) != 2 or not isinstance(step[0], str)):
-                raise ConfigError(f"step {i} must be [label, seconds], got {step!r}",
-                                  f"{key}.steps")
+            if not isinstance(step, list) or len(step) != 2 or not isinstance(step[0], str):
+                raise ConfigError(
+                    f"step {i} must be [label, seconds], got {step!r}", f"{key}.steps"
+                )
             try:
                 parsed.append((step[0], _pos(step[1])))
             except ValueError as err:
@@ -285,9 +319,12 @@ def parse(data: Mapping[str, Any], source: str = "<mapping>") -> Config:
         if name in data:
             kwargs[name] = cls(**_section(name, data[name], SCHEMA[name]))
     if "endpoints" in data:
-        kwargs["endpoints"] = Endpoints(**{**default_endpoints().__dict__,
-                                           **_section("endpoints", data["endpoints"],
-                                                      SCHEMA["endpoints"])})
+        kwargs["endpoints"] = Endpoints(
+            **{
+                **default_endpoints().__dict__,
+                **_section("endpoints", data["endpoints"], SCHEMA["endpoints"]),
+            }
+        )
     channels = data.get("channel", [])
     if not isinstance(channels, list):
         raise ConfigError("use [[channel]] tables", "channel")
@@ -317,16 +354,22 @@ def check_transport(cfg: Config) -> None:
         if endpoint.startswith(("ipc://", "inproc://")) or sec.allow_plain_tcp:
             continue
         if not sec.curve:
-            raise ConfigError(f"{endpoint} is reachable from the network: set [security] "
-                              "curve = true (or allow_plain_tcp = true to accept anyone)",
-                              f"endpoints.{name}")
+            raise ConfigError(
+                f"{endpoint} is reachable from the network: set [security] "
+                "curve = true (or allow_plain_tcp = true to accept anyone)",
+                f"endpoints.{name}",
+            )
     if sec.curve:
         if not sec.server_secret_key_file:
-            raise ConfigError("required when curve = true (create it with `nirsd keys`)",
-                              "security.server_secret_key_file")
+            raise ConfigError(
+                "required when curve = true (create it with `nirsd keys`)",
+                "security.server_secret_key_file",
+            )
         if not sec.allowed_clients and not sec.control_clients:
-            raise ConfigError("required when curve = true: the public keys that may connect",
-                              "security.allowed_clients")
+            raise ConfigError(
+                "required when curve = true: the public keys that may connect",
+                "security.allowed_clients",
+            )
 
 
 def _cross_check(cfg: Config) -> None:
@@ -339,12 +382,16 @@ def _cross_check(cfg: Config) -> None:
     for name, steps in cfg.protocols.items():
         for label, _ in steps:
             if label not in labels:
-                raise ConfigError(f"label {label!r} is not in markers.labels "
-                                  f"({', '.join(cfg.markers.labels)})", f"protocol.{name}.steps")
+                raise ConfigError(
+                    f"label {label!r} is not in markers.labels ({', '.join(cfg.markers.labels)})",
+                    f"protocol.{name}.steps",
+                )
     for ch in cfg.channels:
         if dev.driver == "simulated" and ch.index >= dev.channels:
-            raise ConfigError(f"channel {ch.index} does not exist (device.channels = "
-                              f"{dev.channels})", "channel.index")
+            raise ConfigError(
+                f"channel {ch.index} does not exist (device.channels = {dev.channels})",
+                "channel.index",
+            )
 
 
 def load(path: str | Path) -> Config:

@@ -7,14 +7,16 @@ request gets an error reply; nothing a client sends can stop the loop.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 import zmq
 
+from nirsd.core.errors import NirsdError, ProtocolError
+
 from . import wire
 from .endpoints import remove_ipc
-from .errors import NirsdError, ProtocolError
 from .publisher import bind_socket
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -83,8 +85,9 @@ class ControlServer:
             reply, extra = {"ok": False, "error": f"internal error: {err}"}, []
         self.send_reply(envelope, reply, extra)
 
-    def send_reply(self, token: list[bytes], reply: dict[str, Any],
-                   extra: list[bytes] | None = None) -> None:
+    def send_reply(
+        self, token: list[bytes], reply: dict[str, Any], extra: list[bytes] | None = None
+    ) -> None:
         """Answer a request; ``token`` is the envelope saved from ``current``."""
         reply.setdefault("ok", True)
         try:
@@ -97,15 +100,15 @@ class ControlServer:
         if len(body) != 1:
             raise ProtocolError(f"a request is one frame, got {len(body)}")
         if len(body[0]) > MAX_REQUEST_BYTES:
-            raise ProtocolError(f"request of {len(body[0])} bytes exceeds "
-                                f"{MAX_REQUEST_BYTES}")
+            raise ProtocolError(f"request of {len(body[0])} bytes exceeds {MAX_REQUEST_BYTES}")
         req = wire.unpack(body[0])
         if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
             raise ProtocolError('a request is a map with a string "cmd"')
         handler = self.handlers.get(req["cmd"])
         if handler is None:
-            raise ProtocolError(f"unknown cmd {req['cmd']!r} "
-                                f"(known: {', '.join(sorted(self.handlers))})")
+            raise ProtocolError(
+                f"unknown cmd {req['cmd']!r} (known: {', '.join(sorted(self.handlers))})"
+            )
         return handler(req)
 
     def close(self) -> None:

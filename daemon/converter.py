@@ -26,23 +26,27 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .errors import ConfigError
-from .extinction import extinction_matrix
+from nirsd.core.errors import ConfigError
+from nirsd.core.extinction import extinction_matrix
 
 # Quality bits, per channel-sample (uint8).
-SATURATED = 1         # at/above the saturation level, or the device flagged the sample
-LOW_LIGHT = 2         # non-finite, ≤ 0 or ≤ light floor
+SATURATED = 1  # at/above the saturation level, or the device flagged the sample
+LOW_LIGHT = 2  # non-finite, ≤ 0 or ≤ light floor
 BASELINE_PENDING = 4  # I0 still provisional (baseline window not yet complete)
-POOR_SIGNAL = 8       # set by the quality monitor (no cardiac pulsatility), not here
+POOR_SIGNAL = 8  # set by the quality monitor (no cardiac pulsatility), not here
 
 LN10 = math.log(10.0)
 MOLAR_TO_UM = 1e6
 _PATH_MIN_BLOCK = 32  # block size from which the optimised einsum path pays off
 
 
-def mbll_matrices(wavelengths_nm: ArrayLike, distances_cm: ArrayLike, dpf: ArrayLike,
-                  extinction: str | np.ndarray = "prahl",
-                  ln10: float = LN10) -> tuple[np.ndarray, np.ndarray]:
+def mbll_matrices(
+    wavelengths_nm: ArrayLike,
+    distances_cm: ArrayLike,
+    dpf: ArrayLike,
+    extinction: str | np.ndarray = "prahl",
+    ln10: float = LN10,
+) -> tuple[np.ndarray, np.ndarray]:
     """Return (A, P): A (n_ch, n_wl, 2) in OD per M, P = pinv(A)·1e6 (n_ch, 2, n_wl) µM/OD.
 
     ``extinction`` is a table name/path for :func:`extinction_matrix` or an explicit
@@ -51,23 +55,28 @@ def mbll_matrices(wavelengths_nm: ArrayLike, distances_cm: ArrayLike, dpf: Array
     """
     wl = np.asarray(wavelengths_nm, dtype=np.float64).reshape(-1)
     if wl.size < 2:
-        raise ConfigError(f"need at least 2 wavelengths to separate HbO and HbR, got {wl.size}",
-                          "optics.wavelengths_nm")
+        raise ConfigError(
+            f"need at least 2 wavelengths to separate HbO and HbR, got {wl.size}",
+            "optics.wavelengths_nm",
+        )
     if isinstance(extinction, str):
         eps = extinction_matrix(wl, extinction)
     else:
         eps = np.asarray(extinction, dtype=np.float64)
         if eps.shape != (wl.size, 2):
-            raise ConfigError(f"extinction matrix must be ({wl.size}, 2), got {eps.shape}",
-                              "optics.extinction")
+            raise ConfigError(
+                f"extinction matrix must be ({wl.size}, 2), got {eps.shape}", "optics.extinction"
+            )
     d = np.asarray(distances_cm, dtype=np.float64).reshape(-1)
     if d.size == 0 or not np.all(np.isfinite(d)) or np.any(d <= 0):
         raise ConfigError(f"distances must be positive, got {d.tolist()}", "optics.distance_mm")
     try:
         path = np.broadcast_to(np.asarray(dpf, dtype=np.float64), (d.size, wl.size))
     except ValueError as err:
-        raise ConfigError(f"DPF of shape {np.shape(dpf)} does not fit {d.size} channels x "
-                          f"{wl.size} wavelengths", "optics.dpf") from err
+        raise ConfigError(
+            f"DPF of shape {np.shape(dpf)} does not fit {d.size} channels x {wl.size} wavelengths",
+            "optics.dpf",
+        ) from err
     if not np.all(np.isfinite(path)) or np.any(path <= 0):
         raise ConfigError("DPF values must be positive", "optics.dpf")
     A = ln10 * eps[None, :, :] * (d[:, None] * path)[:, :, None]
@@ -78,9 +87,16 @@ def mbll_matrices(wavelengths_nm: ArrayLike, distances_cm: ArrayLike, dpf: Array
 class Converter:
     """Streaming MBLL converter for one probe (all channels share the wavelengths)."""
 
-    def __init__(self, wavelengths_nm: ArrayLike, distances_cm: ArrayLike, dpf: ArrayLike,
-                 extinction: str | np.ndarray = "prahl", baseline_samples: int = 100,
-                 saturation_level: float | None = None, light_floor: float = 0.0) -> None:
+    def __init__(
+        self,
+        wavelengths_nm: ArrayLike,
+        distances_cm: ArrayLike,
+        dpf: ArrayLike,
+        extinction: str | np.ndarray = "prahl",
+        baseline_samples: int = 100,
+        saturation_level: float | None = None,
+        light_floor: float = 0.0,
+    ) -> None:
         """Precompute the per-channel pseudo-inverses.
 
         wavelengths_nm: (n_wl,) nm, n_wl ≥ 2.  distances_cm: (n_ch,) cm.  dpf: broadcastable
@@ -90,8 +106,9 @@ class Converter:
         self._A, self._P = mbll_matrices(wavelengths_nm, distances_cm, dpf, extinction)
         self.n_channels, self.n_wavelengths = self._A.shape[0], self._A.shape[1]
         if int(baseline_samples) < 1:
-            raise ConfigError(f"baseline needs at least 1 sample, got {baseline_samples}",
-                              "baseline.seconds")
+            raise ConfigError(
+                f"baseline needs at least 1 sample, got {baseline_samples}", "baseline.seconds"
+            )
         self.baseline_samples = int(baseline_samples)
         self.saturation_level = None if saturation_level is None else float(saturation_level)
         self.light_floor = float(light_floor)
@@ -101,11 +118,15 @@ class Converter:
         # ΔHbT = ΔHbO + ΔHbR is linear in OD, so a third row P[0] + P[1] gives all three
         # rows in one contraction, written straight into the (n, 3, n_ch) output.
         self._P3 = np.ascontiguousarray(
-            np.concatenate([self._P, self._P[:, :1] + self._P[:, 1:2]], axis=1))
+            np.concatenate([self._P, self._P[:, :1] + self._P[:, 1:2]], axis=1)
+        )
         # The contraction is fixed; precomputing its path keeps per-call setup minimal.
-        self._path = np.einsum_path("cjw,ncw->njc", self._P3,
-                                    np.empty((1, self.n_channels, self.n_wavelengths)),
-                                    optimize="greedy")[0]
+        self._path = np.einsum_path(
+            "cjw,ncw->njc",
+            self._P3,
+            np.empty((1, self.n_channels, self.n_wavelengths)),
+            optimize="greedy",
+        )[0]
         self._no_flags = np.zeros((1, self.n_channels), np.uint8)
         self._no_flags.flags.writeable = False  # shared by clean one-sample blocks
         self._last_od: np.ndarray | None = None
@@ -137,8 +158,10 @@ class Converter:
         """Set I0 (n_ch, n_wl) explicitly, in intensity units, and mark it complete."""
         arr = np.array(i0, dtype=np.float64)
         if arr.shape != (self.n_channels, self.n_wavelengths):
-            raise ConfigError(f"baseline must be ({self.n_channels}, {self.n_wavelengths}), "
-                              f"got {arr.shape}", "baseline")
+            raise ConfigError(
+                f"baseline must be ({self.n_channels}, {self.n_wavelengths}), got {arr.shape}",
+                "baseline",
+            )
         if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
             raise ConfigError("baseline intensities must be positive and finite", "baseline")
         self._i0 = arr
@@ -174,8 +197,9 @@ class Converter:
         return self._last_od
 
     # -- hot path --------------------------------------------------------------------
-    def process(self, intensity: np.ndarray,
-                saturated: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def process(
+        self, intensity: np.ndarray, saturated: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Convert a block of intensities.
 
         intensity: (n, n_ch, n_wl) in device units.  saturated: optional (n,) bool device
@@ -189,8 +213,9 @@ class Converter:
         """
         I = np.asarray(intensity, dtype=np.float64)
         if I.ndim != 3 or I.shape[1:] != (self.n_channels, self.n_wavelengths):
-            raise ValueError(f"intensity must be (n, {self.n_channels}, {self.n_wavelengths}), "
-                             f"got {I.shape}")
+            raise ValueError(
+                f"intensity must be (n, {self.n_channels}, {self.n_wavelengths}), got {I.shape}"
+            )
         n = I.shape[0]
         if self._all_done and (saturated is None or not np.any(saturated)):
             fast = self._process_clean(I, n)
@@ -226,8 +251,13 @@ class Converter:
         hb = np.empty((n, 3, self.n_channels))
         # Small blocks: the plain C einsum has the least call overhead; large blocks: the
         # precomputed path (BLAS-backed) is several times faster per sample.
-        np.einsum("cjw,ncw->njc", self._P3, od, out=hb,
-                  optimize=self._path if n >= _PATH_MIN_BLOCK else False)
+        np.einsum(
+            "cjw,ncw->njc",
+            self._P3,
+            od,
+            out=hb,
+            optimize=self._path if n >= _PATH_MIN_BLOCK else False,
+        )
         self._last_od = od
         return hb
 
@@ -239,16 +269,17 @@ class Converter:
         every value is finite and usable: two reductions replace the element-wise masks,
         which matters on the per-frame path, where each numpy call costs most.
         """
-        if not I.min() > self._lo:          # NaN compares False: full checks
+        if not I.min() > self._lo:  # NaN compares False: full checks
             return None
-        if not I.max() < self._hi:          # saturation level, else +inf
+        if not I.max() < self._hi:  # saturation level, else +inf
             return None
         od = self._log_i0 - np.log(I)
         quality = self._no_flags if n == 1 else np.zeros((n, self.n_channels), np.uint8)
         return self._hb_from_od(od, n), quality
 
-    def _provisional_od(self, Iv: np.ndarray, eligible: np.ndarray,
-                        quality: np.ndarray) -> np.ndarray:
+    def _provisional_od(
+        self, Iv: np.ndarray, eligible: np.ndarray, quality: np.ndarray
+    ) -> np.ndarray:
         """OD while some channel's baseline window is open; updates the accumulators.
 
         Sample t of channel c joins the baseline iff it is eligible and the channel's
@@ -258,14 +289,14 @@ class Converter:
         """
         B = self.baseline_samples
         open_ = ~self._done
-        cnt = self._count + np.cumsum(eligible, axis=0)          # (n, n_ch)
+        cnt = self._count + np.cumsum(eligible, axis=0)  # (n, n_ch)
         inc = eligible & (cnt <= B) & open_
-        cnt_inc = self._count + np.cumsum(inc, axis=0)           # (n, n_ch)
+        cnt_inc = self._count + np.cumsum(inc, axis=0)  # (n, n_ch)
         contrib = np.where(inc[:, :, None], Iv, 0.0)
         stacked = np.concatenate([self._sum[None], contrib], axis=0)
-        s_inc = np.cumsum(stacked, axis=0)[1:]                   # (n, n_ch, n_wl)
+        s_inc = np.cumsum(stacked, axis=0)[1:]  # (n, n_ch, n_wl)
         with np.errstate(invalid="ignore", divide="ignore"):
-            running = s_inc / cnt_inc[:, :, None]                # NaN before any valid sample
+            running = s_inc / cnt_inc[:, :, None]  # NaN before any valid sample
         i0_t = np.where(open_[None, :, None], running, self._i0[None])
         # Pending: the window was still open when this sample arrived (the sample that
         # completes it is the last pending one).

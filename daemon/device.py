@@ -10,7 +10,8 @@ device restarts its frame counter, which must not count as lost frames) and the 
 clock fit is restarted (:meth:`take_clock_reset`).  The outage is reported once samples
 flow again (:meth:`note_block`): its time span between the last sample before and the
 first after, and an estimate of the samples missed (``lost_samples_estimated``: what the
-device would have sent at its measured rate; what it really produced is unknowable).  With ``driver = "simulated"`` it first starts the embedded
+device would have sent at its measured rate; what it really produced is unknowable).  With
+``driver = "simulated"`` it first starts the embedded
 emulator on a pseudo-terminal, so the real serial path is exercised on any machine.
 """
 
@@ -23,12 +24,12 @@ from typing import Any
 
 import structlog
 
+from nirsd.core.errors import ConfigError, DeviceError
 from nirsd.drivers import registry
 from nirsd.drivers.base import DeviceSettings, Driver, Frame, Info, Parser
 from nirsd.drivers.transport import SerialTransport
 
 from .config import Config
-from .errors import ConfigError, DeviceError
 
 log = structlog.get_logger("nirsd.device")
 
@@ -43,10 +44,14 @@ NO_FRAME_BYTES, NO_FRAME_S = 8192, 2.0
 def make_driver(cfg: Config, port: str) -> Driver:
     dev = cfg.device
     name = "nirsb" if dev.driver == "simulated" else dev.driver
-    settings = DeviceSettings(port=port, baudrate=dev.baudrate,
-                              wavelengths_nm=tuple(cfg.optics.wavelengths_nm),
-                              rate_hz=dev.rate_hz, n_channels=dev.channels,
-                              options=dict(dev.options))
+    settings = DeviceSettings(
+        port=port,
+        baudrate=dev.baudrate,
+        wavelengths_nm=tuple(cfg.optics.wavelengths_nm),
+        rate_hz=dev.rate_hz,
+        n_channels=dev.channels,
+        options=dict(dev.options),
+    )
     return registry.get(name)(settings)
 
 
@@ -59,8 +64,9 @@ class DeviceLink:
             try:
                 self.emulator = self._start_emulator(cfg)
             except (ValueError, OverflowError, struct.error) as err:
-                raise ConfigError(f"the simulated probe cannot run with these settings: "
-                                  f"{err}", "device") from err
+                raise ConfigError(
+                    f"the simulated probe cannot run with these settings: {err}", "device"
+                ) from err
             port = self.emulator.port
         self.port: str = port or ""
         self.driver = make_driver(cfg, self.port)
@@ -74,12 +80,12 @@ class DeviceLink:
         self.lost_counters: dict[str, int] = {}  # counters of parsers retired on reconnect
         self.disconnected_at: float | None = None  # wall time the port was lost
         self._clock_reset = False
-        self._last_t: float | None = None   # host time of the newest sample
+        self._last_t: float | None = None  # host time of the newest sample
         self._rate_t0: float | None = None  # host time of the first sample since (re)open
-        self._rate_n = 0                    # samples since then (for the measured rate)
+        self._rate_n = 0  # samples since then (for the measured rate)
         self._empty_reads = 0
         self._bytes_no_frame = 0  # bytes received since the last valid frame
-        self._no_frame_since = 0.0   # monotonic s of the last valid frame or open
+        self._no_frame_since = 0.0  # monotonic s of the last valid frame or open
         self._flagged = False
 
     @staticmethod
@@ -89,11 +95,21 @@ class DeviceLink:
 
         dev, optics = cfg.device, cfg.optics
         dpf = optics.dpf if isinstance(optics.dpf, (int, float)) else 6.0
-        phys = Physiology(dev.channels, optics.wavelengths_nm, dev.rate_hz,
-                          distance_cm=optics.distance_mm / 10.0, dpf=dpf, noise=2e-4)
-        emu = Emulator(n_channels=dev.channels, rate_hz=dev.rate_hz,
-                       wavelengths_nm=optics.wavelengths_nm, physiology=phys,
-                       device_id="nirsd-simulated")
+        phys = Physiology(
+            dev.channels,
+            optics.wavelengths_nm,
+            dev.rate_hz,
+            distance_cm=optics.distance_mm / 10.0,
+            dpf=dpf,
+            noise=2e-4,
+        )
+        emu = Emulator(
+            n_channels=dev.channels,
+            rate_hz=dev.rate_hz,
+            wavelengths_nm=optics.wavelengths_nm,
+            physiology=phys,
+            device_id="nirsd-simulated",
+        )
         port = emu.start()
         log.info("simulator_started", port=port, channels=dev.channels, rate_hz=dev.rate_hz)
         return emu
@@ -143,7 +159,8 @@ class DeviceLink:
             if self.transport.fileno() is not None:
                 self._empty_reads += 1
                 if self._empty_reads >= EOF_READS or (
-                        "://" not in self.port and not os.path.exists(self.port)):
+                    "://" not in self.port and not os.path.exists(self.port)
+                ):
                     self.disconnect(f"serial port {self.port} hung up (end of file)")
             return []
         self._empty_reads = 0
@@ -160,15 +177,24 @@ class DeviceLink:
             self._no_frame_since = time.monotonic()
             return
         self._bytes_no_frame += n_bytes
-        if not self._flagged and self._bytes_no_frame >= NO_FRAME_BYTES and \
-                time.monotonic() - self._no_frame_since >= NO_FRAME_S:
+        if (
+            not self._flagged
+            and self._bytes_no_frame >= NO_FRAME_BYTES
+            and time.monotonic() - self._no_frame_since >= NO_FRAME_S
+        ):
             self._flagged = True
             hint = getattr(self.parser, "no_frame_hint", lambda: None)()
-            self.last_error = (f"{self._bytes_no_frame} bytes from {self.port} without one "
-                               f"valid {self.driver.name} frame: "
-                               f"{hint or 'wrong driver, baud rate or device?'}")
-            log.warning("no_valid_frames", port=self.port, driver=self.driver.name,
-                        bytes=self._bytes_no_frame)
+            self.last_error = (
+                f"{self._bytes_no_frame} bytes from {self.port} without one "
+                f"valid {self.driver.name} frame: "
+                f"{hint or 'wrong driver, baud rate or device?'}"
+            )
+            log.warning(
+                "no_valid_frames",
+                port=self.port,
+                driver=self.driver.name,
+                bytes=self._bytes_no_frame,
+            )
 
     def take_clock_reset(self) -> bool:
         """True once after each reconnect: the device clock may have restarted."""
@@ -182,14 +208,22 @@ class DeviceLink:
         if self.disconnected_at is not None and self._last_t is not None:
             span_s = t_first - self._last_t
             rate = self.sample_rate_hz()
-            gap = {"event": "gap", "cause": "disconnect", "seq": seq,
-                   "lost_samples": max(0, round(span_s * rate) - 1),
-                   "lost_samples_estimated": True, "rate_hz": round(rate, 6),
-                   "span_s": round(span_s, 6),
-                   "t_before": self._last_t, "t_after": t_first,
-                   "disconnected_at": self.disconnected_at, "reconnects": self.reconnects}
-            log.info("device_resumed", seq=seq, span_s=gap["span_s"],
-                     lost_samples=gap["lost_samples"])
+            gap = {
+                "event": "gap",
+                "cause": "disconnect",
+                "seq": seq,
+                "lost_samples": max(0, round(span_s * rate) - 1),
+                "lost_samples_estimated": True,
+                "rate_hz": round(rate, 6),
+                "span_s": round(span_s, 6),
+                "t_before": self._last_t,
+                "t_after": t_first,
+                "disconnected_at": self.disconnected_at,
+                "reconnects": self.reconnects,
+            }
+            log.info(
+                "device_resumed", seq=seq, span_s=gap["span_s"], lost_samples=gap["lost_samples"]
+            )
         if self.disconnected_at is not None or self._rate_t0 is None:
             self._rate_t0, self._rate_n = t_first, 0
         self.disconnected_at = None

@@ -22,7 +22,7 @@ from numbers import Real
 
 import numpy as np
 
-from .errors import ConfigError
+from nirsd.core.errors import ConfigError
 
 KEY = "optics.dpf"
 DEFAULT_DPF = 6.0
@@ -53,8 +53,7 @@ def scholkmann_wolf(wavelengths_nm: Sequence[float] | np.ndarray, age_years: flo
     """
     lam = np.asarray(wavelengths_nm, dtype=np.float64)
     age = float(age_years)
-    return (223.3 + 0.05624 * age ** 0.8493
-            - 5.723e-7 * lam ** 3 + 0.001245 * lam ** 2 - 0.9025 * lam)
+    return 223.3 + 0.05624 * age**0.8493 - 5.723e-7 * lam**3 + 0.001245 * lam**2 - 0.9025 * lam
 
 
 def _check_positive(values: np.ndarray, what: str) -> np.ndarray:
@@ -67,8 +66,9 @@ def _is_number(x: object) -> bool:
     return isinstance(x, Real) and not isinstance(x, bool)
 
 
-def resolve_dpf(spec: object, wavelengths_nm: Sequence[float] | np.ndarray,
-                age_years: float | None = None) -> np.ndarray:
+def resolve_dpf(
+    spec: object, wavelengths_nm: Sequence[float] | np.ndarray, age_years: float | None = None
+) -> np.ndarray:
     """Return float64 (n_wl,) DPF values, one per wavelength (dimensionless).
 
     ``spec`` may be
@@ -92,15 +92,15 @@ def resolve_dpf(spec: object, wavelengths_nm: Sequence[float] | np.ndarray,
         name = spec.strip().lower()
         preset = PRESETS.get(name)
         if preset is None:
-            raise ConfigError(f"unknown DPF preset {spec!r}; valid presets: "
-                              + ", ".join(sorted(PRESETS)), KEY)
+            raise ConfigError(
+                f"unknown DPF preset {spec!r}; valid presets: " + ", ".join(sorted(PRESETS)), KEY
+            )
         if preset.value is not None:
             return np.full(n, preset.value)
         if age_years is None:
             raise ConfigError("preset 'head-age' needs the subject's age in years", KEY)
         if not _is_number(age_years) or not np.isfinite(age_years) or age_years < 0:
-            raise ConfigError(f"age must be a non-negative number of years, got {age_years!r}",
-                              KEY)
+            raise ConfigError(f"age must be a non-negative number of years, got {age_years!r}", KEY)
         return _check_positive(scholkmann_wolf(wl, age_years), "head-age DPF")
 
     if isinstance(spec, Mapping):
@@ -121,8 +121,11 @@ def resolve_dpf(spec: object, wavelengths_nm: Sequence[float] | np.ndarray,
                 parts.append("missing " + ", ".join(f"{w:g}" for w in missing) + " nm")
             if extra:
                 parts.append("not configured " + ", ".join(f"{w:g}" for w in extra) + " nm")
-            raise ConfigError("DPF table must cover exactly the wavelengths "
-                              f"{[float(w) for w in wl]}: " + "; ".join(parts), KEY)
+            raise ConfigError(
+                "DPF table must cover exactly the wavelengths "
+                f"{[float(w) for w in wl]}: " + "; ".join(parts),
+                KEY,
+            )
         return _check_positive(np.array([table[w] for w in wl.tolist()]), "DPF")
 
     if isinstance(spec, (list, tuple, np.ndarray)):
@@ -133,5 +136,8 @@ def resolve_dpf(spec: object, wavelengths_nm: Sequence[float] | np.ndarray,
             raise ConfigError(f"DPF list must hold numbers, got {values!r}", KEY)
         return _check_positive(np.asarray(values, dtype=np.float64), "DPF")
 
-    raise ConfigError("DPF must be a number, a {wavelength: dpf} table, a list or a preset "
-                      f"name, got {type(spec).__name__}", KEY)
+    raise ConfigError(
+        "DPF must be a number, a {wavelength: dpf} table, a list or a preset "
+        f"name, got {type(spec).__name__}",
+        KEY,
+    )

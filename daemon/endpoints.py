@@ -31,8 +31,9 @@ def default_endpoints() -> Endpoints:
     return Endpoints(data=f"ipc://{base / 'data'}", control=f"ipc://{base / 'control'}")
 
 
-def resolve(data: str | None = None, control: str | None = None,
-            configured: Endpoints | None = None) -> Endpoints:
+def resolve(
+    data: str | None = None, control: str | None = None, configured: Endpoints | None = None
+) -> Endpoints:
     """Flags beat the config, the config beats the runtime-directory default."""
     base = configured or default_endpoints()
     return Endpoints(data=data or base.data, control=control or base.control)
@@ -40,7 +41,7 @@ def resolve(data: str | None = None, control: str | None = None,
 
 def ipc_path(endpoint: str) -> Path | None:
     """The filesystem path of an ``ipc://`` endpoint, else None."""
-    return Path(endpoint[len("ipc://"):]) if endpoint.startswith("ipc://") else None
+    return Path(endpoint[len("ipc://") :]) if endpoint.startswith("ipc://") else None
 
 
 def remove_ipc(endpoint: str) -> None:

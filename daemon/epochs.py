@@ -34,32 +34,39 @@ def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
         return np.nanmean(x, axis=axis)
 
 
-def summarize(epoch: Epoch, ring: RingBuffer, baseline_n: int, rate_hz: float,
-              channel_labels: list[str]) -> dict[str, Any]:
+def summarize(
+    epoch: Epoch, ring: RingBuffer, baseline_n: int, rate_hz: float, channel_labels: list[str]
+) -> dict[str, Any]:
     """The ``epoch`` message body for a closed epoch whose samples are in ``ring``."""
     assert epoch.end_seq is not None
     base_from = max(0, epoch.onset_seq - baseline_n)
     block, _ = ring.read(base_from, epoch.end_seq)
     split = max(0, epoch.onset_seq - block.seq)
-    hb = block.hb                       # (n, 3, n_ch) µM
+    hb = block.hb  # (n, 3, n_ch) µM
     base = _nanmean(hb[:split], 0) if split else np.full(hb.shape[1:], np.nan)
     during = hb[split:]
     body: dict[str, Any] = {
-        "label": epoch.label, "start_id": epoch.start_id, "end_id": epoch.end_id,
-        "onset_seq": epoch.onset_seq, "end_seq": epoch.end_seq, "onset_t": epoch.onset_t,
+        "label": epoch.label,
+        "start_id": epoch.start_id,
+        "end_id": epoch.end_id,
+        "onset_seq": epoch.onset_seq,
+        "end_seq": epoch.end_seq,
+        "onset_t": epoch.onset_t,
         "duration_s": (epoch.end_seq - epoch.onset_seq) / rate_hz,
-        "baseline_s": split / rate_hz, "baseline_seq": [block.seq, block.seq + split],
-        "n_samples": int(during.shape[0]), "n_baseline": int(split),
+        "baseline_s": split / rate_hz,
+        "baseline_seq": [block.seq, block.seq + split],
+        "n_samples": int(during.shape[0]),
+        "n_baseline": int(split),
         "channels": list(channel_labels),
     }
     if during.shape[0] == 0:
         nan = np.full(hb.shape[1:], np.nan)
         mean, peak, latency = nan, nan, nan
     else:
-        change = during - base                        # (m, 3, n_ch)
+        change = during - base  # (m, 3, n_ch)
         mean = _nanmean(change, 0)
         mag = np.where(np.isnan(change), -np.inf, np.abs(change))
-        idx = np.argmax(mag, axis=0)                  # (3, n_ch)
+        idx = np.argmax(mag, axis=0)  # (3, n_ch)
         peak = np.take_along_axis(change, idx[None], 0)[0]
         t_during = block.t[split:]
         latency = t_during[idx] - t_during[0]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nirsd.core.errors import ProtocolError
+
 from . import wire
-from .errors import ProtocolError
 from .ringbuffer import epoch_labels
 
 MAX_REPLY_BYTES = 64 * 1024 * 1024
@@ -28,18 +29,28 @@ def _int_field(req: dict, key: str, default: int | None) -> int | None:
 
 def history_reply(pipeline, publisher, req: dict[str, Any]) -> tuple[dict, list]:
     if pipeline is None:
-        return {"stream": publisher.stream, "seq": 0, "n": 0, "head": 0, "missed": 0,
-                "more": False, "next": 0}, []
+        return {
+            "stream": publisher.stream,
+            "seq": 0,
+            "n": 0,
+            "head": 0,
+            "missed": 0,
+            "more": False,
+            "next": 0,
+        }, []
     ring = pipeline.ring
     if ("since" in req) == ("seconds" in req):
-        raise ProtocolError("history needs exactly one of 'since' (sample index) or "
-                            "'seconds'")
+        raise ProtocolError("history needs exactly one of 'since' (sample index) or 'seconds'")
     if "since" in req:
         since = _int_field(req, "since", 0)
     else:
         seconds = req["seconds"]
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
-                or not math.isfinite(seconds) or seconds < 0:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
             raise ProtocolError("'seconds' must be a finite number ≥ 0")
         since = ring.head - int(round(seconds * pipeline.info.rate_hz))
     until = _int_field(req, "until", None)
@@ -52,14 +63,24 @@ def history_reply(pipeline, publisher, req: dict[str, Any]) -> tuple[dict, list]
     wanted_until = ring.head if until is None else min(until, ring.head)
     until = min(wanted_until, max(since, ring.oldest) + limit)
     block, missed = ring.read(since, until)
-    reply = {"stream": publisher.stream, "seq": block.seq, "n": block.n, "head": ring.head,
-             "oldest": ring.oldest, "missed": missed, "next": block.end,
-             "more": block.end < wanted_until,
-             "t": block.t.tolist(), "t_dev": block.t_dev.tolist(),
-             "epoch": epoch_labels(block.epoch, publisher.labels),
-             "flags": block.flags.tobytes(), "quality": block.quality.tobytes(),
-             "fields": list(wire.HB_FIELDS), "units": {"raw": "counts", "hb": "uM"},
-             "wavelengths_nm": list(pipeline.info.wavelengths_nm)}
+    reply = {
+        "stream": publisher.stream,
+        "seq": block.seq,
+        "n": block.n,
+        "head": ring.head,
+        "oldest": ring.oldest,
+        "missed": missed,
+        "next": block.end,
+        "more": block.end < wanted_until,
+        "t": block.t.tolist(),
+        "t_dev": block.t_dev.tolist(),
+        "epoch": epoch_labels(block.epoch, publisher.labels),
+        "flags": block.flags.tobytes(),
+        "quality": block.quality.tobytes(),
+        "fields": list(wire.HB_FIELDS),
+        "units": {"raw": "counts", "hb": "uM"},
+        "wavelengths_nm": list(pipeline.info.wavelengths_nm),
+    }
     frames = []
     for name, arr in (("raw", block.raw), ("hb", block.hb)):
         head: dict[str, Any] = {}

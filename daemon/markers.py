@@ -22,19 +22,19 @@ from typing import Any
 import numpy as np
 import structlog
 
+from nirsd.core.errors import ProtocolError
 from nirsd.drivers.base import Event
 
 from .control import DEFERRED, Reply
 from .device import STREAMING
 from .epochs import Epoch, summarize
-from .errors import ProtocolError
 from .protocols import RunningProtocol
 from .ringbuffer import NO_EPOCH, Block
 
 log = structlog.get_logger("nirsd.markers")
 
 ACTIONS = ("start", "end", "instant")
-FUTURE_TOLERANCE_S = 1.0   # a client clock may run slightly ahead
+FUTURE_TOLERANCE_S = 1.0  # a client clock may run slightly ahead
 
 
 @dataclass(order=True)
@@ -59,16 +59,16 @@ class MarkerChannel:
         self.protocols = dict(acq.cfg.protocols)
         self.open: list[Epoch] = []
         self.pending: list[Marker] = []
-        self.closed: list[Epoch] = []       # ended, summary not yet published
+        self.closed: list[Epoch] = []  # ended, summary not yet published
         self._singles: dict[int, np.ndarray] = {}  # epoch index -> read-only (1,) tag
-        self._last_change_seq = 0           # sample of the latest epoch start or end
+        self._last_change_seq = 0  # sample of the latest epoch start or end
         self.next_id = 1
         self.accepted = 0
         self.rejected = 0
         self.protocol: RunningProtocol | None = None
         self._protocol_step_marked = -1
         self.pipeline = None
-        self._simulated: dict[str, Any] = {}   # open exercise responses of the simulator
+        self._simulated: dict[str, Any] = {}  # open exercise responses of the simulator
         acq.control.register("mark", self._cmd_mark)
         acq.control.register("protocol", self._cmd_protocol)
         acq.extensions.append(self)
@@ -113,33 +113,53 @@ class MarkerChannel:
         self.closed = [e for e in self.closed if e.end_seq > ring.head]
         rate = self.pipeline.info.rate_hz
         for epoch in ready:
-            body = summarize(epoch, ring, int(round(self.baseline_s * rate)), rate,
-                             list(self.pipeline.probe.labels))
+            body = summarize(
+                epoch,
+                ring,
+                int(round(self.baseline_s * rate)),
+                rate,
+                list(self.pipeline.probe.labels),
+            )
             self.acq.publisher.publish_event("epoch", body)
-            log.info("epoch_summary", label=epoch.label, onset_seq=epoch.onset_seq,
-                     end_seq=epoch.end_seq)
+            log.info(
+                "epoch_summary", label=epoch.label, onset_seq=epoch.onset_seq, end_seq=epoch.end_seq
+            )
 
     def on_device_event(self, event: Event, arrival: float) -> bool:
         """A device trigger or button: toggles its epoch, or an instant marker."""
         t = self._device_time(event, arrival)
         if event.label in self.index:
             is_open = any(e.label == event.label for e in self.open) or any(
-                m.label == event.label and m.action == "start" for m in self.pending)
+                m.label == event.label and m.action == "start" for m in self.pending
+            )
             action = "end" if is_open else "start"
         else:
             action = "instant"
-        self._enqueue(Marker(t, self._new_id(), event.label, action, "device",
-                             {"code": event.code}))
+        self._enqueue(
+            Marker(t, self._new_id(), event.label, action, "device", {"code": event.code})
+        )
         return True
 
     def status(self) -> dict[str, Any]:
         now = time.time()
-        return {"epoch": ({"label": self.open[-1].label, "onset_seq": self.open[-1].onset_seq,
-                           "onset_t": self.open[-1].onset_t} if self.open else None),
-                "open_epochs": [e.label for e in self.open],
-                "protocol": self.protocol.describe(now) if self.protocol else None,
-                "markers": {"accepted": self.accepted, "rejected": self.rejected,
-                            "pending": len(self.pending)}}
+        return {
+            "epoch": (
+                {
+                    "label": self.open[-1].label,
+                    "onset_seq": self.open[-1].onset_seq,
+                    "onset_t": self.open[-1].onset_t,
+                }
+                if self.open
+                else None
+            ),
+            "open_epochs": [e.label for e in self.open],
+            "protocol": self.protocol.describe(now) if self.protocol else None,
+            "markers": {
+                "accepted": self.accepted,
+                "rejected": self.rejected,
+                "pending": len(self.pending),
+            },
+        }
 
     # -- applying markers ------------------------------------------------------------
     def _new_id(self) -> int:
@@ -171,8 +191,16 @@ class MarkerChannel:
                 self.acq.control.send_reply(m.token, {"ok": False, "error": error})
             return
         self.accepted += 1
-        body = {"id": m.id, "label": m.label, "action": m.action, "source": m.source,
-                "t": m.t, "seq": seq, "published_upto": published_upto, **m.extra}
+        body = {
+            "id": m.id,
+            "label": m.label,
+            "action": m.action,
+            "source": m.source,
+            "t": m.t,
+            "seq": seq,
+            "published_upto": published_upto,
+            **m.extra,
+        }
         if seq < published_upto:
             body["covers"] = [seq, published_upto]
             self.pipeline.ring.set_epoch(seq, published_upto, self._current())
@@ -187,6 +215,7 @@ class MarkerChannel:
         if emu is None or emu.physiology is None:
             return
         from nirsd.drivers.exercise import AMPLITUDES_UM, ExerciseResponse
+
         now_s = emu.samples_sent / emu.rate_hz
         for open_label in list(self._simulated):
             if action == "start" and not self.allow_overlap or open_label == label:
@@ -196,15 +225,26 @@ class MarkerChannel:
             emu.physiology.responses.append(response)
             self._simulated[label] = response
 
-    def _close(self, ep: Epoch, seq: int, end_id: int, auto: bool = False,
-               t: float | None = None) -> None:
+    def _close(
+        self, ep: Epoch, seq: int, end_id: int, auto: bool = False, t: float | None = None
+    ) -> None:
         self.open.remove(ep)
         ep.end_seq, ep.end_id = seq, end_id
         self.closed.append(ep)
         if auto:  # the implicit end of an epoch replaced by a new start
-            self.acq.publisher.publish_event("marker", {
-                "id": self._new_id(), "label": ep.label, "action": "end", "source": "auto",
-                "t": t, "seq": seq, "published_upto": seq, "ended_by": end_id})
+            self.acq.publisher.publish_event(
+                "marker",
+                {
+                    "id": self._new_id(),
+                    "label": ep.label,
+                    "action": "end",
+                    "source": "auto",
+                    "t": t,
+                    "seq": seq,
+                    "published_upto": seq,
+                    "ended_by": end_id,
+                },
+            )
 
     # -- control requests ------------------------------------------------------------
     def _cmd_mark(self, req: dict[str, Any]) -> Reply:
@@ -212,8 +252,10 @@ class MarkerChannel:
         if not isinstance(label, str) or label not in self.index:
             if not (isinstance(label, str) and label and action == "instant"):
                 self.rejected += 1
-                raise ProtocolError(f"unknown label {label!r} (configured: "
-                                    f"{', '.join(self.labels)}; any label may be instant)")
+                raise ProtocolError(
+                    f"unknown label {label!r} (configured: "
+                    f"{', '.join(self.labels)}; any label may be instant)"
+                )
         if action not in ACTIONS:
             self.rejected += 1
             raise ProtocolError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
@@ -229,9 +271,15 @@ class MarkerChannel:
         if last is not None and t <= last[0]:  # late: part of it is already published
             return self._apply_late(marker, ring)
         if ring is None or self.acq.device.state != STREAMING:
-            self._enqueue(marker)             # aligned when samples flow again
-            return {"id": marker.id, "label": label, "action": action, "t": marker.t,
-                    "seq": None, "pending": True}, []
+            self._enqueue(marker)  # aligned when samples flow again
+            return {
+                "id": marker.id,
+                "label": label,
+                "action": action,
+                "t": marker.t,
+                "seq": None,
+                "pending": True,
+            }, []
         marker.token = self.acq.control.current
         self._enqueue(marker)
         return DEFERRED
@@ -244,9 +292,11 @@ class MarkerChannel:
         if seq < self._last_change_seq:
             # re-tagging across later epoch changes would rewrite epochs already
             # summarised and published: refuse rather than contradict them
-            raise ProtocolError(f"marker at sample {seq} is before the last epoch change "
-                                f"(sample {self._last_change_seq}); late markers may only "
-                                f"follow it")
+            raise ProtocolError(
+                f"marker at sample {seq} is before the last epoch change "
+                f"(sample {self._last_change_seq}); late markers may only "
+                f"follow it"
+            )
         marker.token = self.acq.control.current
         self._apply(marker, seq, sample_t, published_upto=ring.head)
         return DEFERRED
@@ -261,8 +311,9 @@ class MarkerChannel:
         if action == "start":
             name = req.get("name")
             if name not in self.protocols:
-                raise ProtocolError(f"unknown protocol {name!r} (configured: "
-                                    f"{', '.join(self.protocols) or 'none'})")
+                raise ProtocolError(
+                    f"unknown protocol {name!r} (configured: {', '.join(self.protocols) or 'none'})"
+                )
             if self.protocol is not None:
                 raise ProtocolError(f"protocol {self.protocol.name!r} is running; stop it first")
             self.protocol = RunningProtocol(name, self.protocols[name], now)
@@ -274,8 +325,16 @@ class MarkerChannel:
             if p is None:
                 raise ProtocolError("no protocol is running")
             if self._protocol_step_marked == p.step:
-                self._enqueue(Marker(now, self._new_id(), p.label, "end", "protocol",
-                                     {"protocol": p.name, "step": p.step}))
+                self._enqueue(
+                    Marker(
+                        now,
+                        self._new_id(),
+                        p.label,
+                        "end",
+                        "protocol",
+                        {"protocol": p.name, "step": p.step},
+                    )
+                )
             if action == "stop":
                 self.protocol = None
                 self._protocol_event("stopped", p)
@@ -283,8 +342,9 @@ class MarkerChannel:
             p.advance(now)
             self._finish_if_done()
             return {"protocol": p.describe(now)}, []
-        raise ProtocolError(f"protocol action must be start, stop, skip, list or status, "
-                            f"got {action!r}")
+        raise ProtocolError(
+            f"protocol action must be start, stop, skip, list or status, got {action!r}"
+        )
 
     def _protocol_markers(self, upto_t: float) -> None:
         """Queue the start/end markers of protocol steps whose time has come."""
@@ -293,14 +353,30 @@ class MarkerChannel:
             if self._protocol_step_marked < p.step:
                 if p.step_start_t > upto_t:
                     return
-                self._enqueue(Marker(p.step_start_t, self._new_id(), p.label, "start",
-                                     "protocol", {"protocol": p.name, "step": p.step}))
+                self._enqueue(
+                    Marker(
+                        p.step_start_t,
+                        self._new_id(),
+                        p.label,
+                        "start",
+                        "protocol",
+                        {"protocol": p.name, "step": p.step},
+                    )
+                )
                 self._protocol_step_marked = p.step
                 self._protocol_event("step")
             if p.step_end_t > upto_t:
                 return
-            self._enqueue(Marker(p.step_end_t, self._new_id(), p.label, "end", "protocol",
-                                 {"protocol": p.name, "step": p.step}))
+            self._enqueue(
+                Marker(
+                    p.step_end_t,
+                    self._new_id(),
+                    p.label,
+                    "end",
+                    "protocol",
+                    {"protocol": p.name, "step": p.step},
+                )
+            )
             p.advance(p.step_end_t)
             self._finish_if_done()
             p = self.protocol
@@ -313,8 +389,9 @@ class MarkerChannel:
     def _protocol_event(self, what: str, p: RunningProtocol | None = None) -> None:
         p = p or self.protocol
         body = p.describe(time.time()) if p is not None else {}
-        self.acq.publisher.publish_event("status", {"event": "protocol", "what": what,
-                                                    "protocol": body})
+        self.acq.publisher.publish_event(
+            "status", {"event": "protocol", "what": what, "protocol": body}
+        )
 
     # -- device time -----------------------------------------------------------------
     def _device_time(self, event: Event, arrival: float) -> float:
@@ -325,9 +402,9 @@ class MarkerChannel:
             return arrival
         last_t, last_t_dev = last
         if event.t_dev is None:
-            return last_t + 1e-9               # no device clock: the next sample
+            return last_t + 1e-9  # no device clock: the next sample
         mod = self.pipeline.clock.modulus_s
         delta = event.t_dev - last_t_dev
         if mod:
-            delta = (delta + mod / 2) % mod - mod / 2   # the wrap-free difference
+            delta = (delta + mod / 2) % mod - mod / 2  # the wrap-free difference
         return last_t + delta

@@ -29,8 +29,7 @@ class Notifier:
         pid = os.environ.get("WATCHDOG_PID")
         ok_pid = pid is None or pid == str(os.getpid())
         # ping at half the timeout, as sd_watchdog_enabled(3) recommends
-        self.watchdog_interval_s = (int(usec) / 2e6) if usec and usec.isdigit() and ok_pid \
-            else None
+        self.watchdog_interval_s = (int(usec) / 2e6) if usec and usec.isdigit() and ok_pid else None
 
     @property
     def enabled(self) -> bool:

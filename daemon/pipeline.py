@@ -15,8 +15,8 @@ from .config import Config
 from .converter import Converter
 from .probe import Probe, build_probe
 from .quality import QualityMonitor
-from .srs import SrsEstimator
 from .ringbuffer import NO_EPOCH, Block, RingBuffer
+from .srs import SrsEstimator
 
 _SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
 
@@ -28,16 +28,17 @@ def ring_capacity(cfg: Config, info: Info) -> int:
     return max(16, min(by_span, by_memory))
 
 
-def _join(parts: list[Sample | SampleBlock]) -> tuple[np.ndarray, np.ndarray,
-                                                      np.ndarray | None]:
+def _join(parts: list[Sample | SampleBlock]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(raw (n, ch, wl), flags (n,) uint8, device times (n,) s or None) of the parts."""
     if len(parts) == 1 and type(parts[0]) is SampleBlock:
         b = parts[0]
         return b.intensity, b.flags.astype(np.uint8, copy=False), b.t_dev
-    raw = np.concatenate([s.intensity if type(s) is SampleBlock else s.intensity[None]
-                          for s in parts])
-    flags = np.concatenate([s.flags if type(s) is SampleBlock else [s.flags]
-                            for s in parts]).astype(np.uint8)
+    raw = np.concatenate(
+        [s.intensity if type(s) is SampleBlock else s.intensity[None] for s in parts]
+    )
+    flags = np.concatenate(
+        [s.flags if type(s) is SampleBlock else [s.flags] for s in parts]
+    ).astype(np.uint8)
     if any(s.t_dev is None for s in parts):
         return raw, flags, None
     t = np.concatenate([s.t_dev if type(s) is SampleBlock else [s.t_dev] for s in parts])
@@ -45,37 +46,44 @@ def _join(parts: list[Sample | SampleBlock]) -> tuple[np.ndarray, np.ndarray,
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, info: Info, parser_cls: type[Parser],
-                 first_seq: int = 0) -> None:
+    def __init__(
+        self, cfg: Config, info: Info, parser_cls: type[Parser], first_seq: int = 0
+    ) -> None:
         self.cfg = cfg
         self.probe: Probe = build_probe(cfg, info)
         self.shape = (info.n_channels, len(info.wavelengths_nm))
         self.clock = DeviceClock(parser_cls.clock_modulus_s, info.rate_hz)
         self.converter = Converter(
-            info.wavelengths_nm, self.probe.distances_cm, self.probe.dpf,
+            info.wavelengths_nm,
+            self.probe.distances_cm,
+            self.probe.dpf,
             extinction=cfg.optics.extinction,
             baseline_samples=max(1, int(round(cfg.baseline.seconds * info.rate_hz))),
             saturation_level=cfg.optics.saturation_level,
-            light_floor=cfg.optics.light_floor)
+            light_floor=cfg.optics.light_floor,
+        )
         self.ring = RingBuffer(ring_capacity(cfg, info), *self.shape, first_seq=first_seq)
         self.shape_errors = 0
         self.quality = QualityMonitor(info.n_channels, info.rate_hz)
-        self._poor = np.zeros(info.n_channels, np.uint8)   # POOR_SIGNAL bits, last assessed
+        self._poor = np.zeros(info.n_channels, np.uint8)  # POOR_SIGNAL bits, last assessed
         self._any_poor = False
-        self._quality_seq = first_seq   # next ring sample the quality window has not seen
-        self.srs = [(np.array(idx), SrsEstimator(info.wavelengths_nm, dist, cfg.optics.extinction))
-                    for _, idx, dist in self.probe.srs_groups]
+        self._quality_seq = first_seq  # next ring sample the quality window has not seen
+        self.srs = [
+            (np.array(idx), SrsEstimator(info.wavelengths_nm, dist, cfg.optics.extinction))
+            for _, idx, dist in self.probe.srs_groups
+        ]
         self.last_tsi: np.ndarray | None = None  # (n, n_groups) % for the last block
-        self.want_tsi = True   # TSI travels with hb only: the loop clears this when no
-                               # one subscribes to hb
+        self.want_tsi = True  # TSI travels with hb only: the loop clears this when no
+        # one subscribes to hb
         self.tagger = None  # set by the marker channel: (seq0, t (n,)) -> epoch indices (n,)
 
     @property
     def info(self) -> Info:
         return self.probe.info
 
-    def ingest(self, samples: list[Sample | SampleBlock],
-               arrival: float) -> tuple[Block, np.ndarray] | None:
+    def ingest(
+        self, samples: list[Sample | SampleBlock], arrival: float
+    ) -> tuple[Block, np.ndarray] | None:
         """Convert and tag samples that arrived together; returns (block, od).
 
         ``samples`` mixes :class:`Sample` and :class:`SampleBlock` frames, in order.
@@ -85,11 +93,14 @@ class Pipeline:
         if len(samples) == 1 and type(samples[0]) is Sample:
             return self._ingest_one(samples[0], arrival)
         if any(type(s) is SampleBlock for s in samples):
-            parts = [s for s in samples if s.intensity.shape[-2:] == self.shape
-                     and s.intensity.ndim == (3 if type(s) is SampleBlock else 2)]
+            parts = [
+                s
+                for s in samples
+                if s.intensity.shape[-2:] == self.shape
+                and s.intensity.ndim == (3 if type(s) is SampleBlock else 2)
+            ]
             n = sum(len(s) if type(s) is SampleBlock else 1 for s in parts)
-            self.shape_errors += sum(len(s) if type(s) is SampleBlock else 1
-                                     for s in samples) - n
+            self.shape_errors += sum(len(s) if type(s) is SampleBlock else 1 for s in samples) - n
             if not n:
                 return None
             raw, flags, t_raw = _join(parts)
@@ -101,8 +112,11 @@ class Pipeline:
             n = len(good)
             raw = np.stack([s.intensity for s in good])
             flags = np.fromiter((s.flags for s in good), np.uint8, n)
-            t_raw = (None if any(s.t_dev is None for s in good)
-                     else np.fromiter((s.t_dev for s in good), np.float64, n))
+            t_raw = (
+                None
+                if any(s.t_dev is None for s in good)
+                else np.fromiter((s.t_dev for s in good), np.float64, n)
+            )
         t_dev = self.clock.unwrap(t_raw, n)
         t = self.clock.to_host(t_dev, arrival)
         saturated = (flags & FLAG_SATURATED) > 0
@@ -118,23 +132,36 @@ class Pipeline:
         t_dev = self.clock.unwrap_one(s.t_dev)
         t = self.clock.to_host_one(t_dev, arrival)
         hb, quality = self.converter.process(
-            raw, _SATURATED_ONE if s.flags & FLAG_SATURATED else None)
-        return self._finish(np.array((t,)), np.array((t_dev,)), raw, hb, quality,
-                            np.array((s.flags,), np.uint8))
+            raw, _SATURATED_ONE if s.flags & FLAG_SATURATED else None
+        )
+        return self._finish(
+            np.array((t,)), np.array((t_dev,)), raw, hb, quality, np.array((s.flags,), np.uint8)
+        )
 
-    def _finish(self, t: np.ndarray, t_dev: np.ndarray, raw: np.ndarray, hb: np.ndarray,
-                quality: np.ndarray, flags: np.ndarray) -> tuple[Block, np.ndarray]:
+    def _finish(
+        self,
+        t: np.ndarray,
+        t_dev: np.ndarray,
+        raw: np.ndarray,
+        hb: np.ndarray,
+        quality: np.ndarray,
+        flags: np.ndarray,
+    ) -> tuple[Block, np.ndarray]:
         if self._any_poor:
             quality = quality | self._poor
         if self.srs and self.want_tsi:
-            self.last_tsi = np.stack([est.tsi(raw[:, idx, :]) for idx, est in self.srs],
-                                     axis=1)
+            self.last_tsi = np.stack([est.tsi(raw[:, idx, :]) for idx, est in self.srs], axis=1)
         else:
             self.last_tsi = None
-        epoch = (self.tagger(self.ring.head, t) if self.tagger is not None
-                 else np.full(t.shape[0], NO_EPOCH, np.int16))
-        return (Block(self.ring.head, t, t_dev, raw, hb, quality, flags, epoch),
-                self.converter.last_od)
+        epoch = (
+            self.tagger(self.ring.head, t)
+            if self.tagger is not None
+            else np.full(t.shape[0], NO_EPOCH, np.int16)
+        )
+        return (
+            Block(self.ring.head, t, t_dev, raw, hb, quality, flags, epoch),
+            self.converter.last_od,
+        )
 
     def store(self, block: Block) -> None:
         """Keep a published block in the history ring (the quality window reads it later)."""
@@ -152,6 +179,7 @@ class Pipeline:
     def assess_quality(self) -> dict:
         """Per-channel quality summary (for ``status``); later samples get POOR_SIGNAL."""
         from .converter import POOR_SIGNAL
+
         self._feed_quality()
         summary = self.quality.summary()
         self._poor = np.where(summary["poor"], POOR_SIGNAL, 0).astype(np.uint8)

@@ -11,19 +11,19 @@ from typing import Any
 
 import numpy as np
 
+from nirsd.core.errors import ConfigError
 from nirsd.drivers.base import Info
 
 from .config import Config
 from .dpf import resolve_dpf
-from .errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Probe:
     info: Info
     labels: tuple[str, ...]
-    distances_cm: np.ndarray       # (n_ch,)
-    dpf: np.ndarray                # (n_ch, n_wl)
+    distances_cm: np.ndarray  # (n_ch,)
+    dpf: np.ndarray  # (n_ch, n_wl)
     channels: tuple[dict[str, Any], ...]
     #: multi-distance groups for tissue saturation: (source id, channel indices, cm)
     srs_groups: tuple[tuple[int, tuple[int, ...], tuple[float, ...]], ...] = ()
@@ -38,12 +38,17 @@ class Probe:
 
     def describe(self) -> dict[str, Any]:
         """The probe as published in ``info`` replies (plain types only)."""
-        return {"n_channels": self.n_channels, "wavelengths_nm": list(self.wavelengths_nm),
-                "rate_hz": self.info.rate_hz, "device_id": self.info.device_id,
-                "channels": list(self.channels),
-                "tsi_groups": [{"source": src, "channels": list(idx),
-                                "distances_mm": [d * 10 for d in dist]}
-                               for src, idx, dist in self.srs_groups]}
+        return {
+            "n_channels": self.n_channels,
+            "wavelengths_nm": list(self.wavelengths_nm),
+            "rate_hz": self.info.rate_hz,
+            "device_id": self.info.device_id,
+            "channels": list(self.channels),
+            "tsi_groups": [
+                {"source": src, "channels": list(idx), "distances_mm": [d * 10 for d in dist]}
+                for src, idx, dist in self.srs_groups
+            ],
+        }
 
 
 def build_probe(cfg: Config, info: Info) -> Probe:
@@ -57,8 +62,9 @@ def build_probe(cfg: Config, info: Info) -> Probe:
     extra: list[dict[str, Any]] = [{} for _ in range(n_ch)]
     for ch in cfg.channels:
         if ch.index >= n_ch:
-            raise ConfigError(f"channel {ch.index} does not exist (the device has {n_ch})",
-                              "channel.index")
+            raise ConfigError(
+                f"channel {ch.index} does not exist (the device has {n_ch})", "channel.index"
+            )
         if ch.label:
             labels[ch.index] = ch.label
         if ch.distance_mm is not None:
@@ -69,14 +75,22 @@ def build_probe(cfg: Config, info: Info) -> Probe:
             value = getattr(ch, key)
             if value is not None:
                 extra[ch.index][key] = list(value) if isinstance(value, tuple) else value
-    channels = tuple({"index": i, "label": labels[i], "distance_mm": float(distances[i] * 10),
-                      "dpf": dpf[i].tolist(), **extra[i]} for i in range(n_ch))
-    return Probe(info, tuple(labels), distances, dpf, channels,
-                 srs_groups(cfg, distances))
+    channels = tuple(
+        {
+            "index": i,
+            "label": labels[i],
+            "distance_mm": float(distances[i] * 10),
+            "dpf": dpf[i].tolist(),
+            **extra[i],
+        }
+        for i in range(n_ch)
+    )
+    return Probe(info, tuple(labels), distances, dpf, channels, srs_groups(cfg, distances))
 
 
-def srs_groups(cfg: Config, distances_cm: np.ndarray
-               ) -> tuple[tuple[int, tuple[int, ...], tuple[float, ...]], ...]:
+def srs_groups(
+    cfg: Config, distances_cm: np.ndarray
+) -> tuple[tuple[int, tuple[int, ...], tuple[float, ...]], ...]:
     """Channels that share a source and see it at ≥ 2 distances form an SRS group."""
     by_source: dict[int, list[int]] = {}
     for ch in cfg.channels:

@@ -7,8 +7,9 @@ the first sample at or after it, so a protocol is as sample-exact as a manual ma
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass
@@ -42,9 +43,14 @@ class RunningProtocol:
     def describe(self, now: float) -> dict[str, Any]:
         if self.finished:
             return {"name": self.name, "finished": True}
-        return {"name": self.name, "step": self.step, "steps": len(self.steps),
-                "label": self.label, "step_start_t": self.step_start_t,
-                "step_end_t": self.step_end_t,
-                "time_left_s": max(0.0, self.step_end_t - now),
-                "total_left_s": max(0.0, self.step_end_t - now)
-                + sum(s for _, s in self.steps[self.step + 1:])}
+        return {
+            "name": self.name,
+            "step": self.step,
+            "steps": len(self.steps),
+            "label": self.label,
+            "step_start_t": self.step_start_t,
+            "step_end_t": self.step_end_t,
+            "time_left_s": max(0.0, self.step_end_t - now),
+            "total_left_s": max(0.0, self.step_end_t - now)
+            + sum(s for _, s in self.steps[self.step + 1 :]),
+        }

@@ -2,7 +2,8 @@
 
 XPUB is PUB that also tells which topics anyone subscribes to, so sample topics nobody
 wants (raw, od) are not even encoded.  It never blocks: a subscriber that cannot keep
-up loses messages at its high-water mark, by design.  Every message carries the stream id, a per-topic message counter
+up loses messages at its high-water mark, by design.  Every message carries the stream id, a
+per-topic message counter
 (``msg``) and the absolute sample index (``seq``), so a subscriber can tell what it
 missed and backfill it from ``history``.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import zmq
@@ -24,9 +26,9 @@ from .security import secure_server_socket
 
 _HB_STATIC = {"fields": list(wire.HB_FIELDS), "units": "uM"}
 COPY_LIMIT = 64 * 1024  # below this zero-copy sends cost more than copying
-SNDHWM = 1_000    # messages queued per subscriber before PUB drops for it; bounds the
-                  # memory a stalled subscriber costs (a reading client queues more itself)
-FLUSH_MS = 500    # on close, time given to queued messages to reach subscribers
+SNDHWM = 1_000  # messages queued per subscriber before PUB drops for it; bounds the
+# memory a stalled subscriber costs (a reading client queues more itself)
+FLUSH_MS = 500  # on close, time given to queued messages to reach subscribers
 
 
 def bind_socket(sock: zmq.Socket, endpoint: str, mode: int = 0o660) -> None:
@@ -94,11 +96,11 @@ class Publisher:
 
     def _header(self, topic: str) -> dict[str, Any]:
         self.counts[topic] += 1
-        return {"v": wire.VERSION, "stream": self.stream, "topic": topic,
-                "msg": self.counts[topic]}
+        return {"v": wire.VERSION, "stream": self.stream, "topic": topic, "msg": self.counts[topic]}
 
-    def publish_block(self, block: Block, od: np.ndarray | None = None,
-                      tsi: np.ndarray | None = None) -> None:
+    def publish_block(
+        self, block: Block, od: np.ndarray | None = None, tsi: np.ndarray | None = None
+    ) -> None:
         """Publish one block of samples on ``raw``, ``hb`` and (if given) ``od``.
 
         ``tsi``: tissue saturation index in % (n, n_groups) for multi-distance probes.
@@ -107,26 +109,48 @@ class Publisher:
         want_od = od is not None and self.publish_od and self.wants("od")
         if not (want_hb or want_raw or want_od):
             return
-        common = {"v": wire.VERSION, "stream": self.stream, "seq": block.seq, "n": block.n,
-                  "t": block.t.tolist(), "t_dev": block.t_dev.tolist(),
-                  "epoch": epoch_labels(block.epoch, self.labels)}
+        common = {
+            "v": wire.VERSION,
+            "stream": self.stream,
+            "seq": block.seq,
+            "n": block.n,
+            "t": block.t.tolist(),
+            "t_dev": block.t_dev.tolist(),
+            "epoch": epoch_labels(block.epoch, self.labels),
+        }
         # hb first: it is what most subscribers wait for
         if want_hb:
             self.counts["hb"] += 1
-            hb = {**common, "topic": "hb", "msg": self.counts["hb"], **_HB_STATIC,
-                  "quality": block.quality.tobytes()}
+            hb = {
+                **common,
+                "topic": "hb",
+                "msg": self.counts["hb"],
+                **_HB_STATIC,
+                "quality": block.quality.tobytes(),
+            }
             if tsi is not None:
                 hb["tsi"] = tsi.tolist()
             self._send(wire.encode_array("hb", hb, block.hb))
         if want_raw:
             self.counts["raw"] += 1
-            raw = {**common, "topic": "raw", "msg": self.counts["raw"], "units": "counts",
-                   "wavelengths_nm": self.wavelengths_nm, "flags": block.flags.tobytes()}
+            raw = {
+                **common,
+                "topic": "raw",
+                "msg": self.counts["raw"],
+                "units": "counts",
+                "wavelengths_nm": self.wavelengths_nm,
+                "flags": block.flags.tobytes(),
+            }
             self._send(wire.encode_array("raw", raw, block.raw))
         if want_od:
             self.counts["od"] += 1
-            head = {**common, "topic": "od", "msg": self.counts["od"], "units": "1",
-                    "wavelengths_nm": self.wavelengths_nm}
+            head = {
+                **common,
+                "topic": "od",
+                "msg": self.counts["od"],
+                "units": "1",
+                "wavelengths_nm": self.wavelengths_nm,
+            }
             self._send(wire.encode_array("od", head, od))
 
     def publish_event(self, topic: str, body: dict[str, Any]) -> dict[str, Any]:

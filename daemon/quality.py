@@ -29,7 +29,6 @@ import numpy as np
 
 from .converter import LOW_LIGHT, POOR_SIGNAL, SATURATED
 
-
 ANALYSIS_RATE_HZ = 20.0  # the window is kept at about this rate: enough for a 5 Hz band
 MAX_SPECTRA_PER_CALL = 512  # channels whose spectrum one assessment computes
 
@@ -37,10 +36,16 @@ MAX_SPECTRA_PER_CALL = 512  # channels whose spectrum one assessment computes
 class QualityMonitor:
     """Sliding-window signal quality for ``n_channels`` channels sampled at ``rate_hz``."""
 
-    def __init__(self, n_channels: int, rate_hz: float, window_s: float = 10.0,
-                 cardiac_band_hz: tuple[float, float] = (0.8, 2.0),
-                 broadband_hz: tuple[float, float] = (0.5, 5.0),
-                 min_pulsatility: float = 0.3, max_bad_fraction: float = 0.05) -> None:
+    def __init__(
+        self,
+        n_channels: int,
+        rate_hz: float,
+        window_s: float = 10.0,
+        cardiac_band_hz: tuple[float, float] = (0.8, 2.0),
+        broadband_hz: tuple[float, float] = (0.5, 5.0),
+        min_pulsatility: float = 0.3,
+        max_bad_fraction: float = 0.05,
+    ) -> None:
         """rate_hz in Hz, window_s in s; bands in Hz (broadband upper edge capped at Nyquist)."""
         if n_channels < 1 or rate_hz <= 0 or window_s <= 0:
             raise ValueError("n_channels, rate_hz and window_s must be positive")
@@ -48,8 +53,10 @@ class QualityMonitor:
         self.rate_hz = float(rate_hz)
         self.window_s = float(window_s)
         self.cardiac_band_hz = (float(cardiac_band_hz[0]), float(cardiac_band_hz[1]))
-        self.broadband_hz = (float(broadband_hz[0]),
-                             min(float(broadband_hz[1]), self.rate_hz / 2.0))
+        self.broadband_hz = (
+            float(broadband_hz[0]),
+            min(float(broadband_hz[1]), self.rate_hz / 2.0),
+        )
         self.min_pulsatility = float(min_pulsatility)
         self.max_bad_fraction = float(max_bad_fraction)
         # Fast devices are averaged in buckets of k samples before they enter the window,
@@ -61,13 +68,13 @@ class QualityMonitor:
         self.broadband_hz = (self.broadband_hz[0], min(self.broadband_hz[1], self._rate / 2))
         self._size = max(2, int(round(self.window_s * self._rate)))
         self._x = np.full((self._size, self.n_channels), np.nan)
-        self._sat = np.zeros((self._size, self.n_channels))   # saturated fraction per row
-        self._low = np.zeros((self._size, self.n_channels))   # low-light fraction per row
-        self._pos = 0      # next write index
-        self._filled = 0   # valid rows in the ring
+        self._sat = np.zeros((self._size, self.n_channels))  # saturated fraction per row
+        self._low = np.zeros((self._size, self.n_channels))  # low-light fraction per row
+        self._pos = 0  # next write index
+        self._filled = 0  # valid rows in the ring
         self._acc = np.zeros((4, self.n_channels))  # bucket sums: x, finite, sat, low
         self._acc_n = 0
-        self._pi = np.full(self.n_channels, np.nan)   # latest index, for big probes
+        self._pi = np.full(self.n_channels, np.nan)  # latest index, for big probes
         self._next_spectra = 0
 
     def reset(self) -> None:
@@ -85,7 +92,8 @@ class QualityMonitor:
             raise ValueError(f"signal must be (n, {self.n_channels}), got {x.shape}")
         # only these bits feed the window (POOR_SIGNAL / BASELINE_PENDING do not)
         flagged = quality is not None and bool(
-            (np.asarray(quality) & (SATURATED | LOW_LIGHT)).any())
+            (np.asarray(quality) & (SATURATED | LOW_LIGHT)).any()
+        )
         if flagged:
             q = np.asarray(quality, dtype=np.uint8).reshape(x.shape)
             sat, low = (q & SATURATED) != 0, (q & LOW_LIGHT) != 0
@@ -122,7 +130,7 @@ class QualityMonitor:
         """Turn the k accumulated samples into one window row."""
         k = self._k
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = self._acc[0] / self._acc[1]   # NaN where no finite sample
+            mean = self._acc[0] / self._acc[1]  # NaN where no finite sample
         self._push(mean[None], self._acc[2][None] / k, self._acc[3][None] / k)
         self._acc.fill(0.0)
         self._acc_n = 0
@@ -131,12 +139,12 @@ class QualityMonitor:
         """Write rows (already at the analysis rate) into the window ring."""
         n = x.shape[0]
         if n >= self._size:  # only the newest window's worth matters
-            x, sat, low, n = x[-self._size:], sat[-self._size:], low[-self._size:], self._size
+            x, sat, low, n = x[-self._size :], sat[-self._size :], low[-self._size :], self._size
         first = min(n, self._size - self._pos)
         for ring, rows in ((self._x, x), (self._sat, sat), (self._low, low)):
-            ring[self._pos:self._pos + first] = rows[:first]
+            ring[self._pos : self._pos + first] = rows[:first]
             if n > first:
-                ring[:n - first] = rows[first:]
+                ring[: n - first] = rows[first:]
         self._pos = (self._pos + n) % self._size
         self._filled = min(self._size, self._filled + n)
 
@@ -145,7 +153,7 @@ class QualityMonitor:
         if self._filled < self._size:
             f = self._filled
             return self._x[:f], self._sat[:f], self._low[:f]
-        order = np.r_[self._pos:self._size, 0:self._pos]
+        order = np.r_[self._pos : self._size, 0 : self._pos]
         return self._x[order], self._sat[order], self._low[order]
 
     def pulsatility(self) -> np.ndarray:
@@ -199,7 +207,7 @@ class QualityMonitor:
         else:  # big probes: a share of the channels per call, so no call stalls the loop
             part = slice(self._next_spectra, self._next_spectra + MAX_SPECTRA_PER_CALL)
             self._pi[part] = self._pulsatility(x[:, part])
-            self._next_spectra = (part.stop if part.stop < self.n_channels else 0)
+            self._next_spectra = part.stop if part.stop < self.n_channels else 0
             pi = self._pi.copy()
         if x.shape[0] == 0:
             zeros = np.zeros(self.n_channels)
@@ -208,9 +216,12 @@ class QualityMonitor:
         low = low_rows.mean(axis=0)
         finite = np.isfinite(x).mean(axis=0)
         with np.errstate(invalid="ignore"):
-            poor = (~(pi >= self.min_pulsatility)           # NaN counts as poor
-                    | (sat > self.max_bad_fraction) | (low > self.max_bad_fraction)
-                    | (finite < 0.5))
+            poor = (
+                ~(pi >= self.min_pulsatility)  # NaN counts as poor
+                | (sat > self.max_bad_fraction)
+                | (low > self.max_bad_fraction)
+                | (finite < 0.5)
+            )
         return pi, sat, low, poor
 
     def summary(self) -> dict:

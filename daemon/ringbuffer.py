@@ -53,8 +53,9 @@ FIELDS = ("t", "t_dev", "raw", "hb", "quality", "flags", "epoch")
 
 
 class RingBuffer:
-    def __init__(self, capacity: int, n_channels: int, n_wavelengths: int,
-                 first_seq: int = 0) -> None:
+    def __init__(
+        self, capacity: int, n_channels: int, n_wavelengths: int, first_seq: int = 0
+    ) -> None:
         if capacity <= 0:
             raise ValueError("capacity must be positive")
         self.capacity = capacity
@@ -68,7 +69,7 @@ class RingBuffer:
         self._flags = np.zeros(capacity, np.uint8)
         self._epoch = np.full(capacity, NO_EPOCH, np.int16)
         self._columns = [(name, getattr(self, "_" + name)) for name in FIELDS]
-        self.head = first_seq   # absolute index of the next sample to be written
+        self.head = first_seq  # absolute index of the next sample to be written
         self._start = first_seq  # nothing before this was ever written here
 
     @staticmethod
@@ -101,7 +102,7 @@ class RingBuffer:
             for name, dst in self._columns:
                 src = getattr(block, name)
                 dst[start:] = src[:first]
-                dst[:n - first] = src[first:]
+                dst[: n - first] = src[first:]
         self.head += n
 
     def set_epoch(self, seq: int, end: int, epoch: int) -> None:
@@ -124,8 +125,9 @@ class RingBuffer:
         lo = max(since, self.oldest)
         return Block(lo, *self.columns(lo, until)), missed
 
-    def columns(self, since: int, until: int,
-                names: tuple[str, ...] = FIELDS) -> tuple[np.ndarray, ...]:
+    def columns(
+        self, since: int, until: int, names: tuple[str, ...] = FIELDS
+    ) -> tuple[np.ndarray, ...]:
         """Copies of the named fields for held samples [since, until) (clipped to what
         is held), in order."""
         lo = max(since, self.oldest)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable
 
 import structlog
 import zmq
@@ -33,7 +33,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
-from .errors import ConfigError, NirsdError
+from nirsd.core.errors import ConfigError, NirsdError
 
 log = structlog.get_logger("nirsd.security")
 
@@ -58,6 +58,7 @@ def is_z85_key(text: str) -> bool:
 
 # -- key files ------------------------------------------------------------------------
 
+
 def _write(path: Path, text: str, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "w", encoding="ascii") as fh:
@@ -67,12 +68,17 @@ def _write(path: Path, text: str, mode: int) -> None:
 
 def _zcert(public: bytes, secret: bytes | None) -> str:
     kind = "Secret" if secret else "Public"
-    lines = [f"#   ****  Generated on {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} "
-             "by nirsd keys  ****",
-             f"#   ZeroMQ CURVE **{kind}** Certificate",
-             "#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions."
-             if secret else "#   Give this file to the peer that must trust this key.",
-             "", "metadata", "curve", f'    public-key = "{public.decode()}"']
+    lines = [
+        f"#   ****  Generated on {datetime.now(UTC):%Y-%m-%d %H:%M:%S} by nirsd keys  ****",
+        f"#   ZeroMQ CURVE **{kind}** Certificate",
+        "#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions."
+        if secret
+        else "#   Give this file to the peer that must trust this key.",
+        "",
+        "metadata",
+        "curve",
+        f'    public-key = "{public.decode()}"',
+    ]
     if secret:
         lines.append(f'    secret-key = "{secret.decode()}"')
     return "\n".join(lines) + "\n"
@@ -134,9 +140,11 @@ def read_key(text: str, key: str, secret: bool = False) -> tuple[bytes, bytes | 
 
 # -- server side ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ServerKeys:
     """The daemon's key pair and who may connect to each endpoint (Z85 bytes)."""
+
     public: bytes
     secret: bytes
     data_clients: frozenset[bytes]
@@ -147,12 +155,18 @@ def server_keys(sec: object) -> ServerKeys | None:
     """Load the keys named by a ``[security]`` config; None when CURVE is off."""
     if not getattr(sec, "curve", False):
         return None
-    public, secret = load_key_file(sec.server_secret_key_file,  # type: ignore[attr-defined]
-                                   "security.server_secret_key_file", secret=True)
+    public, secret = load_key_file(
+        sec.server_secret_key_file,  # type: ignore[attr-defined]
+        "security.server_secret_key_file",
+        secret=True,
+    )
     data = resolve_allow_list(sec.allowed_clients, "security.allowed_clients")  # type: ignore
     control_entries = sec.control_clients  # type: ignore[attr-defined]
-    control = data if control_entries is None else resolve_allow_list(
-        control_entries, "security.control_clients")
+    control = (
+        data
+        if control_entries is None
+        else resolve_allow_list(control_entries, "security.control_clients")
+    )
     assert secret is not None
     return ServerKeys(public, secret, data, control)
 
@@ -170,8 +184,12 @@ class _AllowList:
         n = self.rejected.get((domain, key), 0) + 1
         self.rejected[(domain, key)] = n
         if n == 1 or n % 100 == 0:
-            log.warning("curve_client_rejected", endpoint=domain,
-                        client_key=key.decode("ascii", "replace"), attempts=n)
+            log.warning(
+                "curve_client_rejected",
+                endpoint=domain,
+                client_key=key.decode("ascii", "replace"),
+                attempts=n,
+            )
         return False
 
 
@@ -186,8 +204,12 @@ class ServerSecurity:
         for domain in ("data", "control"):
             self.auth.configure_curve_callback(domain, credentials_provider=self.allow)
         _ACTIVE[ctx] = self
-        log.info("curve_enabled", server_key=keys.public.decode(),
-                 data_clients=len(keys.data_clients), control_clients=len(keys.control_clients))
+        log.info(
+            "curve_enabled",
+            server_key=keys.public.decode(),
+            data_clients=len(keys.data_clients),
+            control_clients=len(keys.control_clients),
+        )
 
     @property
     def rejected(self) -> int:
@@ -210,7 +232,7 @@ class ServerSecurity:
         self.auth.stop()
 
 
-_ACTIVE: "weakref.WeakKeyDictionary[zmq.Context, ServerSecurity]" = weakref.WeakKeyDictionary()
+_ACTIVE: weakref.WeakKeyDictionary[zmq.Context, ServerSecurity] = weakref.WeakKeyDictionary()
 
 
 def secure_server_socket(sock: zmq.Socket, endpoint: str) -> None:
@@ -222,15 +244,17 @@ def secure_server_socket(sock: zmq.Socket, endpoint: str) -> None:
 
 # -- client side ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ClientKeys:
     """What a client needs for CURVE: the server's public key and its own pair (Z85)."""
+
     server_public: bytes
     public: bytes
     secret: bytes
 
     @classmethod
-    def load(cls, server_key: str, client_key: str) -> "ClientKeys":
+    def load(cls, server_key: str, client_key: str) -> ClientKeys:
         """From a server public key (Z85 or ``.key`` file) and a client ``.key_secret``."""
         server_public, _ = read_key(server_key, "--server-key")
         public, secret = load_key_file(client_key, "--client-key", secret=True)
@@ -238,7 +262,7 @@ class ClientKeys:
         return cls(server_public, public, secret)
 
     @classmethod
-    def from_env(cls) -> "ClientKeys | None":
+    def from_env(cls) -> ClientKeys | None:
         """From ``$NIRSD_SERVER_KEY`` and ``$NIRSD_CLIENT_KEY`` when both are set."""
         server, client = os.environ.get("NIRSD_SERVER_KEY"), os.environ.get("NIRSD_CLIENT_KEY")
         return cls.load(server, client) if server and client else None

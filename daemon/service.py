@@ -26,11 +26,13 @@ from typing import Any
 import structlog
 import zmq
 
+from nirsd.core.errors import NirsdError
+
 from . import config as config_mod
+from . import wire
 from .acquisition import Acquisition
 from .config import Config
 from .endpoints import ipc_path
-from .errors import NirsdError
 from .notify import Notifier
 from .security import ServerKeys, ServerSecurity, server_keys
 
@@ -44,15 +46,16 @@ def _already_running(ctx: zmq.Context, control: str) -> bool:
     path = ipc_path(control)
     if path is not None and not path.exists():
         return False
-    from nirsd.clients.subscriber import ControlClient
-    client = ControlClient(control, ctx, timeout_s=0.5)
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
     try:
-        client.info()
-        return True
-    except NirsdError:
+        sock.connect(control)
+        sock.send(wire.pack({"cmd": "info"}))
+        return bool(sock.poll(500))
+    except zmq.ZMQError:
         return False
     finally:
-        client.close()
+        sock.close()
 
 
 def prepare(cfg: Config) -> ServerKeys | None:
@@ -68,8 +71,11 @@ def reload_config(running: Config) -> tuple[Config, ServerKeys | None]:
     else:
         new = config_mod.load(running.source)
     if new.endpoints != running.endpoints:
-        log.warning("reload_keeps_endpoints", running=running.endpoints.__dict__,
-                    configured=new.endpoints.__dict__)
+        log.warning(
+            "reload_keeps_endpoints",
+            running=running.endpoints.__dict__,
+            configured=new.endpoints.__dict__,
+        )
     new = replace(new, endpoints=running.endpoints)
     return new, prepare(new)
 
@@ -113,8 +119,9 @@ def _start(cfg: Config, ctx: zmq.Context, notifier: Notifier) -> Acquisition:
     try:
         acq = Acquisition(cfg, ctx, notifier)
     except zmq.ZMQError as err:
-        raise NirsdError(f"cannot bind {cfg.endpoints.data} / {cfg.endpoints.control}: "
-                         f"{err}") from err
+        raise NirsdError(
+            f"cannot bind {cfg.endpoints.data} / {cfg.endpoints.control}: {err}"
+        ) from err
     if os.environ.get("NIRSD_TEST_HOOKS") == "1":
         acq.control.register("test_stall", _stall)
         log.warning("test_hooks_enabled")
@@ -142,9 +149,15 @@ def run_daemon(cfg: Config, notifier: Notifier | None = None) -> int:
                 if sec is not None:
                     sec.stop()
                 raise
-            log.info("started", config=life.cfg.source, data=life.cfg.endpoints.data,
-                     control=life.cfg.endpoints.control, driver=life.cfg.device.driver,
-                     port=acq.device.port, pid=os.getpid())
+            log.info(
+                "started",
+                config=life.cfg.source,
+                data=life.cfg.endpoints.data,
+                control=life.cfg.endpoints.control,
+                driver=life.cfg.device.driver,
+                port=acq.device.port,
+                pid=os.getpid(),
+            )
             acq.stop_requested = life.stop or life.pending is not None
             # start-up objects (modules, config, sockets) leave the collector's view:
             # full collections then walk only what the loop creates and stay short

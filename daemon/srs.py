@@ -30,8 +30,8 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .errors import ConfigError
-from .extinction import extinction_matrix
+from nirsd.core.errors import ConfigError
+from nirsd.core.extinction import extinction_matrix
 
 H_PER_NM = 6.3e-4  # scattering slope h, nm^-1 (Suzuki 1999; Matcher et al. 1997)
 LN10 = math.log(10.0)
@@ -40,8 +40,12 @@ LN10 = math.log(10.0)
 class SrsEstimator:
     """TSI (%) from a multi-distance probe: one source, n_d ≥ 2 detectors."""
 
-    def __init__(self, wavelengths_nm: ArrayLike, distances_cm: ArrayLike,
-                 extinction: str | np.ndarray = "prahl") -> None:
+    def __init__(
+        self,
+        wavelengths_nm: ArrayLike,
+        distances_cm: ArrayLike,
+        extinction: str | np.ndarray = "prahl",
+    ) -> None:
         """wavelengths_nm (n_wl,), n_wl ≥ 2; distances_cm (n_d,) distinct, positive, in cm."""
         wl = np.asarray(wavelengths_nm, dtype=np.float64).reshape(-1)
         rho = np.asarray(distances_cm, dtype=np.float64).reshape(-1)
@@ -62,24 +66,26 @@ class SrsEstimator:
         self.rho_mean = float(rho.mean())
         dr = rho - self.rho_mean
         # Least-squares slope of A over ρ is a fixed linear combination of the distances.
-        self._slope_w = dr / float(np.dot(dr, dr))                   # (n_d,) 1/cm
-        self._scatter = 3.0 * (1.0 - H_PER_NM * wl)                  # (n_wl,)
-        self._eps_pinv = np.linalg.pinv(eps)                         # (2, n_wl) M·cm
+        self._slope_w = dr / float(np.dot(dr, dr))  # (n_d,) 1/cm
+        self._scatter = 3.0 * (1.0 - H_PER_NM * wl)  # (n_wl,)
+        self._eps_pinv = np.linalg.pinv(eps)  # (2, n_wl) M·cm
 
     def k_mua(self, intensity: np.ndarray) -> np.ndarray:
         """k·μa (n, n_wl) in cm⁻² (up to the unknown scattering scale k); NaN for bad light."""
         I = np.asarray(intensity, dtype=np.float64)
         if I.ndim != 3 or I.shape[1:] != (self.distances_cm.size, self.wavelengths_nm.size):
-            raise ValueError(f"intensity must be (n, {self.distances_cm.size}, "
-                             f"{self.wavelengths_nm.size}), got {I.shape}")
+            raise ValueError(
+                f"intensity must be (n, {self.distances_cm.size}, "
+                f"{self.wavelengths_nm.size}), got {I.shape}"
+            )
         good = (I > 0) & (I < np.inf)
-        A = -np.log10(np.where(good, I, np.nan))                      # (n, n_d, n_wl)
-        slope = np.einsum("ndw,d->nw", A, self._slope_w)              # dA/dρ, 1/cm
+        A = -np.log10(np.where(good, I, np.nan))  # (n, n_d, n_wl)
+        slope = np.einsum("ndw,d->nw", A, self._slope_w)  # dA/dρ, 1/cm
         return (LN10 * slope - 2.0 / self.rho_mean) ** 2 / self._scatter
 
     def tsi(self, intensity: np.ndarray) -> np.ndarray:
         """TSI in percent, float64 (n,), from intensity (n, n_d, n_wl); NaN for bad light."""
-        k_hb = self.k_mua(intensity) @ self._eps_pinv.T               # (n, 2)
+        k_hb = self.k_mua(intensity) @ self._eps_pinv.T  # (n, 2)
         total = k_hb[:, 0] + k_hb[:, 1]
         with np.errstate(invalid="ignore", divide="ignore"):
             out = 100.0 * k_hb[:, 0] / total

@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from .errors import ProtocolError
+from nirsd.core.errors import ProtocolError
 
 VERSION = 1
 SAMPLE_TOPICS = ("raw", "hb", "od")
@@ -54,8 +54,11 @@ def plain(obj: Any, drop_bytes: bool = False) -> Any:
     if isinstance(obj, bytes):
         return None if drop_bytes else list(obj)
     if isinstance(obj, dict):
-        return {k: plain(v, drop_bytes) for k, v in obj.items()
-                if not (drop_bytes and isinstance(v, bytes))}
+        return {
+            k: plain(v, drop_bytes)
+            for k, v in obj.items()
+            if not (drop_bytes and isinstance(v, bytes))
+        }
     if isinstance(obj, (list, tuple)):
         return [plain(v, drop_bytes) for v in obj]
     return obj
@@ -79,7 +82,7 @@ class Message:
 
 
 _DTYPE_STR: dict[np.dtype, str] = {}  # dtype -> its "<f8"-style name, built once each
-_DTYPES: dict[str, np.dtype] = {}     # and back, for decoding
+_DTYPES: dict[str, np.dtype] = {}  # and back, for decoding
 
 
 def encode_array(topic: str, header: dict[str, Any], array: np.ndarray) -> list[bytes]:

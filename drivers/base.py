@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-
 #: Sample.flags bit meaning "some value is saturated" (the NIRSB DATA flag; other
 #: drivers set it with the same meaning)
 FLAG_SATURATED = 1
@@ -77,17 +76,22 @@ class SampleBlock:
 
     def sample(self, i: int) -> Sample:
         """Row ``i`` as a :class:`Sample`."""
-        return Sample(None if self.seq is None else int(self.seq[i]),
-                      None if self.t_dev is None else float(self.t_dev[i]),
-                      int(self.flags[i]), self.intensity[i])
+        return Sample(
+            None if self.seq is None else int(self.seq[i]),
+            None if self.t_dev is None else float(self.t_dev[i]),
+            int(self.flags[i]),
+            self.intensity[i],
+        )
 
     def samples(self) -> list[Sample]:
         """Every row as a :class:`Sample` (about 1 µs each: not for the hot path)."""
         n = len(self)
         seq = [None] * n if self.seq is None else self.seq.tolist()
         t = [None] * n if self.t_dev is None else self.t_dev.tolist()
-        return [Sample(q, s, f, x) for q, s, f, x
-                in zip(seq, t, self.flags.tolist(), list(self.intensity))]
+        return [
+            Sample(q, s, f, x)
+            for q, s, f, x in zip(seq, t, self.flags.tolist(), list(self.intensity))
+        ]
 
 
 Frame = Sample | SampleBlock | Info | Event
@@ -104,6 +108,7 @@ def expand_blocks(frames: list[Frame]) -> list[Frame]:
         else:
             out.append(f)
     return out
+
 
 @dataclass
 class Counters:
@@ -175,7 +180,7 @@ class Driver(ABC):
         self.settings = settings
         self.validate()
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027 - a hook: most drivers accept any settings
         """Raise ConfigError for settings this driver cannot use."""
 
     @abstractmethod

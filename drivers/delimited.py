@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nirsd.daemon.errors import ConfigError
+from nirsd.core.errors import ConfigError
 
 from .base import Driver, Frame, Info, Sample, SampleBlock
 from .lines import LineParser, parse_int_tokens, parse_numbers
@@ -59,16 +59,26 @@ def _column(i: int, entry: Any) -> tuple[int, float] | str:
             return entry
         m = _COL_RE.fullmatch(entry.strip())
         if not m:
-            raise ConfigError(f"column {i}: {entry!r} is not 'chN:WAVELENGTH', 'time' or "
-                              "'ignore'", key)
+            raise ConfigError(
+                f"column {i}: {entry!r} is not 'chN:WAVELENGTH', 'time' or 'ignore'", key
+            )
         return int(m.group(1)), float(m.group(2))
     if isinstance(entry, dict):
         extra = set(entry) - {"channel", "wavelength"}
         ch, wl = entry.get("channel"), entry.get("wavelength")
-        if extra or not isinstance(ch, int) or isinstance(ch, bool) or ch < 0 \
-                or not isinstance(wl, (int, float)) or isinstance(wl, bool) or wl <= 0:
-            raise ConfigError(f"column {i}: needs channel (integer >= 0) and wavelength "
-                              "(nm > 0), nothing else", key)
+        if (
+            extra
+            or not isinstance(ch, int)
+            or isinstance(ch, bool)
+            or ch < 0
+            or not isinstance(wl, (int, float))
+            or isinstance(wl, bool)
+            or wl <= 0
+        ):
+            raise ConfigError(
+                f"column {i}: needs channel (integer >= 0) and wavelength (nm > 0), nothing else",
+                key,
+            )
         return ch, float(wl)
     raise ConfigError(f"column {i}: must be a string or a table", key)
 
@@ -77,12 +87,14 @@ def parse_layout(options: dict[str, Any], wavelengths_nm: tuple[float, ...]) -> 
     """Validate ``[device.options]`` for the csv driver; ConfigError names the key."""
     for key in options:
         if key not in OPTIONS:
-            raise ConfigError(f"unknown option (known: {', '.join(OPTIONS)})",
-                              f"device.options.{key}")
+            raise ConfigError(
+                f"unknown option (known: {', '.join(OPTIONS)})", f"device.options.{key}"
+            )
     delim = options.get("delimiter", ",")
     if not isinstance(delim, str) or delim not in DELIMITERS:
-        raise ConfigError(f"must be one of {', '.join(repr(d) for d in DELIMITERS)}",
-                          "device.options.delimiter")
+        raise ConfigError(
+            f"must be one of {', '.join(repr(d) for d in DELIMITERS)}", "device.options.delimiter"
+        )
     header = options.get("header", False)
     if not isinstance(header, bool):
         raise ConfigError("must be true or false", "device.options.header")
@@ -90,8 +102,9 @@ def parse_layout(options: dict[str, Any], wavelengths_nm: tuple[float, ...]) -> 
     if unit not in TIME_UNITS:
         raise ConfigError(f"must be one of {', '.join(TIME_UNITS)}", "device.options.time_unit")
     wrap = options.get("time_wrap")
-    if wrap is not None and (isinstance(wrap, bool) or not isinstance(wrap, (int, float))
-                             or wrap <= 0):
+    if wrap is not None and (
+        isinstance(wrap, bool) or not isinstance(wrap, (int, float)) or wrap <= 0
+    ):
         raise ConfigError("must be a positive number (in time_unit)", "device.options.time_wrap")
     columns = options.get("columns")
     key = "device.options.columns"
@@ -117,15 +130,26 @@ def parse_layout(options: dict[str, Any], wavelengths_nm: tuple[float, ...]) -> 
     for ch in channels:
         have = sorted(wl for c, wl in mapped if c == ch)
         if have != wanted:
-            raise ConfigError(f"channel {ch} has wavelengths {have}; every channel needs "
-                              f"optics.wavelengths_nm = {list(wavelengths_nm)}", key)
+            raise ConfigError(
+                f"channel {ch} has wavelengths {have}; every channel needs "
+                f"optics.wavelengths_nm = {list(wavelengths_nm)}",
+                key,
+            )
     order = tuple(mapped[(ch, float(wl))] for ch in channels for wl in wavelengths_nm)
     if wrap is not None and time_col is None:
         raise ConfigError("time_wrap needs a 'time' column", "device.options.time_wrap")
     scale = TIME_UNITS[unit]
-    return Layout(len(columns), len(channels), tuple(float(w) for w in wavelengths_nm),
-                  order, time_col, DELIMITERS[delim], header, scale,
-                  None if wrap is None else float(wrap) * scale)
+    return Layout(
+        len(columns),
+        len(channels),
+        tuple(float(w) for w in wavelengths_nm),
+        order,
+        time_col,
+        DELIMITERS[delim],
+        header,
+        scale,
+        None if wrap is None else float(wrap) * scale,
+    )
 
 
 def _all_numbers(fields: list[str]) -> bool:
@@ -144,11 +168,11 @@ class DelimitedParser(LineParser):
         self.layout = layout
         sep = layout.delimiter
         if sep is None:
-            self.fast_line = re.compile(rb"[ \t]*" + _NUM + (rb"[ \t]+" + _NUM)
-                                        * (layout.n_columns - 1) + rb"[ \t]*")
+            self.fast_line = re.compile(
+                rb"[ \t]*" + _NUM + (rb"[ \t]+" + _NUM) * (layout.n_columns - 1) + rb"[ \t]*"
+            )
             self._to_space = bytes.maketrans(b"\t\r\n", b"   ")
-            ints = (rb"[ \t]*+" + _INT + (rb"[ \t]++" + _INT) * (layout.n_columns - 1)
-                    + rb"[ \t]*+")
+            ints = rb"[ \t]*+" + _INT + (rb"[ \t]++" + _INT) * (layout.n_columns - 1) + rb"[ \t]*+"
         else:
             s = re.escape(sep.encode())
             self.fast_line = re.compile(_NUM + (s + _NUM) * (layout.n_columns - 1))
@@ -160,7 +184,7 @@ class DelimitedParser(LineParser):
         self._shape = (layout.n_channels, len(layout.wavelengths_nm))
         self.header: list[str] | None = None
         self._want_header = layout.header
-        self.column_mismatch = 0   # number-only lines with a column count other than mapped
+        self.column_mismatch = 0  # number-only lines with a column count other than mapped
         self.mismatch_columns = 0  # the column count of the latest such line
 
     def _clean_block(self, body: bytes, n: int) -> tuple[SampleBlock, np.ndarray] | None:
@@ -207,15 +231,16 @@ class DelimitedParser(LineParser):
             return self._maybe_header(fields)
         if not np.isfinite(data).all() or (t is not None and not (t >= 0 and np.isfinite(t))):
             return None
-        return Sample(None, None if t is None else t * lay.time_scale, 0,
-                      data.reshape(self._shape))
+        return Sample(None, None if t is None else t * lay.time_scale, 0, data.reshape(self._shape))
 
     def no_frame_hint(self) -> str | None:
         """Why lines are not samples, when it is clear: the column count is wrong."""
         if not self.column_mismatch:
             return None
-        return (f"lines have {self.mismatch_columns} columns, config maps "
-                f"{self.layout.n_columns} (device.options.columns)")
+        return (
+            f"lines have {self.mismatch_columns} columns, config maps "
+            f"{self.layout.n_columns} (device.options.columns)"
+        )
 
     def _maybe_header(self, fields: list[str]) -> None:
         if self._want_header and self.header is None and len(fields) == self.layout.n_columns:
@@ -231,8 +256,7 @@ class DelimitedDriver(Driver):
     self_describing: ClassVar[bool] = False
 
     def validate(self) -> None:
-        self.layout = parse_layout(dict(self.settings.options),
-                                   tuple(self.settings.wavelengths_nm))
+        self.layout = parse_layout(dict(self.settings.options), tuple(self.settings.wavelengths_nm))
         if not self.settings.rate_hz:
             raise ConfigError("needed: the board does not say its rate", "device.rate_hz")
 
@@ -245,5 +269,6 @@ class DelimitedDriver(Driver):
 
     def default_info(self) -> Info:
         lay = self.layout
-        return Info(1, lay.n_channels, lay.wavelengths_nm, float(self.settings.rate_hz or 10.0),
-                    "csv")
+        return Info(
+            1, lay.n_channels, lay.wavelengths_nm, float(self.settings.rate_hz or 10.0), "csv"
+        )

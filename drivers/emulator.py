@@ -23,8 +23,8 @@ import select
 import threading
 import time
 import tty
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -77,20 +77,29 @@ class Emulator:
     max_batch: int = 1000
     #: host command bytes (None: the protocol has no such command)
     cmd_start: int | None = 0x62  # b
-    cmd_stop: int | None = 0x73   # s
-    cmd_info: int | None = 0x3F   # ?
+    cmd_stop: int | None = 0x73  # s
+    cmd_info: int | None = 0x3F  # ?
     #: what ends a garbage burst, so that only the burst is lost
     garbage_end: bytes = b"\x00"
 
-    def __init__(self, n_channels: int = 8, rate_hz: float = 10.0,
-                 wavelengths_nm: Sequence[float] = (760.0, 850.0),
-                 physiology: Physiology | None = None, device_id: str = "nirsd-sim",
-                 link: str | None = None, faults: Faults | None = None,
-                 autostart: bool = False, seq0: int = 0, t0_us: int = 0) -> None:
+    def __init__(
+        self,
+        n_channels: int = 8,
+        rate_hz: float = 10.0,
+        wavelengths_nm: Sequence[float] = (760.0, 850.0),
+        physiology: Physiology | None = None,
+        device_id: str = "nirsd-sim",
+        link: str | None = None,
+        faults: Faults | None = None,
+        autostart: bool = False,
+        seq0: int = 0,
+        t0_us: int = 0,
+    ) -> None:
         if physiology is None:
             physiology = Physiology(n_channels, wavelengths_nm, rate_hz)
-        if physiology.n_channels != n_channels or \
-                physiology.wavelengths_nm != tuple(float(w) for w in wavelengths_nm):
+        if physiology.n_channels != n_channels or physiology.wavelengths_nm != tuple(
+            float(w) for w in wavelengths_nm
+        ):
             raise ValueError("physiology does not match n_channels / wavelengths_nm")
         self.n_channels = n_channels
         self.rate_hz = float(rate_hz)
@@ -102,8 +111,9 @@ class Emulator:
         self.autostart = autostart
         self.seq0 = seq0
         self.t0_us = t0_us
-        self.info_wire = nirsb.encode_info(n_channels, self.wavelengths_nm,
-                                           int(round(self.rate_hz * 1000)), device_id)
+        self.info_wire = nirsb.encode_info(
+            n_channels, self.wavelengths_nm, int(round(self.rate_hz * 1000)), device_id
+        )
         self._data_head = nirsb.DATA_HEAD.pack(n_channels, len(self.wavelengths_nm), 0)
         self._rng = np.random.default_rng(self.faults.seed)
         self._lock = threading.Lock()
@@ -154,7 +164,7 @@ class Emulator:
             self._thread.join(timeout=5.0)
         self._unplug()
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         if self._thread is None:
             self.start()
         return self
@@ -276,8 +286,9 @@ class Emulator:
                 timeout = max(0.0, min(timeout, self._deadline(self._k) - now))
             stalled = now < stall_until
             want_write = bool(self._out) and not stalled
-            r, w, _ = select.select([self._master], [self._master] if want_write else [],
-                                    [], timeout)
+            r, w, _ = select.select(
+                [self._master], [self._master] if want_write else [], [], timeout
+            )
             if r:
                 self._read_commands()
             now = time.monotonic()
@@ -309,8 +320,9 @@ class Emulator:
 
     def _encode_sample(self, seq: int, t_us: int, counts: np.ndarray) -> bytes:
         """Wire bytes of one sample; ``counts`` is (n_channels, n_wavelengths) int32."""
-        return nirsb.to_wire(nirsb.encode_frame(nirsb.DATA, 0, seq, t_us,
-                                                self._data_head + counts.tobytes()))
+        return nirsb.to_wire(
+            nirsb.encode_frame(nirsb.DATA, 0, seq, t_us, self._data_head + counts.tobytes())
+        )
 
     def _encode_event(self, seq: int, t_us: int, code: int, label: str) -> bytes:
         """Wire bytes of a device event (b"" where the protocol has none)."""
@@ -347,7 +359,7 @@ class Emulator:
             self._block = self.physiology.counts(np.arange(k, k + size))
             self._block_k0 = k
         i = k - self._block_k0
-        return self._block[i:i + n]
+        return self._block[i : i + n]
 
     def _emit(self, n: int) -> None:
         """Produce samples k..k+n-1 (and any pending events) into the output queue."""
@@ -389,8 +401,9 @@ class Emulator:
             flips = int(self._rng.binomial(len(wire), rate))
             if flips:
                 buf = bytearray(wire)
-                for pos, bit in zip(self._rng.integers(0, len(buf), flips),
-                                    self._rng.integers(0, 8, flips)):
+                for pos, bit in zip(
+                    self._rng.integers(0, len(buf), flips), self._rng.integers(0, 8, flips)
+                ):
                     buf[pos] ^= 1 << int(bit)
                 wire = bytes(buf)
         self._out += wire

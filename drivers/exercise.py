@@ -16,9 +16,9 @@ import numpy as np
 # µM plateau changes during contraction [HbO, HbR] per exercise (typical magnitudes
 # for paraspinal muscle in published NIRS studies are a few µM).
 AMPLITUDES_UM = {"extension": (-4.0, 2.5), "flexion": (-2.5, 1.5)}
-TAU_S = 3.0            # approach to the plateau during contraction
-RECOVERY_TAU_S = 6.0   # wash-out after release
-HYPERAEMIA_UM = 2.0    # peak oxy-Hb overshoot after release
+TAU_S = 3.0  # approach to the plateau during contraction
+RECOVERY_TAU_S = 6.0  # wash-out after release
+HYPERAEMIA_UM = 2.0  # peak oxy-Hb overshoot after release
 HYPERAEMIA_PEAK_S = 8.0
 
 
@@ -48,7 +48,7 @@ class ExerciseResponse:
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)
-        level = self.contraction(t)                       # (n,)
+        level = self.contraction(t)  # (n,)
         hbo = self.amp[0] * level
         hbr = self.amp[1] * level
         if self.end_s is not None:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nirsd.daemon.errors import ConfigError
+from nirsd.core.errors import ConfigError
 
 from .base import Driver, Frame, Info, Sample, SampleBlock
 from .lines import LineParser, parse_int_tokens
@@ -30,14 +30,15 @@ T_MODULUS_US = 1 << 32
 _SEP_TO_SPACE = bytes.maketrans(b"|\r\n", b"   ")
 _D, _R = rb"[0-9]++\|", rb"[0-9]++\.[0-9]{4}"
 #: whole chunks of one form (by ``|`` per line), possessive: a fast first check
-_BODY = {6.0: re.compile(b"(?:" + _D * 3 + _R + rb"\|[0-9]++\|[0-9]++\|[0-9]++\r?+\n)++"),
-         2.0: re.compile(b"(?:" + _D * 2 + _R + rb"\r?+\n)++")}
+_BODY = {
+    6.0: re.compile(b"(?:" + _D * 3 + _R + rb"\|[0-9]++\|[0-9]++\|[0-9]++\r?+\n)++"),
+    2.0: re.compile(b"(?:" + _D * 2 + _R + rb"\r?+\n)++"),
+}
 
 
-def _ratio_ok(red: np.ndarray, ir: np.ndarray, ratio: np.ndarray,
-              decimals: int) -> np.ndarray:
+def _ratio_ok(red: np.ndarray, ir: np.ndarray, ratio: np.ndarray, decimals: int) -> np.ndarray:
     """True where the printed ratio matches red/ir to ``decimals`` places."""
-    tol = 0.5 * 10.0 ** -decimals * (1 + 1e-9) + 1e-12
+    tol = 0.5 * 10.0**-decimals * (1 + 1e-9) + 1e-12
     with np.errstate(divide="ignore", invalid="ignore"):
         ok = np.abs(ratio - red / ir) <= tol
     return ok | (ir == 0)
@@ -53,8 +54,10 @@ class HegParser(LineParser):
 
     clock_modulus_s: ClassVar[float | None] = T_MODULUS_US / 1e6
     allowed: ClassVar[bytes] = b"0123456789.-+|"
-    fast_line = re.compile(rb"\d{1,10}\|\d{1,10}\|\d{1,10}\|\d{1,6}\.\d{4}"
-                           rb"\|\d{1,10}\|\d{1,10}\|\d{1,10}|\d{1,10}\|\d{1,10}\|\d{1,6}\.\d{4}")
+    fast_line = re.compile(
+        rb"\d{1,10}\|\d{1,10}\|\d{1,10}\|\d{1,6}\.\d{4}"
+        rb"\|\d{1,10}\|\d{1,10}\|\d{1,10}|\d{1,10}\|\d{1,10}\|\d{1,6}\.\d{4}"
+    )
 
     def __init__(self, synced: bool = False, check_ratio: bool = True) -> None:
         super().__init__(synced)
@@ -115,20 +118,21 @@ class HegParser(LineParser):
             red, ir, ratio = nums
             t_dev = None
             ratio_field = fields[2]
-        if self.check_ratio and not _ratio_ok(np.array(red), np.array(ir), np.array(ratio),
-                                              _decimals(ratio_field)):
+        if self.check_ratio and not _ratio_ok(
+            np.array(red), np.array(ir), np.array(ratio), _decimals(ratio_field)
+        ):
             return None
         return Sample(None, t_dev, 0, np.array([[red, ir]], dtype=np.float64))
 
 
-def format_line(t_us: int | None, red: int, ir: int, ambient: int = 0, hr: int = 0,
-                spo2: int = 0) -> bytes:
+def format_line(
+    t_us: int | None, red: int, ir: int, ambient: int = 0, hr: int = 0, spo2: int = 0
+) -> bytes:
     """One HEG line as a HEGduino prints it (``t_us`` None: the fast form)."""
     ratio = red / ir if ir else 0.0
     if t_us is None:
         return b"%d|%d|%.4f\r\n" % (red, ir, ratio)
-    return b"%d|%d|%d|%.4f|%d|%d|%d\r\n" % (t_us % T_MODULUS_US, red, ir, ratio,
-                                            ambient, hr, spo2)
+    return b"%d|%d|%d|%.4f|%d|%d|%d\r\n" % (t_us % T_MODULUS_US, red, ir, ratio, ambient, hr, spo2)
 
 
 OPTIONS = {"check_ratio": bool}
@@ -143,12 +147,16 @@ class HegDriver(Driver):
     def validate(self) -> None:
         s = self.settings
         if len(s.wavelengths_nm) != 2:
-            raise ConfigError("the HEG driver needs exactly two wavelengths (red, infrared), "
-                              f"got {list(s.wavelengths_nm)}", "optics.wavelengths_nm")
+            raise ConfigError(
+                "the HEG driver needs exactly two wavelengths (red, infrared), "
+                f"got {list(s.wavelengths_nm)}",
+                "optics.wavelengths_nm",
+            )
         for key, value in s.options.items():
             if key not in OPTIONS:
-                raise ConfigError(f"unknown option (known: {', '.join(OPTIONS)})",
-                                  f"device.options.{key}")
+                raise ConfigError(
+                    f"unknown option (known: {', '.join(OPTIONS)})", f"device.options.{key}"
+                )
             if not isinstance(value, OPTIONS[key]):
                 raise ConfigError(f"must be {OPTIONS[key].__name__}", f"device.options.{key}")
         if not s.rate_hz:
@@ -166,5 +174,6 @@ class HegDriver(Driver):
 
     def default_info(self) -> Info:
         s = self.settings
-        return Info(1, 1, tuple(float(w) for w in s.wavelengths_nm), float(s.rate_hz or 10.0),
-                    "heg")
+        return Info(
+            1, 1, tuple(float(w) for w in s.wavelengths_nm), float(s.rate_hz or 10.0), "heg"
+        )

@@ -20,6 +20,7 @@ from .base import Frame, Parser, SampleBlock, expand_blocks
 #: longest line kept while waiting for its ``\n`` (bytes); longer runs are garbage
 MAX_LINE = 4096
 
+
 def parse_numbers(text: bytes, count: int) -> np.ndarray | None:
     """Exactly ``count`` numbers from whitespace-separated ``text``, or None.
 
@@ -27,6 +28,7 @@ def parse_numbers(text: bytes, count: int) -> np.ndarray | None:
     pattern), so ``numpy.fromstring`` parses all of them in C.
     """
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
@@ -112,7 +114,7 @@ class LineParser(Parser):
         if last < 0:
             body, self._pending = b"", buf
         else:
-            body, self._pending = buf[:last + 1], buf[last + 1:]
+            body, self._pending = buf[: last + 1], buf[last + 1 :]
         c = self.counters
         if body and (self._skipping or not self._synced):
             cut = body.find(b"\n")
@@ -120,7 +122,7 @@ class LineParser(Parser):
             if first.strip() or not self._synced:
                 c.garbage_bytes += len(first) - first.endswith(b"\r") + 1
                 c.lines_skipped += 1
-            body = body[cut + 1:]
+            body = body[cut + 1 :]
             self._skipping = False
             self._synced = True
         out = self._parse_body(body) if body else []
@@ -156,8 +158,9 @@ class LineParser(Parser):
                 while j < n and clean[j]:
                     j += 1
                 parsed = self._parse_block(b"\n".join(lines[i:j]) + b"\n", j - i)
-                for k, good in enumerate([False] * (j - i) if parsed is None
-                                         else parsed[1].tolist()):
+                for k, good in enumerate(
+                    [False] * (j - i) if parsed is None else parsed[1].tolist()
+                ):
                     frame = parsed[0].sample(k) if good else self._line(lines[i + k])
                     if frame is not None:
                         out.append(frame)

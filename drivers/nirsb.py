@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import binascii
 import struct
+from collections.abc import Sequence
 from itertools import islice
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 from cobs import cobs
 
-from .base import FLAG_SATURATED  # noqa: F401  (DATA flag bit0, re-exported)
-from .base import Driver, Event, Frame, Info, Parser, Sample
+from .base import (
+    FLAG_SATURATED,  # noqa: F401  (DATA flag bit0, re-exported)
+    Driver,
+    Event,
+    Frame,
+    Info,
+    Parser,
+    Sample,
+)
 
 DATA = 1
 INFO = 2
@@ -81,17 +89,31 @@ def encode_data(seq: int, t_us: int, intensities: np.ndarray, flags: int = 0) ->
     return to_wire(encode_frame(DATA, flags, seq, t_us, data_payload(intensities)))
 
 
-def info_payload(n_channels: int, wavelengths_nm: Sequence[float], rate_mhz: int,
-                 device_id: str, version: int = 1) -> bytes:
+def info_payload(
+    n_channels: int,
+    wavelengths_nm: Sequence[float],
+    rate_mhz: int,
+    device_id: str,
+    version: int = 1,
+) -> bytes:
     """INFO payload; wavelengths are rounded to whole nm, the rate is in mHz."""
     wl = [int(round(w)) for w in wavelengths_nm]
     ident = device_id.encode("utf-8")[:255]
-    return (INFO_HEAD.pack(version, len(wl), n_channels, int(rate_mhz))
-            + struct.pack(f"<{len(wl)}H", *wl) + bytes([len(ident)]) + ident)
+    return (
+        INFO_HEAD.pack(version, len(wl), n_channels, int(rate_mhz))
+        + struct.pack(f"<{len(wl)}H", *wl)
+        + bytes([len(ident)])
+        + ident
+    )
 
 
-def encode_info(n_channels: int, wavelengths_nm: Sequence[float], rate_mhz: int,
-                device_id: str, version: int = 1) -> bytes:
+def encode_info(
+    n_channels: int,
+    wavelengths_nm: Sequence[float],
+    rate_mhz: int,
+    device_id: str,
+    version: int = 1,
+) -> bytes:
     """Wire bytes of an INFO frame (seq 0, t_us 0, as the device sends it)."""
     payload = info_payload(n_channels, wavelengths_nm, rate_mhz, device_id, version)
     return to_wire(encode_frame(INFO, 0, 0, 0, payload))
@@ -194,13 +216,12 @@ class NirsbParser(Parser):
                 return None
             values = np.frombuffer(raw, _I4, n_ch * n_wl, HEADER_LEN + DATA_HEAD.size)
             self._count_seq(seq)
-            return Sample(seq, t_us / 1e6, flags,
-                          values.astype(np.float64).reshape(n_ch, n_wl))
+            return Sample(seq, t_us / 1e6, flags, values.astype(np.float64).reshape(n_ch, n_wl))
         if ftype == EVENT:
             if n < MIN_FRAME + 2 or n != MIN_FRAME + 2 + raw[HEADER_LEN + 1]:
                 c.length_errors += 1
                 return None
-            label = raw[HEADER_LEN + 2:n - 2].decode("utf-8", "replace")
+            label = raw[HEADER_LEN + 2 : n - 2].decode("utf-8", "replace")
             self._count_seq(seq)
             return Event(seq, t_us / 1e6, raw[HEADER_LEN], label)
         if ftype == INFO:
@@ -221,7 +242,7 @@ class NirsbParser(Parser):
             self.counters.length_errors += 1
             return None
         wl = struct.unpack_from(f"<{n_wl}H", raw, p)
-        ident = raw[id_at + 1:n - 2].decode("utf-8", "replace")
+        ident = raw[id_at + 1 : n - 2].decode("utf-8", "replace")
         return Info(version, n_ch, tuple(float(w) for w in wl), rate_mhz / 1000.0, ident)
 
     def _count_seq(self, seq: int) -> None:

@@ -16,11 +16,11 @@ recomputed, in any order, in batches.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from nirsd.daemon.extinction import extinction_matrix
+from nirsd.core.extinction import extinction_matrix
 
 LN10 = math.log(10.0)
 
@@ -66,9 +66,18 @@ class Physiology:
     µM summed into :meth:`hb_truth` (for exercise epochs); it starts empty.
     """
 
-    def __init__(self, n_channels: int, wavelengths_nm: Sequence[float], rate_hz: float,
-                 distance_cm: float = 3.0, dpf: float = 6.0, i_ref: float = 1_000_000.0,
-                 noise: float = 0.0, seed: int = 0, extinction: str = "prahl") -> None:
+    def __init__(
+        self,
+        n_channels: int,
+        wavelengths_nm: Sequence[float],
+        rate_hz: float,
+        distance_cm: float = 3.0,
+        dpf: float = 6.0,
+        i_ref: float = 1_000_000.0,
+        noise: float = 0.0,
+        seed: int = 0,
+        extinction: str = "prahl",
+    ) -> None:
         if n_channels < 1:
             raise ValueError("n_channels must be at least 1")
         if rate_hz <= 0:
@@ -136,8 +145,9 @@ class Physiology:
     def _gauss(self, k: np.ndarray) -> np.ndarray:
         """Standard normal noise, a pure function of (seed, k, channel, wavelength)."""
         per_k = self.n_channels * self.n_wavelengths
-        idx = (k.astype(np.uint64)[:, None] * _U64(per_k)
-               + np.arange(per_k, dtype=np.uint64)[None, :]) * _U64(2) + self._noise_key
+        idx = (
+            k.astype(np.uint64)[:, None] * _U64(per_k) + np.arange(per_k, dtype=np.uint64)[None, :]
+        ) * _U64(2) + self._noise_key
         u1 = _uniform(idx)
         u2 = _uniform(idx + _U64(1))
         z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * math.pi * u2)  # Box-Muller

@@ -9,8 +9,9 @@ udev rule.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 LINK_DIRS = ("/dev/serial/by-id", "/dev/serial/by-path", "/dev/nirs")
 
@@ -62,10 +63,18 @@ def list_ports(dirs: Iterable[str] = LINK_DIRS) -> list[PortInfo]:
     dirs = tuple(dirs)
     out = []
     for p in sorted(lp.comports(), key=lambda p: p.device):
-        out.append(PortInfo(
-            device=p.device, description=p.description or "", hwid=p.hwid or "",
-            vid=f"{p.vid:04x}" if p.vid is not None else None,
-            pid=f"{p.pid:04x}" if p.pid is not None else None,
-            serial_number=p.serial_number, manufacturer=p.manufacturer,
-            product=p.product, location=p.location, links=links_to(p.device, dirs)))
+        out.append(
+            PortInfo(
+                device=p.device,
+                description=p.description or "",
+                hwid=p.hwid or "",
+                vid=f"{p.vid:04x}" if p.vid is not None else None,
+                pid=f"{p.pid:04x}" if p.pid is not None else None,
+                serial_number=p.serial_number,
+                manufacturer=p.manufacturer,
+                product=p.product,
+                location=p.location,
+                links=links_to(p.device, dirs),
+            )
+        )
     return out

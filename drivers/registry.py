@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from importlib import import_module, metadata
 
-from nirsd.daemon.errors import ConfigError
+from nirsd.core.errors import ConfigError
 
 from .base import Driver
 

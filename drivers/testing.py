@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import select
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import serial
 
@@ -26,8 +26,9 @@ class PortReader:
         while not until():
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"timed out; got {len(self.frames)} frames, "
-                                     f"{self.parser.counters}")
+                raise AssertionError(
+                    f"timed out; got {len(self.frames)} frames, {self.parser.counters}"
+                )
             select.select([self.port.fileno()], [], [], min(left, 0.05))
             data = self.port.read(65536)
             if data:

@@ -15,7 +15,8 @@ Device events have no text form and are not sent.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,16 +28,19 @@ class HegEmulator(Emulator):
     """A HEGduino on a pty: 1 channel, (red, infrared) wavelengths in nm."""
 
     cmd_start = 0x74  # t
-    cmd_stop = 0x66   # f
+    cmd_stop = 0x66  # f
     cmd_info = None
     garbage_end = b"\r\n"
     banner = b"HEGduino V2 (nirsd emulator) ready\r\n"
 
-    def __init__(self, rate_hz: float = 10.0,
-                 wavelengths_nm: Sequence[float] = (660.0, 880.0), fast: bool = False,
-                 **kwargs: Any) -> None:
-        super().__init__(n_channels=1, rate_hz=rate_hz, wavelengths_nm=wavelengths_nm,
-                         **kwargs)
+    def __init__(
+        self,
+        rate_hz: float = 10.0,
+        wavelengths_nm: Sequence[float] = (660.0, 880.0),
+        fast: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(n_channels=1, rate_hz=rate_hz, wavelengths_nm=wavelengths_nm, **kwargs)
         self.fast = fast
 
     def _greeting(self) -> bytes:
@@ -66,13 +70,20 @@ class DelimitedEmulator(Emulator):
     cmd_start = cmd_stop = cmd_info = None
     garbage_end = b"\r\n"
 
-    def __init__(self, n_channels: int = 2, rate_hz: float = 10.0,
-                 wavelengths_nm: Sequence[float] = (760.0, 850.0), delimiter: str = ",",
-                 header: bool = True, time_unit: str | None = "ms",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        n_channels: int = 2,
+        rate_hz: float = 10.0,
+        wavelengths_nm: Sequence[float] = (760.0, 850.0),
+        delimiter: str = ",",
+        header: bool = True,
+        time_unit: str | None = "ms",
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("autostart", True)
-        super().__init__(n_channels=n_channels, rate_hz=rate_hz,
-                         wavelengths_nm=wavelengths_nm, **kwargs)
+        super().__init__(
+            n_channels=n_channels, rate_hz=rate_hz, wavelengths_nm=wavelengths_nm, **kwargs
+        )
         self.delimiter = delimiter
         self.header = header
         self.time_unit = time_unit
@@ -86,8 +97,11 @@ class DelimitedEmulator(Emulator):
 
     def options(self) -> dict[str, Any]:
         """``[device.options]`` for the csv driver reading this emulator."""
-        opts: dict[str, Any] = {"delimiter": self.delimiter, "header": self.header,
-                                "columns": self.columns()}
+        opts: dict[str, Any] = {
+            "delimiter": self.delimiter,
+            "header": self.header,
+            "columns": self.columns(),
+        }
         if self.time_unit:
             opts["time_unit"] = self.time_unit
         return opts

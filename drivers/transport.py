@@ -11,7 +11,7 @@ import os
 
 import serial
 
-from nirsd.daemon.errors import DeviceError
+from nirsd.core.errors import DeviceError
 
 READ_CHUNK = 1 << 16
 
@@ -34,8 +34,9 @@ class SerialTransport:
         if "://" not in self.url and not os.path.exists(self.url):
             raise DeviceError(f"serial port {self.url} does not exist (unplugged?)")
         try:
-            port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0,
-                                         write_timeout=1.0)
+            port = serial.serial_for_url(
+                self.url, baudrate=self.baudrate, timeout=0, write_timeout=1.0
+            )
         except (serial.SerialException, OSError, ValueError) as err:
             raise DeviceError(f"cannot open serial port {self.url}: {err}") from err
         self._port = port
@@ -80,7 +81,7 @@ class SerialTransport:
             except (serial.SerialException, OSError):
                 pass  # already gone: closing a vanished device is not an error
 
-    def __enter__(self) -> "SerialTransport":
+    def __enter__(self) -> SerialTransport:
         self.open()
         return self
 

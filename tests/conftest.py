@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nirsd.daemon.testing import DaemonProcess, simulated_config
+from nirsd.cli.testing import DaemonProcess, simulated_config
 
 pytest_plugins = ["fault_report"]  # the fault suite's summary table
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -38,13 +39,16 @@ def fault_report() -> Callable[..., FaultRow]:
         row = FaultRow(case, int(tried), int(survived), int(lost), note)
         ROWS.append(row)
         return row
+
     return report
 
 
 def table(rows: list[FaultRow]) -> list[str]:
     """The summary as Markdown table lines (the README's Reliability table)."""
-    out = ["| case | tried | survived | accepted samples lost | figures |",
-           "|---|---:|---:|---:|---|"]
+    out = [
+        "| case | tried | survived | accepted samples lost | figures |",
+        "|---|---:|---:|---:|---|",
+    ]
     out += [f"| {r.case} | {r.tried} | {r.survived} | {r.lost} | {r.note} |" for r in rows]
     return out
 
@@ -58,8 +62,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     tried = sum(r.tried for r in ROWS)
     survived = sum(r.survived for r in ROWS)
     lost = sum(r.lost for r in ROWS)
-    terminalreporter.write_line(f"total: {tried} tried, {survived} survived, "
-                                f"{lost} accepted samples lost")
+    terminalreporter.write_line(
+        f"total: {tried} tried, {survived} survived, {lost} accepted samples lost"
+    )
     path = os.environ.get("NIRSD_FAULT_REPORT")
     if path:
         with open(path, "w") as fh:

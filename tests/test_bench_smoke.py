@@ -14,16 +14,31 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 def test_latency_quick_prints_a_table_and_writes_json(tmp_path):
     out = tmp_path / "latency.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "latency.py"), "--quick", "--loads", "8x2@10",
-         "--seconds", "2", "--pipelines", "nirsd", "floor", "--json", str(out)],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            str(BENCH / "latency.py"),
+            "--quick",
+            "--loads",
+            "8x2@10",
+            "--seconds",
+            "2",
+            "--pipelines",
+            "nirsd",
+            "floor",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
-    row = re.search(r"^\| 8x2@10 \| nirsd \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|",
-                    proc.stdout, re.M)
+    row = re.search(
+        r"^\| 8x2@10 \| nirsd \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|", proc.stdout, re.M
+    )
     assert row, proc.stdout
     assert int(row[1]) == 20 and int(row[2]) == 0  # 2 s at 10 Hz, none lost
-    floor = re.search(r"^\| 8x2@10 \| floor \| (\d+) \| (\d+) \| ([\d.]+) \|",
-                      proc.stdout, re.M)
+    floor = re.search(r"^\| 8x2@10 \| floor \| (\d+) \| (\d+) \| ([\d.]+) \|", proc.stdout, re.M)
     assert floor and int(floor[1]) == 20 and int(floor[2]) == 0, proc.stdout
     assert "floor + processing" in proc.stdout
     data = json.loads(out.read_text())

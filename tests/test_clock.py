@@ -9,14 +9,21 @@ from nirsd.daemon.clock import DeviceClock
 RATE = 100.0
 
 
-def run(clock: DeviceClock, seconds: float, drift_ppm: float, delay_s: float, seed: int,
-        t_raw_fn=None, block: int = 5):
+def run(
+    clock: DeviceClock,
+    seconds: float,
+    drift_ppm: float,
+    delay_s: float,
+    seed: int,
+    t_raw_fn=None,
+    block: int = 5,
+):
     """Feed blocks as a USB link delivers them; returns (true host times, estimates)."""
     rng = np.random.default_rng(seed)
     n = int(seconds * RATE)
     k = np.arange(n)
-    true_host = 1.7e9 + k / RATE                      # when each sample was measured
-    t_dev = k / RATE * (1 + drift_ppm * 1e-6)         # the device crystal runs fast
+    true_host = 1.7e9 + k / RATE  # when each sample was measured
+    t_dev = k / RATE * (1 + drift_ppm * 1e-6)  # the device crystal runs fast
     raw = t_dev if t_raw_fn is None else t_raw_fn(t_dev)
     est = np.empty(n)
     for i in range(0, n, block):
@@ -33,18 +40,19 @@ def test_jitter_removed_and_drift_followed():
     clock = DeviceClock(modulus_s=2**32 / 1e6, rate_hz=RATE)
     true_host, est = run(clock, 120, drift_ppm=80.0, delay_s=0.003, seed=1)
     err = est - (true_host + 0.003)  # the fixed transit is not observable; jitter is
-    late = err[len(err) // 2:]
+    late = err[len(err) // 2 :]
     assert np.abs(late).max() < 0.002
-    assert np.std(np.diff(est[len(est) // 2:])) < 1e-4  # smooth: no jitter in the times
+    assert np.std(np.diff(est[len(est) // 2 :])) < 1e-4  # smooth: no jitter in the times
 
 
 def test_wrapping_device_clock():
     modulus = 2**32 / 1e6
     clock = DeviceClock(modulus_s=modulus, rate_hz=RATE)
-    true_host, est = run(clock, 30, 0.0, 0.003, seed=2,
-                         t_raw_fn=lambda t: (t + modulus - 10.0) % modulus)
+    true_host, est = run(
+        clock, 30, 0.0, 0.003, seed=2, t_raw_fn=lambda t: (t + modulus - 10.0) % modulus
+    )
     assert np.all(np.diff(est) > 0)
-    assert np.abs(est - true_host - 0.003)[len(est) // 2:].max() < 0.003
+    assert np.abs(est - true_host - 0.003)[len(est) // 2 :].max() < 0.003
 
 
 def test_restart_is_detected_and_fit_restarted():
@@ -71,6 +79,7 @@ def test_a_corrupted_time_field_does_not_pull_the_floor():
         t = t.copy()
         t[3004] += 0.9  # one digit of t_us hit: this sample claims to be 0.9 s later
         return t
+
     true_host, est = run(clock, 60, 0.0, 0.003, seed=4, t_raw_fn=corrupt)
     good = np.ones(len(est), bool)
     good[3004] = False
@@ -91,15 +100,16 @@ def test_a_real_clock_step_is_accepted_after_a_few_blocks():
 def test_one_sample_path_equals_block_path_across_wraps_and_restarts():
     """unwrap_one (the streaming path) and unwrap on blocks give the same device times,
     including wraps, a backwards step (restart) and a clockless device."""
-    modulus = 2**14 / 1e3   # 16.4 s: the 40 s stream wraps twice
+    modulus = 2**14 / 1e3  # 16.4 s: the 40 s stream wraps twice
     rng = np.random.default_rng(11)
     t = np.cumsum(rng.uniform(0.005, 0.015, 4000))
-    t[2500:] -= t[2500] - 1.0                  # the device restarted
+    t[2500:] -= t[2500] - 1.0  # the device restarted
     raw = t % modulus
     one, blocks = DeviceClock(modulus, RATE), DeviceClock(modulus, RATE)
     by_one = np.array([one.unwrap_one(float(v)) for v in raw])
-    by_block = np.concatenate([blocks.unwrap(raw[i:i + 7], raw[i:i + 7].size)
-                               for i in range(0, raw.size, 7)])
+    by_block = np.concatenate(
+        [blocks.unwrap(raw[i : i + 7], raw[i : i + 7].size) for i in range(0, raw.size, 7)]
+    )
     assert np.array_equal(by_one, by_block)
     assert one._wraps > 0 and np.all(np.diff(by_one[:2500]) > 0)
     # clockless: from the sample count, identical either way
@@ -110,7 +120,7 @@ def test_one_sample_path_equals_block_path_across_wraps_and_restarts():
 def test_one_sample_host_time_equals_the_array_form():
     a, b = DeviceClock(2**32 / 1e6, RATE), DeviceClock(2**32 / 1e6, RATE)
     rng = np.random.default_rng(4)
-    for k in range(3000):   # 30 s: the drift fit is in use for the later samples
+    for k in range(3000):  # 30 s: the drift fit is in use for the later samples
         t_dev = k / RATE
         arrival = 1.7e9 + t_dev + 0.003 + rng.exponential(0.002)
         x = a.to_host_one(a.unwrap_one(t_dev), arrival)

@@ -8,10 +8,16 @@ import warnings
 import numpy as np
 import pytest
 
-from nirsd.daemon.converter import (BASELINE_PENDING, LOW_LIGHT, POOR_SIGNAL, SATURATED,
-                                    Converter, mbll_matrices)
-from nirsd.daemon.errors import ConfigError
-from nirsd.daemon.extinction import extinction_matrix
+from nirsd.core.errors import ConfigError
+from nirsd.core.extinction import extinction_matrix
+from nirsd.daemon.converter import (
+    BASELINE_PENDING,
+    LOW_LIGHT,
+    POOR_SIGNAL,
+    SATURATED,
+    Converter,
+    mbll_matrices,
+)
 
 # DESIGN.md cross-check vector: 760/850 nm, d = 3 cm, DPF 6, I/I0 = 0.95 and 0.98.
 XCHECK_HBO, XCHECK_HBR = -0.081698, 0.830117
@@ -64,9 +70,9 @@ def test_against_mne_beer_lambert_law():
     names = ["S1_D1 760", "S1_D1 850"]
     info = mne.create_info(names, sfreq=10.0, ch_types="fnirs_cw_amplitude")
     for ch, wl in zip(info["chs"], (760.0, 850.0)):
-        ch["loc"][3:6] = [0.0, 0.0, 0.0]      # source (m)
-        ch["loc"][6:9] = [0.03, 0.0, 0.0]     # detector, 3 cm away
-        ch["loc"][0:3] = [0.015, 0.0, 0.0]    # channel midpoint
+        ch["loc"][3:6] = [0.0, 0.0, 0.0]  # source (m)
+        ch["loc"][6:9] = [0.03, 0.0, 0.0]  # detector, 3 cm away
+        ch["loc"][0:3] = [0.015, 0.0, 0.0]  # channel midpoint
         ch["loc"][9] = wl
     rng = np.random.default_rng(1)
     data = 1.0 + 0.05 * rng.standard_normal((2, 20))
@@ -97,7 +103,7 @@ def test_forward_model_recovery(wavelengths):
     d = np.array([2.5, 3.0, 3.5, 4.0])
     dpf = rng.uniform(4.0, 7.0, (n_ch, n_wl))
     eps = extinction_matrix(wavelengths)
-    dc_um = rng.normal(0.0, 2.0, (n, n_ch, 2))          # ground truth, µM
+    dc_um = rng.normal(0.0, 2.0, (n, n_ch, 2))  # ground truth, µM
     od = math.log(10) * np.einsum("wj,cw,ncj->ncw", eps, d[:, None] * dpf, dc_um * 1e-6)
     i0 = rng.uniform(500.0, 5000.0, (n_ch, n_wl))
     intensity = i0 * np.exp(-od)
@@ -121,19 +127,17 @@ def test_provisional_baseline_and_pending_bits():
     assert np.all(q == BASELINE_PENDING)
     hb, q = conv.process(intensity[1:])
     assert np.all(np.isfinite(hb))
-    assert np.all(q[:B - 1] == BASELINE_PENDING)   # samples 1..B-1 of the stream
-    assert np.all(q[B - 1:] == 0)
+    assert np.all(q[: B - 1] == BASELINE_PENDING)  # samples 1..B-1 of the stream
+    assert np.all(q[B - 1 :] == 0)
     assert conv.baseline_ready
     np.testing.assert_allclose(conv.i0, intensity[:B].mean(axis=0), rtol=1e-14)
     # Provisional I0 at sample t is the running mean of samples 0..t.
     run = np.cumsum(intensity[:B], axis=0) / np.arange(1, B + 1)[:, None, None]
     od5 = np.log(run[5]) - np.log(intensity[5])
-    np.testing.assert_allclose(conv.pinv @ od5[:, :, None],
-                               hb[4, :2, :].T[:, :, None], rtol=1e-12)
+    np.testing.assert_allclose(conv.pinv @ od5[:, :, None], hb[4, :2, :].T[:, :, None], rtol=1e-12)
     # After the window the frozen mean is used.
     od20 = np.log(intensity[:B].mean(axis=0)) - np.log(intensity[20])
-    np.testing.assert_allclose((conv.pinv @ od20[:, :, None])[:, :, 0],
-                               hb[19, :2, :].T, rtol=1e-12)
+    np.testing.assert_allclose((conv.pinv @ od20[:, :, None])[:, :, 0], hb[19, :2, :].T, rtol=1e-12)
 
 
 def test_rebaseline_takes_effect_from_next_sample():
@@ -151,21 +155,28 @@ def test_rebaseline_takes_effect_from_next_sample():
 
 
 def test_bad_light_gives_nan_and_bits_and_is_excluded_from_baseline():
-    conv = Converter([760, 850], [3.0] * 4, 6.0, baseline_samples=4,
-                     saturation_level=4000.0, light_floor=10.0)
+    conv = Converter(
+        [760, 850], [3.0] * 4, 6.0, baseline_samples=4, saturation_level=4000.0, light_floor=10.0
+    )
     I = np.full((6, 4, 2), 1000.0)
-    I[:, 0] = [1000.0, 1200.0]                   # channel 0 always good
-    I[1, 1, 0] = 0.0                              # ≤ 0
+    I[:, 0] = [1000.0, 1200.0]  # channel 0 always good
+    I[1, 1, 0] = 0.0  # ≤ 0
     I[2, 1, 1] = -5.0
-    I[1, 2, 1] = np.nan                          # non-finite
+    I[1, 2, 1] = np.nan  # non-finite
     I[3, 2, 0] = np.inf
-    I[2, 3, 0] = 4000.0                          # saturated (at the level)
-    I[4, 3, 1] = 5.0                             # below floor
+    I[2, 3, 0] = 4000.0  # saturated (at the level)
+    I[4, 3, 1] = 5.0  # below floor
     with warnings.catch_warnings():
-        warnings.simplefilter("error")           # no RuntimeWarning from log of bad light
+        warnings.simplefilter("error")  # no RuntimeWarning from log of bad light
         hb, q = conv.process(I)
-    bad = {(1, 1): LOW_LIGHT, (2, 1): LOW_LIGHT, (1, 2): LOW_LIGHT, (3, 2): LOW_LIGHT,
-           (2, 3): SATURATED, (4, 3): LOW_LIGHT}
+    bad = {
+        (1, 1): LOW_LIGHT,
+        (2, 1): LOW_LIGHT,
+        (1, 2): LOW_LIGHT,
+        (3, 2): LOW_LIGHT,
+        (2, 3): SATURATED,
+        (4, 3): LOW_LIGHT,
+    }
     for t in range(6):
         for c in range(4):
             bits = bad.get((t, c), 0)
@@ -204,12 +215,17 @@ def test_block_equals_one_by_one():
     I = rng.uniform(800.0, 1200.0, (40, 5, 3))
     I[rng.random((40, 5)) < 0.1, 0] = 0.0
     sat = rng.random(40) < 0.1
-    kw = dict(wavelengths_nm=[760, 810, 850], distances_cm=[3.0, 3.2, 3.4, 3.6, 3.8],
-              dpf=[6.0, 5.8, 5.5], baseline_samples=7, saturation_level=1190.0)
+    kw = dict(
+        wavelengths_nm=[760, 810, 850],
+        distances_cm=[3.0, 3.2, 3.4, 3.6, 3.8],
+        dpf=[6.0, 5.8, 5.5],
+        baseline_samples=7,
+        saturation_level=1190.0,
+    )
     block = Converter(**kw)
     hb_b, q_b = block.process(I, saturated=sat)
     single = Converter(**kw)
-    parts = [single.process(I[t:t + 1], saturated=sat[t:t + 1]) for t in range(40)]
+    parts = [single.process(I[t : t + 1], saturated=sat[t : t + 1]) for t in range(40)]
     hb_s = np.concatenate([p[0] for p in parts])
     q_s = np.concatenate([p[1] for p in parts])
     np.testing.assert_array_equal(q_b, q_s)

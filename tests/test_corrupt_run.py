@@ -41,7 +41,7 @@ def feed_in_pieces(parser, data: bytes, rng: np.random.Generator) -> list:
     out, i = [], 0
     while i < len(data):
         n = int(rng.integers(1, 4096))
-        out += parser.feed(data[i:i + n])
+        out += parser.feed(data[i : i + n])
         i += n
     return out
 
@@ -75,8 +75,10 @@ def test_heg_every_intact_line_and_few_undetected():
     phys = Physiology(1, (660.0, 880.0), rate, seed=4)
     counts = phys.counts(np.arange(n))
     t_us = [round(k * 1e6 / rate) for k in range(n)]
-    lines = [format_line(t_us[k], int(counts[k, 0, 0]), int(counts[k, 0, 1]), 312, 64, 97)
-             for k in range(n)]
+    lines = [
+        format_line(t_us[k], int(counts[k, 0, 0]), int(counts[k, 0, 1]), 312, 64, 97)
+        for k in range(n)
+    ]
     rng = np.random.default_rng(20240602)
     data, intact = corrupt(lines, rng)
     p = HegParser(synced=True)
@@ -95,9 +97,11 @@ def test_heg_every_intact_line_and_few_undetected():
         prev = k
     assert set(np.flatnonzero(intact).tolist()) <= delivered_k
     hit = n - int(intact.sum())
-    print(f"\nHEG: {n} lines, {hit} hit; undetected: {len(value_errors)} with wrong "
-          f"intensities (max relative error {max(value_errors, default=0):.2e}), "
-          f"{t_wrong} with a wrong t_us; counters {p.counters.as_dict()}")
+    print(
+        f"\nHEG: {n} lines, {hit} hit; undetected: {len(value_errors)} with wrong "
+        f"intensities (max relative error {max(value_errors, default=0):.2e}), "
+        f"{t_wrong} with a wrong t_us; counters {p.counters.as_dict()}"
+    )
     assert len(value_errors) < 0.05 * hit
     assert max(value_errors, default=0.0) < 5e-3  # only low-order digits slip through
     assert t_wrong < 0.1 * hit

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nirsd.daemon.errors import ConfigError
+from nirsd.core.errors import ConfigError
 from nirsd.drivers import registry
 from nirsd.drivers.base import DeviceSettings
 from nirsd.drivers.delimited import DelimitedDriver, DelimitedParser, parse_layout
@@ -20,9 +20,20 @@ def settings(**options) -> DeviceSettings:
 
 
 def test_columns_map_to_channels_and_wavelengths_in_any_order():
-    d = DelimitedDriver(settings(columns=[
-        "ignore", "ch1:850", {"channel": 0, "wavelength": 850}, "time", "ch0:760", "ch1:760"],
-        time_unit="us", header=True))
+    d = DelimitedDriver(
+        settings(
+            columns=[
+                "ignore",
+                "ch1:850",
+                {"channel": 0, "wavelength": 850},
+                "time",
+                "ch0:760",
+                "ch1:760",
+            ],
+            time_unit="us",
+            header=True,
+        )
+    )
     assert registry.get("csv") is DelimitedDriver
     info = d.default_info()
     assert info.n_channels == 2 and info.wavelengths_nm == WL
@@ -36,8 +47,9 @@ def test_columns_map_to_channels_and_wavelengths_in_any_order():
     assert p.counters.lines_skipped == 1  # the cut first line; the header is expected
 
 
-@pytest.mark.parametrize("delimiter,sep", [(",", b","), (";", b";"), ("\t", b"\t"),
-                                           ("whitespace", b"  \t ")])
+@pytest.mark.parametrize(
+    "delimiter,sep", [(",", b","), (";", b";"), ("\t", b"\t"), ("whitespace", b"  \t ")]
+)
 def test_delimiters(delimiter, sep):
     lay = parse_layout({"delimiter": delimiter, "columns": ["ch0:760", "ch0:850"]}, WL)
     p = DelimitedParser(lay, synced=True)
@@ -54,20 +66,28 @@ def test_bad_lines_are_skipped_and_counted():
     assert p.counters.lines_skipped == 6  # every line that is not a sample
 
 
-@pytest.mark.parametrize("options,key", [
-    ({}, "device.options.columns"),
-    ({"columns": "ch0:760"}, "device.options.columns"),
-    ({"columns": ["ch0:760"]}, "device.options.columns"),              # 850 missing
-    ({"columns": ["ch0:760", "ch0:850", "ch0:760"]}, "device.options.columns"),
-    ({"columns": ["ch1:760", "ch1:850"]}, "device.options.columns"),   # no channel 0
-    ({"columns": ["ch0:760", "ch0:850", "time", "time"]}, "device.options.columns"),
-    ({"columns": [{"channel": 0}], }, "device.options.columns"),
-    ({"columns": ["ch0:760", "ch0:850"], "delimiter": "|"}, "device.options.delimiter"),
-    ({"columns": ["ch0:760", "ch0:850"], "time_unit": "min"}, "device.options.time_unit"),
-    ({"columns": ["ch0:760", "ch0:850"], "header": "yes"}, "device.options.header"),
-    ({"columns": ["ch0:760", "ch0:850"], "time_wrap": 10}, "device.options.time_wrap"),
-    ({"columns": ["ch0:760", "ch0:850"], "colums": []}, "device.options.colums"),
-])
+@pytest.mark.parametrize(
+    "options,key",
+    [
+        ({}, "device.options.columns"),
+        ({"columns": "ch0:760"}, "device.options.columns"),
+        ({"columns": ["ch0:760"]}, "device.options.columns"),  # 850 missing
+        ({"columns": ["ch0:760", "ch0:850", "ch0:760"]}, "device.options.columns"),
+        ({"columns": ["ch1:760", "ch1:850"]}, "device.options.columns"),  # no channel 0
+        ({"columns": ["ch0:760", "ch0:850", "time", "time"]}, "device.options.columns"),
+        (
+            {
+                "columns": [{"channel": 0}],
+            },
+            "device.options.columns",
+        ),
+        ({"columns": ["ch0:760", "ch0:850"], "delimiter": "|"}, "device.options.delimiter"),
+        ({"columns": ["ch0:760", "ch0:850"], "time_unit": "min"}, "device.options.time_unit"),
+        ({"columns": ["ch0:760", "ch0:850"], "header": "yes"}, "device.options.header"),
+        ({"columns": ["ch0:760", "ch0:850"], "time_wrap": 10}, "device.options.time_wrap"),
+        ({"columns": ["ch0:760", "ch0:850"], "colums": []}, "device.options.colums"),
+    ],
+)
 def test_validation_names_the_key(options, key):
     with pytest.raises(ConfigError) as err:
         DelimitedDriver(settings(**options))
@@ -75,8 +95,9 @@ def test_validation_names_the_key(options, key):
 
 
 def test_time_wrap_sets_the_clock_modulus():
-    d = DelimitedDriver(settings(columns=["time", "ch0:760", "ch0:850"], time_unit="us",
-                                 time_wrap=4294967296))
+    d = DelimitedDriver(
+        settings(columns=["time", "ch0:760", "ch0:850"], time_unit="us", time_wrap=4294967296)
+    )
     assert d.make_parser().clock_modulus_s == pytest.approx(4294.967296)
     assert DelimitedParser.clock_modulus_s is None
 
@@ -91,11 +112,11 @@ def test_emulator_on_a_pty_matches_the_physiology(delimiter, unit):
         reader.pump(lambda: len(reader.samples) >= 40)
         got = reader.samples
         first = got[0].intensity
-        k0 = next(k for k in range(200)
-                  if np.array_equal(emu.physiology.counts([k])[0], first))
+        k0 = next(k for k in range(200) if np.array_equal(emu.physiology.counts([k])[0], first))
         k = k0 + np.arange(len(got))
-        assert np.array_equal(np.stack([s.intensity for s in got]),
-                              emu.physiology.counts(k).astype(np.float64))
+        assert np.array_equal(
+            np.stack([s.intensity for s in got]), emu.physiology.counts(k).astype(np.float64)
+        )
         if unit is None:
             assert all(s.t_dev is None for s in got)
         else:

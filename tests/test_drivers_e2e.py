@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from nirsd.daemon.testing import DaemonProcess
+from nirsd.cli.testing import DaemonProcess
 from nirsd.drivers.emulator import Emulator
 from nirsd.drivers.text_emulator import DelimitedEmulator, HegEmulator
 
@@ -30,14 +30,16 @@ def toml_value(v) -> str:
 
 
 def config(driver: str, port: str, wavelengths, options: dict | None = None) -> str:
-    text = (f'[device]\ndriver = "{driver}"\nport = "{port}"\nrate_hz = {RATE}\n'
-            f'reconnect_s = 0.1\n')
+    text = f'[device]\ndriver = "{driver}"\nport = "{port}"\nrate_hz = {RATE}\nreconnect_s = 0.1\n'
     if options:
-        text += "[device.options]\n" + "".join(f"{k} = {toml_value(v)}\n"
-                                               for k, v in options.items())
+        text += "[device.options]\n" + "".join(
+            f"{k} = {toml_value(v)}\n" for k, v in options.items()
+        )
     wl = ", ".join(f"{w:g}" for w in wavelengths)
-    return (text + f"[optics]\nwavelengths_nm = [{wl}]\n[baseline]\nseconds = 0.5\n"
-            "[status]\ninterval_s = 0.5\n")
+    return (
+        text + f"[optics]\nwavelengths_nm = [{wl}]\n[baseline]\nseconds = 0.5\n"
+        "[status]\ninterval_s = 0.5\n"
+    )
 
 
 def make(driver: str, link: str):
@@ -52,9 +54,19 @@ def make(driver: str, link: str):
 
 
 def tail(proc: DaemonProcess, topic: str, n: int) -> list[dict]:
-    out = proc.cli("tail", "--topic", topic, "--json", "-n", str(n),
-                   "--data", proc.endpoints.data, "--control", proc.endpoints.control,
-                   timeout=30)
+    out = proc.cli(
+        "tail",
+        "--topic",
+        topic,
+        "--json",
+        "-n",
+        str(n),
+        "--data",
+        proc.endpoints.data,
+        "--control",
+        proc.endpoints.control,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines()]
 
@@ -82,8 +94,9 @@ def test_driver_end_to_end(driver, tmp_path):
     assert seqs == list(range(seqs[0], seqs[0] + 20))
     got = np.array([line["intensity"] for line in raw], dtype=np.float64)
     assert got.shape == (20, n_ch, len(wavelengths))
-    k0 = next(k for k in range(emu.samples_sent)
-              if np.array_equal(emu.physiology.counts([k])[0], got[0]))
+    k0 = next(
+        k for k in range(emu.samples_sent) if np.array_equal(emu.physiology.counts([k])[0], got[0])
+    )
     assert np.array_equal(got, emu.physiology.counts(k0 + np.arange(20)))
     # host times advance with the sample rate; device times are published too
     t = np.array([line["t"] for line in raw])
@@ -103,19 +116,36 @@ def test_nirsd_simulate_into_nirsd_run(driver, tmp_path):
     import subprocess
     import sys
 
-    from nirsd.daemon.testing import wait_for
+    from nirsd.cli.testing import wait_for
 
     link = tmp_path / "sim"
     options = None
     if driver == "csv":
-        options = {"columns": ["time", "ch0:760", "ch0:850", "ch1:760", "ch1:850"],
-                   "header": True}
+        options = {"columns": ["time", "ch0:760", "ch0:850", "ch1:760", "ch1:850"], "header": True}
     proc = DaemonProcess(tmp_path, config(driver, str(link), (760, 850), options))
-    sim = subprocess.Popen([sys.executable, "-m", "nirsd.daemon.cli", "simulate",
-                            "--driver", driver, "--rate", str(RATE), "--channels", "2",
-                            "--wavelengths", "760,850", "--link", str(link),
-                            "--garbage-every", "0.2"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nirsd.cli",
+            "simulate",
+            "--driver",
+            driver,
+            "--rate",
+            str(RATE),
+            "--channels",
+            "2",
+            "--wavelengths",
+            "760,850",
+            "--link",
+            str(link),
+            "--garbage-every",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(link.exists, 10, what="simulator link")
         proc.start(timeout=20)
@@ -152,13 +182,18 @@ def test_nirsd_ports(tmp_path):
         (tmp_path / "by-id").mkdir()
         (tmp_path / "by-id" / "usb-Acme_NIRS_0001-if00").symlink_to(path)
         (tmp_path / "by-id" / "other").symlink_to("/dev/null")
-        assert links_to(path, [str(tmp_path / "by-id"), str(tmp_path / "missing")]) == \
-            [str(tmp_path / "by-id" / "usb-Acme_NIRS_0001-if00")]
+        assert links_to(path, [str(tmp_path / "by-id"), str(tmp_path / "missing")]) == [
+            str(tmp_path / "by-id" / "usb-Acme_NIRS_0001-if00")
+        ]
     finally:
         os.close(master)
         os.close(slave)
-    out = subprocess.run([sys.executable, "-m", "nirsd.daemon.cli", "ports", "--json"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "nirsd.cli", "ports", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     for line in out.stdout.splitlines():
         port = json.loads(line)

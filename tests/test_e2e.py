@@ -8,8 +8,8 @@ import signal
 import numpy as np
 import pytest
 
+from nirsd.cli.testing import DaemonProcess, device_config, simulated_config, wait_for
 from nirsd.daemon.converter import BASELINE_PENDING
-from nirsd.daemon.testing import DaemonProcess, device_config, simulated_config, wait_for
 from nirsd.drivers.emulator import Emulator
 from nirsd.drivers.physiology import Physiology
 
@@ -36,6 +36,7 @@ def emulated(tmp_path):
 def _collect(sub, n_samples: int, timeout: float = 20.0):
     """hb samples taken after the baseline window closed (quality bit 4 clear)."""
     seqs, t_dev, hb = [], [], []
+
     def more():
         msg = sub.recv(0.5)
         if msg is not None and msg.topic == "hb":
@@ -45,6 +46,7 @@ def _collect(sub, n_samples: int, timeout: float = 20.0):
             t_dev.extend(np.asarray(msg.header["t_dev"])[done])
             hb.append(msg.array[done])
         return len(seqs) >= n_samples
+
     wait_for(more, timeout, interval=0, what=f"{n_samples} hb samples")
     return np.array(seqs), np.array(t_dev), np.concatenate(hb)
 
@@ -54,9 +56,9 @@ def test_live_hb_matches_the_emulator_truth(emulated):
     with daemon.subscriber(["hb"]) as sub:
         seqs, t_dev, hb = _collect(sub, 60)
     assert np.all(np.diff(seqs) == 1), "seq must be consecutive"
-    k = np.rint(t_dev * RATE).astype(int)          # device time is k / rate exactly
+    k = np.rint(t_dev * RATE).astype(int)  # device time is k / rate exactly
     assert np.all(np.diff(k) == 1)
-    truth = phys.hb_truth(k)                        # (n, 2, n_ch) µM vs the reference
+    truth = phys.hb_truth(k)  # (n, 2, n_ch) µM vs the reference
     diff = hb[:, :2, :] - truth
     # the daemon's I0 is its baseline mean, so the difference is one constant per channel;
     # anything else is conversion error (i32 quantisation of ~1e6 counts: ~1e-5 µM)

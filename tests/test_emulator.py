@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import serial
 
-from nirsd.daemon.testing import wait_for
+from nirsd.cli.testing import wait_for
 from nirsd.drivers.base import Event, Info, Sample
 from nirsd.drivers.emulator import Emulator, Faults
 from nirsd.drivers.nirsb import NirsbParser
@@ -111,8 +111,9 @@ def test_corrupted_bytes_never_make_bad_frames(open_reader) -> None:
 
 
 def test_drop_rate_loses_frames_not_seq(open_reader) -> None:
-    with Emulator(n_channels=4, rate_hz=500.0, autostart=True,
-                  faults=Faults(drop_rate=0.2, seed=2)) as em:
+    with Emulator(
+        n_channels=4, rate_hz=500.0, autostart=True, faults=Faults(drop_rate=0.2, seed=2)
+    ) as em:
         r = open_reader(em.port)
         r.pump(lambda: len(r.samples) >= 200)
         ks = check_against_truth(em, r.samples)
@@ -122,8 +123,9 @@ def test_drop_rate_loses_frames_not_seq(open_reader) -> None:
 
 
 def test_stall_then_catch_up(open_reader) -> None:
-    with Emulator(n_channels=4, rate_hz=200.0, autostart=True,
-                  faults=Faults(stall_every_s=0.2, stall_s=0.15)) as em:
+    with Emulator(
+        n_channels=4, rate_hz=200.0, autostart=True, faults=Faults(stall_every_s=0.2, stall_s=0.15)
+    ) as em:
         r = open_reader(em.port)
         r.pump(lambda: len(r.samples) >= 150)
         ks = check_against_truth(em, r.samples)
@@ -164,8 +166,11 @@ def test_unplug_recreates_port_and_link(tmp_path) -> None:
         finally:
             port.close()
         assert any(isinstance(f, Sample) for f in got)
-        wait_for(lambda: os.path.islink(link) and em.port is not None, 5.0,
-                 what="the link back after the replug")
+        wait_for(
+            lambda: os.path.islink(link) and em.port is not None,
+            5.0,
+            what="the link back after the replug",
+        )
         assert os.readlink(link) == em.port and em.unplugs >= 1
         r = Reader(link)
         try:

@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 import zmq
 
+from nirsd.cli.testing import DaemonProcess, device_config, simulated_config, wait_for
+from nirsd.core.errors import NirsdError
 from nirsd.daemon import wire
-from nirsd.daemon.errors import NirsdError
-from nirsd.daemon.testing import DaemonProcess, device_config, simulated_config, wait_for
 from nirsd.drivers.emulator import Emulator, Faults
 from nirsd.drivers.text_emulator import HegEmulator
 
@@ -37,6 +37,7 @@ needs_snirf = pytest.mark.skipif(not HAS_SNIRF, reason="needs h5py and snirf")
 
 # ---------------------------------------------------------------------- helpers
 
+
 class Stream:
     """A client that keeps every raw sample by seq, the status events, and latencies."""
 
@@ -46,7 +47,7 @@ class Stream:
         self.raw: dict[int, np.ndarray] = {}
         self.t: dict[int, float] = {}
         self.status: list[dict] = []
-        self.latency: list[float] = []   # receive time - sample time, s (live only)
+        self.latency: list[float] = []  # receive time - sample time, s (live only)
         self.markers = 0
 
     def _take(self, msg, live: bool = True) -> None:
@@ -73,6 +74,7 @@ class Stream:
         def step():
             self.pump()
             return cond()
+
         wait_for(step, timeout, interval=0, what=what)
 
     def backfill(self) -> None:
@@ -118,8 +120,9 @@ def pct(values, q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1e3, q)) if len(values) else float("nan")
 
 
-def emulated(tmp_path: Path, emu: Emulator, driver: str = "nirsb", extra: str = "",
-             wait: bool = True) -> DaemonProcess:
+def emulated(
+    tmp_path: Path, emu: Emulator, driver: str = "nirsb", extra: str = "", wait: bool = True
+) -> DaemonProcess:
     port = emu.start()
     proc = DaemonProcess(tmp_path, device_config(emu.link or port, driver, 0.5, extra))
     try:
@@ -132,6 +135,7 @@ def emulated(tmp_path: Path, emu: Emulator, driver: str = "nirsb", extra: str = 
 
 
 # ---------------------------------------------------------------------- device faults
+
 
 def test_unplug_replug_20_cycles(tmp_path, fault_report):
     cycles, outage = 20, 0.3
@@ -158,9 +162,14 @@ def test_unplug_replug_20_cycles(tmp_path, fault_report):
         emu.stop()
     seqs = stream.seqs()
     gaps = [g for g in stream.events("gap") if g.get("cause") == "disconnect"]
-    fault_report("unplug/replug (0.3 s outages)", cycles, survived, lost,
-                 f"reconnects {status['counters']['reconnects']}, disconnect gaps "
-                 f"{len(gaps)}, 5 samples back within {max(resume):.2f} s (max)")
+    fault_report(
+        "unplug/replug (0.3 s outages)",
+        cycles,
+        survived,
+        lost,
+        f"reconnects {status['counters']['reconnects']}, disconnect gaps "
+        f"{len(gaps)}, 5 samples back within {max(resume):.2f} s (max)",
+    )
     assert emu.error is None and survived == cycles
     assert status["counters"]["reconnects"] == cycles and len(gaps) == cycles
     assert seqs == list(range(len(seqs))) and lost == 0 and clean
@@ -182,9 +191,14 @@ def test_corrupt_bytes_one_percent(tmp_path, fault_report):
         emu.stop()
     c = status["counters"]
     bad = c["crc_errors"] + c["length_errors"] + c["decode_errors"]
-    fault_report("1% corrupt bytes (NIRSB, 4 ch × 2 λ @ 100 Hz)", 1, int(alive and clean), lost,
-                 f"{emu.samples_sent} frames sent, {c['frames_ok']} intact accepted, {bad} "
-                 f"rejected by CRC/length, {c['lost_frames']} reported lost")
+    fault_report(
+        "1% corrupt bytes (NIRSB, 4 ch × 2 λ @ 100 Hz)",
+        1,
+        int(alive and clean),
+        lost,
+        f"{emu.samples_sent} frames sent, {c['frames_ok']} intact accepted, {bad} "
+        f"rejected by CRC/length, {c['lost_frames']} reported lost",
+    )
     assert alive and clean and lost == 0
     assert bad > 0 and c["lost_frames"] > 0 and status["state"] == "streaming"
     seqs = stream.seqs()
@@ -212,7 +226,7 @@ def test_stalled_device_10_s(tmp_path, fault_report):
         stream.pump(0.5)
         n_stall = len(stream.raw)
         states, replies, rates = set(), [], []
-        while time.monotonic() < emu.stall_until - 0.5:   # during the stall
+        while time.monotonic() < emu.stall_until - 0.5:  # during the stall
             t0 = time.monotonic()
             st = proc.control().status()
             replies.append(time.monotonic() - t0)
@@ -220,8 +234,11 @@ def test_stalled_device_10_s(tmp_path, fault_report):
             rates.append(st["rate_hz"])
             stream.pump(0.5)
         during = len(stream.raw) - n_stall
-        stream.until(lambda: len(stream.raw) >= n_stall + rate * stall_s, 15,
-                     "the stalled samples after the stall")
+        stream.until(
+            lambda: len(stream.raw) >= n_stall + rate * stall_s,
+            15,
+            "the stalled samples after the stall",
+        )
         status = proc.control().status()
         lost = stream.lost()
         clean = device_samples_only(stream, emu)
@@ -230,11 +247,16 @@ def test_stalled_device_10_s(tmp_path, fault_report):
         stream.close()
         proc.stop()
         emu.stop()
-    fault_report("stalled device (no bytes for 10 s)", 1, int(alive and clean), lost,
-                 f"state during stall {sorted(states)}, measured rate down to "
-                 f"{min(rates):.1f} Hz, status reply max "
-                 f"{max(replies) * 1e3:.1f} ms, {during} samples during, "
-                 f"{emu.samples_sent} produced / {len(stream.raw)} published after")
+    fault_report(
+        "stalled device (no bytes for 10 s)",
+        1,
+        int(alive and clean),
+        lost,
+        f"state during stall {sorted(states)}, measured rate down to "
+        f"{min(rates):.1f} Hz, status reply max "
+        f"{max(replies) * 1e3:.1f} ms, {during} samples during, "
+        f"{emu.samples_sent} produced / {len(stream.raw)} published after",
+    )
     assert alive and clean and lost == 0 and during == 0
     assert states <= {"streaming", "disconnected"} and max(replies) < 0.5
     assert status["state"] == "streaming" and status["counters"]["lost_frames"] == 0
@@ -245,21 +267,26 @@ def test_stalled_device_10_s(tmp_path, fault_report):
 @pytest.mark.parametrize("device,driver", [("heg", "nirsb"), ("nirsb", "heg")])
 def test_wrong_protocol(tmp_path, fault_report, device, driver):
     link = str(tmp_path / "probe")
-    emu = (HegEmulator(rate_hz=50.0, link=link, autostart=True) if device == "heg"
-           else Emulator(n_channels=2, rate_hz=50.0, link=link, autostart=True))
+    emu = (
+        HegEmulator(rate_hz=50.0, link=link, autostart=True)
+        if device == "heg"
+        else Emulator(n_channels=2, rate_hz=50.0, link=link, autostart=True)
+    )
     extra = "[optics]\nwavelengths_nm = [660, 880]\n" if driver == "heg" else ""
     proc = emulated(tmp_path, emu, driver, extra, wait=False)
     try:
+
         def flagged():
             try:
                 st = proc.control().status()
-            except NirsdError:     # not bound yet
+            except NirsdError:  # not bound yet
                 return None
             return st if "without one valid" in (st["last_error"] or "") else None
+
         t0 = time.monotonic()
         st0 = wait_for(flagged, 20, what="a status naming the wrong protocol")
         flagged_s = time.monotonic() - t0
-        t1 = time.monotonic()   # and it stays so: no sample ever comes out
+        t1 = time.monotonic()  # and it stays so: no sample ever comes out
         st = wait_for(lambda: time.monotonic() - t1 > 1.0 and proc.control().status(), 5)
         alive = proc.proc.poll() is None
         info = proc.control().info()
@@ -267,20 +294,25 @@ def test_wrong_protocol(tmp_path, fault_report, device, driver):
         proc.stop()
         emu.stop()
     c = st["counters"]
-    fault_report(f"{device} device into the {driver} driver", 1,
-                 int(alive and st["samples"] == 0), 0,
-                 f"state {st['state']!r} and last_error set after {flagged_s:.1f} s; samples "
-                 f"{st['samples']}, garbage bytes {c['garbage_bytes']}, lines skipped "
-                 f"{c['lines_skipped']}")
+    fault_report(
+        f"{device} device into the {driver} driver",
+        1,
+        int(alive and st["samples"] == 0),
+        0,
+        f"state {st['state']!r} and last_error set after {flagged_s:.1f} s; samples "
+        f"{st['samples']}, garbage bytes {c['garbage_bytes']}, lines skipped "
+        f"{c['lines_skipped']}",
+    )
     assert alive and st["samples"] == 0 and info["seq"] == 0 and c["frames_ok"] == 0
     assert st["state"] == "connecting" and "without one valid" in st["last_error"]
     assert st0["driver"] == driver
-    if driver == "heg":   # text lines are skipped as they come; nirsb waits for 0x00
+    if driver == "heg":  # text lines are skipped as they come; nirsb waits for 0x00
         assert c["garbage_bytes"] + c["lines_skipped"] > 0
     assert "Traceback" not in proc.log() and "no_valid_frames" in proc.log()
 
 
 # ---------------------------------------------------------------------- subscribers
+
 
 def test_slow_subscriber_and_100_subscribers(tmp_path, fault_report):
     n_subs, seconds = 100, 8.0
@@ -288,7 +320,7 @@ def test_slow_subscriber_and_100_subscribers(tmp_path, fault_report):
     ctx = zmq.Context.instance()
     socks: list[zmq.Socket] = []
     try:
-        slow = ctx.socket(zmq.SUB)        # connects, subscribes to everything, never reads
+        slow = ctx.socket(zmq.SUB)  # connects, subscribes to everything, never reads
         slow.setsockopt(zmq.LINGER, 0)
         slow.setsockopt(zmq.RCVHWM, 10)
         slow.setsockopt(zmq.SUBSCRIBE, b"")
@@ -318,7 +350,7 @@ def test_slow_subscriber_and_100_subscribers(tmp_path, fault_report):
                     seqs[s].extend(range(h["seq"], h["seq"] + h["n"]))
                     latency.append(now - h["t"][-1])
             if end is None and all(seqs.values()):
-                end = time.monotonic() + seconds   # every subscriber is connected
+                end = time.monotonic() + seconds  # every subscriber is connected
         rss1 = rss_kb(proc.proc.pid)
         st = proc.control().status()
         alive = proc.proc.poll() is None
@@ -329,11 +361,15 @@ def test_slow_subscriber_and_100_subscribers(tmp_path, fault_report):
     holes = sum(v[-1] - v[0] + 1 - len(v) for v in seqs.values())
     contiguous = all(v == list(range(v[0], v[-1] + 1)) for v in seqs.values())
     n = min(len(v) for v in seqs.values())
-    fault_report(f"slow subscriber + {n_subs} subscribers (16 ch @ 50 Hz)", 1,
-                 int(alive and contiguous), holes,
-                 f"≥{n} samples each; latency p50 {pct(latency, 50):.2f} ms, p99 "
-                 f"{pct(latency, 99):.2f} ms, max {pct(latency, 100):.1f} ms; daemon RSS "
-                 f"{rss0 / 1024:.1f} → {rss1 / 1024:.1f} MB")
+    fault_report(
+        f"slow subscriber + {n_subs} subscribers (16 ch @ 50 Hz)",
+        1,
+        int(alive and contiguous),
+        holes,
+        f"≥{n} samples each; latency p50 {pct(latency, 50):.2f} ms, p99 "
+        f"{pct(latency, 99):.2f} ms, max {pct(latency, 100):.1f} ms; daemon RSS "
+        f"{rss0 / 1024:.1f} → {rss1 / 1024:.1f} MB",
+    )
     assert alive and contiguous and holes == 0 and n >= seconds * 50 * 0.9
     assert pct(latency, 99) < 50.0
     assert rss1 - rss0 < 30 * 1024 and st["state"] == "streaming"
@@ -342,7 +378,7 @@ def test_slow_subscriber_and_100_subscribers(tmp_path, fault_report):
 def test_stalled_subscriber_costs_bounded_memory(tmp_path, fault_report):
     """A subscriber that stops reading at 256 ch × 2 λ @ 200 Hz (about 2 MB/s of
     messages): the daemon queues a bounded number of messages for it, then drops."""
-    extra = "[buffer]\nseconds = 1.0\n"   # the ring fills at once: RSS is flat without it
+    extra = "[buffer]\nseconds = 1.0\n"  # the ring fills at once: RSS is flat without it
     proc = DaemonProcess(tmp_path, simulated_config(256, 200.0, extra=extra)).start()
     ctx = zmq.Context.instance()
     slow = ctx.socket(zmq.SUB)
@@ -353,9 +389,9 @@ def test_stalled_subscriber_costs_bounded_memory(tmp_path, fault_report):
     try:
         stream.until(lambda: len(stream.t) >= 400, what="2 s of samples")
         slow.connect(proc.endpoints.data)
-        stream.pump(3.0)                      # its queues (about 1,000 messages) fill
+        stream.pump(3.0)  # its queues (about 1,000 messages) fill
         rss0, t0 = rss_kb(proc.proc.pid), time.monotonic()
-        while time.monotonic() - t0 < 8.0:    # 8 s = about 16 MB it never reads
+        while time.monotonic() - t0 < 8.0:  # 8 s = about 16 MB it never reads
             stream.pump(0.2)
         rss1 = rss_kb(proc.proc.pid)
         lost = sum(1 for s in range(min(stream.t), max(stream.t)) if s not in stream.t)
@@ -365,11 +401,16 @@ def test_stalled_subscriber_costs_bounded_memory(tmp_path, fault_report):
         stream.close()
         proc.stop()
     growth_mb = (rss1 - rss0) / 1024
-    fault_report("stalled subscriber at 256 ch × 2 λ @ 200 Hz for 8 s", 1, int(alive), lost,
-                 f"daemon RSS {rss0 / 1024:.1f} → {rss1 / 1024:.1f} MB "
-                 f"({growth_mb:+.1f} MB); a reading subscriber lost nothing")
+    fault_report(
+        "stalled subscriber at 256 ch × 2 λ @ 200 Hz for 8 s",
+        1,
+        int(alive),
+        lost,
+        f"daemon RSS {rss0 / 1024:.1f} → {rss1 / 1024:.1f} MB "
+        f"({growth_mb:+.1f} MB); a reading subscriber lost nothing",
+    )
     assert alive and lost == 0
-    assert growth_mb < 12.0   # 100,000 queued messages: +30 MB in 8 s, and growing
+    assert growth_mb < 12.0  # 100,000 queued messages: +30 MB in 8 s, and growing
 
 
 def test_markers_1000_per_second_for_10_s(tmp_path, fault_report):
@@ -391,6 +432,7 @@ def test_markers_1000_per_second_for_10_s(tmp_path, fault_report):
                 ok += bool(wire.unpack(dealer.recv_multipart()[-1]).get("ok"))
                 reply_lat.append(time.monotonic() - sent_at[len(reply_lat)])
                 wait_ms = 0
+
         total = int(seconds * rate_s)
         while sent < total:
             elapsed = time.monotonic() - t0
@@ -411,31 +453,52 @@ def test_markers_1000_per_second_for_10_s(tmp_path, fault_report):
         dealer.close(linger=0)
         stream.close()
         proc.stop()
-    fault_report("1,000 markers/s for 10 s (DEALER)", sent, ok, lost,
-                 f"{ok}/{sent} acknowledged, {stream.markers} published; reply p50 "
-                 f"{pct(reply_lat, 50):.2f} ms, p99 {pct(reply_lat, 99):.2f} ms; sample "
-                 f"latency p99 {pct(stream.latency, 99):.1f} ms")
+    fault_report(
+        "1,000 markers/s for 10 s (DEALER)",
+        sent,
+        ok,
+        lost,
+        f"{ok}/{sent} acknowledged, {stream.markers} published; reply p50 "
+        f"{pct(reply_lat, 50):.2f} ms, p99 {pct(reply_lat, 99):.2f} ms; sample "
+        f"latency p99 {pct(stream.latency, 99):.1f} ms",
+    )
     assert alive and sent == rate_s * seconds and ok == sent and stream.markers == sent
-    assert elapsed < seconds + 0.5   # the requests really went at 1,000 per second
+    assert elapsed < seconds + 0.5  # the requests really went at 1,000 per second
     assert lost == 0 and status["state"] == "streaming"
     assert pct(stream.latency, 99) < 100.0
 
 
 # ---------------------------------------------------------------------- crashes
 
+
 def _record(daemon: DaemonProcess, path: Path, *args: str, preexec=None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "nirsd.daemon.cli", "record", str(path),
-           "--data", daemon.endpoints.data, "--control", daemon.endpoints.control, *args]
-    return subprocess.Popen(cmd, env=daemon.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=preexec,
-                            cwd=path.parent)
+    cmd = [
+        sys.executable,
+        "-m",
+        "nirsd.cli",
+        "record",
+        str(path),
+        "--data",
+        daemon.endpoints.data,
+        "--control",
+        daemon.endpoints.control,
+        *args,
+    ]
+    return subprocess.Popen(
+        cmd,
+        env=daemon.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec,
+        cwd=path.parent,
+    )
 
 
 def _journal_has(path: Path, kind: str) -> bool:
     try:
         with open(f"{path}.journal.jsonl") as fh:
-            return any(json.loads(line).get("kind") == kind for line in fh
-                       if line.endswith("\n"))
+            return any(json.loads(line).get("kind") == kind for line in fh if line.endswith("\n"))
     except (OSError, ValueError):
         return False
 
@@ -443,6 +506,7 @@ def _journal_has(path: Path, kind: str) -> bool:
 def _snirf_seqs(path: Path) -> np.ndarray:
     import h5py
     import snirf
+
     result = snirf.validateSnirf(str(path))
     assert result.is_valid(), result.errors
     with h5py.File(path, "r") as f:
@@ -451,7 +515,7 @@ def _snirf_seqs(path: Path) -> np.ndarray:
 
 @needs_snirf
 def test_sigkill_recorder_three_times(tmp_path, fault_report, monkeypatch):
-    monkeypatch.chdir(tmp_path)   # the snirf validator writes pysnirf2.log here
+    monkeypatch.chdir(tmp_path)  # the snirf validator writes pysnirf2.log here
     rate, kills = 20.0, 3
     proc = DaemonProcess(tmp_path, simulated_config(rate_hz=rate)).start()
     stream = Stream(proc, ("raw",))
@@ -463,8 +527,9 @@ def test_sigkill_recorder_three_times(tmp_path, fault_report, monkeypatch):
             try:
                 wait_for(lambda: _journal_has(path, "run"), 20, what="recorder writing")
                 start = max(stream.raw, default=0)
-                stream.until(lambda: max(stream.raw) >= start + rate * (1.0 + i), 15,
-                             "seconds of recording")
+                stream.until(
+                    lambda: max(stream.raw) >= start + rate * (1.0 + i), 15, "seconds of recording"
+                )
                 rec.kill()
                 rec.wait(10)
                 killed_at = max(stream.raw)
@@ -475,14 +540,19 @@ def test_sigkill_recorder_three_times(tmp_path, fault_report, monkeypatch):
             out = proc.cli("record", "--recover", str(path))
             seq = _snirf_seqs(path)
             behind.append((killed_at - seq[-1]) / rate)
-            lost += int(seq[-1] + 1 - len(seq))           # holes inside the file
-            survived += (out.returncode == 0 and seq[0] == 0 and behind[-1] <= 1.0 + 1 / rate)
+            lost += int(seq[-1] + 1 - len(seq))  # holes inside the file
+            survived += out.returncode == 0 and seq[0] == 0 and behind[-1] <= 1.0 + 1 / rate
         lost += stream.lost()
     finally:
         stream.close()
         proc.stop()
-    fault_report("SIGKILL of the recorder, then --recover", kills, survived, lost,
-                 f"file ends ≤ {max(behind):.2f} s before the kill; snirf-valid each time")
+    fault_report(
+        "SIGKILL of the recorder, then --recover",
+        kills,
+        survived,
+        lost,
+        f"file ends ≤ {max(behind):.2f} s before the kill; snirf-valid each time",
+    )
     assert survived == kills and lost == 0
 
 
@@ -523,23 +593,26 @@ def test_sigkill_daemon_restart_clients_resume(tmp_path, fault_report, monkeypat
     client.start()
     path = tmp_path / "rec.snirf"
     rec = _record(first, path)
-    second = DaemonProcess(tmp_path / "a", config)   # same runtime dir: same endpoints
+    second = DaemonProcess(tmp_path / "a", config)  # same runtime dir: same endpoints
     try:
         wait_for(lambda: _journal_has(path, "run"), 20, what="recorder writing")
         wait_for(lambda: len(client.rows.get(old_stream, ())) >= rate * 2, 15)
-        first.proc.kill()                               # SIGKILL mid-stream
+        first.proc.kill()  # SIGKILL mid-stream
         first.proc.wait(10)
         seen_old = max(client.rows[old_stream])
         t_kill = time.monotonic()
-        second.start(timeout=20)                        # systemd's Restart=on-failure
+        second.start(timeout=20)  # systemd's Restart=on-failure
         new_stream = second.control().info()["stream"]
-        wait_for(lambda: len(client.rows.get(new_stream, ())) >= rate * 2, 15,
-                 what="the client resumed on the new stream")
+        wait_for(
+            lambda: len(client.rows.get(new_stream, ())) >= rate * 2,
+            15,
+            what="the client resumed on the new stream",
+        )
         resumed_s = time.monotonic() - t_kill
-        out, err = rec.communicate(timeout=20)          # the recorder ends its file cleanly
+        out, err = rec.communicate(timeout=20)  # the recorder ends its file cleanly
         head = second.control().info()["seq"]
         wait_for(lambda: max(client.rows[new_stream]) >= head - 1, 10)
-        path2 = tmp_path / "rec2.snirf"                 # and a new recording resumes
+        path2 = tmp_path / "rec2.snirf"  # and a new recording resumes
         rec2 = _record(second, path2, "--duration", "1.5")
         out2, err2 = rec2.communicate(timeout=30)
     finally:
@@ -560,12 +633,15 @@ def test_sigkill_daemon_restart_clients_resume(tmp_path, fault_report, monkeypat
     seq = _snirf_seqs(path)
     seq2 = _snirf_seqs(path2)
     gap = client.restarts[0] if client.restarts else {}
-    fault_report("SIGKILL of the daemon, restart on the same endpoints", 1,
-                 int(rec.returncode == 0 and rec2.returncode == 0 and holes == 0),
-                 holes + int(seq[-1] + 1 - len(seq)) + int(seq2[-1] + 1 - len(seq2)),
-                 f"client resumed {resumed_s:.2f} s after the kill, gap reported "
-                 f"{gap.get('gap_s', float('nan')):.2f} s; recorder: "
-                 f"{summary['reason']!r}, {len(seq)} rows; new recording {len(seq2)} rows")
+    fault_report(
+        "SIGKILL of the daemon, restart on the same endpoints",
+        1,
+        int(rec.returncode == 0 and rec2.returncode == 0 and holes == 0),
+        holes + int(seq[-1] + 1 - len(seq)) + int(seq2[-1] + 1 - len(seq2)),
+        f"client resumed {resumed_s:.2f} s after the kill, gap reported "
+        f"{gap.get('gap_s', float('nan')):.2f} s; recorder: "
+        f"{summary['reason']!r}, {len(seq)} rows; new recording {len(seq2)} rows",
+    )
     assert rec.returncode == 0 and "restarted" in summary["reason"]
     assert old[0] == 0 and new[0] == 0 and holes == 0
     assert seq[0] == 0 and seq[-1] >= seen_old - rate * 1.0 - 1
@@ -579,21 +655,26 @@ def test_recorder_on_a_full_filesystem(tmp_path, fault_report, monkeypatch):
     monkeypatch.chdir(tmp_path)
     small = tmp_path / "small"
     small.mkdir()
-    mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)],
-        capture_output=True).returncode == 0
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)], capture_output=True
+        ).returncode
+        == 0
+    )
     limit = 2_000_000
 
     def small_files() -> None:
         if not mounted:
             import resource
+
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
     path = small / "full.snirf"
     try:
         with DaemonProcess(tmp_path, simulated_config(channels=64, rate_hz=100.0)) as proc:
-            rec = _record(proc, path, "--backfill", "0", "--duration", "40",
-                          preexec=small_files)
+            rec = _record(proc, path, "--backfill", "0", "--duration", "40", preexec=small_files)
             try:
                 out, err = rec.communicate(timeout=45)
             finally:
@@ -608,11 +689,15 @@ def test_recorder_on_a_full_filesystem(tmp_path, fault_report, monkeypatch):
         if mounted:
             subprocess.run(["umount", "-l", str(small)], capture_output=True)
     assert len(seq), (rec.returncode, out, err)
-    holes = int(seq[-1] - seq[0] + 1 - len(seq))   # recorded from the first live sample
-    fault_report(f"recorder on a full filesystem ({'2 MB tmpfs' if mounted else 'RLIMIT_FSIZE'})",
-                 1, int(rec.returncode == 74 and alive), holes,
-                 f"exit {rec.returncode}, {summary['samples']} samples kept in a valid "
-                 f"{size / 1e6:.2f} MB file")
+    holes = int(seq[-1] - seq[0] + 1 - len(seq))  # recorded from the first live sample
+    fault_report(
+        f"recorder on a full filesystem ({'2 MB tmpfs' if mounted else 'RLIMIT_FSIZE'})",
+        1,
+        int(rec.returncode == 74 and alive),
+        holes,
+        f"exit {rec.returncode}, {summary['samples']} samples kept in a valid "
+        f"{size / 1e6:.2f} MB file",
+    )
     assert rec.returncode == 74 and "disk full" in err and "Traceback" not in err
     assert summary["reason"] == "disk full" and len(seq) == summary["samples"] > 100
     assert holes == 0 and alive
@@ -627,20 +712,20 @@ BAD_CONFIGS = [
     ('[device]\ndriver = "simulated"\nrate_hz = -10\n', "device.rate_hz"),
     ('[device]\ndriver = "simulated"\nreconnect_s = 0\n', "device.reconnect_s"),
     ('[device]\ndriver = "simulated"\noptions = 3\n', "device.options"),
-    ('[device]\ndriver = 5\n', "device.driver"),
+    ("[device]\ndriver = 5\n", "device.driver"),
     ('[device]\ndriver = "heg"\n', "device.port"),
     ('[optics]\ndistance_mm = "far"\n', "optics.distance_mm"),
     ('[optics]\nwavelengths_nm = "760,850"\n', "optics.wavelengths_nm"),
-    ('[optics]\nage_years = -1\n', "optics.age_years"),
-    ('[optics]\nsaturation_level = 0\n', "optics.saturation_level"),
-    ('[baseline]\nseconds = 0\n', "baseline.seconds"),
-    ('[buffer]\nmax_mb = -1\n', "buffer.max_mb"),
-    ('[markers]\nlabels = []\n', "markers.labels"),
+    ("[optics]\nage_years = -1\n", "optics.age_years"),
+    ("[optics]\nsaturation_level = 0\n", "optics.saturation_level"),
+    ("[baseline]\nseconds = 0\n", "baseline.seconds"),
+    ("[buffer]\nmax_mb = -1\n", "buffer.max_mb"),
+    ("[markers]\nlabels = []\n", "markers.labels"),
     ('[markers]\nallow_overlap = "yes"\n', "markers.allow_overlap"),
     ('[status]\ninterval_s = "often"\n', "status.interval_s"),
     ('[endpoints]\ncontrol = "http://x"\n', "endpoints.control"),
-    ('[[channel]]\nindex = 0\nsource_pos_mm = [1]\n', "channel[0].source_pos_mm"),
-    ('device = 3\n', "device"),
+    ("[[channel]]\nindex = 0\nsource_pos_mm = [1]\n", "channel[0].source_pos_mm"),
+    ("device = 3\n", "device"),
 ]
 
 
@@ -651,9 +736,18 @@ def test_20_malformed_configs(tmp_path, fault_report):
         path.write_text(text)
         env = {**os.environ, "NIRSD_RUNTIME_DIR": str(tmp_path / f"run{i}")}
         for cmd in (["check-config", str(path)], ["run", "--config", str(path)]):
-            runs.append((key, subprocess.Popen(
-                [sys.executable, "-m", "nirsd.daemon.cli", *cmd], env=env, text=True,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+            runs.append(
+                (
+                    key,
+                    subprocess.Popen(
+                        [sys.executable, "-m", "nirsd.cli", *cmd],
+                        env=env,
+                        text=True,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                    ),
+                )
+            )
     results = []
     try:
         for key, p in runs:
@@ -665,18 +759,31 @@ def test_20_malformed_configs(tmp_path, fault_report):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    good = [r for r in results
-            if r[1] == 78 and len(r[2]) == 1 and r[0] in r[2][0] and "Traceback" not in r[2][0]]
-    fault_report("malformed configs (check-config and run)", len(BAD_CONFIGS),
-                 len(good) // 2, 0, f"{len(good)}/{len(results)} runs: exit 78, one line "
-                 "naming the key")
+    good = [
+        r
+        for r in results
+        if r[1] == 78 and len(r[2]) == 1 and r[0] in r[2][0] and "Traceback" not in r[2][0]
+    ]
+    fault_report(
+        "malformed configs (check-config and run)",
+        len(BAD_CONFIGS),
+        len(good) // 2,
+        0,
+        f"{len(good)}/{len(results)} runs: exit 78, one line naming the key",
+    )
     assert len(BAD_CONFIGS) == 20
     assert [r for r in results if r not in good] == []
 
 
 BAD_REQUESTS = [
-    [b""], [b"\xc1"], [b"\x92\x01\x02"], [wire.pack("info")], [wire.pack(3.5)],
-    [wire.pack({})], [wire.pack({"cmd": 7})], [wire.pack({"cmd": "reboot"})],
+    [b""],
+    [b"\xc1"],
+    [b"\x92\x01\x02"],
+    [wire.pack("info")],
+    [wire.pack(3.5)],
+    [wire.pack({})],
+    [wire.pack({"cmd": 7})],
+    [wire.pack({"cmd": "reboot"})],
     [wire.pack({"cmd": "info", "junk": "x" * 70_000})],
     [wire.pack({"cmd": "info"}), b"second frame"],
     [wire.pack({"cmd": "history", "since": "zero"})],
@@ -715,12 +822,23 @@ def test_20_malformed_control_requests(tmp_path, fault_report):
         dealer.close(linger=0)
         stream.close()
         proc.stop()
-    clear = [r for r in replies if r.get("ok") is False and isinstance(r.get("error"), str)
-             and r["error"] and "\n" not in r["error"]]
+    clear = [
+        r
+        for r in replies
+        if r.get("ok") is False
+        and isinstance(r.get("error"), str)
+        and r["error"]
+        and "\n" not in r["error"]
+    ]
     rejected = status["counters"]["control_rejected"] - rejected0
-    fault_report("malformed control requests", len(BAD_REQUESTS), len(clear), lost,
-                 f"{len(clear)} one-line error replies, control_rejected +{rejected}, "
-                 f"state {status['state']!r}")
+    fault_report(
+        "malformed control requests",
+        len(BAD_REQUESTS),
+        len(clear),
+        lost,
+        f"{len(clear)} one-line error replies, control_rejected +{rejected}, "
+        f"state {status['state']!r}",
+    )
     assert len(BAD_REQUESTS) == 20 and len(clear) == 20, [r for r in replies if r not in clear]
     assert alive and lost == 0 and status["state"] == "streaming"
     assert stream.seqs() == list(range(len(stream.raw)))

@@ -5,23 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nirsd.core.errors import ConfigError
 from nirsd.daemon.clock import DeviceClock
-from nirsd.daemon.errors import ConfigError
 from nirsd.drivers import registry
 from nirsd.drivers.base import DeviceSettings
 from nirsd.drivers.heg import HegDriver, HegParser, format_line
-from nirsd.drivers.text_emulator import HegEmulator
-
 from nirsd.drivers.testing import PortReader
+from nirsd.drivers.text_emulator import HegEmulator
 
 
 def test_both_forms_and_skipped_lines():
     p = HegParser()  # not synced: the first (possibly cut) line is dropped
-    data = (b"567|48211|61022|0.7901|312|64|97\r\n"   # cut first line
-            b"10234567|48211|61022|0.7901|312|64|97\r\n"
-            b"HEGduino ready\r\n"
-            b"48211|61022|0.7901\r\n"
-            b"1|2|3\r\n")                               # ratio 3 != 1/2: corrupt
+    data = (
+        b"567|48211|61022|0.7901|312|64|97\r\n"  # cut first line
+        b"10234567|48211|61022|0.7901|312|64|97\r\n"
+        b"HEGduino ready\r\n"
+        b"48211|61022|0.7901\r\n"
+        b"1|2|3\r\n"
+    )  # ratio 3 != 1/2: corrupt
     frames = p.feed(data)
     assert len(frames) == 2
     a, b = frames
@@ -35,7 +36,7 @@ def test_any_split_gives_the_same_samples():
     lines = b"".join(format_line(1000 * k, 40000 + k, 50000 - k) for k in range(50))
     whole = HegParser(synced=True).feed(lines)
     p = HegParser(synced=True)
-    pieces = [p.feed(lines[i:i + 7]) for i in range(0, len(lines), 7)]
+    pieces = [p.feed(lines[i : i + 7]) for i in range(0, len(lines), 7)]
     split = [s for part in pieces for s in part]
     assert len(whole) == len(split) == 50
     for x, y in zip(whole, split):
@@ -50,8 +51,14 @@ def test_ratio_check_can_be_disabled():
 
 def test_rejects_out_of_range_time_and_bad_numbers():
     p = HegParser(synced=True)
-    bad = [b"4294967296|100|200|0.5000|0|0|0", b"1.5|100|200|0.5000|0|0|0",
-           b"1|1-0|200|0.5000|0|0|0", b"1||200|0.5000|0|0|0", b"100|200", b"1|2|3|4|5|6|7|8"]
+    bad = [
+        b"4294967296|100|200|0.5000|0|0|0",
+        b"1.5|100|200|0.5000|0|0|0",
+        b"1|1-0|200|0.5000|0|0|0",
+        b"1||200|0.5000|0|0|0",
+        b"100|200",
+        b"1|2|3|4|5|6|7|8",
+    ]
     assert p.feed(b"\r\n".join(bad) + b"\r\n") == []
     assert p.counters.lines_skipped == len(bad)
 
@@ -68,8 +75,9 @@ def test_t_us_wraps_at_2_32():
 
 def test_driver_settings_and_registry():
     assert registry.get("heg") is HegDriver
-    d = HegDriver(DeviceSettings("/dev/null", wavelengths_nm=(660, 880), rate_hz=20.0,
-                                 n_channels=8))
+    d = HegDriver(
+        DeviceSettings("/dev/null", wavelengths_nm=(660, 880), rate_hz=20.0, n_channels=8)
+    )
     info = d.default_info()
     assert info.n_channels == 1 and info.wavelengths_nm == (660.0, 880.0)
     assert info.rate_hz == 20.0
@@ -78,8 +86,9 @@ def test_driver_settings_and_registry():
         HegDriver(DeviceSettings("/dev/null", wavelengths_nm=(660, 850, 880), rate_hz=10))
     assert err.value.key == "optics.wavelengths_nm"
     with pytest.raises(ConfigError) as err:
-        HegDriver(DeviceSettings("/dev/null", wavelengths_nm=(660, 880), rate_hz=10,
-                                 options={"bogus": 1}))
+        HegDriver(
+            DeviceSettings("/dev/null", wavelengths_nm=(660, 880), rate_hz=10, options={"bogus": 1})
+        )
     assert err.value.key == "device.options.bogus"
 
 

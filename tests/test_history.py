@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from nirsd.cli.testing import wait_for
 from nirsd.clients.subscriber import ControlClient
-from nirsd.daemon.errors import NirsdError
-from nirsd.daemon.testing import wait_for
+from nirsd.core.errors import NirsdError
 
 
 @pytest.fixture
@@ -24,8 +24,12 @@ def client(daemon):
 
 def test_empty_ranges_are_valid_empty_replies(client):
     head = client.info()["seq"]
-    for fields in ({"since": head + 1000}, {"seconds": 0}, {"since": 10, "until": 5},
-                   {"since": 3, "until": 3}):
+    for fields in (
+        {"since": head + 1000},
+        {"seconds": 0},
+        {"since": 10, "until": 5},
+        {"since": 3, "until": 3},
+    ):
         reply, frames = client.request("history", **fields)
         assert reply["n"] == 0 and reply["more"] is False, fields
         assert [len(f) for f in frames] == [0, 0]
@@ -47,16 +51,19 @@ def test_ranges_and_paging_are_exact(client):
     assert upto_zero["n"] == 0 and upto_zero["more"] is False
 
 
-@pytest.mark.parametrize("fields,words", [
-    ({"seconds": math.nan}, "finite"),
-    ({"seconds": math.inf}, "finite"),
-    ({"seconds": -1}, "finite"),
-    ({"since": 1, "seconds": 2}, "exactly one"),
-    ({}, "exactly one"),
-    ({"since": 0, "max_samples": 0}, "at least 1"),
-    ({"since": "0"}, "integer"),
-    ({"since": 0, "until": 1.5}, "integer"),
-])
+@pytest.mark.parametrize(
+    "fields,words",
+    [
+        ({"seconds": math.nan}, "finite"),
+        ({"seconds": math.inf}, "finite"),
+        ({"seconds": -1}, "finite"),
+        ({"since": 1, "seconds": 2}, "exactly one"),
+        ({}, "exactly one"),
+        ({"since": 0, "max_samples": 0}, "at least 1"),
+        ({"since": "0"}, "integer"),
+        ({"since": 0, "until": 1.5}, "integer"),
+    ],
+)
 def test_malformed_history_requests_get_clear_errors(client, fields, words):
     with pytest.raises(NirsdError, match=words):
         client.request("history", **fields)

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from nirsd.daemon.testing import DaemonProcess
+from nirsd.cli.testing import DaemonProcess
 from nirsd.drivers.emulator import Emulator
 from nirsd.drivers.text_emulator import HegEmulator
 
@@ -24,9 +24,11 @@ OUTAGE_S = 1.5
 
 def config(driver: str, port: str) -> str:
     wl = "[660, 880]" if driver == "heg" else "[760, 850]"
-    return (f'[device]\ndriver = "{driver}"\nport = "{port}"\nrate_hz = {RATE}\n'
-            f'reconnect_s = 0.2\n[optics]\nwavelengths_nm = {wl}\n'
-            '[baseline]\nseconds = 0.5\n[status]\ninterval_s = 0.5\n')
+    return (
+        f'[device]\ndriver = "{driver}"\nport = "{port}"\nrate_hz = {RATE}\n'
+        f"reconnect_s = 0.2\n[optics]\nwavelengths_nm = {wl}\n"
+        "[baseline]\nseconds = 0.5\n[status]\ninterval_s = 0.5\n"
+    )
 
 
 class Collector:
@@ -48,8 +50,14 @@ class Collector:
                 continue
             now = time.monotonic()
             if msg.topic == "raw":
-                self.raw.append((now, msg.header["seq"], msg.array.copy(),
-                                 np.asarray(msg.header["t"], dtype=np.float64)))
+                self.raw.append(
+                    (
+                        now,
+                        msg.header["seq"],
+                        msg.array.copy(),
+                        np.asarray(msg.header["t"], dtype=np.float64),
+                    )
+                )
             else:
                 self.status.append((now, msg.header))
 
@@ -63,8 +71,11 @@ class Collector:
 @pytest.mark.parametrize("driver", ["nirsb", "heg"])
 def test_unplug_replug(driver, tmp_path):
     link = str(tmp_path / "probe")
-    emu = (Emulator(n_channels=2, rate_hz=RATE, link=link) if driver == "nirsb"
-           else HegEmulator(rate_hz=RATE, link=link))
+    emu = (
+        Emulator(n_channels=2, rate_hz=RATE, link=link)
+        if driver == "nirsb"
+        else HegEmulator(rate_hz=RATE, link=link)
+    )
     emu.start()
     proc = DaemonProcess(tmp_path, config(driver, link))
     try:
@@ -74,12 +85,21 @@ def test_unplug_replug(driver, tmp_path):
             t_sub = time.monotonic()
             c.pump_until(lambda: c.samples_after(t_sub) >= 25, 10, "samples before unplug")
             emu.unplug(OUTAGE_S)
-            c.pump_until(lambda: emu.unplugged_at is not None
-                         and c.events("disconnected", emu.unplugged_at), 3, "disconnected")
-            disconnected_after = c.events("disconnected", emu.unplugged_at)[0][0] \
-                - emu.unplugged_at
-            c.pump_until(lambda: emu.replugged_at is not None and emu.streaming
-                         and c.samples_after(emu._stream_t0) >= 25, 10, "resumed samples")
+            c.pump_until(
+                lambda: emu.unplugged_at is not None and c.events("disconnected", emu.unplugged_at),
+                3,
+                "disconnected",
+            )
+            disconnected_after = c.events("disconnected", emu.unplugged_at)[0][0] - emu.unplugged_at
+            c.pump_until(
+                lambda: (
+                    emu.replugged_at is not None
+                    and emu.streaming
+                    and c.samples_after(emu._stream_t0) >= 25
+                ),
+                10,
+                "resumed samples",
+            )
             first_after = min(w for w, _, _, _ in c.raw if w >= emu._stream_t0)
             resumed_after = first_after - emu._stream_t0
             reopened_after = emu._stream_t0 - emu.replugged_at
@@ -90,9 +110,11 @@ def test_unplug_replug(driver, tmp_path):
         proc.stop()
         emu.stop()
     assert emu.error is None
-    print(f"\n{driver}: disconnected after {disconnected_after:.3f} s, reopened "
-          f"{reopened_after:.3f} s after replug, resumed {resumed_after:.3f} s after the "
-          "device streamed again")
+    print(
+        f"\n{driver}: disconnected after {disconnected_after:.3f} s, reopened "
+        f"{reopened_after:.3f} s after replug, resumed {resumed_after:.3f} s after the "
+        "device streamed again"
+    )
     assert disconnected_after < 1.0
     assert resumed_after < 1.0
     # sample indices continue: no duplicate, no hole, no invented value
@@ -100,14 +122,15 @@ def test_unplug_replug(driver, tmp_path):
     assert np.array_equal(seqs, np.arange(seqs[0], seqs[0] + len(seqs)))
     raw = np.concatenate([a for _, _, a, _ in c.raw])
     # every published sample is one the device produced, in the device's order
-    k0 = next(k for k in range(emu.samples_sent)
-              if np.array_equal(emu.physiology.counts([k])[0], raw[0]))
+    k0 = next(
+        k for k in range(emu.samples_sent) if np.array_equal(emu.physiology.counts([k])[0], raw[0])
+    )
     produced = emu.physiology.counts(np.arange(k0, emu.samples_sent)).astype(np.float64)
     matches = [int(np.flatnonzero((produced == r).all(axis=(1, 2)))[0]) for r in raw]
     assert matches == sorted(set(matches))  # strictly increasing: no duplicates
     assert len(matches) == len(raw)
     # the gap: between the sample indices where the outage happened, its span in time
-    (_, gap), = c.events("gap")
+    ((_, gap),) = c.events("gap")
     assert gap["cause"] == "disconnect" and gap["lost_samples_estimated"] is True
     assert OUTAGE_S <= gap["span_s"] < OUTAGE_S + 2.0
     # what a device streaming on at RATE would have sent between the samples around it

@@ -12,16 +12,15 @@ import pytest
 
 pylsl = pytest.importorskip("pylsl")
 
+from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
 from nirsd.daemon import wire  # noqa: E402
-from nirsd.daemon.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
 
 LABELS = ("L3 left", "L4 right", "L5 mid")
 N_CH = len(LABELS)
 
 
 def config_text() -> str:
-    chans = "".join(f'[[channel]]\nindex = {i}\nlabel = "{lab}"\n'
-                    for i, lab in enumerate(LABELS))
+    chans = "".join(f'[[channel]]\nindex = {i}\nlabel = "{lab}"\n' for i, lab in enumerate(LABELS))
     return simulated_config(channels=N_CH, rate_hz=20.0, extra=chans)
 
 
@@ -42,9 +41,14 @@ def prefix() -> str:
 
 
 def start_bridge(d: DaemonProcess, prefix: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "nirsd.daemon.cli", "lsl", "--name", prefix],
-                            env=d.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "nirsd.cli", "lsl", "--name", prefix],
+        env=d.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def stop_bridge(proc: subprocess.Popen) -> int:
@@ -85,14 +89,16 @@ def test_lsl_hb_and_raw_match_the_subscriber(daemon, prefix):
         hb_in = pylsl.StreamInlet(hb_info)
         full = hb_in.info(timeout=10)
         chans = channels(full)
-        assert [c["label"] for c in chans] == [f"{lab} {f}" for lab in LABELS
-                                               for f in ("HbO", "HbR", "HbT")]
+        assert [c["label"] for c in chans] == [
+            f"{lab} {f}" for lab in LABELS for f in ("HbO", "HbR", "HbT")
+        ]
         assert [c["type"] for c in chans] == ["HbO", "HbR", "HbT"] * N_CH
         assert {c["unit"] for c in chans} == {"uM"}
         raw_in = pylsl.StreamInlet(resolve(f"{prefix}_raw"))
         raw_chans = channels(raw_in.info(timeout=10))
-        assert [c["label"] for c in raw_chans] == [f"{lab} {w}" for lab in LABELS
-                                                   for w in (760, 850)]
+        assert [c["label"] for c in raw_chans] == [
+            f"{lab} {w}" for lab in LABELS for w in (760, 850)
+        ]
         assert {c["unit"] for c in raw_chans} == {"counts"}
         hb_in.open_stream(timeout=10)
         raw_in.open_stream(timeout=10)
@@ -110,6 +116,7 @@ def test_lsl_hb_and_raw_match_the_subscriber(daemon, prefix):
             if rdata:
                 raw_got.extend(np.asarray(rdata))
             return len(got) >= 40 and len(raw_got) >= 20
+
         wait_for(pull, 20, interval=0.0, what="40 hb samples over LSL")
         offset = pylsl.local_clock() - time.time()
 
@@ -119,8 +126,10 @@ def test_lsl_hb_and_raw_match_the_subscriber(daemon, prefix):
         wanted = {float(x[0]) for x in got}
         raw_wanted = {float(x[0]) for x in raw_got}
         deadline = time.monotonic() + 10
-        while not (wanted <= by_value.keys() and raw_wanted <= raw_by_value.keys()) \
-                and time.monotonic() < deadline:
+        while (
+            not (wanted <= by_value.keys() and raw_wanted <= raw_by_value.keys())
+            and time.monotonic() < deadline
+        ):
             msg = sub.recv(0.5)
             if msg is None:
                 continue
@@ -178,6 +187,7 @@ def test_lsl_markers_from_nirsd_mark(daemon, prefix):
             if sample:
                 received.append((sample[0], ts))
             return len(received) >= 2
+
         wait_for(pull, 15, interval=0.0, what="two markers over LSL")
         assert [r[0] for r in received] == ["extension/start", "extension/end"]
         assert received[0][1] <= received[1][1]
@@ -191,24 +201,40 @@ def test_lsl_markers_from_nirsd_mark(daemon, prefix):
 def test_bridge_pushes_marker_messages_with_mapped_timestamps(prefix):
     """The marker outlet in-process: decoded wire messages in, LSL strings out."""
     from nirsd.clients.lsl_bridge import LslBridge
-    info = {"stream": uuid.uuid4().hex[:16], "n_channels": 2, "rate_hz": 10.0,
-            "wavelengths_nm": [760.0, 850.0],
-            "channels": [{"index": 0, "label": "a"}, {"index": 1, "label": "b"}]}
+
+    info = {
+        "stream": uuid.uuid4().hex[:16],
+        "n_channels": 2,
+        "rate_hz": 10.0,
+        "wavelengths_nm": [760.0, 850.0],
+        "channels": [{"index": 0, "label": "a"}, {"index": 1, "label": "b"}],
+    }
     bridge = LslBridge(info, prefix=prefix)
     inlet = None
     try:
-        found = pylsl.resolve_byprop("source_id", f"nirsd-{info['stream']}-markers",
-                                     minimum=1, timeout=15)
+        found = pylsl.resolve_byprop(
+            "source_id", f"nirsd-{info['stream']}-markers", minimum=1, timeout=15
+        )
         assert found
         inlet = pylsl.StreamInlet(found[0])
         inlet.open_stream(timeout=10)
         t0 = time.time()
         sent = [("flexion", "start", t0), ("flexion", "end", t0 + 1.5), ("rest", "instant", t0)]
         for i, (label, action, t) in enumerate(sent):
-            frames = wire.encode_event("marker", {"v": 1, "stream": info["stream"],
-                                                  "topic": "marker", "msg": i + 1,
-                                                  "label": label, "action": action, "t": t,
-                                                  "seq": 10 * i, "source": "control"})
+            frames = wire.encode_event(
+                "marker",
+                {
+                    "v": 1,
+                    "stream": info["stream"],
+                    "topic": "marker",
+                    "msg": i + 1,
+                    "label": label,
+                    "action": action,
+                    "t": t,
+                    "seq": 10 * i,
+                    "source": "control",
+                },
+            )
             bridge.handle(wire.decode(frames))
         offset = pylsl.local_clock() - time.time()
         received = []
@@ -218,14 +244,27 @@ def test_bridge_pushes_marker_messages_with_mapped_timestamps(prefix):
             if sample:
                 received.append((sample[0], ts))
             return len(received) >= 3
+
         wait_for(pull, 15, interval=0.0, what="three markers")
         assert [r[0] for r in received] == ["flexion/start", "flexion/end", "rest/instant"]
         for (_, ts), (_, _, t) in zip(received, sent):
             assert abs(ts - (t + offset)) < 0.01
         # a sample message of the wrong shape is a counted drop, not an exception
-        bad = wire.decode(wire.encode_array("hb", {"v": 1, "stream": info["stream"],
-                                                   "topic": "hb", "msg": 1, "seq": 0, "n": 1,
-                                                   "t": [t0]}, np.zeros((1, 3, 5))))
+        bad = wire.decode(
+            wire.encode_array(
+                "hb",
+                {
+                    "v": 1,
+                    "stream": info["stream"],
+                    "topic": "hb",
+                    "msg": 1,
+                    "seq": 0,
+                    "n": 1,
+                    "t": [t0],
+                },
+                np.zeros((1, 3, 5)),
+            )
+        )
         bridge.handle(bad)
         assert bridge.dropped == 1
     finally:
@@ -242,11 +281,13 @@ def test_lsl_follows_a_daemon_restart(daemon, prefix):
             if round_:
                 daemon.stop()
                 daemon.start()
-                wait_for(lambda: daemon.control().status().get("baseline_ready"), 20,
-                         what="baseline after restart")
+                wait_for(
+                    lambda: daemon.control().status().get("baseline_ready"),
+                    20,
+                    what="baseline after restart",
+                )
             stream = daemon.control().info()["stream"]
-            found = pylsl.resolve_byprop("source_id", f"nirsd-{stream}-hb", minimum=1,
-                                         timeout=15)
+            found = pylsl.resolve_byprop("source_id", f"nirsd-{stream}-hb", minimum=1, timeout=15)
             assert found, f"no hb outlet for stream {stream}"
             inlet = pylsl.StreamInlet(found[0])
             inlets.append(inlet)
@@ -257,6 +298,7 @@ def test_lsl_follows_a_daemon_restart(daemon, prefix):
                 data, _ = inlet.pull_chunk(timeout=0.2)
                 got.extend(data)
                 return len(got) >= 10
+
             wait_for(pull, 15, interval=0.0, what=f"hb samples of stream {stream}")
             assert all(len(s) == 3 * N_CH for s in got)
         assert bridge.poll() is None

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import zmq
 
+from nirsd.cli.testing import DaemonProcess, device_config, simulated_config, wait_for
 from nirsd.daemon import wire
-from nirsd.daemon.testing import DaemonProcess, device_config, simulated_config, wait_for
 from nirsd.drivers.emulator import Emulator
 from nirsd.drivers.exercise import ExerciseResponse
 from nirsd.drivers.physiology import Physiology
@@ -44,6 +44,7 @@ class Recorder:
         def step():
             self.pump()
             return cond()
+
         return wait_for(step, timeout, interval=0, what=what)
 
     def of(self, topic: str) -> list[dict]:
@@ -78,8 +79,10 @@ def test_cli_markers_tag_samples_exactly_and_summarise(daemon):
         rec.until(lambda: max(rec.t.values()) >= end["t"] + 0.3, what="samples after the end")
     _check_tagging(rec, start, end, "extension")
     markers = rec.of("marker")
-    assert [(m["id"], m["action"], m["seq"]) for m in markers] == \
-        [(start["id"], "start", start["seq"]), (end["id"], "end", end["seq"])]
+    assert [(m["id"], m["action"], m["seq"]) for m in markers] == [
+        (start["id"], "start", start["seq"]),
+        (end["id"], "end", end["seq"]),
+    ]
     summary = rec.of("epoch")[0]
     assert summary["label"] == "extension"
     assert (summary["onset_seq"], summary["end_seq"]) == (start["seq"], end["seq"])
@@ -105,7 +108,7 @@ def test_cli_markers_tag_samples_exactly_and_summarise(daemon):
 
 
 def test_timed_protocol_emits_its_own_markers(tmp_path):
-    extra = ('[protocol.short]\nsteps = [["rest", 0.5], ["extension", 1.0], ["rest", 0.5]]\n')
+    extra = '[protocol.short]\nsteps = [["rest", 0.5], ["extension", 1.0], ["rest", 0.5]]\n'
     daemon = DaemonProcess(tmp_path, simulated_config(rate_hz=20.0, extra=extra)).start()
     try:
         with daemon.subscriber(["hb", "marker", "epoch", "status"]) as sub:
@@ -117,8 +120,13 @@ def test_timed_protocol_emits_its_own_markers(tmp_path):
             rec.pump(0.3)
         markers = [m for m in rec.of("marker") if m["source"] == "protocol"]
         assert [(m["label"], m["action"]) for m in markers] == [
-            ("rest", "start"), ("rest", "end"), ("extension", "start"), ("extension", "end"),
-            ("rest", "start"), ("rest", "end")]
+            ("rest", "start"),
+            ("rest", "end"),
+            ("extension", "start"),
+            ("extension", "end"),
+            ("rest", "start"),
+            ("rest", "end"),
+        ]
         ext = [m for m in markers if m["label"] == "extension"]
         _check_tagging(rec, ext[0], ext[1], "extension")
         durations = [e["duration_s"] for e in rec.of("epoch")]
@@ -159,7 +167,9 @@ def test_device_event_frames_become_markers(exercising):
         rec.until(lambda: len(rec.t) >= 3, what="samples")
         emu.send_event(1, "extension")
         rec.until(lambda: rec.of("marker"), what="device marker")
-        rec.until(lambda: max(rec.t.values()) >= rec.of("marker")[0]["t"] + 0.5, what="epoch samples")
+        rec.until(
+            lambda: max(rec.t.values()) >= rec.of("marker")[0]["t"] + 0.5, what="epoch samples"
+        )
         emu.send_event(2, "extension")
         rec.until(lambda: rec.of("epoch"), what="epoch summary")
         rec.pump(0.2)
@@ -174,8 +184,7 @@ def test_device_event_frames_become_markers(exercising):
 
 def test_exercise_response_is_recovered_by_the_epoch_summary(exercising):
     emu, phys, response, daemon = exercising
-    wait_for(lambda: daemon.control().status()["samples"] >= 12 * RATE, 30,
-             what="12 s of data")
+    wait_for(lambda: daemon.control().status()["samples"] >= 12 * RATE, 30, what="12 s of data")
     with daemon.subscriber(["epoch"]) as sub:
         hist = sub.control.history(since=0)["hb"]
         t_dev, t = np.asarray(hist.header["t_dev"]), np.asarray(hist.header["t"])
@@ -193,7 +202,7 @@ def test_exercise_response_is_recovered_by_the_epoch_summary(exercising):
     assert (summary["onset_seq"], summary["end_seq"]) == (on, off)
     nb = int(2.0 * RATE)
     truth = phys.hb_truth(np.arange(k_on - nb, k_off))
-    expect = truth[nb:].mean(0) - truth[:nb].mean(0)           # (2, n_ch) µM
+    expect = truth[nb:].mean(0) - truth[:nb].mean(0)  # (2, n_ch) µM
     np.testing.assert_allclose(summary["mean_hbo"], expect[0], atol=2e-3)
     np.testing.assert_allclose(summary["mean_hbr"], expect[1], atol=2e-3)
     # and the response itself dominates: oxy-Hb falls, deoxy-Hb rises, as simulated
@@ -233,12 +242,17 @@ def test_malformed_and_flooding_control_requests_do_not_disturb_streaming(daemon
         with daemon.subscriber(["hb"]) as sub:
             rec = Recorder(sub)
             rec.until(lambda: len(rec.t) >= 3, what="samples")
-            bad = [[b"\xc1\xc1"], [wire.pack([1, 2])], [wire.pack({"nocmd": 1})],
-                   [wire.pack({"cmd": "reboot"})], [wire.pack({"cmd": "x", "p": "a" * 70000})],
-                   [wire.pack({"cmd": "info"}), b"extra"],
-                   [wire.pack({"cmd": "history", "since": "zero"})],
-                   [wire.pack({"cmd": "mark", "label": 7})],
-                   [wire.pack({"cmd": "mark", "label": "rest", "action": "sideways"})]]
+            bad = [
+                [b"\xc1\xc1"],
+                [wire.pack([1, 2])],
+                [wire.pack({"nocmd": 1})],
+                [wire.pack({"cmd": "reboot"})],
+                [wire.pack({"cmd": "x", "p": "a" * 70000})],
+                [wire.pack({"cmd": "info"}), b"extra"],
+                [wire.pack({"cmd": "history", "since": "zero"})],
+                [wire.pack({"cmd": "mark", "label": 7})],
+                [wire.pack({"cmd": "mark", "label": "rest", "action": "sideways"})],
+            ]
             for frames in bad:
                 sock.send_multipart([b"", *frames])
             replies = []
@@ -252,8 +266,9 @@ def test_malformed_and_flooding_control_requests_do_not_disturb_streaming(daemon
             while time.monotonic() - t0 < 2.0:
                 target = int((time.monotonic() - t0) * 1000)
                 while sent < target:
-                    sock.send_multipart([b"", wire.pack({"cmd": "mark", "label": "tick",
-                                                         "action": "instant"})])
+                    sock.send_multipart(
+                        [b"", wire.pack({"cmd": "mark", "label": "tick", "action": "instant"})]
+                    )
                     sent += 1
                 while sock.poll(0):
                     got += wire.unpack(sock.recv_multipart()[-1])["ok"]
@@ -277,7 +292,7 @@ def test_late_marker_cannot_rewrite_epochs_marked_after_it(daemon):
     with daemon.subscriber(["hb"]) as sub:
         rec = Recorder(sub)
         rec.until(lambda: len(rec.t) >= 5, what="samples")
-        t_past = max(rec.t.values())              # a published sample's time
+        t_past = max(rec.t.values())  # a published sample's time
         flexion = _mark(daemon, "flexion")
         rec.until(lambda: max(rec.t.values()) > flexion["t"] + 0.3, what="epoch samples")
         _mark(daemon, "flexion", "--end")

@@ -9,8 +9,19 @@ from hypothesis import strategies as st
 
 from nirsd.drivers.base import Event, Info, Sample
 from nirsd.drivers.nirsb import (
-    DATA, EVENT, INFO, NirsbDriver, NirsbParser, crc16, data_payload, encode_data,
-    encode_event, encode_frame, encode_info, info_payload, to_wire,
+    DATA,
+    EVENT,
+    INFO,
+    NirsbDriver,
+    NirsbParser,
+    crc16,
+    data_payload,
+    encode_data,
+    encode_event,
+    encode_frame,
+    encode_info,
+    info_payload,
+    to_wire,
 )
 
 
@@ -18,14 +29,15 @@ def h(s: str) -> bytes:
     return bytes.fromhex(s)
 
 
-DATA_FRAME = h("01 00 02 01 40 42 0f 00 02 00 02 00 e0 2e 00 00 98 3a 00 00 f8 2a 00 00 "
-               "b0 36 00 00 3f d6")
-DATA_WIRE = h("02 01 06 02 01 40 42 0f 02 02 02 02 03 e0 2e 01 03 98 3a 01 03 f8 2a 01 03 "
-              "b0 36 01 03 3f d6 00")
-INFO_FRAME = h("02 00 00 00 00 00 00 00 01 02 02 00 10 27 00 00 f8 02 52 03 03 73 69 6d "
-               "ab 16")
-INFO_WIRE = h("02 02 01 01 01 01 01 01 04 01 02 02 03 10 27 01 0b f8 02 52 03 03 73 69 6d "
-              "ab 16 00")
+DATA_FRAME = h(
+    "01 00 02 01 40 42 0f 00 02 00 02 00 e0 2e 00 00 98 3a 00 00 f8 2a 00 00 b0 36 00 00 3f d6"
+)
+DATA_WIRE = h(
+    "02 01 06 02 01 40 42 0f 02 02 02 02 03 e0 2e 01 03 98 3a 01 03 f8 2a 01 03 "
+    "b0 36 01 03 3f d6 00"
+)
+INFO_FRAME = h("02 00 00 00 00 00 00 00 01 02 02 00 10 27 00 00 f8 02 52 03 03 73 69 6d ab 16")
+INFO_WIRE = h("02 02 01 01 01 01 01 01 04 01 02 02 03 10 27 01 0b f8 02 52 03 03 73 69 6d ab 16 00")
 EVENT_FRAME = h("03 00 03 01 50 69 0f 00 01 09 65 78 74 65 6e 73 69 6f 6e 55 c2")
 EVENT_WIRE = h("02 03 06 03 01 50 69 0f 0e 01 09 65 78 74 65 6e 73 69 6f 6e 55 c2 00")
 VECTOR_COUNTS = np.array([[12000, 15000], [11000, 14000]])
@@ -90,8 +102,17 @@ def test_garbage_between_frames() -> None:
     flipped = bytearray(DATA_WIRE)
     flipped[13] ^= 0x10  # one bit error inside a data byte (index 12 is a COBS code)
     cut = DATA_WIRE[:15]  # a frame cut short by a reconnect
-    stream = (noise + b"\x00" + DATA_WIRE + b"\x00" + INFO_WIRE + cut + b"\x00"
-              + bytes(flipped) + EVENT_WIRE)
+    stream = (
+        noise
+        + b"\x00"
+        + DATA_WIRE
+        + b"\x00"
+        + INFO_WIRE
+        + cut
+        + b"\x00"
+        + bytes(flipped)
+        + EVENT_WIRE
+    )
     p = NirsbParser()
     frames = p.feed(stream)
     check_vectors(frames)
@@ -128,6 +149,7 @@ def test_length_checks() -> None:
 
 def test_long_undelimited_run_is_bounded() -> None:
     from nirsd.drivers import nirsb
+
     p = NirsbParser()
     junk = b"\x01" * (nirsb.MAX_PENDING // 4)
     for _ in range(6):
@@ -152,6 +174,7 @@ def test_lost_frames_with_wrap() -> None:
 
 def test_driver() -> None:
     from nirsd.drivers.base import DeviceSettings
+
     d = NirsbDriver(DeviceSettings(port="loop://"))
     assert d.name == "nirsb" and d.self_describing
     assert isinstance(d.make_parser(), NirsbParser)
@@ -161,24 +184,41 @@ def test_driver() -> None:
 # ---------------------------------------------------------------- property test
 
 valid_frames = st.one_of(
-    st.builds(lambda seq, t, n_ch, n_wl, seed, fl: encode_data(
-        seq, t, np.random.default_rng(seed).integers(-2**31, 2**31, (n_ch, n_wl)), fl),
-        st.integers(0, 65535), st.integers(0, 2**32 - 1), st.integers(1, 6),
-        st.integers(1, 3), st.integers(0, 1000), st.integers(0, 3)),
-    st.builds(encode_event, st.integers(0, 65535), st.integers(0, 2**32 - 1),
-              st.integers(0, 255), st.text(max_size=20).filter(
-                  lambda s: len(s.encode()) < 256)),
-    st.builds(lambda n, wl, r, i: encode_info(n, wl, r, i), st.integers(0, 300),
-              st.lists(st.integers(250, 1000), max_size=4), st.integers(0, 2**32 - 1),
-              st.text(max_size=12).filter(lambda s: len(s.encode()) < 256)),
+    st.builds(
+        lambda seq, t, n_ch, n_wl, seed, fl: encode_data(
+            seq, t, np.random.default_rng(seed).integers(-(2**31), 2**31, (n_ch, n_wl)), fl
+        ),
+        st.integers(0, 65535),
+        st.integers(0, 2**32 - 1),
+        st.integers(1, 6),
+        st.integers(1, 3),
+        st.integers(0, 1000),
+        st.integers(0, 3),
+    ),
+    st.builds(
+        encode_event,
+        st.integers(0, 65535),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 255),
+        st.text(max_size=20).filter(lambda s: len(s.encode()) < 256),
+    ),
+    st.builds(
+        lambda n, wl, r, i: encode_info(n, wl, r, i),
+        st.integers(0, 300),
+        st.lists(st.integers(250, 1000), max_size=4),
+        st.integers(0, 2**32 - 1),
+        st.text(max_size=12).filter(lambda s: len(s.encode()) < 256),
+    ),
 )
 # garbage always ends with a delimiter, so the frame after it starts cleanly
 garbage = st.binary(max_size=40).map(lambda b: b + b"\x00")
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), garbage, valid_frames), max_size=12),
-       st.lists(st.integers(0, 10_000), max_size=8))
+@given(
+    st.lists(st.tuples(st.booleans(), garbage, valid_frames), max_size=12),
+    st.lists(st.integers(0, 10_000), max_size=8),
+)
 def test_property_garbage_and_splits(items: list, cuts: list) -> None:
     stream = b""
     expected = []

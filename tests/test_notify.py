@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nirsd.daemon.testing import DaemonProcess, device_config, simulated_config, wait_for
+from nirsd.cli.testing import DaemonProcess, device_config, simulated_config, wait_for
 
 WATCHDOG_USEC = 400_000  # the daemon pings every 0.2 s
 
@@ -32,7 +32,7 @@ class NotifySocket:
         while not self._stop.is_set():
             try:
                 data = self.sock.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
             self.messages.append((time.monotonic(), fields))
@@ -69,8 +69,9 @@ def _env(ns: NotifySocket, watchdog: bool = True) -> dict[str, str]:
 
 
 def test_ready_after_data_flows_and_stopping_on_sigterm(tmp_path, notify):
-    proc = DaemonProcess(tmp_path, simulated_config(channels=4, rate_hz=20.0),
-                         env=_env(notify, watchdog=False))
+    proc = DaemonProcess(
+        tmp_path, simulated_config(channels=4, rate_hz=20.0), env=_env(notify, watchdog=False)
+    )
     proc.start(wait_streaming=False)
     try:
         t_ready, fields = wait_for(lambda: notify.first("READY", "1"), 20.0, what="READY=1")
@@ -82,8 +83,14 @@ def test_ready_after_data_flows_and_stopping_on_sigterm(tmp_path, notify):
             msg = sub.recv(5.0)
             assert msg is not None and msg.n >= 1
         # periodic STATUS= lines carry the rate and the drops
-        wait_for(lambda: any("Hz" in f.get("STATUS", "") and "lost" in f.get("STATUS", "")
-                             for _, f in notify.messages), 5.0, what="STATUS with rate")
+        wait_for(
+            lambda: any(
+                "Hz" in f.get("STATUS", "") and "lost" in f.get("STATUS", "")
+                for _, f in notify.messages
+            ),
+            5.0,
+            what="STATUS with rate",
+        )
         assert notify.first("STOPPING") is None
         assert proc.stop(signal.SIGTERM) == 0
         wait_for(lambda: notify.first("STOPPING", "1"), 5.0, what="STOPPING=1")
@@ -106,8 +113,7 @@ def test_ready_while_waiting_for_a_missing_device(tmp_path, notify):
 
 
 def test_watchdog_pings_at_interval_and_stop_when_the_loop_stalls(tmp_path, notify):
-    proc = DaemonProcess(tmp_path, simulated_config(channels=4, rate_hz=20.0),
-                         env=_env(notify))
+    proc = DaemonProcess(tmp_path, simulated_config(channels=4, rate_hz=20.0), env=_env(notify))
     proc.start(wait_streaming=True)
     try:
         wait_for(lambda: len(notify.times("WATCHDOG")) >= 10, 10.0, what="10 pings")

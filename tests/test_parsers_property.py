@@ -8,15 +8,15 @@ protocols), the parser yields exactly the valid frames, in order.  With garbage 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from nirsd.drivers import nirsb
 from nirsd.drivers.base import Event, Info, Sample
 from nirsd.drivers.delimited import DelimitedParser, parse_layout
 from nirsd.drivers.heg import HegParser, format_line
 
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 u32 = st.integers(0, (1 << 32) - 1)
 
@@ -41,22 +41,26 @@ def key(frame) -> tuple:
 
 # --------------------------------------------------------------------------- NIRSB
 
+
 @st.composite
 def nirsb_frame(draw, seq: int) -> bytes:
     kind = draw(st.sampled_from(["data", "data", "data", "event", "info"]))
     t_us = draw(u32)
     if kind == "data":
         n_ch, n_wl = draw(st.integers(1, 4)), draw(st.integers(1, 3))
-        values = draw(st.lists(st.integers(-(1 << 31), (1 << 31) - 1),
-                               min_size=n_ch * n_wl, max_size=n_ch * n_wl))
+        values = draw(
+            st.lists(
+                st.integers(-(1 << 31), (1 << 31) - 1), min_size=n_ch * n_wl, max_size=n_ch * n_wl
+            )
+        )
         flags = draw(st.integers(0, 3))
         return nirsb.encode_data(seq, t_us, np.array(values).reshape(n_ch, n_wl), flags)
     if kind == "event":
-        return nirsb.encode_event(seq, t_us, draw(st.integers(1, 2)),
-                                  draw(st.text(max_size=20)))
+        return nirsb.encode_event(seq, t_us, draw(st.integers(1, 2)), draw(st.text(max_size=20)))
     wl = draw(st.lists(st.integers(600, 1000), min_size=1, max_size=4))
-    return nirsb.encode_info(draw(st.integers(1, 64)), wl, draw(st.integers(1, 10**6)),
-                             draw(st.text(max_size=12)))
+    return nirsb.encode_info(
+        draw(st.integers(1, 64)), wl, draw(st.integers(1, 10**6)), draw(st.text(max_size=12))
+    )
 
 
 def delimited_garbage(end: bytes, forbid: bytes):
@@ -94,8 +98,11 @@ def test_nirsb_exactly_the_valid_frames(stream, cuts):
 
 
 @SETTINGS
-@given(st.lists(st.binary(max_size=64), max_size=10), nirsb_stream(),
-       st.lists(st.integers(0, 10**6), max_size=10))
+@given(
+    st.lists(st.binary(max_size=64), max_size=10),
+    nirsb_stream(),
+    st.lists(st.integers(0, 10**6), max_size=10),
+)
 def test_nirsb_never_raises_on_any_bytes(noise, stream, cuts):
     data, valid = stream
     spliced = bytearray(data)
@@ -110,13 +117,20 @@ def test_nirsb_never_raises_on_any_bytes(noise, stream, cuts):
 
 # --------------------------------------------------------------------------- HEG
 
+
 @st.composite
 def heg_line(draw) -> bytes:
     red, ir = draw(st.integers(1, 10**7)), draw(st.integers(1, 10**7))
     if draw(st.booleans()):
         return format_line(None, red, ir)
-    return format_line(draw(u32), red, ir, draw(st.integers(0, 9999)),
-                       draw(st.integers(0, 250)), draw(st.integers(0, 100)))
+    return format_line(
+        draw(u32),
+        red,
+        ir,
+        draw(st.integers(0, 9999)),
+        draw(st.integers(0, 250)),
+        draw(st.integers(0, 100)),
+    )
 
 
 @st.composite
@@ -155,10 +169,14 @@ def test_heg_never_raises_on_any_bytes(data, cuts):
 
 # --------------------------------------------------------------------------- delimited
 
-LAYOUT = parse_layout({"columns": ["time", "ch0:760", "ch0:850", "ignore", "ch1:850",
-                                   "ch1:760"], "time_unit": "us"}, (760, 850))
-number = st.one_of(st.integers(-10**9, 10**9).map(lambda v: b"%d" % v),
-                   st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: b"%r" % v))
+LAYOUT = parse_layout(
+    {"columns": ["time", "ch0:760", "ch0:850", "ignore", "ch1:850", "ch1:760"], "time_unit": "us"},
+    (760, 850),
+)
+number = st.one_of(
+    st.integers(-(10**9), 10**9).map(lambda v: b"%d" % v),
+    st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: b"%r" % v),
+)
 
 
 @st.composite

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from nirsd.cli.testing import DaemonProcess, device_config, wait_for
+from nirsd.core.extinction import extinction_matrix
 from nirsd.daemon.converter import LOW_LIGHT, POOR_SIGNAL, SATURATED
-from nirsd.daemon.extinction import extinction_matrix
 from nirsd.daemon.srs import H_PER_NM
-from nirsd.daemon.testing import DaemonProcess, device_config, wait_for
 from nirsd.drivers.emulator import Emulator
 from nirsd.drivers.physiology import Physiology
 
@@ -26,11 +26,16 @@ def _run(tmp_path, phys, n_ch, wavelengths, extra):
 
 def test_saturated_dark_and_noise_only_channels_are_flagged(tmp_path):
     phys = Physiology(5, (760.0, 850.0), RATE, noise=2e-3, seed=11)
-    phys.i_ref_cw[0] = 3.0e6        # above the configured saturation level
-    phys.i_ref_cw[1] = 0.0          # no light at all
-    phys._gain[0, 2] = 0.0          # channel 2: no cardiac pulse, only noise and drift
-    emu, daemon = _run(tmp_path, phys, 5, (760.0, 850.0),
-                       "[optics]\nsaturation_level = 2500000\nlight_floor = 100\n")
+    phys.i_ref_cw[0] = 3.0e6  # above the configured saturation level
+    phys.i_ref_cw[1] = 0.0  # no light at all
+    phys._gain[0, 2] = 0.0  # channel 2: no cardiac pulse, only noise and drift
+    emu, daemon = _run(
+        tmp_path,
+        phys,
+        5,
+        (760.0, 850.0),
+        "[optics]\nsaturation_level = 2500000\nlight_floor = 100\n",
+    )
     try:
         daemon.start()
         # the quality window needs a few seconds of data before it judges
@@ -68,7 +73,7 @@ def _poor_flagged(sub):
 
 def test_multi_distance_probe_publishes_tissue_saturation(tmp_path):
     wl = (775.0, 810.0, 850.0)
-    rho = np.array([3.5, 4.0, 4.5])                 # cm from one source
+    rho = np.array([3.5, 4.0, 4.5])  # cm from one source
     so2, hbt = 0.60, 80e-6
     eps = extinction_matrix(wl)
     mua = math.log(10) * eps @ np.array([so2 * hbt, (1 - so2) * hbt])
@@ -77,16 +82,19 @@ def test_multi_distance_probe_publishes_tissue_saturation(tmp_path):
     # far-distance diffusion reflectance, R ∝ exp(−μeff ρ)/ρ²: the SRS model
     reflect = np.exp(-rho[:, None] * mueff[None, :]) / rho[:, None] ** 2
     phys = Physiology(3, wl, RATE, noise=0.0, seed=1)
-    phys._gain[:] = 0.0                               # a static phantom
+    phys._gain[:] = 0.0  # a static phantom
     phys.i_ref_cw[:] = 2.0e9 * reflect / reflect.max()
-    channels = "".join(f"[[channel]]\nindex = {i}\nsource = 1\ndetector = {i + 1}\n"
-                       f"distance_mm = {rho[i] * 10}\n" for i in range(3))
+    channels = "".join(
+        f"[[channel]]\nindex = {i}\nsource = 1\ndetector = {i + 1}\ndistance_mm = {rho[i] * 10}\n"
+        for i in range(3)
+    )
     emu, daemon = _run(tmp_path, phys, 3, wl, channels)
     try:
         daemon.start()
         info = daemon.control().info()
-        assert info["tsi_groups"] == [{"source": 1, "channels": [0, 1, 2],
-                                       "distances_mm": [35.0, 40.0, 45.0]}]
+        assert info["tsi_groups"] == [
+            {"source": 1, "channels": [0, 1, 2], "distances_mm": [35.0, 40.0, 45.0]}
+        ]
         with daemon.subscriber(["hb"]) as sub:
             msg = wait_for(lambda: sub.recv(0.5), 10, what="hb with tsi")
         tsi = np.asarray(msg.header["tsi"])

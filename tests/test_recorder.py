@@ -14,27 +14,42 @@ import numpy as np
 import pytest
 
 h5py = pytest.importorskip("h5py")
-if importlib.util.find_spec("snirf") is None:   # imported lazily: at import it
+if importlib.util.find_spec("snirf") is None:  # imported lazily: at import it
     pytest.skip("needs the snirf package", allow_module_level=True)  # writes pysnirf2.log
 mne = pytest.importorskip("mne")
 
+from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
 from nirsd.clients.snirf_writer import hb_copy  # noqa: E402
-from nirsd.daemon.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
 
 
 def _record(daemon: DaemonProcess, path, *args: str, preexec=None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "nirsd.daemon.cli", "record", str(path),
-           "--data", daemon.endpoints.data, "--control", daemon.endpoints.control, *args]
-    return subprocess.Popen(cmd, env=daemon.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
+    cmd = [
+        sys.executable,
+        "-m",
+        "nirsd.cli",
+        "record",
+        str(path),
+        "--data",
+        daemon.endpoints.data,
+        "--control",
+        daemon.endpoints.control,
+        *args,
+    ]
+    return subprocess.Popen(
+        cmd,
+        env=daemon.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec,
+    )
 
 
 def _journal_has(path, kind: str) -> bool:
     jpath = f"{path}.journal.jsonl"
     try:
         with open(jpath) as fh:
-            return any(json.loads(line).get("kind") == kind for line in fh
-                       if line.endswith("\n"))
+            return any(json.loads(line).get("kind") == kind for line in fh if line.endswith("\n"))
     except (OSError, ValueError):
         return False
 
@@ -70,6 +85,7 @@ def _cwd(tmp_path, monkeypatch):
 
 def _valid(path) -> None:
     import snirf
+
     result = snirf.validateSnirf(str(path))
     assert result.is_valid(), result.errors
     assert not result.errors
@@ -78,16 +94,30 @@ def _valid(path) -> None:
 def _rows(path):
     with h5py.File(path, "r") as f:
         seq = f["nirs/aux1/dataTimeSeries"][:, 0].astype(int)
-        return (seq, f["nirs/data1/time"][:], f["nirs/data1/dataTimeSeries"][:],
-                f["nirs/data2/dataTimeSeries"][:],
-                {f[f"nirs/{k}/name"][()].decode(): f[f"nirs/{k}/data"][:]
-                 for k in f["nirs"] if k.startswith("stim")},
-                {k: f[f"nirs/metaDataTags/{k}"][()].decode() for k in f["nirs/metaDataTags"]})
+        return (
+            seq,
+            f["nirs/data1/time"][:],
+            f["nirs/data1/dataTimeSeries"][:],
+            f["nirs/data2/dataTimeSeries"][:],
+            {
+                f[f"nirs/{k}/name"][()].decode(): f[f"nirs/{k}/data"][:]
+                for k in f["nirs"]
+                if k.startswith("stim")
+            },
+            {k: f[f"nirs/metaDataTags/{k}"][()].decode() for k in f["nirs/metaDataTags"]},
+        )
 
 
 def _mark(daemon: DaemonProcess, *args: str) -> dict:
-    out = daemon.cli("mark", *args, "--data", daemon.endpoints.data,
-                     "--control", daemon.endpoints.control, check=True)
+    out = daemon.cli(
+        "mark",
+        *args,
+        "--data",
+        daemon.endpoints.data,
+        "--control",
+        daemon.endpoints.control,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -97,9 +127,8 @@ def test_record_pipeline_snirf_valid_mne_values_stims(daemon, tmp_path):
     rec = None
     try:
         col.until(5)
-        rest = _mark(daemon, "rest")                      # before the recorder starts
-        rec = _record(daemon, path, "--subject", "P012", "--group", "eperisone",
-                      "--visit", "week4")
+        rest = _mark(daemon, "rest")  # before the recorder starts
+        rec = _record(daemon, path, "--subject", "P012", "--group", "eperisone", "--visit", "week4")
         wait_for(lambda: _journal_has(path, "run"), 15, what="recorder writing")
         col.until(rest["seq"] + 10)
         rest_end = _mark(daemon, "rest", "--end")
@@ -140,10 +169,13 @@ def test_record_pipeline_snirf_valid_mne_values_stims(daemon, tmp_path):
 
     def at(s: int) -> float:
         return float(time_s[np.searchsorted(seq, s)])
-    np.testing.assert_allclose(stims["rest"], [[at(rest["seq"]),
-                                                at(rest_end["seq"]) - at(rest["seq"]), 1]])
-    np.testing.assert_allclose(stims["extension"], [[at(ext["seq"]),
-                                                     at(ext_end["seq"]) - at(ext["seq"]), 1]])
+
+    np.testing.assert_allclose(
+        stims["rest"], [[at(rest["seq"]), at(rest_end["seq"]) - at(rest["seq"]), 1]]
+    )
+    np.testing.assert_allclose(
+        stims["extension"], [[at(ext["seq"]), at(ext_end["seq"]) - at(ext["seq"]), 1]]
+    )
     np.testing.assert_allclose(stims["flexion"], [[at(flex["seq"]), 0, 1]])
 
     # MNE reads only /nirs/data1: the raw intensities
@@ -152,8 +184,11 @@ def test_record_pipeline_snirf_valid_mne_values_stims(daemon, tmp_path):
     assert len(raw_mne.ch_names) == 16
     np.testing.assert_allclose(raw_mne.get_data().T, raw)
     ann = {(a["description"], round(a["onset"], 3)) for a in raw_mne.annotations}
-    assert ann == {("rest", round(at(rest["seq"]), 3)), ("extension", round(at(ext["seq"]), 3)),
-                   ("flexion", round(at(flex["seq"]), 3))}
+    assert ann == {
+        ("rest", round(at(rest["seq"]), 3)),
+        ("extension", round(at(ext["seq"]), 3)),
+        ("flexion", round(at(flex["seq"]), 3)),
+    }
     # the hemoglobin block, as data1 of a copy, reads as hbo/hbr in mol/L
     hb_path = tmp_path / "hb.snirf"
     hb_copy(path, hb_path)
@@ -171,7 +206,7 @@ def test_sigkill_then_recover(daemon, tmp_path):
         wait_for(lambda: _journal_has(path, "run"), 15, what="recorder writing")
         start = col.pump()
         flex = _mark(daemon, "flexion")
-        col.until(max(start, flex["seq"]) + 30)   # 3 s at 10 Hz
+        col.until(max(start, flex["seq"]) + 30)  # 3 s at 10 Hz
         killed_at = col.pump()
         rec.kill()
         rec.wait(10)
@@ -190,11 +225,13 @@ def test_sigkill_then_recover(daemon, tmp_path):
     common = [s for s in seq if s in col.raw]
     idx = np.searchsorted(seq, common)
     np.testing.assert_array_equal(
-        raw[idx], np.stack([col.raw[s] for s in common]).reshape(len(common), -1))
+        raw[idx], np.stack([col.raw[s] for s in common]).reshape(len(common), -1)
+    )
     onset = time_s[np.searchsorted(seq, flex["seq"])]
-    assert stims["flexion"][0, 0] == pytest.approx(onset)   # open epoch: to the end
+    assert stims["flexion"][0, 0] == pytest.approx(onset)  # open epoch: to the end
     assert stims["flexion"][0, 0] + stims["flexion"][0, 1] == pytest.approx(
-        time_s[-1] + 0.1, abs=0.02)
+        time_s[-1] + 0.1, abs=0.02
+    )
     raw_mne = mne.io.read_raw_snirf(path, verbose="error")
     assert raw_mne.n_times == len(seq)
 
@@ -208,8 +245,7 @@ def test_disk_full_gives_clear_error_and_valid_file(tmp_path):
 
     path = tmp_path / "full.snirf"
     with DaemonProcess(tmp_path, simulated_config(channels=16, rate_hz=100.0)) as daemon:
-        rec = _record(daemon, path, "--backfill", "0", "--duration", "40",
-                      preexec=small_files)
+        rec = _record(daemon, path, "--backfill", "0", "--duration", "40", preexec=small_files)
         try:
             out, err = rec.communicate(timeout=45)
         finally:
@@ -233,7 +269,7 @@ def test_daemon_gone_recorder_still_stops_on_sigint(daemon, tmp_path):
     col = Collector(daemon)
     rec = None
     try:
-        col.until(15)                                   # history for the recorder to fetch
+        col.until(15)  # history for the recorder to fetch
         rec = _record(daemon, path)
         wait_for(lambda: _journal_has(path, "run"), 15, what="recorder writing")
         daemon.stop(signal.SIGKILL)
@@ -258,5 +294,7 @@ def test_daemon_gone_recorder_still_stops_on_sigint(daemon, tmp_path):
     assert len(seq) == summary["samples"]
     common = [s for s in seq if s in col.raw]
     assert len(common) >= 15
-    np.testing.assert_array_equal(raw[np.searchsorted(seq, common)],
-                                  np.stack([col.raw[s] for s in common]).reshape(len(common), -1))
+    np.testing.assert_array_equal(
+        raw[np.searchsorted(seq, common)],
+        np.stack([col.raw[s] for s in common]).reshape(len(common), -1),
+    )

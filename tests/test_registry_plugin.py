@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from nirsd.daemon.errors import ConfigError
+from nirsd.core.errors import ConfigError
 from nirsd.drivers import registry
 from nirsd.drivers.base import DeviceSettings
 

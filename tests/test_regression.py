@@ -20,8 +20,7 @@ def test_every_capture_decodes_as_recorded():
     failures = []
     for path in captures:
         expected = json.loads(path.with_suffix(".json").read_text())
-        spec = {k: expected[k] for k in ("driver", "wavelengths_nm", "options")
-                if k in expected}
+        spec = {k: expected[k] for k in ("driver", "wavelengths_nm", "options") if k in expected}
         data = path.read_bytes()
         for chunk in (None, 1, 7, 64):
             got = decode(spec, data, chunk)

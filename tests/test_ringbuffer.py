@@ -10,10 +10,16 @@ from nirsd.daemon.ringbuffer import NO_EPOCH, Block, RingBuffer
 
 def _block(seq: int, n: int, n_ch: int = 3, n_wl: int = 2) -> Block:
     k = np.arange(seq, seq + n, dtype=float)
-    return Block(seq, k * 0.1, k, np.broadcast_to(k[:, None, None], (n, n_ch, n_wl)).copy(),
-                 np.broadcast_to(-k[:, None, None], (n, 3, n_ch)).copy(),
-                 np.zeros((n, n_ch), np.uint8), np.zeros(n, np.uint8),
-                 np.full(n, NO_EPOCH, np.int16))
+    return Block(
+        seq,
+        k * 0.1,
+        k,
+        np.broadcast_to(k[:, None, None], (n, n_ch, n_wl)).copy(),
+        np.broadcast_to(-k[:, None, None], (n, 3, n_ch)).copy(),
+        np.zeros((n, n_ch), np.uint8),
+        np.zeros(n, np.uint8),
+        np.full(n, NO_EPOCH, np.int16),
+    )
 
 
 def test_read_since_across_the_wrap():
@@ -30,7 +36,7 @@ def test_read_since_across_the_wrap():
 
 def test_reader_that_fell_behind_learns_how_much():
     ring = RingBuffer(10, 3, 2)
-    ring.append(_block(0, 30))          # bigger than the ring: only the newest 10 kept
+    ring.append(_block(0, 30))  # bigger than the ring: only the newest 10 kept
     block, missed = ring.read(12)
     assert (block.seq, block.n, missed) == (20, 10, 8)
     np.testing.assert_array_equal(block.t_dev, np.arange(20, 30))

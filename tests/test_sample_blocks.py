@@ -4,15 +4,18 @@ counters for any split and any garbage, and the pipeline takes blocks and sample
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nirsd.drivers.base import Sample, SampleBlock, expand_blocks
 from nirsd.drivers.delimited import DelimitedParser, parse_layout
 from nirsd.drivers.heg import HegParser, format_line
 from nirsd.drivers.lines import parse_int_tokens
 
-LAYOUT = parse_layout({"columns": ["time", "ch0:760", "ch0:850", "ignore", "ch1:850",
-                                   "ch1:760"], "time_unit": "us"}, (760, 850))
+LAYOUT = parse_layout(
+    {"columns": ["time", "ch0:760", "ch0:850", "ignore", "ch1:850", "ch1:760"], "time_unit": "us"},
+    (760, 850),
+)
 
 
 def key(f: Sample) -> tuple:
@@ -31,21 +34,34 @@ def both(make, pieces: list[bytes]) -> tuple[list, list, dict, dict]:
     return per_line, blocks, p.counters.as_dict(), q.counters.as_dict()
 
 
-heg_line = st.builds(lambda t, r, i, fast: format_line(None if fast else t, r, i),
-                     st.integers(0, (1 << 32) + 5), st.integers(0, 10**7),
-                     st.integers(0, 10**7), st.booleans())
-csv_number = st.one_of(st.integers(-10**16, 10**16).map(lambda v: b"%+d" % v),
-                       st.integers(-10**9, 10**9).map(lambda v: b"%d" % v),
-                       st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: b"%r" % v))
-csv_line = st.builds(lambda t, xs, end: b",".join([b"%d" % t, *xs]) + end,
-                     st.integers(-5, 10**12), st.lists(csv_number, min_size=4, max_size=6),
-                     st.sampled_from([b"\n", b"\r\n", b"\r\r\n"]))
+heg_line = st.builds(
+    lambda t, r, i, fast: format_line(None if fast else t, r, i),
+    st.integers(0, (1 << 32) + 5),
+    st.integers(0, 10**7),
+    st.integers(0, 10**7),
+    st.booleans(),
+)
+csv_number = st.one_of(
+    st.integers(-(10**16), 10**16).map(lambda v: b"%+d" % v),
+    st.integers(-(10**9), 10**9).map(lambda v: b"%d" % v),
+    st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: b"%r" % v),
+)
+csv_line = st.builds(
+    lambda t, xs, end: b",".join([b"%d" % t, *xs]) + end,
+    st.integers(-5, 10**12),
+    st.lists(csv_number, min_size=4, max_size=6),
+    st.sampled_from([b"\n", b"\r\n", b"\r\r\n"]),
+)
 noise = st.binary(max_size=30)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(heg_line, heg_line, noise), max_size=40),
-       st.lists(st.integers(0, 10**5), max_size=8), st.booleans(), st.booleans())
+@given(
+    st.lists(st.one_of(heg_line, heg_line, noise), max_size=40),
+    st.lists(st.integers(0, 10**5), max_size=8),
+    st.booleans(),
+    st.booleans(),
+)
 def test_heg_blocks_equal_per_line_samples(items, cuts, synced, check_ratio):
     data = b"".join(items)
     per_line, blocks, c1, c2 = both(lambda: HegParser(synced, check_ratio), split(data, cuts))
@@ -55,8 +71,10 @@ def test_heg_blocks_equal_per_line_samples(items, cuts, synced, check_ratio):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(csv_line, csv_line, noise), max_size=40),
-       st.lists(st.integers(0, 10**5), max_size=8))
+@given(
+    st.lists(st.one_of(csv_line, csv_line, noise), max_size=40),
+    st.lists(st.integers(0, 10**5), max_size=8),
+)
 def test_delimited_blocks_equal_per_line_samples(items, cuts):
     data = b"".join(items)
     per_line, blocks, c1, c2 = both(lambda: DelimitedParser(LAYOUT), split(data, cuts))
@@ -89,8 +107,13 @@ def test_pipeline_ingests_blocks_and_samples_mixed():
     from nirsd.daemon.pipeline import Pipeline
     from nirsd.drivers.base import Info
 
-    cfg = config.parse({"device": {"driver": "heg", "port": "/dev/null", "rate_hz": 10.0},
-                        "optics": {"wavelengths_nm": [660, 880]}, "baseline": {"seconds": 0.5}})
+    cfg = config.parse(
+        {
+            "device": {"driver": "heg", "port": "/dev/null", "rate_hz": 10.0},
+            "optics": {"wavelengths_nm": [660, 880]},
+            "baseline": {"seconds": 0.5},
+        }
+    )
     info = Info(1, 1, (660.0, 880.0), 10.0, "heg")
     rng = np.random.default_rng(5)
     x = 40000 + rng.integers(0, 1000, (30, 1, 2)).astype(np.float64)
@@ -98,10 +121,12 @@ def test_pipeline_ingests_blocks_and_samples_mixed():
     samples = [Sample(None, float(t[k]), 0, x[k]) for k in range(30)]
     a, b = Pipeline(cfg, info, HegParser), Pipeline(cfg, info, HegParser)
     ref = a.ingest(samples, 1000.0)[0]
-    mixed = [SampleBlock(None, t[:12], np.zeros(12, np.uint8), x[:12]),
-             *samples[12:15],
-             SampleBlock(None, t[15:], np.zeros(15, np.uint8), x[15:]),
-             SampleBlock(None, t[:2], np.zeros(2, np.uint8), np.ones((2, 3, 2)))]  # bad shape
+    mixed = [
+        SampleBlock(None, t[:12], np.zeros(12, np.uint8), x[:12]),
+        *samples[12:15],
+        SampleBlock(None, t[15:], np.zeros(15, np.uint8), x[15:]),
+        SampleBlock(None, t[:2], np.zeros(2, np.uint8), np.ones((2, 3, 2))),
+    ]  # bad shape
     got = b.ingest(mixed, 1000.0)[0]
     assert got.n == ref.n == 30 and b.shape_errors == 2
     assert np.array_equal(got.raw, ref.raw) and np.array_equal(got.t_dev, ref.t_dev)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from nirsd.cli.testing import DaemonProcess, free_port, simulated_config, wait_for
 from nirsd.clients.subscriber import ControlClient, Subscriber
+from nirsd.core.errors import ConfigError, NirsdError
 from nirsd.daemon import config as config_mod
 from nirsd.daemon.endpoints import Endpoints
-from nirsd.daemon.errors import ConfigError, NirsdError
 from nirsd.daemon.security import ClientKeys, generate_keypair, load_key_file
-from nirsd.daemon.testing import DaemonProcess, free_port, simulated_config, wait_for
 
 
 class TcpDaemon(DaemonProcess):
@@ -39,19 +39,23 @@ def curve_daemon(tmp_path_factory):
         generate_keypair(keys, name)
     bob_public = load_key_file(keys / "bob.key", "bob")[0].decode()
     data, control = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    extra = (f'[endpoints]\ndata = "{data}"\ncontrol = "{control}"\n'
-             f'[security]\ncurve = true\n'
-             f'server_secret_key_file = "{keys / "server.key_secret"}"\n'
-             f'allowed_clients = ["{keys / "alice.key"}", "{bob_public}"]\n'
-             f'control_clients = ["{keys / "alice.key"}"]\n')
-    proc = TcpDaemon(work, simulated_config(channels=4, rate_hz=20.0, extra=extra),
-                     data, control)
+    extra = (
+        f'[endpoints]\ndata = "{data}"\ncontrol = "{control}"\n'
+        f"[security]\ncurve = true\n"
+        f'server_secret_key_file = "{keys / "server.key_secret"}"\n'
+        f'allowed_clients = ["{keys / "alice.key"}", "{bob_public}"]\n'
+        f'control_clients = ["{keys / "alice.key"}"]\n'
+    )
+    proc = TcpDaemon(work, simulated_config(channels=4, rate_hz=20.0, extra=extra), data, control)
     proc.start(wait_streaming=False)
-    client = {name: ClientKeys.load(str(keys / "server.key"), str(keys / f"{name}.key_secret"))
-              for name in ("alice", "bob", "mallory")}
+    client = {
+        name: ClientKeys.load(str(keys / "server.key"), str(keys / f"{name}.key_secret"))
+        for name in ("alice", "bob", "mallory")
+    }
     try:
         alice = ControlClient(control, timeout_s=1.0, curve=client["alice"])
         try:
+
             def streaming() -> bool:
                 if proc.proc.poll() is not None:
                     raise RuntimeError(f"daemon exited {proc.proc.returncode}:\n{proc.log()}")
@@ -59,6 +63,7 @@ def curve_daemon(tmp_path_factory):
                     return alice.status()["state"] == "streaming"
                 except NirsdError:
                     return False
+
             wait_for(streaming, 20.0, interval=0.1, what="CURVE daemon streaming")
         finally:
             alice.close()
@@ -83,6 +88,7 @@ def test_allowed_client_subscribes_and_marks(curve_daemon):
         def marker():
             m = sub.recv(0.5)
             return m if m is not None and m.topic == "marker" else None
+
         published = wait_for(marker, 10.0, what="the marker published over CURVE")
         assert published.header["label"] == "rest" and published.header["seq"] == ack["seq"]
 
@@ -138,8 +144,9 @@ def test_plain_tcp_refused_by_validation(tmp_path):
     with pytest.raises(ConfigError) as err:
         config_mod.parse(raw)
     assert err.value.key == "endpoints.control"
-    ok = config_mod.parse({"endpoints": {"data": "tcp://127.0.0.1:5555"},
-                           "security": {"allow_plain_tcp": True}})
+    ok = config_mod.parse(
+        {"endpoints": {"data": "tcp://127.0.0.1:5555"}, "security": {"allow_plain_tcp": True}}
+    )
     assert ok.security.allow_plain_tcp and ok.endpoints.data == "tcp://127.0.0.1:5555"
     with pytest.raises(ConfigError) as err:
         config_mod.parse({"security": {"curve": True, "allowed_clients": ["x"]}})
@@ -151,21 +158,27 @@ def test_plain_tcp_refused_by_validation(tmp_path):
 
 def test_run_refuses_plain_tcp_and_bad_key_files(tmp_path):
     """`nirsd run` exits 78 naming the key, for a flag as much as for the config."""
-    env_cmd = [sys.executable, "-m", "nirsd.daemon.cli", "run"]
+    env_cmd = [sys.executable, "-m", "nirsd.cli", "run"]
     port = free_port()
-    res = subprocess.run([*env_cmd, "--data", f"tcp://127.0.0.1:{port}",
-                          "--control", f"ipc://{tmp_path}/control"],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [*env_cmd, "--data", f"tcp://127.0.0.1:{port}", "--control", f"ipc://{tmp_path}/control"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 78, res.stderr
     assert "endpoints.data" in res.stderr
     cfg = tmp_path / "bad.toml"
-    cfg.write_text(f'[endpoints]\ndata = "tcp://127.0.0.1:{port}"\n'
-                   f'control = "ipc://{tmp_path}/control"\n'
-                   f'[security]\ncurve = true\n'
-                   f'server_secret_key_file = "{tmp_path}/missing.key_secret"\n'
-                   f'allowed_clients = ["{"A" * 40}"]\n')
-    res = subprocess.run([*env_cmd, "--config", str(cfg)], capture_output=True, text=True,
-                         timeout=60)
+    cfg.write_text(
+        f'[endpoints]\ndata = "tcp://127.0.0.1:{port}"\n'
+        f'control = "ipc://{tmp_path}/control"\n'
+        f"[security]\ncurve = true\n"
+        f'server_secret_key_file = "{tmp_path}/missing.key_secret"\n'
+        f'allowed_clients = ["{"A" * 40}"]\n'
+    )
+    res = subprocess.run(
+        [*env_cmd, "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 78, res.stderr
     assert "security.server_secret_key_file" in res.stderr and "Traceback" not in res.stderr
 
@@ -193,35 +206,77 @@ def test_cli_clients_use_curve_keys(curve_daemon):
     proc, client = curve_daemon
     keys = proc.workdir / "keys"
     ep = ["--data", proc.endpoints.data, "--control", proc.endpoints.control]
-    res = proc.cli("status", *ep, "--server-key", str(keys / "server.key"),
-                   "--client-key", str(keys / "alice.key_secret"), timeout=60)
+    res = proc.cli(
+        "status",
+        *ep,
+        "--server-key",
+        str(keys / "server.key"),
+        "--client-key",
+        str(keys / "alice.key_secret"),
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["state"] == "streaming"
-    res = proc.cli("tail", "--topic", "hb", "--json", "-n", "2", *ep, "--server-key",
-                   str(keys / "server.key"), "--client-key", str(keys / "alice.key_secret"),
-                   timeout=60)
+    res = proc.cli(
+        "tail",
+        "--topic",
+        "hb",
+        "--json",
+        "-n",
+        "2",
+        *ep,
+        "--server-key",
+        str(keys / "server.key"),
+        "--client-key",
+        str(keys / "alice.key_secret"),
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     assert [len(json.loads(line)["hbo"]) for line in res.stdout.splitlines()] == [4, 4]
-    res = proc.cli("status", *ep, "--timeout", "1", "--server-key", str(keys / "server.key"),
-                   "--client-key", str(keys / "mallory.key_secret"), timeout=60)
+    res = proc.cli(
+        "status",
+        *ep,
+        "--timeout",
+        "1",
+        "--server-key",
+        str(keys / "server.key"),
+        "--client-key",
+        str(keys / "mallory.key_secret"),
+        timeout=60,
+    )
     assert res.returncode == 1 and "no reply" in res.stderr
     # the viewer takes the same flags (and shows data only with an allowed key)
-    res = proc.cli("view", "--once", "--wait", "10", *ep, "--server-key",
-                   str(keys / "server.key"), "--client-key", str(keys / "alice.key_secret"),
-                   timeout=60)
+    res = proc.cli(
+        "view",
+        "--once",
+        "--wait",
+        "10",
+        *ep,
+        "--server-key",
+        str(keys / "server.key"),
+        "--client-key",
+        str(keys / "alice.key_secret"),
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     assert "ch0" in res.stdout
 
 
 def test_keys_command(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "nirsd.daemon.cli", "keys", "--out",
-                          str(tmp_path), "--name", "viewer1"], capture_output=True, text=True,
-                         timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "nirsd.cli", "keys", "--out", str(tmp_path), "--name", "viewer1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert load_key_file(out["public_file"], "k")[0].decode() == out["public_key"]
     assert stat.S_IMODE(Path(out["secret_file"]).stat().st_mode) == 0o600
-    again = subprocess.run([sys.executable, "-m", "nirsd.daemon.cli", "keys", "--out",
-                            str(tmp_path), "--name", "viewer1"], capture_output=True,
-                           text=True, timeout=60)
+    again = subprocess.run(
+        [sys.executable, "-m", "nirsd.cli", "keys", "--out", str(tmp_path), "--name", "viewer1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 1 and "exists" in again.stderr

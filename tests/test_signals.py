@@ -6,7 +6,7 @@ import json
 import signal
 import time
 
-from nirsd.daemon.testing import DaemonProcess, simulated_config, wait_for
+from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for
 
 
 def _log_events(proc: DaemonProcess, event: str) -> list[dict]:
@@ -33,6 +33,7 @@ def test_sigterm_during_streaming_exits_0_flushed_and_clean(tmp_path):
                 if msg is not None:
                     end[msg.topic] = msg.seq + msg.n
                 return min(end.values()) >= 25
+
             wait_for(streamed_a_while, 10.0, what="0.5 s of live samples")
             t0 = time.monotonic()
             proc.proc.send_signal(signal.SIGTERM)
@@ -73,9 +74,11 @@ def test_sighup_reloads_the_config_in_place(tmp_path):
         proc.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: _log_events(proc, "reloaded"), 10.0, what="reloaded")
         with proc.subscriber(["hb"]) as sub:
+
             def two_channels():
                 msg = sub.recv(0.5)
                 return msg if msg is not None and msg.array.shape[1:] == (3, 2) else None
+
             msg = wait_for(two_channels, 10.0, what="hb from the reloaded 2-channel config")
             assert msg.header["stream"] != old_stream
         assert proc.proc.pid == pid and proc.proc.poll() is None
@@ -113,10 +116,15 @@ def test_ctrl_c_ends_a_command_started_with_sigint_ignored(tmp_path):
     import os
     import subprocess
     import sys
+
     env = {**os.environ, "NIRSD_RUNTIME_DIR": str(tmp_path)}  # no daemon there
-    proc = subprocess.Popen([sys.executable, "-m", "nirsd.daemon.cli", "tail"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nirsd.cli", "tail"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     try:
         wait_for(lambda: _catches_sigint(proc.pid), 20, what="tail to take SIGINT back")
         proc.send_signal(signal.SIGINT)

@@ -7,22 +7,22 @@ import math
 import numpy as np
 import pytest
 
-from nirsd.daemon.errors import ConfigError
-from nirsd.daemon.extinction import extinction_matrix
+from nirsd.core.errors import ConfigError
+from nirsd.core.extinction import extinction_matrix
 from nirsd.daemon.srs import H_PER_NM, SrsEstimator
 
-WL = np.array([775.0, 810.0, 850.0])      # nm, a typical SRS oximeter triplet
-RHO = np.array([3.5, 4.0, 4.5])           # cm, three detectors from one source
+WL = np.array([775.0, 810.0, 850.0])  # nm, a typical SRS oximeter triplet
+RHO = np.array([3.5, 4.0, 4.5])  # cm, three detectors from one source
 SO2 = 0.60
-HBT_M = 80e-6                              # total Hb 80 µM, in mol/L
+HBT_M = 80e-6  # total Hb 80 µM, in mol/L
 
 
 def _tissue():
     """μa (natural, cm⁻¹) and μs' (cm⁻¹) for 60 % saturation, μs'(800 nm) = 1.0/mm."""
-    eps = extinction_matrix(WL)            # decadic, cm⁻¹/M
+    eps = extinction_matrix(WL)  # decadic, cm⁻¹/M
     mua = math.log(10) * eps @ np.array([SO2 * HBT_M, (1 - SO2) * HBT_M])
     k = 10.0 / (1.0 - H_PER_NM * 800.0)
-    musp = k * (1.0 - H_PER_NM * WL)       # the scattering law the estimator assumes
+    musp = k * (1.0 - H_PER_NM * WL)  # the scattering law the estimator assumes
     return mua, musp
 
 
@@ -37,7 +37,7 @@ def test_recovers_60_percent_far_distance_model():
     mua, musp = _tissue()
     mueff = np.sqrt(3.0 * mua * musp)
     A = 0.37 + (RHO[:, None] * mueff[None, :] + 2.0 * np.log(RHO)[:, None]) / math.log(10)
-    intensity = 10.0 ** (-A)[None]          # (1, n_d, n_wl), I0 = 1
+    intensity = 10.0 ** (-A)[None]  # (1, n_d, n_wl), I0 = 1
     tsi = SrsEstimator(WL, RHO).tsi(intensity)
     assert tsi.shape == (1,)
     assert tsi[0] == pytest.approx(100 * SO2, abs=0.1)
@@ -55,8 +55,10 @@ def _farrell(rho, mua, musp, n=1.4):
     mueff = np.sqrt(mua / D)
     r1 = np.sqrt(z0**2 + rho**2)
     r2 = np.sqrt((z0 + 2 * zb) ** 2 + rho**2)
-    return (z0 * (mueff + 1 / r1) * np.exp(-mueff * r1) / r1**2
-            + (z0 + 2 * zb) * (mueff + 1 / r2) * np.exp(-mueff * r2) / r2**2) / (4 * np.pi)
+    return (
+        z0 * (mueff + 1 / r1) * np.exp(-mueff * r1) / r1**2
+        + (z0 + 2 * zb) * (mueff + 1 / r2) * np.exp(-mueff * r2) / r2**2
+    ) / (4 * np.pi)
 
 
 def test_recovers_60_percent_farrell_model():

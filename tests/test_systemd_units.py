@@ -18,9 +18,11 @@ UNITS = Path(__file__).resolve().parent.parent / "systemd"
 INSTALLED_BIN = "/opt/nirsd/bin/nirsd"
 MAX_EXPOSURE = 1.5
 
-needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                   reason="systemd-analyze is not installed on this machine "
-                                          "(CI has it): unit files not verified here")
+needs_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze is not installed on this machine "
+    "(CI has it): unit files not verified here",
+)
 
 
 def _copy_units(tmp_path: Path) -> list[Path]:
@@ -29,8 +31,10 @@ def _copy_units(tmp_path: Path) -> list[Path]:
     shim.write_text("#!/bin/sh\nexit 0\n")
     shim.chmod(0o755)
     out = []
-    for src, name in (("nirsd.service", "nirsd.service"),
-                      ("nirsd-record@.service", "nirsd-record@test.service")):
+    for src, name in (
+        ("nirsd.service", "nirsd.service"),
+        ("nirsd-record@.service", "nirsd-record@test.service"),
+    ):
         text = (UNITS / src).read_text()
         assert INSTALLED_BIN in text
         dst = tmp_path / name
@@ -42,16 +46,25 @@ def _copy_units(tmp_path: Path) -> list[Path]:
 @needs_analyze
 def test_units_verify_clean(tmp_path):
     units = _copy_units(tmp_path)
-    res = subprocess.run(["systemd-analyze", "verify", "--man=no", *map(str, units)],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    res = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *map(str, units)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     problems = [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
     assert not problems, "\n".join(problems)
 
 
 def _exposure(unit: Path) -> float:
-    res = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", res.stdout)
     assert match, res.stdout + res.stderr
     return float(match.group(1))
@@ -90,8 +103,11 @@ def test_service_contract():
 
 
 def test_sysusers_tmpfiles_and_udev_snippets():
-    users = [line.split() for line in (UNITS / "nirsd.sysusers").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    users = [
+        line.split()
+        for line in (UNITS / "nirsd.sysusers").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert ["u", "nirsd", "-"] == users[0][:3] and ["m", "nirsd", "dialout"] in users
     for line in (UNITS / "nirsd.tmpfiles").read_text().splitlines():
         if line.strip() and not line.startswith("#"):

@@ -11,17 +11,25 @@ import time
 import numpy as np
 import pytest
 
+from nirsd.cli.testing import DaemonProcess, device_config, wait_for
+from nirsd.core.errors import NirsdError
 from nirsd.daemon import wire
-from nirsd.daemon.errors import NirsdError
-from nirsd.daemon.testing import DaemonProcess, device_config, wait_for
 
 
 def _tail(daemon: DaemonProcess, *args: str, timeout: float = 30.0):
-    cmd = [sys.executable, "-m", "nirsd.daemon.cli", "tail", "--data", daemon.endpoints.data,
-           "--control", daemon.endpoints.control, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nirsd.cli",
+        "tail",
+        "--data",
+        daemon.endpoints.data,
+        "--control",
+        daemon.endpoints.control,
+        *args,
+    ]
     t0 = time.monotonic()
-    result = subprocess.run(cmd, env=daemon.env, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(cmd, env=daemon.env, capture_output=True, text=True, timeout=timeout)
     return result, time.monotonic() - t0
 
 
@@ -57,12 +65,24 @@ def test_timeout_ignores_status_from_a_daemon_without_device(tmp_path, extra):
 
 def test_timeout_counts_silence_after_data_too(daemon):
     """A daemon that stops publishing mid-tail ends a --timeout tail with exit 1."""
-    cmd = [sys.executable, "-m", "nirsd.daemon.cli", "tail", "--json", "--timeout", "2",
-           "--data", daemon.endpoints.data, "--control", daemon.endpoints.control]
-    proc = subprocess.Popen(cmd, env=daemon.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "nirsd.cli",
+        "tail",
+        "--json",
+        "--timeout",
+        "2",
+        "--data",
+        daemon.endpoints.data,
+        "--control",
+        daemon.endpoints.control,
+    ]
+    proc = subprocess.Popen(
+        cmd, env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
-        first = proc.stdout.readline()           # data flows: no timeout
+        first = proc.stdout.readline()  # data flows: no timeout
         assert json.loads(first)["hbo"]
         daemon.stop()
         t_stop = time.monotonic()
@@ -78,12 +98,26 @@ def test_timeout_counts_silence_after_data_too(daemon):
 
 
 def test_plain_is_json_ready():
-    header = {"a": b"\x01\x02", "b": [1.5, math.nan, math.inf], "c": (np.float32(2.5),),
-              "d": {"e": np.int64(7), "f": b"x"}, "g": np.array([[1.0, np.nan]])}
-    assert wire.plain(header) == {"a": [1, 2], "b": [1.5, None, None], "c": [2.5],
-                                  "d": {"e": 7, "f": [120]}, "g": [[1.0, None]]}
-    assert wire.plain(header, drop_bytes=True) == {"b": [1.5, None, None], "c": [2.5],
-                                                   "d": {"e": 7}, "g": [[1.0, None]]}
+    header = {
+        "a": b"\x01\x02",
+        "b": [1.5, math.nan, math.inf],
+        "c": (np.float32(2.5),),
+        "d": {"e": np.int64(7), "f": b"x"},
+        "g": np.array([[1.0, np.nan]]),
+    }
+    assert wire.plain(header) == {
+        "a": [1, 2],
+        "b": [1.5, None, None],
+        "c": [2.5],
+        "d": {"e": 7, "f": [120]},
+        "g": [[1.0, None]],
+    }
+    assert wire.plain(header, drop_bytes=True) == {
+        "b": [1.5, None, None],
+        "c": [2.5],
+        "d": {"e": 7},
+        "g": [[1.0, None]],
+    }
     assert wire.plain(b"xy", drop_bytes=True) is None
     json.dumps(wire.plain(header), allow_nan=False)
     ints = np.arange(4, dtype=np.uint16)

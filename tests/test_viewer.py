@@ -18,15 +18,14 @@ import pytest
 
 pytest.importorskip("rich")
 
-from nirsd.daemon.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
+from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
 
 LABELS = ("L3 left", "L4 right", "L5 mid")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
 
 
 def config_text() -> str:
-    chans = "".join(f'[[channel]]\nindex = {i}\nlabel = "{lab}"\n'
-                    for i, lab in enumerate(LABELS))
+    chans = "".join(f'[[channel]]\nindex = {i}\nlabel = "{lab}"\n' for i, lab in enumerate(LABELS))
     return simulated_config(channels=len(LABELS), rate_hz=20.0, extra=chans)
 
 
@@ -45,9 +44,13 @@ class PtyView:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         self.master = master
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nirsd.daemon.cli", "view", *args],
-            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-            env={**env, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"})
+            [sys.executable, "-m", "nirsd.cli", "view", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            env={**env, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"},
+        )
         os.close(slave)
         self.buf = bytearray()
         self.lock = threading.Lock()
@@ -93,7 +96,7 @@ def daemon(tmp_path):
 def _row_values(frame: str, label: str) -> tuple[float, float]:
     for line in frame.splitlines():
         if line.startswith(label):
-            nums = re.findall(r"[+-]\d+\.\d{3}", line[len(label):])
+            nums = re.findall(r"[+-]\d+\.\d{3}", line[len(label) :])
             return float(nums[0]), float(nums[1])
     raise AssertionError(f"no row for {label!r} in frame:\n{frame}")
 
@@ -117,8 +120,11 @@ def test_view_shows_channels_with_daemon_values_and_quits_on_q(daemon):
             assert np.min(np.abs(hb[:, 1, i] - hbr)) <= 0.0005 + 1e-12, (label, hbr)
         mark = daemon.cli("mark", "extension")
         assert mark.returncode == 0, mark.stderr
-        wait_for(lambda: re.search(r"epoch extension \d+ s", view.last_frame()), 10,
-                 what="the open epoch on screen")
+        wait_for(
+            lambda: re.search(r"epoch extension \d+ s", view.last_frame()),
+            10,
+            what="the open epoch on screen",
+        )
         assert "last marker extension/start" in view.last_frame()
         os.write(view.master, b"q")
         assert view.proc.wait(10) == 0
@@ -132,14 +138,25 @@ def test_view_recovers_when_the_daemon_restarts(daemon):
     try:
         wait_for(lambda: f"stream {first}" in view.last_frame(), 20, what="the first stream")
         daemon.stop()
-        wait_for(lambda: "waiting for the daemon" in view.last_frame(), 20,
-                 what="the viewer to notice the daemon is gone")
+        wait_for(
+            lambda: "waiting for the daemon" in view.last_frame(),
+            20,
+            what="the viewer to notice the daemon is gone",
+        )
         second = start(daemon)
         assert second != first
-        wait_for(lambda: f"stream {second}" in view.last_frame()
-                 and "state streaming" in view.last_frame(), 20, what="the second stream")
-        wait_for(lambda: re.search(r"L3 left\s+[+-]\d", view.last_frame()), 10,
-                 what="values of the new stream")
+        wait_for(
+            lambda: (
+                f"stream {second}" in view.last_frame() and "state streaming" in view.last_frame()
+            ),
+            20,
+            what="the second stream",
+        )
+        wait_for(
+            lambda: re.search(r"L3 left\s+[+-]\d", view.last_frame()),
+            10,
+            what="values of the new stream",
+        )
         assert "restarts 1" in view.last_frame()
         os.killpg(view.proc.pid, signal.SIGINT)
         assert view.proc.wait(10) == 0
@@ -149,9 +166,13 @@ def test_view_recovers_when_the_daemon_restarts(daemon):
 
 def test_view_once_prints_one_frame(daemon):
     start(daemon)
-    out = subprocess.run([sys.executable, "-m", "nirsd.daemon.cli", "view", "--once"],
-                         env={**daemon.env, "COLUMNS": "120"}, capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "nirsd.cli", "view", "--once"],
+        env={**daemon.env, "COLUMNS": "120"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     for label in LABELS:
         assert label in out.stdout
@@ -160,8 +181,13 @@ def test_view_once_prints_one_frame(daemon):
 
 def test_view_once_without_daemon_exits_1(tmp_path):
     env = {**os.environ, "NIRSD_RUNTIME_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "nirsd.daemon.cli", "view", "--once",
-                          "--wait", "1"], env=env, capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "nirsd.cli", "view", "--once", "--wait", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 1
     assert "waiting for the daemon" in out.stdout
     assert "Traceback" not in out.stderr

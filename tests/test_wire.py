@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nirsd.core.errors import ProtocolError
 from nirsd.daemon import wire
-from nirsd.daemon.errors import ProtocolError
 
 
 def test_array_message_round_trip():
@@ -24,14 +24,17 @@ def test_event_message_has_empty_payload():
     assert msg.array is None and msg.header["label"] == "extension"
 
 
-@pytest.mark.parametrize("frames,words", [
-    ([b"hb", b"\xc1", b""], "msgpack"),
-    ([b"hb", wire.pack([1, 2]), b""], "not a map"),
-    ([b"hb", wire.pack({"v": 99}), b""], "version"),
-    ([b"hb", wire.pack({"v": 1, "dtype": "<f8", "shape": [2]}), b"\0" * 15], "payload"),
-    ([b"hb", wire.pack({"v": 1, "dtype": "|O", "shape": [1]}), b"\0" * 8], "object"),
-    ([b"hb"], "3 frames"),
-])
+@pytest.mark.parametrize(
+    "frames,words",
+    [
+        ([b"hb", b"\xc1", b""], "msgpack"),
+        ([b"hb", wire.pack([1, 2]), b""], "not a map"),
+        ([b"hb", wire.pack({"v": 99}), b""], "version"),
+        ([b"hb", wire.pack({"v": 1, "dtype": "<f8", "shape": [2]}), b"\0" * 15], "payload"),
+        ([b"hb", wire.pack({"v": 1, "dtype": "|O", "shape": [1]}), b"\0" * 8], "object"),
+        ([b"hb"], "3 frames"),
+    ],
+)
 def test_malformed_messages_raise_protocol_error(frames, words):
     with pytest.raises(ProtocolError, match=words):
         wire.decode(frames)

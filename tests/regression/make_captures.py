@@ -33,20 +33,33 @@ N = 60
 
 def frame_json(f: Any) -> dict[str, Any]:
     if isinstance(f, Sample):
-        return {"type": "sample", "seq": f.seq, "t_dev": f.t_dev, "flags": f.flags,
-                "intensity": f.intensity.tolist()}
+        return {
+            "type": "sample",
+            "seq": f.seq,
+            "t_dev": f.t_dev,
+            "flags": f.flags,
+            "intensity": f.intensity.tolist(),
+        }
     if isinstance(f, Event):
-        return {"type": "event", "seq": f.seq, "t_dev": f.t_dev, "code": f.code,
-                "label": f.label}
+        return {"type": "event", "seq": f.seq, "t_dev": f.t_dev, "code": f.code, "label": f.label}
     assert isinstance(f, Info)
-    return {"type": "info", "version": f.version, "n_channels": f.n_channels,
-            "wavelengths_nm": list(f.wavelengths_nm), "rate_hz": f.rate_hz,
-            "device_id": f.device_id}
+    return {
+        "type": "info",
+        "version": f.version,
+        "n_channels": f.n_channels,
+        "wavelengths_nm": list(f.wavelengths_nm),
+        "rate_hz": f.rate_hz,
+        "device_id": f.device_id,
+    }
 
 
 def make_parser(spec: dict[str, Any]):
-    settings = DeviceSettings("capture", wavelengths_nm=tuple(spec["wavelengths_nm"]),
-                              rate_hz=RATE, options=spec.get("options", {}))
+    settings = DeviceSettings(
+        "capture",
+        wavelengths_nm=tuple(spec["wavelengths_nm"]),
+        rate_hz=RATE,
+        options=spec.get("options", {}),
+    )
     return registry.get(spec["driver"])(settings).make_parser()
 
 
@@ -54,7 +67,7 @@ def decode(spec: dict[str, Any], data: bytes, chunk: int | None = None) -> dict[
     """What the driver's parser makes of ``data`` (fed whole, or in ``chunk``-byte pieces)."""
     p = make_parser(spec)
     step = chunk or max(1, len(data))
-    frames = [f for i in range(0, len(data), step) for f in p.feed(data[i:i + step])]
+    frames = [f for i in range(0, len(data), step) for f in p.feed(data[i : i + step])]
     return {"frames": [frame_json(f) for f in frames], "counters": p.counters.as_dict()}
 
 
@@ -73,8 +86,9 @@ def spec_of(emu: Emulator, driver: str) -> dict[str, Any]:
     return spec
 
 
-def stream(emu: Emulator, n: int, seq0: int = 0, t0_us: int = 0,
-           event_at: int | None = None) -> list[bytes]:
+def stream(
+    emu: Emulator, n: int, seq0: int = 0, t0_us: int = 0, event_at: int | None = None
+) -> list[bytes]:
     """Wire units (one per frame or line), as the emulator would send them."""
     counts = emu.physiology.counts(np.arange(n))
     units = [emu._greeting(), emu._preamble()]
@@ -102,7 +116,7 @@ def noisy(units: list[bytes], emu: Emulator, rng: np.random.Generator) -> bytes:
 
 
 def cut(units: list[bytes], rng: np.random.Generator) -> bytes:
-    out = bytearray(units[2][len(units[2]) // 2:])  # start mid-frame
+    out = bytearray(units[2][len(units[2]) // 2 :])  # start mid-frame
     for i, u in enumerate(units[3:-1], 3):
         out += u[: int(rng.integers(1, len(u)))] if i % 7 == 0 else u
     out += units[-1][: len(units[-1]) // 2]  # end mid-frame
@@ -115,8 +129,12 @@ def captures(driver: str) -> dict[str, tuple[dict[str, Any], bytes]]:
     spec = spec_of(emu, driver)
     units = stream(emu, N, event_at=10)
     wrapped = stream(emu, N, seq0=65536 - N // 2, t0_us=(1 << 32) - 1_000_000)
-    return {"clean": (spec, b"".join(units)), "noisy": (spec, noisy(units, emu, rng)),
-            "cut": (spec, cut(units, rng)), "wrapped": (spec, b"".join(wrapped))}
+    return {
+        "clean": (spec, b"".join(units)),
+        "noisy": (spec, noisy(units, emu, rng)),
+        "cut": (spec, cut(units, rng)),
+        "wrapped": (spec, b"".join(wrapped)),
+    }
 
 
 def to_json(expected: dict[str, Any]) -> str:

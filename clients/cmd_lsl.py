@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import _curve, _endpoint_args, _endpoints
-from .errors import NirsdError
+from nirsd.core.errors import NirsdError
+from nirsd.daemon.cmdline import curve, endpoint_args, endpoints
 
 HELP = """\
 Republish the daemon's data as LSL outlets, so LabRecorder and mne-lsl can use nirsd as
@@ -22,15 +22,23 @@ def cmd_lsl(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise NirsdError("nirsd lsl needs pylsl: pip install 'nirsd[lsl]'") from err
     from nirsd.clients.lsl_bridge import run_bridge
-    return run_bridge(_endpoints(args), prefix=args.name, raw=not args.no_raw,
-                      curve=_curve(args))
+
+    return run_bridge(endpoints(args), prefix=args.name, raw=not args.no_raw, curve=curve(args))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lsl", help="republish hb, raw and markers as LSL outlets",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _endpoint_args(p)
-    p.add_argument("--name", default="nirsd", metavar="PREFIX",
-                   help="outlet name prefix (default nirsd: nirsd_hb, nirsd_raw, nirsd_markers)")
+    p = sub.add_parser(
+        "lsl",
+        help="republish hb, raw and markers as LSL outlets",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    endpoint_args(p)
+    p.add_argument(
+        "--name",
+        default="nirsd",
+        metavar="PREFIX",
+        help="outlet name prefix (default nirsd: nirsd_hb, nirsd_raw, nirsd_markers)",
+    )
     p.add_argument("--no-raw", action="store_true", help="do not publish the raw outlet")
     p.set_defaults(func=cmd_lsl)

@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from .errors import NirsdError
+from nirsd.core.errors import NirsdError
 
 DESCRIPTION = """\
 Draw a recorded session: ΔHbO (red) and ΔHbR (blue) per channel in µM against time,
@@ -23,12 +23,20 @@ exit status: 0 written, 1 unreadable file or no hemoglobin data, 2 usage error."
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("plot", help="draw a recorded SNIRF session to a PNG",
-                              description=DESCRIPTION,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "plot",
+        help="draw a recorded SNIRF session to a PNG",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", metavar="FILE.snirf")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.png",
-                   help="image to write (format from the suffix: png, pdf, svg)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT.png",
+        help="image to write (format from the suffix: png, pdf, svg)",
+    )
     p.add_argument("--width", type=float, default=12.0, help="inches (default 12)")
     p.add_argument("--dpi", type=int, default=100, help="pixels per inch (default 100)")
     p.add_argument("--title", help="figure title (default: subject, group, visit, date)")
@@ -39,10 +47,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
     try:
         from nirsd.clients import plot
     except ImportError as err:
-        raise NirsdError(f"plotting needs matplotlib and h5py: "
-                         f"pip install 'nirsd[plot]' ({err})") from err
-    size = plot.plot_file(args.file, args.output, width_in=args.width, dpi=args.dpi,
-                          title=args.title)
-    print(json.dumps({"file": args.file, "output": args.output,
-                      "width_px": size[0], "height_px": size[1]}))
+        raise NirsdError(
+            f"plotting needs matplotlib and h5py: pip install 'nirsd[plot]' ({err})"
+        ) from err
+    size = plot.plot_file(
+        args.file, args.output, width_in=args.width, dpi=args.dpi, title=args.title
+    )
+    print(
+        json.dumps(
+            {"file": args.file, "output": args.output, "width_px": size[0], "height_px": size[1]}
+        )
+    )
     return 0

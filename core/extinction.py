@@ -9,10 +9,10 @@ three columns (wavelength_nm, HbO2, Hb).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ BUILTIN_TABLES = {"prahl": "hemoglobin_extinction_prahl.csv"}
 def load_table(name_or_path: str = "prahl") -> np.ndarray:
     """Return the table as float64 (n, 3): wavelength nm, eps HbO2, eps Hb (cm^-1/M)."""
     if name_or_path in BUILTIN_TABLES:
-        ref = resources.files("nirsd.daemon") / "data" / BUILTIN_TABLES[name_or_path]
+        ref = resources.files("nirsd.core") / "data" / BUILTIN_TABLES[name_or_path]
         text = ref.read_text(encoding="utf-8")
         origin = f"built-in table {name_or_path!r}"
     else:
@@ -33,8 +33,9 @@ def load_table(name_or_path: str = "prahl") -> np.ndarray:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
-            raise ConfigError(f"cannot read extinction table {path}: {err.strerror}",
-                              "optics.extinction") from err
+            raise ConfigError(
+                f"cannot read extinction table {path}: {err.strerror}", "optics.extinction"
+            ) from err
         origin = str(path)
     rows = []
     for line in text.splitlines():
@@ -66,6 +67,8 @@ def extinction_matrix(wavelengths_nm: Sequence[float], table: str = "prahl") -> 
     if bad.size:
         raise ConfigError(
             f"wavelength {bad[0]:g} nm is outside the extinction table ({lo:g}-{hi:g} nm)",
-            "optics.wavelengths_nm")
-    return np.stack([np.interp(wl, tab[:, 0], tab[:, 1]),
-                     np.interp(wl, tab[:, 0], tab[:, 2])], axis=1)
+            "optics.wavelengths_nm",
+        )
+    return np.stack(
+        [np.interp(wl, tab[:, 0], tab[:, 1]), np.interp(wl, tab[:, 0], tab[:, 2])], axis=1
+    )

@@ -13,15 +13,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .endpoints import Endpoints
-from .errors import NirsdError
+from nirsd.core.errors import NirsdError
+from nirsd.daemon.endpoints import Endpoints
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-             what: str = "condition") -> Any:
+def wait_for(
+    cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
+) -> Any:
     """Call ``cond`` until it returns something truthy; TimeoutError after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -40,23 +42,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def simulated_config(channels: int = 8, rate_hz: float = 10.0, baseline_s: float = 1.0,
-                     extra: str = "") -> str:
-    return (f'[device]\ndriver = "simulated"\nchannels = {channels}\nrate_hz = {rate_hz}\n'
-            f'[baseline]\nseconds = {baseline_s}\n[status]\ninterval_s = 0.5\n{extra}')
+def simulated_config(
+    channels: int = 8, rate_hz: float = 10.0, baseline_s: float = 1.0, extra: str = ""
+) -> str:
+    return (
+        f'[device]\ndriver = "simulated"\nchannels = {channels}\nrate_hz = {rate_hz}\n'
+        f"[baseline]\nseconds = {baseline_s}\n[status]\ninterval_s = 0.5\n{extra}"
+    )
 
 
-def device_config(port: str, driver: str = "nirsb", baseline_s: float = 1.0,
-                  extra: str = "") -> str:
-    return (f'[device]\ndriver = "{driver}"\nport = "{port}"\nreconnect_s = 0.1\n'
-            f'[baseline]\nseconds = {baseline_s}\n[status]\ninterval_s = 0.5\n{extra}')
+def device_config(
+    port: str, driver: str = "nirsb", baseline_s: float = 1.0, extra: str = ""
+) -> str:
+    return (
+        f'[device]\ndriver = "{driver}"\nport = "{port}"\nreconnect_s = 0.1\n'
+        f"[baseline]\nseconds = {baseline_s}\n[status]\ninterval_s = 0.5\n{extra}"
+    )
 
 
 class DaemonProcess:
     """``nirsd run`` in a subprocess, with endpoints under ``workdir``."""
 
-    def __init__(self, workdir: Path, config_text: str | None = None,
-                 env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config_text: str | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
         self.runtime = self.workdir / "run"
         self.runtime.mkdir(parents=True, exist_ok=True)
@@ -74,19 +87,28 @@ class DaemonProcess:
         return Endpoints(f"ipc://{self.runtime / 'data'}", f"ipc://{self.runtime / 'control'}")
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "nirsd.daemon.cli", "run", *self.args]
+        cmd = [sys.executable, "-m", "nirsd.cli", "run", *self.args]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
         return cmd + ["--data", self.endpoints.data, "--control", self.endpoints.control]
 
-    def start(self, wait_streaming: bool = True, timeout: float = 20.0) -> "DaemonProcess":
+    def start(self, wait_streaming: bool = True, timeout: float = 20.0) -> DaemonProcess:
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.command(),
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         if wait_streaming:
             try:
-                wait_for(lambda: self._status_state() == "streaming", timeout,
-                         interval=0.05, what="daemon streaming")
+                wait_for(
+                    lambda: self._status_state() == "streaming",
+                    timeout,
+                    interval=0.05,
+                    what="daemon streaming",
+                )
             except BaseException:
                 self.stop(signal.SIGKILL, timeout=5)  # never leave a daemon behind
                 raise
@@ -102,19 +124,29 @@ class DaemonProcess:
 
     def control(self, timeout_s: float = 1.0):
         from nirsd.clients.subscriber import ControlClient
+
         client = ControlClient(self.endpoints.control, timeout_s=timeout_s)
         return _Closing(client)
 
     def subscriber(self, topics=("hb",)):
         from nirsd.clients.subscriber import Subscriber
+
         return Subscriber(topics, endpoints=self.endpoints)
 
-    def cli(self, *args: str, timeout: float = 30.0, check: bool = False,
-            input: str | None = None) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, timeout: float = 30.0, check: bool = False, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         """Run another ``nirsd`` subcommand against this daemon's endpoints."""
-        cmd = [sys.executable, "-m", "nirsd.daemon.cli", *args]
-        return subprocess.run(cmd, env=self.env, capture_output=True, text=True,
-                              timeout=timeout, check=check, input=input)
+        cmd = [sys.executable, "-m", "nirsd.cli", *args]
+        return subprocess.run(
+            cmd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+            input=input,
+        )
 
     def log(self) -> str:
         try:
@@ -135,7 +167,7 @@ class DaemonProcess:
         self._log.close()
         return self.proc.returncode
 
-    def __enter__(self) -> "DaemonProcess":
+    def __enter__(self) -> DaemonProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -158,4 +190,5 @@ class _Closing:
                 return attr(*a, **k)
             finally:
                 self._client.close()
+
         return call

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import _curve, _endpoint_args, _endpoints
-from .errors import NirsdError
+from nirsd.core.errors import NirsdError
+from nirsd.daemon.cmdline import curve, endpoint_args, endpoints
 
 HELP = """\
 A live terminal view of the daemon: per channel the latest ΔHbO/ΔHbR (µM) with
@@ -22,8 +22,10 @@ def cmd_view(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise NirsdError("nirsd view needs rich: pip install 'nirsd[view]'") from err
     from nirsd.clients.viewer import Viewer
-    viewer = Viewer(_endpoints(args), window_s=args.window, refresh_hz=args.refresh,
-                    curve=_curve(args))
+
+    viewer = Viewer(
+        endpoints(args), window_s=args.window, refresh_hz=args.refresh, curve=curve(args)
+    )
     console = Console()
     try:
         if args.once:
@@ -36,17 +38,35 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("view", help="live terminal view of channels, epochs and quality",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _endpoint_args(p)
-    p.add_argument("--window", type=float, default=30.0, metavar="SECONDS",
-                   help="seconds of trend in the sparklines (default 30)")
-    p.add_argument("--refresh", type=float, default=4.0, metavar="HZ",
-                   help="redraws per second (default 4)")
+    p = sub.add_parser(
+        "view",
+        help="live terminal view of channels, epochs and quality",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    endpoint_args(p)
+    p.add_argument(
+        "--window",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds of trend in the sparklines (default 30)",
+    )
+    p.add_argument(
+        "--refresh", type=float, default=4.0, metavar="HZ", help="redraws per second (default 4)"
+    )
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--once", action="store_true",
-                   help="print one frame when data has arrived, then exit (for scripts)")
+    g.add_argument(
+        "--once",
+        action="store_true",
+        help="print one frame when data has arrived, then exit (for scripts)",
+    )
     g.add_argument("--frames", type=int, metavar="N", help="exit after N redraws")
-    p.add_argument("--wait", type=float, default=5.0, metavar="SECONDS",
-                   help="with --once: how long to wait for data (default 5)")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --once: how long to wait for data (default 5)",
+    )
     p.set_defaults(func=cmd_view)

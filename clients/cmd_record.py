@@ -14,7 +14,8 @@ import signal
 import sys
 from typing import Any
 
-from .errors import NirsdError
+from nirsd.core.errors import NirsdError
+from nirsd.daemon.cmdline import curve, endpoint_args, endpoints
 
 EXIT_IOERR = 74
 
@@ -36,26 +37,40 @@ full disk (the file stays valid up to the error)."""
 
 
 def register(subparsers: Any) -> None:
-    from .cli import _endpoint_args
-    p = subparsers.add_parser("record", help="record the stream into a SNIRF file",
-                              description=DESCRIPTION,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    _endpoint_args(p)
+    p = subparsers.add_parser(
+        "record",
+        help="record the stream into a SNIRF file",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    endpoint_args(p)
     p.add_argument("file", metavar="FILE.snirf", help="the SNIRF file to write")
-    p.add_argument("--duration", type=float, metavar="SECONDS",
-                   help="stop after SECONDS of wall-clock time (default: until stopped)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="stop after SECONDS of wall-clock time (default: until stopped)",
+    )
     p.add_argument("--subject", default="anonymous", metavar="ID", help="SubjectID tag")
     p.add_argument("--group", default="", metavar="G", help="study group tag (StudyGroup)")
     p.add_argument("--visit", default="", metavar="V", help="visit tag (Visit)")
-    p.add_argument("--backfill", type=float, metavar="SECONDS",
-                   help="start SECONDS before the first live sample "
-                        "(default: all the history the daemon holds)")
-    p.add_argument("--recover", action="store_true",
-                   help="repair FILE after a crash (truncate torn tails, rewrite stims "
-                        "from the journal) instead of recording")
+    p.add_argument(
+        "--backfill",
+        type=float,
+        metavar="SECONDS",
+        help="start SECONDS before the first live sample "
+        "(default: all the history the daemon holds)",
+    )
+    p.add_argument(
+        "--recover",
+        action="store_true",
+        help="repair FILE after a crash (truncate torn tails, rewrite stims "
+        "from the journal) instead of recording",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing FILE")
-    p.add_argument("--timeout", type=float, default=10.0,
-                   help="seconds to wait for the daemon (default 10)")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for the daemon (default 10)"
+    )
     p.set_defaults(func=cmd_record)
 
 
@@ -72,9 +87,11 @@ class Progress:
         d = stats.as_dict()
         if self.tty:
             drops = d["lost_samples"] + d["device_lost"]
-            self.stream.write(f"\rrecording {d['elapsed_s']:8.1f} s  {d['samples']:>8} "
-                              f"samples  {d['size_bytes'] / 1e6:8.2f} MB  drops {drops}  "
-                              f"markers {d['markers']}  ")
+            self.stream.write(
+                f"\rrecording {d['elapsed_s']:8.1f} s  {d['samples']:>8} "
+                f"samples  {d['size_bytes'] / 1e6:8.2f} MB  drops {drops}  "
+                f"markers {d['markers']}  "
+            )
             self.stream.flush()
         elif d["elapsed_s"] >= self._next:
             self._next = d["elapsed_s"] + self.every_s
@@ -89,12 +106,12 @@ class Progress:
 
 def cmd_record(args: argparse.Namespace) -> int:
     from pathlib import Path
+
     try:
         from nirsd.clients import recorder
         from nirsd.clients.snirf_writer import Meta
     except ImportError as err:
-        raise NirsdError(f"recording needs h5py: pip install 'nirsd[snirf]' ({err})") \
-            from err
+        raise NirsdError(f"recording needs h5py: pip install 'nirsd[snirf]' ({err})") from err
     path = Path(args.file)
     if args.recover:
         if not path.exists():
@@ -103,19 +120,24 @@ def cmd_record(args: argparse.Namespace) -> int:
         return 0
     if path.exists() and not args.force:
         raise NirsdError(f"{path} exists (use --force to overwrite, --recover to repair)")
-    from .cli import _endpoints
-    from . import logs
+    from nirsd.daemon import logs
+
+    from .subscriber import Subscriber
+
     logs.configure("warning")
-    from nirsd.clients.subscriber import Subscriber
     meta = Meta(subject=args.subject, group=args.group, visit=args.visit)
     progress = Progress()
-    from . import cli
-    keys = {"curve": cli._curve(args)} if hasattr(cli, "_curve") else {}
-    with Subscriber(recorder.TOPICS, endpoints=_endpoints(args), **keys) as sub:
+    with Subscriber(recorder.TOPICS, endpoints=endpoints(args), curve=curve(args)) as sub:
         sub.control.timeout_s = args.timeout
-        rec = recorder.Recorder(path, sub, meta, duration_s=args.duration,
-                                backfill_s=args.backfill, progress=progress,
-                                timeout_s=args.timeout)
+        rec = recorder.Recorder(
+            path,
+            sub,
+            meta,
+            duration_s=args.duration,
+            backfill_s=args.backfill,
+            progress=progress,
+            timeout_s=args.timeout,
+        )
 
         def on_signal(signum: int, frame: Any) -> None:
             rec.stop(signal.Signals(signum).name)

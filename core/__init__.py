@@ -1,0 +1,2 @@
+"""Shared basics below drivers, daemon and clients: the error hierarchy and the
+hemoglobin extinction table."""

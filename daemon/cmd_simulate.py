@@ -1,0 +1,148 @@
+"""``nirsd simulate``: serve an emulated device on a pseudo-terminal until stopped.
+
+``--driver nirsb`` (default), ``heg`` (HEGduino line protocol) or ``csv`` (delimited
+text); every fault flag works with every protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from nirsd.core.errors import ConfigError
+
+EMULATED = ("nirsb", "heg", "csv")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="serve an emulated device on a pseudo-terminal")
+    p.add_argument("--driver", default="nirsb", help="protocol to speak (default nirsb)")
+    p.add_argument("--channels", type=int, default=8)
+    p.add_argument("--rate", type=float, default=10.0, help="sample rate in Hz")
+    p.add_argument("--wavelengths", default="760,850", help="nm, comma-separated")
+    p.add_argument("--link", metavar="PATH", help="make PATH a symlink to the pty")
+    p.add_argument(
+        "--autostart", action="store_true", help="stream without waiting for the start command"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise", type=float, default=2e-4, help="relative intensity noise")
+    add_fault_args(p)
+    p.set_defaults(func=run_simulator)
+
+
+def add_fault_args(p: argparse.ArgumentParser) -> None:
+    proto = p.add_argument_group("protocol options")
+    proto.add_argument(
+        "--fast", action="store_true", help="heg: the 3-field form red|ir|ratio (no time field)"
+    )
+    proto.add_argument(
+        "--delimiter",
+        default=",",
+        help="csv: field separator: ',', ';', 'tab' or ' ' (default ',')",
+    )
+    proto.add_argument(
+        "--no-header", dest="header", action="store_false", help="csv: no header line at power-on"
+    )
+    proto.add_argument(
+        "--time-unit",
+        default="ms",
+        choices=["s", "ms", "us", "none"],
+        help="csv: unit of the time column, or none (default ms)",
+    )
+    g = p.add_argument_group("fault injection")
+    g.add_argument(
+        "--corrupt-rate", type=float, default=0.0, help="probability per byte of a flipped bit"
+    )
+    g.add_argument("--drop-rate", type=float, default=0.0, help="probability a data frame is lost")
+    g.add_argument(
+        "--garbage-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="a burst of random bytes every S seconds",
+    )
+    g.add_argument(
+        "--stall-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="stop sending every S seconds ...",
+    )
+    g.add_argument("--stall", type=float, default=0.0, metavar="S", help="... for S seconds")
+    g.add_argument(
+        "--unplug-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="unplug (close the pty) every S seconds ...",
+    )
+    g.add_argument(
+        "--unplug",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="... and plug back in after S seconds (same --link)",
+    )
+
+
+def run_simulator(args: argparse.Namespace) -> int:
+    from nirsd.drivers.emulator import Emulator, Faults
+    from nirsd.drivers.physiology import Physiology
+    from nirsd.drivers.text_emulator import DelimitedEmulator, HegEmulator
+
+    if args.driver not in EMULATED:
+        raise ConfigError(
+            f"no emulator for driver {args.driver!r} (available: {', '.join(EMULATED)})", "--driver"
+        )
+    try:
+        wavelengths = tuple(float(x) for x in args.wavelengths.split(","))
+    except ValueError:
+        raise ConfigError(f"bad wavelength list {args.wavelengths!r}", "--wavelengths") from None
+    faults = Faults(
+        corrupt_rate=args.corrupt_rate,
+        drop_rate=args.drop_rate,
+        garbage_every_s=args.garbage_every,
+        stall_every_s=args.stall_every,
+        stall_s=args.stall,
+        unplug_every_s=args.unplug_every,
+        unplug_s=args.unplug,
+    )
+    n_ch = 1 if args.driver == "heg" else args.channels
+    if args.driver == "heg" and len(wavelengths) != 2:
+        raise ConfigError("heg needs two wavelengths (red, infrared)", "--wavelengths")
+    phys = Physiology(n_ch, wavelengths, args.rate, noise=args.noise, seed=args.seed)
+    common = dict(
+        rate_hz=args.rate,
+        wavelengths_nm=wavelengths,
+        physiology=phys,
+        link=args.link,
+        faults=faults,
+    )
+    emu: Emulator
+    if args.driver == "heg":
+        emu = HegEmulator(fast=getattr(args, "fast", False), autostart=args.autostart, **common)
+    elif args.driver == "csv":
+        delim = {"tab": "\t", "\\t": "\t"}.get(args.delimiter, args.delimiter)
+        if delim not in (",", ";", "\t", " "):
+            raise ConfigError(f"unsupported delimiter {args.delimiter!r}", "--delimiter")
+        unit = None if args.time_unit == "none" else args.time_unit
+        emu = DelimitedEmulator(
+            n_channels=n_ch, delimiter=delim, header=args.header, time_unit=unit, **common
+        )
+        print(f"csv options: {emu.options()}", file=sys.stderr, flush=True)
+    else:
+        emu = Emulator(n_channels=n_ch, autostart=args.autostart, **common)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    port = emu.start()
+    print(port, flush=True)
+    if args.link:
+        print(f"{args.link} -> {port}", file=sys.stderr, flush=True)
+    try:
+        done.wait()
+    finally:
+        emu.stop()
+    return 0
