@@ -18,7 +18,7 @@ import zmq
 
 from nirsd.core.errors import NirsdError, ProtocolError
 from nirsd.daemon import wire
-from nirsd.daemon.endpoints import Endpoints, resolve
+from nirsd.daemon.endpoints import Endpoints, ipc_access_problem, resolve
 from nirsd.daemon.security import ClientKeys
 from nirsd.daemon.wire import Message
 
@@ -52,6 +52,9 @@ class ControlClient:
 
     def request(self, cmd: str, **fields: Any) -> tuple[dict[str, Any], list[bytes]]:
         """Send a request; return (reply map, extra frames).  NirsdError on failure."""
+        problem = ipc_access_problem(self.endpoint)  # ZeroMQ retries EACCES silently
+        if problem is not None:
+            raise NirsdError(f"cannot connect to {self.endpoint}: {problem}")
         sock = self._socket()
         sock.send(wire.pack({"cmd": cmd, **fields}))
         if not sock.poll(int(self.timeout_s * 1000)):
@@ -160,6 +163,9 @@ class Subscriber:
         for topic in self.topics:
             if topic not in wire.TOPICS:
                 raise NirsdError(f"unknown topic {topic!r} (known: {', '.join(wire.TOPICS)})")
+        problem = ipc_access_problem(ep.data)
+        if problem is not None:
+            raise NirsdError(f"cannot connect to {ep.data}: {problem}")
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, rcvhwm)

@@ -10,6 +10,13 @@ history and published with ``covers``, so recorders can place it exactly.
 Epochs do not overlap unless ``markers.allow_overlap``: starting one while another is
 open ends the open one at the same sample.  With overlap allowed, a sample carries the
 label of the most recently started open epoch.
+
+Bounds (docs/security.md "Limits"): at most ``MAX_PENDING`` markers wait for their
+sample (more are refused, counted in ``rejected``); a device event dated more than
+``DEVICE_FUTURE_S`` after the newest sample is dated at its arrival instead (counted in
+``device_time_clamped``); at most ``SUMMARIES_PER_BLOCK`` epoch summaries are computed per
+block (the rest follow with the next blocks), and the embedded simulator keeps at most
+``MAX_SIMULATED`` exercise responses.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ log = structlog.get_logger("nirsd.markers")
 
 ACTIONS = ("start", "end", "instant")
 FUTURE_TOLERANCE_S = 1.0  # a client clock may run slightly ahead
+MAX_PENDING = 256  # markers waiting for their sample
+DEVICE_FUTURE_S = 5.0  # a device event later than this after the newest sample is bogus
+SUMMARIES_PER_BLOCK = 16  # epoch summaries computed per published block
+MAX_SIMULATED = 16  # exercise responses the embedded simulator keeps
 
 
 @dataclass(order=True)
@@ -65,6 +76,7 @@ class MarkerChannel:
         self.next_id = 1
         self.accepted = 0
         self.rejected = 0
+        self.device_time_clamped = 0
         self.protocol: RunningProtocol | None = None
         self._protocol_step_marked = -1
         self.pipeline = None
@@ -107,10 +119,11 @@ class MarkerChannel:
         if not self.closed or self.pipeline is None:
             return
         ring = self.pipeline.ring
-        ready = [e for e in self.closed if e.end_seq <= ring.head]
+        ready = [e for e in self.closed if e.end_seq <= ring.head][:SUMMARIES_PER_BLOCK]
         if not ready:
             return
-        self.closed = [e for e in self.closed if e.end_seq > ring.head]
+        done = {id(e) for e in ready}
+        self.closed = [e for e in self.closed if id(e) not in done]
         rate = self.pipeline.info.rate_hz
         for epoch in ready:
             body = summarize(
@@ -128,6 +141,9 @@ class MarkerChannel:
     def on_device_event(self, event: Event, arrival: float) -> bool:
         """A device trigger or button: toggles its epoch, or an instant marker."""
         t = self._device_time(event, arrival)
+        if len(self.pending) >= MAX_PENDING:
+            self.rejected += 1  # counted; a device cannot queue without bound
+            return True
         if event.label in self.index:
             is_open = any(e.label == event.label for e in self.open) or any(
                 m.label == event.label and m.action == "start" for m in self.pending
@@ -158,6 +174,7 @@ class MarkerChannel:
                 "accepted": self.accepted,
                 "rejected": self.rejected,
                 "pending": len(self.pending),
+                "device_time_clamped": self.device_time_clamped,
             },
         }
 
@@ -222,6 +239,13 @@ class MarkerChannel:
                 self._simulated.pop(open_label).end_s = now_s
         if action == "start" and label in AMPLITUDES_UM:
             response = ExerciseResponse(now_s, None, emu.n_channels, label)
+            kept = [r for r in emu.physiology.responses if r.end_s is None]
+            ended = [r for r in emu.physiology.responses if r.end_s is not None]
+            # every response costs the emulator thread work per sample: keep the newest
+            # (the oldest ended ones have decayed the most); a new list, so the thread
+            # iterating the old one is undisturbed
+            room = max(0, MAX_SIMULATED - 1 - len(kept))
+            emu.physiology.responses = [*kept[-(MAX_SIMULATED - 1) :], *ended[-room:][:room]]
             emu.physiology.responses.append(response)
             self._simulated[label] = response
 
@@ -249,6 +273,12 @@ class MarkerChannel:
     # -- control requests ------------------------------------------------------------
     def _cmd_mark(self, req: dict[str, Any]) -> Reply:
         label, action = req.get("label"), req.get("action", "start")
+        if isinstance(label, str) and len(label) > 256:
+            self.rejected += 1
+            raise ProtocolError(f"a label has at most 256 characters, got {len(label)}")
+        if not isinstance(action, str):
+            self.rejected += 1
+            raise ProtocolError(f"action must be one of {', '.join(ACTIONS)}")
         if not isinstance(label, str) or label not in self.index:
             if not (isinstance(label, str) and label and action == "instant"):
                 self.rejected += 1
@@ -265,6 +295,12 @@ class MarkerChannel:
             raise ProtocolError("'t' must be a time in Unix seconds")
         if t > now + FUTURE_TOLERANCE_S:
             raise ProtocolError(f"marker time is {t - now:.3f} s in the future")
+        if len(self.pending) >= MAX_PENDING:
+            self.rejected += 1
+            raise ProtocolError(
+                f"{len(self.pending)} markers already wait for their sample (limit "
+                f"{MAX_PENDING}); try again when the device streams"
+            )
         marker = Marker(float(t), self._new_id(), label, action, "control")
         ring = self.pipeline.ring if self.pipeline is not None else None
         last = ring.last() if ring is not None else None
@@ -310,7 +346,9 @@ class MarkerChannel:
             return {"protocol": self.protocol.describe(now) if self.protocol else None}, []
         if action == "start":
             name = req.get("name")
-            if name not in self.protocols:
+            if not isinstance(name, str) or name not in self.protocols:
+                name = name if isinstance(name, str) else type(name).__name__
+                name = name[:64]
                 raise ProtocolError(
                     f"unknown protocol {name!r} (configured: {', '.join(self.protocols) or 'none'})"
                 )
@@ -407,4 +445,7 @@ class MarkerChannel:
         delta = event.t_dev - last_t_dev
         if mod:
             delta = (delta + mod / 2) % mod - mod / 2  # the wrap-free difference
+        if not delta <= DEVICE_FUTURE_S:  # also NaN: no sample will ever come that late
+            self.device_time_clamped += 1
+            return max(arrival, last_t + 1e-9)
         return last_t + delta

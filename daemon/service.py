@@ -8,6 +8,11 @@
   is valid, the acquisition is rebuilt in place from it: same process, same endpoints
   (endpoint changes need a restart), the device reopened, a new stream id, the history
   ring started afresh; systemd sees RELOADING=1 then READY=1.
+- Before anything binds, both IPC endpoint paths are checked (``endpoints.check_ipc_endpoint``:
+  a directory another user could write to, a symlink or a file that is not our socket is a
+  config error, exit 78), and the soft open-file limit is raised to ``NOFILE_WANTED`` (or
+  the hard limit): idle network peers must not exhaust descriptors before ZeroMQ's
+  handshake timeout drops them.
 - ``NIRSD_TEST_HOOKS=1`` adds the control request ``test_stall`` (``seconds``), which
   blocks the loop, so tests can see the watchdog pings stop.  Never set it in production.
 """
@@ -32,13 +37,29 @@ from . import config as config_mod
 from . import wire
 from .acquisition import Acquisition
 from .config import Config
-from .endpoints import ipc_path
+from .endpoints import check_ipc_endpoint, ipc_path
 from .notify import Notifier
 from .security import ServerKeys, ServerSecurity, server_keys
 
 log = structlog.get_logger("nirsd.service")
 
 MAX_STALL_S = 60.0
+NOFILE_WANTED = 65_536  # as the unit's LimitNOFILE
+
+
+def raise_file_limit(wanted: int = NOFILE_WANTED) -> int:
+    """Raise the soft RLIMIT_NOFILE towards ``wanted`` (never above the hard limit)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 def _already_running(ctx: zmq.Context, control: str) -> bool:
@@ -131,6 +152,9 @@ def _start(cfg: Config, ctx: zmq.Context, notifier: Notifier) -> Acquisition:
 def run_daemon(cfg: Config, notifier: Notifier | None = None) -> int:
     """Run until SIGINT or SIGTERM (reloading on SIGHUP); returns 0 on a clean stop."""
     keys = prepare(cfg)
+    for name in ("data", "control"):  # before anything connects or binds there
+        check_ipc_endpoint(getattr(cfg.endpoints, name), f"endpoints.{name}")
+    raise_file_limit()
     notifier = notifier or Notifier()
     ctx = zmq.Context()
     try:

@@ -144,7 +144,10 @@ class NirsbParser(Parser):
       garbage byte and nothing else.  An undelimited run longer than ``MAX_PENDING``
       is dropped as garbage, and the rest of it up to the next 0x00 too.
     - ``lost_frames``: DATA and EVENT share the device frame counter; for each one after
-      the first, (seq − last − 1) mod 65536 is added.  INFO (seq 0) takes no part.
+      the first, (seq − last − 1) mod 65536 is added when that is below 32768.  INFO
+      (seq 0) takes no part.
+    - ``seq_backsteps``: a counter that moved back (by 32768 or more, modulo 65536): a
+      device that restarted or a frame delivered out of order, not 65 535 lost frames.
     - ``frames_ok``: frames delivered.
     """
 
@@ -247,7 +250,11 @@ class NirsbParser(Parser):
 
     def _count_seq(self, seq: int) -> None:
         if self._last_seq is not None:
-            self.counters.lost_frames += (seq - self._last_seq - 1) % 65536
+            skipped = (seq - self._last_seq - 1) % 65536
+            if skipped < 32767:
+                self.counters.lost_frames += skipped
+            else:  # back (or more than half the counter ahead): restart or reorder
+                self.counters.seq_backsteps += 1
         self._last_seq = seq
 
 
