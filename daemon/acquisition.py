@@ -26,6 +26,7 @@ from .history import history_reply
 from .notify import Notifier
 from .pipeline import Pipeline
 from .publisher import Publisher
+from .security import rejected_handshakes
 
 log = structlog.get_logger("nirsd.loop")
 
@@ -90,9 +91,14 @@ class Acquisition:
 
     # -- device frames --------------------------------------------------------------
     def _on_info(self, info: Info) -> None:
-        if self.pipeline is not None and self.pipeline.info == info or info == self._rejected_info:
+        if self.pipeline is not None and self.pipeline.info == info:
+            if (self.device.last_error or "").startswith("device describes itself"):
+                self.device.last_error = None  # the probe is back to what it said
             return
-        if self.pipeline is not None:
+        if info == self._rejected_info:
+            return
+        problem = info_problem(info)
+        if problem is None and self.pipeline is not None:
             # a description that flips every frame would rebuild the pipeline (and drop
             # the history) each time: one change per REDESCRIBE_MIN_S unless reconnected
             now = time.monotonic()
@@ -104,7 +110,6 @@ class Acquisition:
                 return
             self._log_redescribed(old=str(self.pipeline.info)[:300], new=str(info)[:300])
         try:
-            problem = info_problem(info)
             if problem is not None:
                 raise NirsdError(f"outside the accepted limits: {problem}")
             pipeline = Pipeline(self.cfg, info, type(self.device.parser), self.next_seq)
@@ -260,6 +265,9 @@ class Acquisition:
             body["quality"] = p.assess_quality()
             body["baseline_ready"] = bool(p.converter.baseline_ready)
             body["oldest"] = p.ring.oldest
+        curve_rejected = rejected_handshakes(self.ctx)
+        if curve_rejected is not None:
+            body["counters"]["curve_rejected"] = curve_rejected
         for ext in self.extensions:
             body.update(ext.status())
         return body

@@ -19,10 +19,11 @@ fit (counted in ``outliers``) unless ``CONFIRM`` blocks in a row agree, which me
 host or device clock really stepped: then the fit starts over.
 
 Host times never go backwards, whatever the device clock does (reordered frames, a
-restart, a corrupted time): no sample is timed more than ``LATE_S`` after its arrival (a
-corrupted time that claims so is given its arrival time), and a time at or before the previous one is raised
-to it plus ``MIN_STEP_S`` and counted in ``clamped``.  A reset keeps that floor, so a
-host clock stepped back holds the published time until the host clock passes it.
+restart, a corrupted time): no sample is timed more than ``LATE_S`` after its arrival
+(a corrupted time that claims so is given its arrival time), and a time at or before the
+previous one is raised to it plus ``MIN_STEP_S`` and counted in ``clamped``.  A reset
+keeps that floor, so a host clock stepped back holds the published time until the host
+clock passes it.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ sample (more are refused, counted in ``rejected``); a device event dated more th
 ``DEVICE_FUTURE_S`` after the newest sample is dated at its arrival instead (counted in
 ``device_time_clamped``); at most ``SUMMARIES_PER_BLOCK`` epoch summaries are computed per
 block (the rest follow with the next blocks), and the embedded simulator keeps at most
-``MAX_SIMULATED`` exercise responses.
+``MAX_SIMULATED`` exercise responses.  ``mark`` requests that start or end an epoch
+(each ends in a summary) are accepted at ``MARK_RATE_HZ`` (bursts of ``MARK_BURST``);
+more are refused and counted.  Instant markers are not rate-limited.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import structlog
 from nirsd.core.errors import ProtocolError
 from nirsd.drivers.base import Event
 
+from .bounded import RateLimitedLog
 from .control import DEFERRED, Reply
 from .device import STREAMING
 from .epochs import Epoch, summarize
@@ -42,10 +45,13 @@ log = structlog.get_logger("nirsd.markers")
 
 ACTIONS = ("start", "end", "instant")
 FUTURE_TOLERANCE_S = 1.0  # a client clock may run slightly ahead
-MAX_PENDING = 256  # markers waiting for their sample
+MAX_PENDING = 1024  # markers waiting for their sample
 DEVICE_FUTURE_S = 5.0  # a device event later than this after the newest sample is bogus
 SUMMARIES_PER_BLOCK = 16  # epoch summaries computed per published block
 MAX_SIMULATED = 16  # exercise responses the embedded simulator keeps
+MAX_CLOSED = 1024  # ended epochs waiting for their summary (more: summary dropped)
+MARK_RATE_HZ = 50.0  # epoch starts/ends by mark accepted per second (an operator: ~1/s)
+MARK_BURST = 100  # ... with bursts of this many
 
 
 @dataclass(order=True)
@@ -77,6 +83,10 @@ class MarkerChannel:
         self.accepted = 0
         self.rejected = 0
         self.device_time_clamped = 0
+        self.summaries_dropped = 0
+        self._tokens = float(MARK_BURST)  # the mark rate limit's bucket
+        self._tokens_at = time.monotonic()
+        self._log_summary = RateLimitedLog(log, "epoch_summary", burst=20, level="info")
         self.protocol: RunningProtocol | None = None
         self._protocol_step_marked = -1
         self.pipeline = None
@@ -134,9 +144,7 @@ class MarkerChannel:
                 list(self.pipeline.probe.labels),
             )
             self.acq.publisher.publish_event("epoch", body)
-            log.info(
-                "epoch_summary", label=epoch.label, onset_seq=epoch.onset_seq, end_seq=epoch.end_seq
-            )
+            self._log_summary(label=epoch.label, onset_seq=epoch.onset_seq, end_seq=epoch.end_seq)
 
     def on_device_event(self, event: Event, arrival: float) -> bool:
         """A device trigger or button: toggles its epoch, or an instant marker."""
@@ -175,6 +183,7 @@ class MarkerChannel:
                 "rejected": self.rejected,
                 "pending": len(self.pending),
                 "device_time_clamped": self.device_time_clamped,
+                "summaries_dropped": self.summaries_dropped,
             },
         }
 
@@ -254,7 +263,10 @@ class MarkerChannel:
     ) -> None:
         self.open.remove(ep)
         ep.end_seq, ep.end_id = seq, end_id
-        self.closed.append(ep)
+        if len(self.closed) >= MAX_CLOSED:
+            self.summaries_dropped += 1
+        else:
+            self.closed.append(ep)
         if auto:  # the implicit end of an epoch replaced by a new start
             self.acq.publisher.publish_event(
                 "marker",
@@ -301,6 +313,8 @@ class MarkerChannel:
                 f"{len(self.pending)} markers already wait for their sample (limit "
                 f"{MAX_PENDING}); try again when the device streams"
             )
+        if action != "instant":
+            self._take_token()
         marker = Marker(float(t), self._new_id(), label, action, "control")
         ring = self.pipeline.ring if self.pipeline is not None else None
         last = ring.last() if ring is not None else None
@@ -319,6 +333,19 @@ class MarkerChannel:
         marker.token = self.acq.control.current
         self._enqueue(marker)
         return DEFERRED
+
+    def _take_token(self) -> None:
+        """The mark rate limit (a token bucket); ProtocolError when it is spent."""
+        now = time.monotonic()
+        self._tokens = min(MARK_BURST, self._tokens + (now - self._tokens_at) * MARK_RATE_HZ)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            self.rejected += 1
+            raise ProtocolError(
+                f"more than {MARK_RATE_HZ:g} markers per second (bursts of {MARK_BURST}): "
+                "this one is refused"
+            )
+        self._tokens -= 1.0
 
     def _apply_late(self, marker: Marker, ring: Any) -> Reply:
         found = ring.first_at_or_after(marker.t)

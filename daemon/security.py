@@ -237,6 +237,12 @@ class ServerSecurity:
 _ACTIVE: weakref.WeakKeyDictionary[zmq.Context, ServerSecurity] = weakref.WeakKeyDictionary()
 
 
+def rejected_handshakes(ctx: zmq.Context) -> int | None:
+    """CURVE handshakes refused on this context, or None without CURVE."""
+    active = _ACTIVE.get(ctx)
+    return None if active is None else active.rejected
+
+
 def secure_server_socket(sock: zmq.Socket, endpoint: str) -> None:
     """Apply the context's CURVE server settings (if any) to a socket about to bind."""
     active = _ACTIVE.get(sock.context)

@@ -14,7 +14,10 @@
   the hard limit): idle network peers must not exhaust descriptors before ZeroMQ's
   handshake timeout drops them.
 - ``NIRSD_TEST_HOOKS=1`` adds the control request ``test_stall`` (``seconds``), which
-  blocks the loop, so tests can see the watchdog pings stop.  Never set it in production.
+  blocks the loop, so tests can see the watchdog pings stop, and ``test_fault``
+  (``where``: ``samples`` or ``control``), which makes the next block of samples, or this
+  request, raise, so tests can see the loop guard count it and go on.  Never set it in
+  production.
 """
 
 from __future__ import annotations
@@ -108,6 +111,22 @@ def _stall(req: dict[str, Any]) -> tuple[dict[str, Any], list]:
     return {"stalled_s": seconds}, []
 
 
+def _fault(acq: Acquisition) -> Any:
+    def handler(req: dict[str, Any]) -> tuple[dict[str, Any], list]:
+        if req.get("where") == "samples":
+            original = acq._on_samples
+
+            def boom(*_args: Any) -> None:
+                del acq._on_samples  # the class's method again
+                raise RuntimeError("test fault in a block of samples")
+
+            acq._on_samples = boom  # type: ignore[method-assign]
+            return {"armed": "samples", "was": original.__name__}, []
+        raise RuntimeError("test fault in a control request")
+
+    return handler
+
+
 class _Lifetime:
     """What the signal handlers change: stop, or a validated config to switch to."""
 
@@ -145,6 +164,7 @@ def _start(cfg: Config, ctx: zmq.Context, notifier: Notifier) -> Acquisition:
         ) from err
     if os.environ.get("NIRSD_TEST_HOOKS") == "1":
         acq.control.register("test_stall", _stall)
+        acq.control.register("test_fault", _fault(acq))
         log.warning("test_hooks_enabled")
     return acq
 

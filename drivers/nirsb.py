@@ -148,6 +148,8 @@ class NirsbParser(Parser):
       (seq 0) takes no part.
     - ``seq_backsteps``: a counter that moved back (by 32768 or more, modulo 65536): a
       device that restarted or a frame delivered out of order, not 65 535 lost frames.
+      The frame after it is counted from whichever counter it continues (a restart
+      goes on from the new value, a reordering from the old one).
     - ``frames_ok``: frames delivered.
     """
 
@@ -159,6 +161,7 @@ class NirsbParser(Parser):
         self._pending = b""
         self._skipping = False  # inside an over-long undelimited run
         self._last_seq: int | None = None
+        self._before_back: int | None = None  # the counter before it stepped back
 
     def feed(self, data: bytes) -> list[Frame]:
         """Consume bytes (any split) and return the frames they complete, in order."""
@@ -249,12 +252,19 @@ class NirsbParser(Parser):
         return Info(version, n_ch, tuple(float(w) for w in wl), rate_mhz / 1000.0, ident)
 
     def _count_seq(self, seq: int) -> None:
-        if self._last_seq is not None:
-            skipped = (seq - self._last_seq - 1) % 65536
+        last = self._last_seq
+        if last is not None:
+            skipped = (seq - last - 1) % 65536
+            if self._before_back is not None:
+                # after a step back: a frame that continues the old count means that one
+                # frame came out of order (a restart continues from the new value)
+                skipped = min(skipped, (seq - self._before_back - 1) % 65536)
+                self._before_back = None
             if skipped < 32767:
                 self.counters.lost_frames += skipped
             else:  # back (or more than half the counter ahead): restart or reorder
                 self.counters.seq_backsteps += 1
+                self._before_back = last
         self._last_seq = seq
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from nirsd.cli.testing import DaemonProcess, simulated_config
 
-pytest_plugins = ["fault_report"]  # the fault suite's summary table
+pytest_plugins = ["fault_report", "hostile_report"]  # the fault and hostile suites' tables
 
 
 @pytest.fixture
