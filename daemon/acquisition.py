@@ -247,6 +247,7 @@ class Acquisition:
                 "shape_errors": p.shape_errors if p else 0,
                 "clock_restarts": p.clock.restarts if p else 0,
                 "clock_outliers": p.clock.outliers if p else 0,
+                "clock_clamped": p.clock.clamped if p else 0,
                 "lost_samples": self.lost_samples,
                 "control_served": self.control.served,
                 "control_rejected": self.control.rejected,

@@ -17,7 +17,7 @@ from nirsd.core.errors import ProtocolError
 from . import wire
 from .ringbuffer import epoch_labels
 
-MAX_REPLY_BYTES = 64 * 1024 * 1024
+MAX_REPLY_BYTES = 16 * 1024 * 1024  # per reply; clients page on with `next`
 #: sample indices are clamped to this (any larger value means "the future")
 MAX_INDEX = 2**62
 
