@@ -71,6 +71,7 @@ class Acquisition:
         self._described_at = -float("inf")  # monotonic s of the last accepted description
         self._described_reconnects = 0
         self.info_ignored = 0  # descriptions refused for changing too often
+        self.turn_max_s = 0.0  # longest loop turn (work between two polls) since start
         self._log_redescribed = RateLimitedLog(log, "device_redescribed", burst=3)
         self._log_info_rejected = RateLimitedLog(log, "device_info_rejected", 3, level="error")
         self.next_seq = 0
@@ -261,6 +262,7 @@ class Acquisition:
             "gaps": self.gaps[-10:],
             "last_error": self.device.last_error,
             "last_loop_error": self.guard.last_error,
+            "loop_turn_max_ms": round(self.turn_max_s * 1e3, 3),
         }
         if p is not None:
             body["quality"] = p.assess_quality()
@@ -355,6 +357,7 @@ class Acquisition:
             if status_at is not None:
                 timeout = min(timeout, max(0, int((status_at - time.monotonic()) * 1000) + 1))
             events = dict(poller.poll(timeout))
+            turn0 = time.monotonic()
             if self.publisher.sock in events:
                 self.guard.run("subscriptions", self.publisher.read_subscriptions)
             handled = False
@@ -388,6 +391,7 @@ class Acquisition:
                     self.guard.run("status", self.publish_status)
                     next_status = now + interval
                     status_at = None
+            self.turn_max_s = max(self.turn_max_s, time.monotonic() - turn0)
         if registered_fd is not None:
             poller.unregister(registered_fd)
 

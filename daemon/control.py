@@ -33,6 +33,7 @@ from .publisher import bind_socket
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_FRAME_BYTES = 1024 * 1024  # ZMQ_MAXMSGSIZE: a larger frame drops the connection
 MAX_PER_POLL = 100  # requests served per loop turn, so a flood cannot starve samples
+MAX_SERVE_S = 0.02  # and at most this long (bulk replies take a millisecond or more each)
 PEER_REPLY_BUDGET = 32 * 1024 * 1024  # bulk reply bytes one client may leave unread
 TOTAL_REPLY_BUDGET = 256 * 1024 * 1024  # and all clients together
 BULK_COMMANDS = frozenset({"history"})  # replies that can be megabytes
@@ -73,9 +74,11 @@ class ControlServer:
         self.handlers[cmd] = handler
 
     def serve_pending(self) -> int:
-        """Answer the requests waiting now (at most MAX_PER_POLL); returns how many."""
+        """Answer the requests waiting now (at most MAX_PER_POLL, for at most MAX_SERVE_S:
+        the rest wait for the next loop turn, after the device); returns how many."""
         done = 0
-        while done < MAX_PER_POLL:
+        until = time.monotonic() + MAX_SERVE_S
+        while done < MAX_PER_POLL and (done == 0 or time.monotonic() < until):
             try:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:

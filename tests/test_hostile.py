@@ -167,6 +167,7 @@ class Case:
         t = self.t
         alive = t.alive()
         status_s = float("inf")
+        st: dict = {}
         for _ in range(3):  # a shared machine can lose a second: best of three tries
             if not alive or status_s <= 1.0:
                 break
@@ -178,6 +179,7 @@ class Case:
         if alive:
             t.watch.wait_past(self.t1)
         rss1 = t.rss_mb() if t.alive() else float("nan")
+        turn_ms = st["loop_turn_max_ms"] if alive else float("nan")
         gap = t.watch.gap_ms(self.t0, self.t1)
         checks = {
             "alive": alive,
@@ -195,7 +197,7 @@ class Case:
             self.rss0,
             rss1,
             gap,
-            f"{note}; RSS bound +{self.bound:g} MB",
+            f"{note}; longest loop turn so far {turn_ms:.0f} ms; RSS bound +{self.bound:g} MB",
         )
         assert ok, {k: v for k, v in checks.items() if not v} | {"log": t.proc.log()[-3000:]}
 
@@ -241,6 +243,15 @@ def sim(tmp_path_factory):
         yield target
     finally:
         target.stop()
+
+
+def test_no_attack_baseline(sim, hostile_report):
+    """5 s without any attack: the hb gap this machine shows anyway (the yardstick for
+    the gaps below; on a shared 2-core machine other work delays the daemon too)."""
+    with Case(sim, "no attack (5 s, the yardstick)", 10, hostile_report) as c:
+        n = sim.status()[0]["samples"]
+        wait_for(lambda: sim.status()[0]["samples"] >= n + 100, 30, what="5 s of samples")
+    c.finish(1, True, "20 Hz: 50 ms between hb messages is no gap")
 
 
 def zmtp_sender(endpoint: str, socket_type: bytes) -> socket.socket:
@@ -668,7 +679,11 @@ def test_huge_info(device, hostile_report):
         frames_later(device, 10)
     st = device.status()[0]
     err = st["last_error"] or ""
-    c.finish(5, "outside the accepted limits" in err, f"last_error {err[-60:]!r}")
+    c.finish(
+        5,
+        "outside the accepted limits" in err,
+        f"refused: {err.split('limits: ')[-1]} (last_error)",
+    )
     # a good description ends the complaint
     device.emu.inject(device.emu.info_wire)
     frames_later(device, 5)
@@ -855,7 +870,7 @@ def test_permission_denied_is_said(tmp_path, hostile_report):
         float("nan"),
         float("nan"),
         float("nan"),
-        f"{good}/2 say permission denied: {said[1][-60:]!r}",
+        f"{good}/2 (directory not enterable, socket not writable) say “permission denied”",
     )
     assert good == 2, said
 
