@@ -80,6 +80,26 @@ class BoundedList:
         return self._items[index]
 
 
+class TokenBucket:
+    """At most ``rate_hz`` events per second on average, bursts of ``burst``."""
+
+    def __init__(self, rate_hz: float, burst: int) -> None:
+        self.rate_hz = rate_hz
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        """True (and one token used) when the event may go ahead."""
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate_hz)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
 class RateLimitedLog:
     """At most ``burst`` log lines per ``window_s`` for one event name; the rest counted.
 

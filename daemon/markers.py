@@ -18,7 +18,9 @@ sample (more are refused, counted in ``rejected``); a device event dated more th
 block (the rest follow with the next blocks), and the embedded simulator keeps at most
 ``MAX_SIMULATED`` exercise responses.  ``mark`` requests that start or end an epoch
 (each ends in a summary) are accepted at ``MARK_RATE_HZ`` (bursts of ``MARK_BURST``);
-more are refused and counted.  Instant markers are not rate-limited.
+more are refused and counted.  Instant markers are not rate-limited.  Device events
+(trigger inputs, buttons) are taken at ``DEVICE_EVENT_RATE_HZ`` (bursts of
+``DEVICE_EVENT_BURST``); more are counted in ``rejected``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import structlog
 from nirsd.core.errors import ProtocolError
 from nirsd.drivers.base import Event
 
-from .bounded import RateLimitedLog
+from .bounded import RateLimitedLog, TokenBucket
 from .control import DEFERRED, Reply
 from .device import STREAMING
 from .epochs import Epoch, summarize
@@ -52,6 +54,8 @@ MAX_SIMULATED = 16  # exercise responses the embedded simulator keeps
 MAX_CLOSED = 1024  # ended epochs waiting for their summary (more: summary dropped)
 MARK_RATE_HZ = 50.0  # epoch starts/ends by mark accepted per second (an operator: ~1/s)
 MARK_BURST = 100  # ... with bursts of this many
+DEVICE_EVENT_RATE_HZ = 50.0  # device events (triggers, buttons) taken per second ...
+DEVICE_EVENT_BURST = 100  # ... with bursts of this many
 
 
 @dataclass(order=True)
@@ -84,8 +88,8 @@ class MarkerChannel:
         self.rejected = 0
         self.device_time_clamped = 0
         self.summaries_dropped = 0
-        self._tokens = float(MARK_BURST)  # the mark rate limit's bucket
-        self._tokens_at = time.monotonic()
+        self._marks = TokenBucket(MARK_RATE_HZ, MARK_BURST)
+        self._device_events = TokenBucket(DEVICE_EVENT_RATE_HZ, DEVICE_EVENT_BURST)
         self._log_summary = RateLimitedLog(log, "epoch_summary", burst=20, level="info")
         self.protocol: RunningProtocol | None = None
         self._protocol_step_marked = -1
@@ -148,6 +152,9 @@ class MarkerChannel:
 
     def on_device_event(self, event: Event, arrival: float) -> bool:
         """A device trigger or button: toggles its epoch, or an instant marker."""
+        if not self._device_events.take():
+            self.rejected += 1  # a real device triggers a few times a second at most
+            return True
         t = self._device_time(event, arrival)
         if len(self.pending) >= MAX_PENDING:
             self.rejected += 1  # counted; a device cannot queue without bound
@@ -336,16 +343,12 @@ class MarkerChannel:
 
     def _take_token(self) -> None:
         """The mark rate limit (a token bucket); ProtocolError when it is spent."""
-        now = time.monotonic()
-        self._tokens = min(MARK_BURST, self._tokens + (now - self._tokens_at) * MARK_RATE_HZ)
-        self._tokens_at = now
-        if self._tokens < 1.0:
+        if not self._marks.take():
             self.rejected += 1
             raise ProtocolError(
                 f"more than {MARK_RATE_HZ:g} markers per second (bursts of {MARK_BURST}): "
                 "this one is refused"
             )
-        self._tokens -= 1.0
 
     def _apply_late(self, marker: Marker, ring: Any) -> Reply:
         found = ring.first_at_or_after(marker.t)

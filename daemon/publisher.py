@@ -38,6 +38,8 @@ MAX_SUBSCRIPTIONS = 256
 #: a network peer that has not finished the ZeroMQ (and CURVE) handshake within this
 #: many ms is dropped: idle unauthenticated connections cannot pile up
 HANDSHAKE_MS = 5_000
+#: subscription notices taken per loop turn (the rest wait for the next turn)
+NOTICES_PER_TURN = 256
 
 
 def bind_socket(
@@ -75,8 +77,9 @@ class Publisher:
         self._wanted: dict[str, bool] = {}
 
     def read_subscriptions(self) -> None:
-        """Take the (un)subscribe notices XPUB queued; call when its socket is readable."""
-        while True:
+        """Take the (un)subscribe notices XPUB queued (at most NOTICES_PER_TURN, so a
+        flood of them cannot hold the loop); call when its socket is readable."""
+        for _ in range(NOTICES_PER_TURN):
             try:
                 note = self.sock.recv(zmq.NOBLOCK)
             except zmq.Again:

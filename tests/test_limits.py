@@ -14,7 +14,7 @@ import pytest
 
 from nirsd.core.errors import ConfigError
 from nirsd.daemon import config as config_mod
-from nirsd.daemon.bounded import BoundedList, LruCounter, RateLimitedLog
+from nirsd.daemon.bounded import BoundedList, LruCounter, RateLimitedLog, TokenBucket
 from nirsd.daemon.endpoints import check_ipc_endpoint, ipc_access_problem, remove_ipc
 from nirsd.daemon.guard import LoopGuard
 from nirsd.drivers.base import DeviceSettings, Info
@@ -129,6 +129,14 @@ def test_bounded_list_keeps_the_last_n():
         gaps.append({"seq": i})
     assert len(gaps) == 100 and gaps.appended == 1000 and gaps.dropped == 900
     assert [g["seq"] for g in gaps[-3:]] == [997, 998, 999] and gaps[0]["seq"] == 900
+
+
+def test_token_bucket_allows_the_burst_then_the_rate():
+    bucket = TokenBucket(rate_hz=50.0, burst=100)
+    taken = sum(bucket.take() for _ in range(5000))  # a flood within a few ms
+    assert 100 <= taken <= 110
+    bucket._at -= 1.0  # one second later: 50 more
+    assert sum(bucket.take() for _ in range(5000)) in range(50, 53)
 
 
 class _Collect:
