@@ -182,6 +182,26 @@ def test_device_event_frames_become_markers(exercising):
     _check_tagging(rec, start, end, "extension")
 
 
+def test_device_events_stamped_with_a_sent_sample_land_on_that_sample(exercising):
+    """A footswitch pressed at the sample the device has just sent: the EVENT follows
+    that DATA frame and carries its device time; the rule "first sample at or after the
+    marker's time" gives that very sample, not the next one."""
+    emu, phys, response, daemon = exercising
+    with daemon.subscriber(["hb", "marker"]) as sub:
+        rec = Recorder(sub)
+        rec.until(lambda: len(rec.t) >= 3, what="samples")
+        for i in range(6):
+            emu.send_event(1, "extension", after=True)
+            rec.until(lambda: len(rec.of("marker")) > i, what=f"device marker {i}")
+        rec.until(lambda: max(rec.t) >= rec.of("marker")[-1]["seq"], what="tagged samples")
+    markers = rec.of("marker")
+    assert [m["action"] for m in markers] == ["start", "end"] * 3
+    for m in markers:
+        assert m["t"] == pytest.approx(rec.t[m["seq"]], abs=1e-3), m
+        assert m["covers"] == [m["seq"], m["seq"] + 1], "applied to the published sample"
+        assert rec.t[m["seq"] - 1] < m["t"]
+
+
 def test_exercise_response_is_recovered_by_the_epoch_summary(exercising):
     emu, phys, response, daemon = exercising
     wait_for(lambda: daemon.control().status()["samples"] >= 12 * RATE, 30, what="12 s of data")
