@@ -35,6 +35,33 @@ def wait_for(
         time.sleep(interval)
 
 
+#: liblsl settings that keep LSL discovery on this machine: no multicast beyond the host,
+#: the loopback peer only, no IPv6; liblsl logs errors only
+LOCAL_LSL_CONFIG = """\
+[ports]
+IPv6 = disable
+
+[multicast]
+ResolveScope = machine
+
+[lab]
+KnownPeers = {127.0.0.1}
+
+[log]
+level = -2
+"""
+
+
+def keep_lsl_local(directory: Path) -> Path:
+    """Write LOCAL_LSL_CONFIG to ``directory``/lsl_api.cfg and point ``$LSLAPICFG`` at it
+    (before liblsl starts), so tests and benchmarks never send LSL traffic off the host."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "lsl_api.cfg"
+    path.write_text(LOCAL_LSL_CONFIG)
+    os.environ["LSLAPICFG"] = str(path)
+    return path
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
