@@ -213,7 +213,7 @@ class MarkerChannel:
             "published_upto": published_upto,
             **m.extra,
         }
-        if seq < published_upto:
+        if seq < published_upto and self.pipeline is not None:
             body["covers"] = [seq, published_upto]
             self.pipeline.ring.set_epoch(seq, published_upto, self._current())
         self.acq.publisher.publish_event("marker", body)
@@ -322,7 +322,7 @@ class MarkerChannel:
             return {"protocol": self.protocol.describe(now) if self.protocol else None}, []
         if action == "start":
             name = req.get("name")
-            if name not in self.protocols:
+            if not isinstance(name, str) or name not in self.protocols:
                 raise ProtocolError(
                     f"unknown protocol {name!r} (configured: {', '.join(self.protocols) or 'none'})"
                 )
