@@ -1,4 +1,4 @@
-"""Acceptance-review fixes: config edge cases, gap estimates, tail, closed pipes, csv hints."""
+"""Edge cases seen at the command line: config values, gap estimates, tail, closed pipes, csv hints."""
 
 from __future__ import annotations
 
