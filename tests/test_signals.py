@@ -6,6 +6,8 @@ import json
 import signal
 import time
 
+import pytest
+
 from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for
 
 
