@@ -55,7 +55,7 @@ def _clip(msg: Message, lo: int, hi: int | None) -> Message | None:
             w = len(h[key]) // msg.n
             h[key] = h[key][a * w : b * w]
     h["seq"], h["n"] = msg.seq + a, b - a
-    return Message(msg.topic, h, msg.array[a:b])
+    return Message(msg.topic, h, None if msg.array is None else msg.array[a:b])
 
 
 class SessionRun(recorder.Recorder):

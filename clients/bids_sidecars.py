@@ -35,7 +35,7 @@ CHANNELS_JSON = {
     "label": {"Description": "The channel label in the nirsd config (e.g. the vertebral level)"},
     "units": {"Description": "n/a: raw device counts (arbitrary units, as the device sent them)"},
 }
-EVENTS_JSON = {
+EVENTS_JSON: dict[str, dict[str, Any]] = {
     "trial_type": {
         "LongName": "Epoch label",
         "Description": "The marker label: an exercise epoch (onset and duration) or an "
