@@ -203,6 +203,7 @@ def finish_run(run: ds.BidsRun) -> int:
     with h5py.File(run.snirf, "r") as f:
         seq, t, t0 = snirf_writer.read_index(f)
     sc.write_events(run, sc.event_rows(events, seq, t))
+    sc.set_duration(run, t)
     sc.write_epochs(run, events, t0)
     hb = run.derivative("desc-hb_nirs.snirf")
     hb.parent.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,19 @@ def nirs_json(
     }
 
 
+def set_duration(run: BidsRun, time_s: np.ndarray) -> None:
+    """RecordingDuration in nirs.json (s), once the run's length is known."""
+    import json
+
+    path = run.path("nirs.json")
+    sidecar = json.loads(path.read_text(encoding="utf-8"))
+    step = float(np.median(np.diff(time_s))) if len(time_s) > 1 else 0.0
+    sidecar["RecordingDuration"] = (
+        round(float(time_s[-1] - time_s[0]) + step, 6) if len(time_s) else 0.0
+    )
+    write_json(path, sidecar)
+
+
 def att_per_channel(info: dict[str, Any], session_att: list[float] | None) -> list[Any]:
     """ATT in mm per channel: the session's values, else the config's (None if unknown)."""
     n = int(info["n_channels"])

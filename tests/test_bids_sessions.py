@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for
-from nirsd.clients.bids_dataset import read_tsv
+from nirsd.clients.bids_dataset import iso_time, read_tsv
 
 RATE = 10.0
 STEPS = [("rest", 1.5), ("extension", 2.0), ("rest", 1.0)]
@@ -159,8 +159,13 @@ def test_four_sessions_dataset(daemon, tmp_path):
             tags = {k: f["nirs/metaDataTags"][k][()].decode() for k in f["nirs/metaDataTags"]}
         np.testing.assert_array_equal(rows, np.arange(seq, end_seq))
         assert tags["SubjectID"] == subject and tags["Visit"] == visit
+        sidecar = json.loads((nirs / f"{prefix}_nirs.json").read_text())
+        assert sidecar["SamplingFrequency"] == RATE and sidecar["NIRSChannelCount"] == 8
+        assert sidecar["CapManufacturer"] == "none"
+        assert sidecar["RecordingDuration"] == pytest.approx((end_seq - seq) / RATE, abs=0.05)
         scans = read_tsv(nirs.parent / f"sub-{subject}_ses-{visit}_scans.tsv")
         assert [r["filename"] for r in scans] == [f"nirs/{prefix}_nirs.snirf"]
+        assert scans[0]["acq_time"] == iso_time(s["ack"]["t"])  # the first sample's time
         # events equal the protocol's markers to the sample
         mine = [m for m in markers if m.get("protocol") == "short" and seq <= m["seq"] <= end_seq]
         step_starts = [m for m in mine if m["action"] == "start"]
@@ -287,20 +292,27 @@ def test_sigkill_and_recover(daemon, tmp_path):
     assert validate(root)["issues"]["errors"] == []
     check_mne_bids(root, [("P03", "week0")])
 
-    # runs are never overwritten: the same visit again becomes run 02
+    # runs are never overwritten: the same visit again becomes run 02; a recorder
+    # started during a session records it whole, from the session's first sample
     before = snirf.stat().st_mtime_ns
+    ack2 = json.loads(
+        daemon.cli("session", "start", "--subject", "P03", "--session", "week0").stdout
+    )
+    status = daemon.control().status()
+    assert status["session"]["session_id"] == ack2["session_id"]
+    wait_for(lambda: daemon.control().status()["samples"] > ack2["seq"] + 15, 30, 0.1)
     follower = Follower(daemon, root, "--sessions", "1")
     second = daemon.cli("record", "--bids", str(root), "--sessions", "1")  # one per dataset
     assert second.returncode == 1 and "another nirsd recorder" in second.stderr, second.stderr
-    daemon.cli("session", "start", "--subject", "P03", "--session", "week0")
-    wait_for(lambda: rows() and daemon.control().status()["samples"] > killed_at + 30, 30, 0.1)
+    run2 = nirs / "sub-P03_ses-week0_task-lumbar_run-02_nirs.snirf"
+    wait_for(lambda: run2.exists(), 30, 0.1, "run 02 started")
     stop = json.loads(daemon.cli("session", "stop").stdout)
-    assert stop["end_seq"] is not None and stop["reason"] == "stopped"
+    assert stop["session_id"] == ack2["session_id"] and stop["reason"] == "stopped"
     assert follower.proc.wait(30) == 0, follower.err.read_text()
     assert follower.lines()[0]["run"] == 2
     assert snirf.stat().st_mtime_ns == before
-    with h5py.File(nirs / "sub-P03_ses-week0_task-lumbar_run-02_nirs.snirf", "r") as f:
+    with h5py.File(run2, "r") as f:
         seq2 = f["nirs/aux1/dataTimeSeries"][:, 0].astype(int)
-    np.testing.assert_array_equal(seq2, np.arange(stop["seq"], stop["end_seq"]))
+    np.testing.assert_array_equal(seq2, np.arange(ack2["seq"], stop["end_seq"]))
     scans = read_tsv(nirs.parent / "sub-P03_ses-week0_scans.tsv")
     assert len(scans) == 2
