@@ -332,7 +332,10 @@ class BidsRecorder:
             result.session, result.reason = session, rec.stop_reason
             result.stats = rec.stats.as_dict()
             if rec.writer is not None:
-                finish_run(run)
+                try:
+                    finish_run(run)
+                except (OSError, NirsdError) as err:  # e.g. the disk is full: --recover
+                    log.error("finish_failed", file=str(run.snirf), error=str(err))
             self.runs.append(result)
             if self.on_run is not None:
                 self.on_run(result)
