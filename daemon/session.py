@@ -40,6 +40,7 @@ LABEL_RE = re.compile(r"[A-Za-z0-9]+")
 MAX_LABEL = 64
 MAX_TEXT = 2000  # a note; group and sex are shorter
 MAX_ATT_MM = 200.0  # adipose tissue thicker than this is a typo, not a patient
+DEFAULT_TASK = "lumbar"  # the study's standardised lumbar exercises
 STARTING, RUNNING, ENDING, ENDED = "starting", "running", "ending", "ended"
 
 
@@ -90,7 +91,7 @@ class Session:
     subject: str
     session: str
     group: str = ""
-    task: str = "rest"
+    task: str = DEFAULT_TASK
     run: int | None = None
     protocol: str | None = None
     note: str = ""
@@ -148,7 +149,7 @@ def parse_start(req: dict[str, Any], n_channels: int | None = None) -> Session:
         subject=check_label("subject", req.get("subject")),
         session=check_label("session", req.get("session")),
         group=check_text("group", req.get("group", "")),
-        task=check_label("task", req.get("task", "rest")),
+        task=check_label("task", req.get("task", DEFAULT_TASK)),
         run=run,
         protocol=protocol,
         note=check_text("note", req.get("note", ""), MAX_TEXT),
