@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import snirf
 
 from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for
 from nirsd.clients.bids_dataset import iso_time, read_tsv
@@ -190,19 +191,23 @@ def test_four_sessions_dataset(daemon, tmp_path):
         else:
             assert att == ["n/a"] * 8
         deriv = root / "derivatives" / "nirsd" / nirs.relative_to(root)
-        assert (deriv / f"{prefix}_desc-hb_nirs.snirf").exists()
+        for path in (nirs / f"{prefix}_nirs.snirf", deriv / f"{prefix}_desc-hb_nirs.snirf"):
+            assert snirf.validateSnirf(str(path)).is_valid(), path
         epochs = read_tsv(deriv / f"{prefix}_epochs.tsv")
         assert len(epochs) == 3 * 4  # three epochs × four channels
         assert not list(nirs.glob("*.journal.jsonl"))  # the run finished
 
     report = validate(root)
     assert report["issues"]["errors"] == [], report["issues"]["errors"]
-    check_mne_bids(root, [(s, v) for s, v, _, _ in plan])
+    lengths = [s["end"]["end_seq"] - s["ack"]["seq"] for s in sessions]
+    check_mne_bids(root, [(s, v) for s, v, _, _ in plan], lengths=lengths)
 
 
-def check_mne_bids(root: Path, entities: list[tuple[str, str]], run: int = 1) -> None:
+def check_mne_bids(
+    root: Path, entities: list[tuple[str, str]], run: int = 1, lengths: list[int] | None = None
+) -> None:
     mne_bids = pytest.importorskip("mne_bids")
-    for subject, visit in entities:
+    for k, (subject, visit) in enumerate(entities):
         path = mne_bids.BIDSPath(
             subject=subject,
             session=visit,
@@ -223,7 +228,9 @@ def check_mne_bids(root: Path, entities: list[tuple[str, str]], run: int = 1) ->
         # MNE clips an epoch that lasts to the end of the run at its own idea of the
         # end (last sample + 1 / mean rate): microseconds, far below a sample
         np.testing.assert_allclose(ann.duration, [float(e["duration"]) for e in events], atol=1e-3)
-        assert len(raw.ch_names) == 8
+        assert len(raw.ch_names) == 8 and set(raw.get_channel_types()) == {"fnirs_cw_amplitude"}
+        if lengths is not None:
+            assert raw.n_times == lengths[k]
 
 
 def test_bad_labels_refused_before_anything(daemon, tmp_path):
