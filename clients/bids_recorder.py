@@ -194,8 +194,9 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
-def finish_run(run: ds.BidsRun) -> int:
-    """events.tsv, derivatives and the journal's move, from what the SNIRF file holds."""
+def finish_run(run: ds.BidsRun, end: str) -> int:
+    """events.tsv, derivatives, how it ended (scans.tsv) and the journal's move, from
+    what the SNIRF file holds; returns its rows."""
     import h5py
 
     jpath = recorder.journal_path(run.snirf)
@@ -208,6 +209,7 @@ def finish_run(run: ds.BidsRun) -> int:
     hb = run.derivative("desc-hb_nirs.snirf")
     hb.parent.mkdir(parents=True, exist_ok=True)
     snirf_writer.hb_copy(run.snirf, hb)
+    ds.end_scan(run, end)
     if jpath.exists():
         shutil.move(jpath, run.derivative("journal.jsonl"))
     return int(len(seq))
@@ -245,7 +247,7 @@ def recover_dataset(root: Path) -> list[dict[str, Any]]:
         parts = dict(p.split("-", 1) for p in snirf.name.split("_")[:-1])
         run = ds.BidsRun(root, parts["sub"], parts["ses"], parts["task"], int(parts["run"]))
         result = recorder.recover_file(snirf)
-        rows = finish_run(run)
+        rows = finish_run(run, "recovered")
         out.append({"file": str(snirf), "rows": rows, "recovered_rows": result["rows"]})
     return out
 
@@ -333,7 +335,7 @@ class BidsRecorder:
             result.stats = rec.stats.as_dict()
             if rec.writer is not None:
                 try:
-                    finish_run(run)
+                    finish_run(run, rec.stop_reason or "stopped")
                 except (OSError, NirsdError) as err:  # e.g. the disk is full: --recover
                     log.error("finish_failed", file=str(run.snirf), error=str(err))
             self.runs.append(result)

@@ -167,6 +167,7 @@ def test_four_sessions_dataset(daemon, tmp_path):
         scans = read_tsv(nirs.parent / f"sub-{subject}_ses-{visit}_scans.tsv")
         assert [r["filename"] for r in scans] == [f"nirs/{prefix}_nirs.snirf"]
         assert scans[0]["acq_time"] == iso_time(s["ack"]["t"])  # the first sample's time
+        assert scans[0]["nirsd_session"] == sid and scans[0]["nirsd_end"] == "session ended"
         # events equal the protocol's markers to the sample
         mine = [m for m in markers if m.get("protocol") == "short" and seq <= m["seq"] <= end_seq]
         step_starts = [m for m in mine if m["action"] == "start"]
@@ -280,6 +281,8 @@ def test_sigkill_and_recover(daemon, tmp_path):
     killed_at = daemon.control().status()["samples"]
     end = wait_for(lambda: ended(daemon, ack["session_id"]), 30, 0.1, "session end")
     assert (nirs / f"{snirf.name}.journal.jsonl").exists()
+    scans = read_tsv(nirs.parent / "sub-P03_ses-week0_scans.tsv")
+    assert [r["nirsd_end"] for r in scans] == ["n/a"]  # written when the run started
     # sidecars were written when the run started: the crashed dataset is already valid
     assert validate(root)["issues"]["errors"] == []
 
@@ -322,4 +325,4 @@ def test_sigkill_and_recover(daemon, tmp_path):
         seq2 = f["nirs/aux1/dataTimeSeries"][:, 0].astype(int)
     np.testing.assert_array_equal(seq2, np.arange(ack2["seq"], stop["end_seq"]))
     scans = read_tsv(nirs.parent / "sub-P03_ses-week0_scans.tsv")
-    assert len(scans) == 2
+    assert [r["nirsd_end"] for r in scans] == ["recovered", "session ended"]
