@@ -33,6 +33,8 @@ def test_bad_labels(label):
 def test_parse_start_defaults_and_errors():
     s = parse_start({"subject": "P01", "session": "week0"}, n_channels=4)
     assert (s.task, s.group, s.run, s.att_mm, s.protocol) == ("lumbar", "", None, None, None)
+    s = parse_start({"subject": "P01", "session": "w0", "group": None, "task": None}, 4)
+    assert (s.group, s.task) == ("", "lumbar")  # nil is "not given" (msgpack clients)
     s = parse_start({"subject": "P01", "session": "w4", "att_mm": 5, "run": 3, "age": 40}, 4)
     assert s.att_mm == [5.0] * 4 and s.run == 3 and s.age == 40.0
     for bad, match in (
