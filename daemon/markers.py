@@ -405,8 +405,9 @@ class MarkerChannel:
     def _protocol_event(self, what: str, p: RunningProtocol | None = None) -> None:
         p = p or self.protocol
         body = p.describe(time.time()) if p is not None else {}
-        for listener in self.protocol_listeners:
-            listener(what, p)
+        if p is not None:
+            for listener in self.protocol_listeners:
+                listener(what, p)
         self.acq.publisher.publish_event(
             "status", {"event": "protocol", "what": what, "protocol": body}
         )
