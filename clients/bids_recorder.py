@@ -293,7 +293,8 @@ class BidsRecorder:
             ready()
         while not self._stop:
             if self.max_sessions is not None and len(self.runs) >= self.max_sessions:
-                self.stop_reason = self.stop_reason or f"{len(self.runs)} sessions recorded"
+                n = len(self.runs)
+                self.stop_reason = self.stop_reason or f"{n} session{'s' * (n != 1)} recorded"
                 break
             session = self._next_session()
             if session is not None:
