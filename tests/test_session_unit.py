@@ -148,3 +148,18 @@ def test_clip_keeps_only_the_session_samples():
     np.testing.assert_array_equal(part.array, msg.array[2:4])
     assert _clip(msg, 15, None) is None and _clip(msg, 0, 10) is None
     assert _clip(msg, 0, None) is msg
+
+
+def test_att_from_the_config_and_from_the_session():
+    from nirsd.daemon import config
+    from nirsd.daemon.probe import build_probe
+    from nirsd.drivers.base import Info
+
+    cfg = config.parse({"channel": [{"index": 0, "att_mm": 6.5}, {"index": 2, "att_mm": 0}]})
+    info = build_probe(cfg, Info(1, 3, (760.0, 850.0), 10.0, "p")).describe()
+    assert [ch.get("att_mm") for ch in info["channels"]] == [6.5, None, 0.0]
+    assert sc.att_per_channel(info, None) == [6.5, None, 0.0]
+    assert sc.att_per_channel(info, [4.0]) == [4.0, 4.0, 4.0]  # the session's values win
+    assert sc.att_per_channel(info, [1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
+    with pytest.raises(config.ConfigError, match="att_mm"):
+        config.parse({"channel": [{"index": 0, "att_mm": -1}]})
