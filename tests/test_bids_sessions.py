@@ -58,9 +58,26 @@ def validate(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
+    """One daemon for the module (the tests' sessions follow one another)."""
     workdir = tmp_path_factory.mktemp("bidsd")
     with DaemonProcess(workdir, simulated_config(channels=4, rate_hz=RATE, extra=PROTOCOLS)) as d:
         yield d
+
+
+@pytest.fixture
+def follow(daemon):
+    """Start followers; any still running when the test ends is killed."""
+    started: list[Follower] = []
+
+    def start(root: Path, *args: str) -> Follower:
+        started.append(Follower(daemon, root, *args))
+        return started[-1]
+
+    yield start
+    for f in started:
+        if f.proc.poll() is None:
+            f.proc.kill()
+            f.proc.wait(10)
 
 
 class Follower:
@@ -102,10 +119,10 @@ def drain(sub) -> list:
     return out
 
 
-def test_four_sessions_dataset(daemon, tmp_path):
+def test_four_sessions_dataset(daemon, follow, tmp_path):
     root = tmp_path / "study"
     with daemon.subscriber(("marker", "session")) as truth:
-        follower = Follower(daemon, root, "--sessions", "4")
+        follower = follow(root, "--sessions", "4")
         plan = [
             ("P01", "week0", "eperisone", ["--age", "52", "--sex", "F", "--att-mm", "6.5"]),
             ("P02", "week0", "mckenzie", ["--att-mm", "4,5,6,7"]),
@@ -249,9 +266,9 @@ def test_bad_labels_refused_before_anything(daemon, tmp_path):
     assert daemon.control().request("session_status")[0]["session"] is None
 
 
-def test_sigkill_and_recover(daemon, tmp_path):
+def test_sigkill_and_recover(daemon, follow, tmp_path):
     root = tmp_path / "crash"
-    follower = Follower(daemon, root)
+    follower = follow(root)
     r = daemon.cli(
         "session",
         "start",
@@ -311,7 +328,7 @@ def test_sigkill_and_recover(daemon, tmp_path):
     status = daemon.control().status()
     assert status["session"]["session_id"] == ack2["session_id"]
     wait_for(lambda: daemon.control().status()["samples"] > ack2["seq"] + 15, 30, 0.1)
-    follower = Follower(daemon, root, "--sessions", "1")
+    follower = follow(root, "--sessions", "1")
     second = daemon.cli("record", "--bids", str(root), "--sessions", "1")  # one per dataset
     assert second.returncode == 1 and "another nirsd recorder" in second.stderr, second.stderr
     run2 = nirs / "sub-P03_ses-week0_task-lumbar_run-02_nirs.snirf"
