@@ -174,13 +174,19 @@ def file_dpf(snirf: Snirf, fallback: float) -> tuple[np.ndarray, str]:
     return np.full((n_ch, len(wl)), float(fallback)), f"--dpf {fallback:g}"
 
 
-def convert(snirf: Snirf, dpf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hb (n, 3, n_ch) µM, bad (n, n_ch), od (n, n_ch, n_wl)) from CW amplitudes."""
+def convert(
+    snirf: Snirf, dpf: np.ndarray, i0: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hb (n, 3, n_ch) µM, bad (n, n_ch), od (n, n_ch, n_wl)) from CW amplitudes.
+
+    ``i0`` (n_ch, n_wl) defaults to each channel's mean good intensity; it shifts every
+    sample of a channel by the same ΔHb, which no baseline-relative measure sees."""
     intensity = snirf.values
     conv = Converter(snirf.wavelengths_nm, snirf.distances_cm, dpf, baseline_samples=1)
-    good = np.isfinite(intensity) & (intensity > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        i0 = np.where(good, intensity, 0.0).sum(axis=0) / good.sum(axis=0)
+    if i0 is None:
+        good = np.isfinite(intensity) & (intensity > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            i0 = np.where(good, intensity, 0.0).sum(axis=0) / good.sum(axis=0)
     conv.set_baseline(np.where(np.isfinite(i0) & (i0 > 0), i0, 1.0))
     hb, quality = conv.process(intensity)
     od = conv.last_od

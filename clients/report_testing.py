@@ -210,7 +210,7 @@ def write_study(
 def inject_motion(
     rng: np.random.Generator, intensity: np.ndarray, rate_hz: float, n_spikes: int, n_steps: int
 ) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-    """Spikes (0.2-0.5 s, OD +0.1…0.4) and steps (OD ±0.05…0.2 from then on) on random
+    """Spikes (0.2-0.5 s, OD +0.1…0.4) and steps (OD ±0.08…0.25 from then on) on random
     channels; returns the new intensities and (channel, first, end) sample spans (a
     step's span is its first sample)."""
     out = intensity.copy()
@@ -224,6 +224,6 @@ def inject_motion(
             out[s : s + length, ch, :] *= np.exp(-rng.uniform(0.1, 0.4))
             spans.append((ch, int(s), int(s + length)))
         else:
-            out[s:, ch, :] *= np.exp(-rng.choice([-1, 1]) * rng.uniform(0.05, 0.2))
+            out[s:, ch, :] *= np.exp(-rng.choice([-1, 1]) * rng.uniform(0.08, 0.25))
             spans.append((ch, int(s), int(s + 1)))
     return out, spans

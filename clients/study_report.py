@@ -80,8 +80,8 @@ class Progress:
 
 
 def write_tsv(df: pd.DataFrame, path: Path) -> None:
-    """BIDS-style TSV: tab-separated, NaN as n/a, floats with 10 significant digits."""
-    df.to_csv(path, sep="\t", index=False, na_rep="n/a", float_format="%.10g")
+    """BIDS-style TSV: tab-separated, NaN as n/a, floats with 12 significant digits."""
+    df.to_csv(path, sep="\t", index=False, na_rep="n/a", float_format="%.12g")
 
 
 def _run_row(data: report_data.RunData, ep: Any) -> dict[str, Any]:

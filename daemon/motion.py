@@ -16,10 +16,16 @@ flagged.  A change that only drifts (a hemodynamic response over tens of seconds
 far below both thresholds; a probe that shifts or lifts changes OD by a large step within
 tMotion.
 
-Defaults: tMotion 0.5 s and tMask 1.0 s (Homer's defaults), STDEVthresh 20 (the top of
+σ is estimated robustly by default (1.4826 × the median absolute deviation of the
+differences, which equals the standard deviation for Gaussian noise): Homer's plain
+standard deviation includes the artifacts themselves, so a channel with several of them
+raises its own threshold and misses the smaller ones (``robust=False`` gives Homer's).
+
+Defaults: tMotion 0.5 s and tMask 1.0 s (Homer's defaults), STDEVthresh 15 (inside
 Homer's documented typical range 5-20) and AMPthresh 0.3 OD (the top of its range
-0.01-0.3 for optical density): a muscle's exercise response moves OD by a few hundredths
-over seconds, so only abrupt changes are flagged.
+0.01-0.3 for optical density).  A muscle's exercise response moves OD by a few hundredths
+per second; at 10 Hz with typical noise σ ≈ 0.004 OD, a change of about 0.06 OD within
+0.5 s is flagged, so the response itself is not.
 
 :func:`detect` works on a whole record (the report).  :class:`MotionMonitor` is the
 streaming form for the daemon: σ is a running estimate over all differences so far and
@@ -40,12 +46,13 @@ MOTION = 16  # quality bit (beside SATURATED 1, LOW_LIGHT 2, BASELINE_PENDING 4,
 @dataclass(frozen=True)
 class MotionParams:
     """Homer's parameters: tMotion, tMask in s; STDEVthresh (× σ of the differences);
-    AMPthresh in OD."""
+    AMPthresh in OD; how σ is estimated."""
 
     t_motion_s: float = 0.5
     t_mask_s: float = 1.0
-    stdev_thresh: float = 20.0
+    stdev_thresh: float = 15.0
     amp_thresh: float = 0.3
+    robust: bool = True  # σ from the median absolute deviation (False: Homer's std)
 
     def lags(self, rate_hz: float) -> int:
         """Largest lag k in samples (at least 1)."""
@@ -76,6 +83,14 @@ def _dilate(bad: np.ndarray, width: int) -> np.ndarray:
     return (c[hi] - c[lo]) > 0
 
 
+def _sigma(diff: np.ndarray, robust: bool) -> np.ndarray:
+    """Per column σ of the differences: 1.4826·MAD (robust) or the standard deviation."""
+    if not robust:
+        return np.nanstd(diff, axis=0, ddof=1)
+    med = np.nanmedian(diff, axis=0)
+    return 1.4826 * np.nanmedian(np.abs(diff - med), axis=0)
+
+
 def detect(od: np.ndarray, rate_hz: float, params: MotionParams | None = None) -> np.ndarray:
     """Motion flags (n, n_ch) bool for a record of optical density (n, n_ch, n_wl).
 
@@ -96,7 +111,7 @@ def detect(od: np.ndarray, rate_hz: float, params: MotionParams | None = None) -
         sigma = np.full(x.shape[1], np.inf)
         ok = counts > 1
         if ok.any():
-            sigma[ok] = np.nanstd(diff[:, ok], axis=0, ddof=1)
+            sigma[ok] = _sigma(diff[:, ok], p.robust)
         reach = np.zeros_like(diff)
         for k in range(1, min(p.lags(rate_hz), n - 1) + 1):
             step = np.abs(x[k:] - x[:-k])  # lag loop: a few iterations, never per sample
@@ -108,7 +123,12 @@ def detect(od: np.ndarray, rate_hz: float, params: MotionParams | None = None) -
 
 
 class MotionMonitor:
-    """Streaming detector for ``n_channels`` × ``n_wavelengths`` OD signals at ``rate_hz``."""
+    """Streaming detector for ``n_channels`` × ``n_wavelengths`` OD signals at ``rate_hz``.
+
+    σ is re-estimated once per second of samples (counted from the first sample, so the
+    flags do not depend on how the stream is cut into blocks) from the differences so far
+    that were not flagged: the artifacts do not raise their own threshold.
+    """
 
     def __init__(
         self,
@@ -120,47 +140,67 @@ class MotionMonitor:
         self.params = params or MotionParams()
         self.n_channels, self.n_wavelengths = int(n_channels), int(n_wavelengths)
         self._k = self.params.lags(rate_hz)
+        self._hold_n = self.params.mask(rate_hz)
+        self._period = max(1, int(round(rate_hz)))  # samples between σ updates
         # σ from a handful of differences is too small to trust: the STDEV test waits
         # for 2 s of them (the amplitude test applies from the first sample)
         self._min_diffs = max(20, int(round(2.0 * rate_hz)))
-        self._hold_n = self.params.mask(rate_hz)
         m = self.n_channels * self.n_wavelengths
         self._tail = np.full((self._k, m), np.nan)  # the last k samples, oldest first
-        # running sums of the finite first differences, for σ
-        self._n = np.zeros(m)
-        self._s = np.zeros(m)
-        self._ss = np.zeros(m)
+        self._acc = np.zeros((3, m))  # count, sum, sum of squares of the kept differences
+        self._sigma = np.full(m, np.inf)
+        self._phase = 0
         self._hold = np.zeros(self.n_channels, dtype=np.int64)  # mask samples still owed
 
     def reset(self) -> None:
         """Forget the history (e.g. after a re-baseline or a reconnect)."""
         self._tail.fill(np.nan)
-        self._n.fill(0.0)
-        self._s.fill(0.0)
-        self._ss.fill(0.0)
+        self._acc.fill(0.0)
+        self._sigma.fill(np.inf)
+        self._phase = 0
         self._hold.fill(0)
 
     def update(self, od: np.ndarray) -> np.ndarray:
         """Flags (n, n_ch) bool for the next block of OD (n, n_ch, n_wl)."""
         x = np.asarray(od, dtype=np.float64).reshape(od.shape[0], -1)
         n = x.shape[0]
+        if n <= self._period - self._phase:  # the streaming case: one chunk
+            return self._chunk(x)
+        out = np.empty((n, self.n_channels), dtype=bool)
+        i = 0
+        while i < n:  # one pass per second of samples, never per sample
+            take = min(n - i, self._period - self._phase)
+            out[i : i + take] = self._chunk(x[i : i + take])
+            i += take
+        return out
+
+    def _chunk(self, x: np.ndarray) -> np.ndarray:
+        """Samples that share one σ (they do not cross a σ update)."""
+        n, k = x.shape[0], self._k
         full = np.concatenate([self._tail, x])  # (k + n, m)
+        p = self.params
         with np.errstate(invalid="ignore"):
-            d = np.diff(full[self._k - 1 :], axis=0)  # the n new differences
-            fin = np.isfinite(d)
-            self._n += fin.sum(axis=0)
-            self._s += np.where(fin, d, 0.0).sum(axis=0)
-            self._ss += np.where(fin, d * d, 0.0).sum(axis=0)
-            var = (self._ss - self._s**2 / np.maximum(self._n, 1)) / np.maximum(self._n - 1, 1)
-            trusted = self._n >= self._min_diffs
-            sigma = np.where(trusted, np.sqrt(np.maximum(var, 0.0)), np.inf)
-            reach = np.zeros((n, x.shape[1]))
-            for k in range(1, self._k + 1):
-                np.fmax(reach, np.abs(full[self._k :] - full[self._k - k : self._k - k + n]), reach)
-            hit = (reach > self.params.stdev_thresh * sigma) | (reach > self.params.amp_thresh)
-        hit = hit.reshape(n, self.n_channels, self.n_wavelengths).any(axis=2)
-        self._tail = full[-self._k :].copy()
-        return self._apply_hold(hit)
+            reach = np.zeros(x.shape)
+            for lag in range(1, k + 1):
+                np.fmax(reach, np.abs(full[k:] - full[k - lag : k - lag + n]), reach)
+            hit = (reach > p.stdev_thresh * self._sigma) | (reach > p.amp_thresh)
+            d = full[k:] - full[k - 1 : k - 1 + n]
+            keep = np.isfinite(d) & ~hit
+        self._acc[0] += keep.sum(axis=0)
+        self._acc[1] += np.where(keep, d, 0.0).sum(axis=0)
+        self._acc[2] += np.where(keep, d * d, 0.0).sum(axis=0)
+        self._tail = full[-k:]
+        self._phase += n
+        if self._phase >= self._period:
+            self._phase = 0
+            self._update_sigma()
+        return self._apply_hold(hit.reshape(n, self.n_channels, self.n_wavelengths).any(axis=2))
+
+    def _update_sigma(self) -> None:
+        cnt, s, ss = self._acc
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = (ss - s * s / cnt) / (cnt - 1)
+        self._sigma = np.where(cnt >= self._min_diffs, np.sqrt(np.maximum(var, 0.0)), np.inf)
 
     def _apply_hold(self, hit: np.ndarray) -> np.ndarray:
         """Extend each detection forward by the mask (carried across blocks)."""
