@@ -58,7 +58,8 @@ class Options:
 class Progress:
     """A one-line progress bar on stderr (a line per 10 % when stderr is not a terminal)."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 30) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
+        stream = stream if stream is not None else sys.stderr  # the current one, at call time
         self.total, self.stream, self.width = max(1, total), stream, width
         self.tty = stream.isatty()
         self.start = time.monotonic()
