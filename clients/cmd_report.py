@@ -87,7 +87,11 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    root = Path(args.root)
     try:
+        from nirsd.clients import report_data
+
+        report_data.find_runs(root)  # a wrong folder fails fast, before the heavy imports
         import scipy.stats  # noqa: F401  (imported when the tests run; checked here)
         import statsmodels.formula.api  # noqa: F401
 
@@ -97,7 +101,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             "the report needs h5py, pandas, scipy, statsmodels and matplotlib: "
             f"pip install 'nirsd[report]' ({err})"
         ) from err
-    root = Path(args.root)
     out = Path(args.out) if args.out else root / "derivatives" / "report"
     opt = study_report.Options(
         root=root,

@@ -13,6 +13,7 @@ import itertools
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -208,7 +209,9 @@ def test_the_conversion_matches_mne(study):
         datatype="nirs",
         root=study["root"],
     )
-    raw = mne_bids.read_raw_bids(bp, verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # participants.tsv's group column
+        raw = mne_bids.read_raw_bids(bp, verbose=False)
     od = mne.preprocessing.nirs.optical_density(raw, verbose=False)
     hb = mne.preprocessing.nirs.beer_lambert_law(od, ppf=6.0).get_data() * 1e6  # M → µM
     ep = study["epochs"]
@@ -272,3 +275,32 @@ def test_a_bad_root_is_one_clear_error(tmp_path):
     proc = run_report(tmp_path / "empty", tmp_path / "out")
     assert proc.returncode == 1 and "fNIRS-BIDS" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_report_html_renders_in_chromium(study, tmp_path):
+    """Headless Chromium loads the page from disk alone; its screenshot is not blank."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    page = tmp_path / "alone" / "report.html"
+    page.parent.mkdir()
+    shutil.copy(study["out"] / "report.html", page)  # without figures/ beside it
+    shot = tmp_path / "page.png"
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+        + ["--window-size=1280,2400", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(shot)[:, :, :3]
+    assert pixels.shape[:2] == (2400, 1280)
+    # the embedded figures draw red (ΔHbO of a group) and blue lines: the images loaded
+    red = (pixels[:, :, 0] > 0.7) & (pixels[:, :, 1] < 0.3) & (pixels[:, :, 2] < 0.3)
+    blue = (pixels[:, :, 2] > 0.6) & (pixels[:, :, 0] < 0.3)
+    assert red.sum() > 500 and blue.sum() > 500
