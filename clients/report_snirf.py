@@ -96,10 +96,29 @@ def _measurements(block: h5py.Group) -> list[dict[str, Any]]:
             arr = g[theirs][()] if theirs in g else [None] * n
             cols[ours] = [_text(v) if isinstance(v, bytes) else v for v in arr]
         return [{k: cols[k][i] for k in keys} for i in range(n)]
-    return [
-        {ours: _scalar(block[name], theirs) for ours, theirs in keys.items()}
-        for name in _numbered(block, "measurementList")
-    ]
+    out = []
+    for name in _numbered(block, "measurementList"):
+        ml = {ours: _number(block, f"{name}/{keys[ours]}") for ours in NUMERIC}
+        if ml["type"] != CW_AMPLITUDE:  # labels and units matter only for processed data
+            g = block[name]
+            ml |= {"label": _scalar(g, "dataTypeLabel"), "unit": _scalar(g, "dataUnit")}
+        out.append(ml)
+    return out
+
+
+NUMERIC = ("source", "detector", "wavelength", "type")
+
+
+def _number(block: h5py.Group, path: str) -> float | None:
+    """A numeric scalar dataset read through h5py's low-level API: a study has thousands
+    of measurement-list entries and the high-level lookup costs most of a file's read."""
+    try:
+        d = h5py.h5d.open(block.id, path.encode())
+    except KeyError:
+        return None
+    a = np.empty(d.shape, d.dtype)
+    d.read(h5py.h5s.ALL, h5py.h5s.ALL, a)
+    return a.reshape(-1)[0].item() if a.size else None
 
 
 def _time(block: h5py.Group, n: int) -> np.ndarray:
@@ -120,11 +139,17 @@ def _positions(probe: h5py.Group, what: str) -> np.ndarray:
     raise NirsdError(f"probe has no {what} positions")
 
 
+WANTED_TAGS = ("LengthUnit", "ChannelLabels", "SubjectID")
+
+
 def _tags(nirs: h5py.Group) -> dict[str, str]:
+    """The metaDataTags the report uses: units, labels and any DPF (reading every tag
+    of every file would cost more than its samples)."""
     if "metaDataTags" not in nirs:
         return {}
     g = nirs["metaDataTags"]
-    return {k: _text(g[k][()]) for k in g if isinstance(g[k], h5py.Dataset)}
+    keys = [k for k in g if k in WANTED_TAGS or "dpf" in k.lower()]
+    return {k: _text(g[k][()]) for k in keys if isinstance(g[k], h5py.Dataset)}
 
 
 def _stims(nirs: h5py.Group) -> list[tuple[float, float, str]]:
@@ -146,7 +171,7 @@ def _pick_block(nirs: h5py.Group, want: str) -> tuple[h5py.Group, list[dict[str,
         if not ml:
             continue
         types = {int(m["type"] or 0) for m in ml}
-        labels = {str(m["label"] or "").lower() for m in ml}
+        labels = {str(m.get("label") or "").lower() for m in ml}
         if want == "raw" and types == {CW_AMPLITUDE}:
             return nirs[key], ml
         if want == "hb" and types == {PROCESSED} and {"hbo", "hbr"} <= labels:

@@ -166,7 +166,7 @@ def add_group_column(root: Path, groups: dict[str, str]) -> None:
 
 def write_study(
     root: Path,
-    per_group: int = 4,
+    per_group: int | dict[str, int] = 4,
     groups: tuple[str, ...] = ("eperisone", "physio", "mckenzie"),
     sessions: tuple[str, ...] = ("1", "2"),
     minutes: float = 2.0,
@@ -177,14 +177,17 @@ def write_study(
     keep_truth: bool = True,
     progress=None,
 ) -> list[RunTruth]:
-    """Write the study into ``root``; returns each run's truth (empty if not kept)."""
+    """Write the study into ``root``; returns each run's truth (empty if not kept).
+
+    ``per_group``: participants in each group, or {group: count}."""
     rng = np.random.default_rng(seed)
     n = int(round(minutes * 60 * rate_hz))
     time = np.arange(n) / rate_hz
     events = schedule(minutes)
     truths, member = [], {}
     for g_i, group in enumerate(groups):
-        for s_i in range(per_group):
+        count = per_group[group] if isinstance(per_group, dict) else per_group
+        for s_i in range(count):
             subject = f"{g_i + 1}{s_i + 1:02d}"
             member[f"sub-{subject}"] = group
             offset = rng.normal(0, 0.5, 2)  # this subject's own response level
