@@ -22,6 +22,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,6 +49,17 @@ class Run:
     derivative: Path | None
 
 
+class Event(NamedTuple):
+    """One epoch: onset and duration in s from the run's first sample; nirsd's events.tsv
+    also gives the daemon's sample indices of the onset and of the first sample after."""
+
+    onset: float
+    duration: float
+    trial_type: str
+    seq: int | None = None
+    end_seq: int | None = None
+
+
 @dataclass
 class RunData:
     """One run ready for the measures: ΔHb, flags, events."""
@@ -59,7 +71,8 @@ class RunData:
     bad: np.ndarray  # (n, n_ch) bool: bad light or saturated
     motion: np.ndarray  # (n, n_ch) bool
     labels: list[str]
-    events: list[tuple[float, float, str]]  # (onset s, duration s, trial_type), by onset
+    events: list[Event]  # by onset
+    seq: np.ndarray | None  # (n,) the daemon's sample index of every row (nirsd files)
     source: str  # "raw" or "derivative"
     dpf: list[list[float]]  # (n_ch, n_wl)
     dpf_source: str
@@ -129,11 +142,18 @@ def participant_groups(root: Path, column: str) -> dict[str, str]:
     return {r["participant_id"]: (r.get(column) or "n/a").strip() or "n/a" for r in rows}
 
 
-def read_events(run: Run, snirf: Snirf) -> list[tuple[float, float, str]]:
-    """(onset, duration, trial_type) from events.tsv, else the SNIRF stims."""
-    if run.events is None:
-        return sorted(snirf.stims)
-    out: list[tuple[float, float, str]] = []
+def _index(row: dict[str, str], key: str) -> int | None:
+    try:
+        return int(row[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def read_events(run: Run) -> list[Event]:
+    """The epochs of ``run``'s events.tsv (rows with a finite onset and a positive
+    duration), by onset."""
+    assert run.events is not None
+    out: list[Event] = []
     for row in read_tsv(run.events):
         try:
             onset, duration = float(row["onset"]), float(row.get("duration", "n/a"))
@@ -141,8 +161,9 @@ def read_events(run: Run, snirf: Snirf) -> list[tuple[float, float, str]]:
             continue  # n/a onset or duration: not an epoch
         label = row.get("trial_type") or row.get("value") or "n/a"
         if np.isfinite(onset) and np.isfinite(duration) and duration > 0:
-            out.append((onset, duration, label))
-    return sorted(out)
+            seq, end = _index(row, "nirsd_seq"), _index(row, "nirsd_end_seq")
+            out.append(Event(onset, duration, label, seq, end))
+    return sorted(out, key=lambda e: (e.onset, e.trial_type))
 
 
 def _parse_dpf(text: str, n_ch: int, wl: np.ndarray) -> np.ndarray | None:
@@ -219,9 +240,9 @@ def load_run(
     # BIDS onsets count from the file's first sample; SNIRF stims share the file's clock
     t0 = float(snirf.time[0])
     if run.events is not None:
-        events = read_events(run, snirf)
+        events = read_events(run)
     else:
-        events = [(onset - t0, dur, label) for onset, dur, label in snirf.stims]
+        events = [Event(on - t0, dur, label) for on, dur, label in snirf.stims if dur > 0]
     return RunData(
         run=run,
         time=snirf.time - t0,
@@ -231,6 +252,7 @@ def load_run(
         motion=detect(od, snirf.rate_hz, motion),
         labels=snirf.labels,
         events=events,
+        seq=snirf.seq,
         source=source,
         dpf=dpf.tolist(),
         dpf_source=dpf_source,

@@ -128,6 +128,27 @@ def _bounds(t: np.ndarray, fs: float, a: float) -> int:
     return int(np.searchsorted(t, a - 1e-3 / fs, side="left"))
 
 
+def _windows(data: RunData, i: int, baseline_s: float) -> tuple[int, int, int, int]:
+    """Rows [b0, i0) pre-epoch, [i0, i1) epoch, [i1, p1) until the next epoch's onset.
+
+    By time; but when the file and events.tsv carry nirsd's sample indices, by those,
+    as the daemon does: round(S · rate) samples before the onset sample, and the epoch's
+    own samples [nirsd_seq, nirsd_end_seq)."""
+    t, fs, ev = data.time, data.rate_hz, data.events[i]
+    later = [e for e in data.events[i + 1 :] if e.onset > ev.onset]
+    if data.seq is not None and ev.seq is not None and ev.end_seq is not None:
+        seq = data.seq
+        n_base = int(round(baseline_s * fs))
+        b0, i0, i1 = np.searchsorted(seq, [ev.seq - n_base, ev.seq, ev.end_seq])
+        nxt = later[0].seq if later and later[0].seq is not None else None
+        p1 = int(np.searchsorted(seq, nxt)) if nxt is not None else len(seq)
+        return int(b0), int(i0), int(i1), p1
+    b0, i0 = _bounds(t, fs, ev.onset - baseline_s), _bounds(t, fs, ev.onset)
+    i1 = _bounds(t, fs, ev.onset + ev.duration)
+    p1 = _bounds(t, fs, later[0].onset) if later else len(t)
+    return b0, i0, i1, p1
+
+
 def _reason(motion: float, bad: float, finite: bool, lim: Limits) -> str:
     if motion > lim.max_motion:
         return "motion"
@@ -140,15 +161,12 @@ def epoch_table(data: RunData, group: str, lim: Limits) -> RunEpochs:
     """Every epoch of ``data`` × channel (and ``all``) × chromophore, as rows."""
     out = RunEpochs()
     t, fs = data.time, data.rate_hz
-    onsets = [e[0] for e in data.events]
     r = data.run
     ident = {"participant_id": r.participant, "session": r.session, "group": group}
     ident |= {"task": r.task, "run": r.run}
-    for i, (onset, duration, label) in enumerate(data.events):
-        later = [o for o in onsets[i + 1 :] if o > onset]
-        b0, i0 = _bounds(t, fs, onset - lim.baseline_s), _bounds(t, fs, onset)
-        i1 = _bounds(t, fs, onset + duration)
-        p1 = _bounds(t, fs, later[0]) if later else len(t)
+    for i, ev in enumerate(data.events):
+        onset, duration, label = ev.onset, ev.duration, ev.trial_type
+        b0, i0, i1, p1 = _windows(data, i, lim.baseline_s)
         if i0 - b0 < 1 or i1 - i0 < 1:
             out.skipped += 1
             continue

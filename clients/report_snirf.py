@@ -44,6 +44,7 @@ class Snirf:
     labels: list[str]
     tags: dict[str, str] = field(default_factory=dict)
     stims: list[tuple[float, float, str]] = field(default_factory=list)
+    seq: np.ndarray | None = None  # (n,) nirsd's absolute sample index (aux nirsd_seq)
 
     @property
     def rate_hz(self) -> float:
@@ -164,6 +165,16 @@ def _stims(nirs: h5py.Group) -> list[tuple[float, float, str]]:
     return sorted(out)
 
 
+def _aux_seq(nirs: h5py.Group, n: int) -> np.ndarray | None:
+    """nirsd's ``nirsd_seq`` aux channel: the daemon's sample index of every row."""
+    for key in _numbered(nirs, "aux"):
+        g = nirs[key]
+        if _scalar(g, "name") == "nirsd_seq" and "dataTimeSeries" in g:
+            seq = np.asarray(g["dataTimeSeries"][()]).reshape(-1)
+            return seq.astype(np.int64) if len(seq) == n else None
+    return None
+
+
 def _pick_block(nirs: h5py.Group, want: str) -> tuple[h5py.Group, list[dict[str, Any]]]:
     """The first data block of the wanted kind: CW amplitudes, or HbO/HbR."""
     for key in _numbered(nirs, "data"):
@@ -246,4 +257,6 @@ def _read(path: Path, nirs: h5py.Group, want: str) -> Snirf:
             filled[c, row] = True
     if not filled.all():
         raise NirsdError("a channel lacks one of its wavelengths or chromophores")
-    return Snirf(path, want, time, values, wl, dist, _labels(tags, pairs), tags, _stims(nirs))
+    labels = _labels(tags, pairs)
+    seq = _aux_seq(nirs, len(time))
+    return Snirf(path, want, time, values, wl, dist, labels, tags, _stims(nirs), seq)
