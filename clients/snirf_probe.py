@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
+
+if TYPE_CHECKING:  # h5py only where a file is written: the LSL bridge uses the layout
+    import h5py
 
 #: the coordinate system of the synthetic layout (no positions configured)
 SYNTHETIC_DESCRIPTION = (
