@@ -133,8 +133,8 @@ def _stream_info(
 ) -> pylsl.StreamInfo:
     info = pylsl.StreamInfo(name, kind, n, rate, fmt, source_id)
     desc = info.desc()
-    place = daemon.get("placement") or {}
-    desc.append_child_value("manufacturer", str(place.get("manufacturer") or "nirsd"))
+    # the probe's maker, as SNIRF's ManufacturerName says it (snirf_probe.layout_from_info)
+    desc.append_child_value("manufacturer", str(daemon.get("manufacturer_name") or "nirsd"))
     desc.append_child_value("software", f"nirsd {daemon.get('version', '')}".strip())
     desc.append_child_value("nirsd_stream", str(daemon.get("stream", "")))
     if daemon.get("device_id"):
@@ -149,6 +149,7 @@ class LslBridge:
         """``info``: the daemon's ``info`` reply (probe description and stream id)."""
         self.stream = str(info.get("stream", "unknown"))
         self.layout = layout_from_info(_padded(info))
+        info = {**info, "manufacturer_name": self.layout.manufacturer}
         self.n_ch, self.n_wl = self.layout.n_channels, len(self.layout.wavelengths_nm)
         self.rate_hz = float(info.get("rate_hz") or 0.0)
         rate = self.rate_hz or pylsl.IRREGULAR_RATE

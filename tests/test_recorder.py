@@ -219,8 +219,10 @@ def test_sigkill_then_recover(daemon, tmp_path):
         if rec.poll() is None:
             rec.kill()
             rec.wait()
+    assert not (tmp_path / "killed_hb.snirf").exists()  # written at the end, or by --recover
     out = daemon.cli("record", "--recover", str(path), check=True)
-    assert json.loads(out.stdout)["rows"] > 0
+    recovered = json.loads(out.stdout)
+    assert recovered["rows"] > 0 and recovered["hb_file"] == str(tmp_path / "killed_hb.snirf")
     _valid(path)
     seq, time_s, raw, hb, stims, _ = _rows(path)
     rate = 10.0
@@ -238,6 +240,8 @@ def test_sigkill_then_recover(daemon, tmp_path):
     )
     raw_mne = mne.io.read_raw_snirf(path, verbose="error")
     assert raw_mne.n_times == len(seq)
+    hb_mne = mne.io.read_raw_snirf(recovered["hb_file"], preload=True, verbose="error")
+    np.testing.assert_allclose(hb_mne.get_data().T, hb * 1e-6, rtol=1e-12, atol=0)
 
 
 def test_disk_full_gives_clear_error_and_valid_file(tmp_path):
