@@ -118,7 +118,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     if args.recover:
         if not path.exists():
             raise NirsdError(f"{path}: no such file")
-        print(json.dumps(recorder.recover_file(path)))
+        print(json.dumps(recorder.recover_file(path, hb=True)))
         return 0
     if path.exists() and not args.force:
         raise NirsdError(f"{path} exists (use --force to overwrite, --recover to repair)")
@@ -139,6 +139,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             backfill_s=args.backfill,
             progress=progress,
             timeout_s=args.timeout,
+            hb_file=True,
         )
 
         def on_signal(signum: int, frame: Any) -> None:

@@ -62,7 +62,7 @@ def read_journal(path: str | Path) -> list[dict[str, Any]]:
     return events
 
 
-def recover_file(path: str | Path, hb: bool = True) -> dict[str, Any]:
+def recover_file(path: str | Path, hb: bool = False) -> dict[str, Any]:
     """Make ``path`` valid after a crash: truncate tails, rewrite stims from the journal;
     with ``hb``, (re)write the hemoglobin file beside it (``FILE_hb.snirf``)."""
     jpath = journal_path(path)
@@ -80,7 +80,7 @@ def recover_file(path: str | Path, hb: bool = True) -> dict[str, Any]:
 
 def _quality(m: Message) -> np.ndarray:
     """Quality bits (n, n_ch) of an ``hb`` message; NaN where it carries none."""
-    n_ch = m.array.shape[-1]
+    n_ch = m.array.shape[-1] if m.array is not None else 0
     raw = m.header.get("quality")
     if isinstance(raw, bytes) and len(raw) == m.n * n_ch:
         return np.frombuffer(raw, np.uint8).reshape(m.n, n_ch).astype(np.float64)
@@ -124,9 +124,11 @@ class Recorder:
         backfill_s: float | None = None,
         progress: Callable[[Stats], None] | None = None,
         timeout_s: float = 10.0,
-        hb_file: bool = True,
+        hb_file: bool = False,
     ) -> None:
-        """``hb_file``: also write the hemoglobin SNIRF ``FILE_hb.snirf`` at the end."""
+        """``hb_file``: also write the hemoglobin SNIRF ``FILE_hb.snirf`` at the end
+        (``nirsd record`` does; off by default so that callers writing a dataset of
+        their own layout, such as BIDS, get no extra file)."""
         self.path = Path(path)
         self.sub = sub
         self.meta = meta
@@ -274,6 +276,8 @@ class Recorder:
         layout = snirf_writer.layout_from_info(info)
         conversion = snirf_conversion.conversion_from_info(info)
         self.writer = snirf_writer.SnirfWriter(self.path, layout, self.meta, conversion)
+        if self.hb_file:  # an older recording's: it must not pass for this one's
+            snirf_hb.hb_path(self.path).unlink(missing_ok=True)
         if conversion is not None:
             self._window_at = conversion.windows[0]["start_seq"]
         self._journal = open(journal_path(self.path), "w", encoding="utf-8")
@@ -360,9 +364,14 @@ class Recorder:
         except Exception as err:  # h5py on a full disk raises several types
             log.warning("close_failed", error=str(err))
         try:
-            result = recover_file(self.path, hb=self.hb_file)
+            result = recover_file(self.path)
         except Exception as err:
             log.error("recover_failed", error=str(err))
             return
         self.stats.size_bytes = self.writer.size_bytes()
         log.info("recorded", file=str(self.path), rows=result["rows"], reason=self.stop_reason)
+        if self.hb_file:
+            try:
+                snirf_hb.write_hb_file(self.path)
+            except Exception as err:  # the recording itself is complete and valid
+                log.error("hb_file_failed", error=str(err))
