@@ -245,3 +245,28 @@ def test_epoch_summaries_in_the_stim_group(recording):
     for field in ("hbo", "hbr", "hbt"):
         got = [col[f"mean_{field} {lab}"] for lab in summary["channels"]]
         np.testing.assert_allclose(got, summary[f"mean_{field}"], rtol=1e-12)
+
+
+def test_docs_script_on_a_file_that_starts_after_the_baseline(tmp_path):
+    """The window began before the file: the file carries the daemon's I0 for it."""
+    d = DaemonProcess(tmp_path / "d", lumbar_config())
+    d.start()
+    try:
+        wait_for(lambda: d.control().status().get("baseline_ready"), 20, what="baseline")
+        wait_for(lambda: d.control().info()["seq"] > 40, 20, what="samples past the window")
+        path = tmp_path / "session.snirf"
+        ep = ("--data", d.endpoints.data, "--control", d.endpoints.control)
+        d.cli("record", str(path), "--backfill", "0.5", "--duration", "1.5", *ep, check=True)
+    finally:
+        d.stop()
+    with h5py.File(path, "r") as f:
+        (window,) = json.loads(f["nirs/metaDataTags/nirsdBaselineWindows"][()])
+        published = f["nirs/data2/dataTimeSeries"][:].T
+        first = int(f["nirs/aux1/dataTimeSeries"][0, 0])
+    assert first >= 20 and window["start_row"] is None and len(window["i0"]) == 8
+    assert window["start_s"] == pytest.approx(-first / RATE_HZ, abs=0.1)
+    scope: dict = {}
+    exec(compile(doc_script(), "docs/recording.md", "exec"), scope)
+    big = np.abs(published) > 1e-3
+    rel = np.abs(scope["hb"] - published)[big] / np.abs(published)[big]
+    assert rel.max() < 2e-4, rel.max()
