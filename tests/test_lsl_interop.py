@@ -37,9 +37,10 @@ def lumbar_config() -> str:
     )
 
 
-@pytest.fixture
-def daemon(tmp_path):
-    d = DaemonProcess(tmp_path, lumbar_config())
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    """One daemon and one bridge for the module: each test reads what it needs anew."""
+    d = DaemonProcess(tmp_path_factory.mktemp("lsl"), lumbar_config())
     d.start()
     try:
         wait_for(lambda: d.control().status().get("baseline_ready"), 20, what="baseline")
@@ -48,7 +49,7 @@ def daemon(tmp_path):
         d.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def bridge(daemon):
     prefix = f"nirsdtest{uuid.uuid4().hex[:10]}"
     proc = subprocess.Popen(
