@@ -23,8 +23,10 @@ DESCRIPTION = """\
 Record raw intensities and ΔHbO/ΔHbR into a SNIRF 1.1 file (HDF5): first everything the
 daemon's history still holds (see --backfill), then live data.  Gaps are detected by
 sample index and counted, never filled with invented samples.  One stim group per
-epoch label ([onset duration 1.0] rows) comes from the marker channel; markers, epochs
-and gaps are also logged to FILE.snirf.journal.jsonl beside the file.  The file is flushed
+epoch label ([onset duration 1.0] rows, plus the epoch summaries) comes from the marker
+channel; markers, epochs and gaps are also logged to FILE.snirf.journal.jsonl beside the
+file.  At the end FILE_hb.snirf is written beside it: the same recording with ΔHbO/ΔHbR
+as data1, which mne.io.read_raw_snirf opens as hbo/hbr channels.  The file is flushed
 every 0.5 s: a killed recorder loses at most the last second, and
 `nirsd record --recover FILE` makes what it wrote a valid SNIRF file.
 
@@ -142,7 +144,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     if args.recover:
         if not path.exists():
             raise NirsdError(f"{path}: no such file")
-        print(json.dumps(recorder.recover_file(path)))
+        print(json.dumps(recorder.recover_file(path, hb=True)))
         return 0
     if path.exists() and not args.force:
         raise NirsdError(f"{path} exists (use --force to overwrite, --recover to repair)")
@@ -163,6 +165,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             backfill_s=args.backfill,
             progress=progress,
             timeout_s=args.timeout,
+            hb_file=True,
         )
 
         def on_signal(signum: int, frame: Any) -> None:
@@ -183,5 +186,8 @@ def cmd_record(args: argparse.Namespace) -> int:
                 signal.signal(s, handler)
         progress.end()
         summary = {"file": str(path), "reason": rec.stop_reason, **rec.stats.as_dict()}
+        hb_file = recorder.snirf_hb.hb_path(path)
+        if hb_file.exists():
+            summary["hb_file"] = str(hb_file)
         print(json.dumps(summary))
         return code

@@ -264,9 +264,11 @@ class Acquisition:
             "labels": self.labels(),
             "endpoints": {"data": self.cfg.endpoints.data, "control": self.cfg.endpoints.control},
         }
+        reply["placement"] = self.cfg.probe.describe()
         if self.pipeline is not None:
             reply.update(self.pipeline.probe.describe())
             reply["oldest"] = self.pipeline.ring.oldest
+            reply["conversion"] = self.pipeline.describe_conversion()
         return reply, []
 
     def _cmd_status(self, req: dict) -> tuple[dict, list]:
@@ -278,7 +280,7 @@ class Acquisition:
     def _cmd_baseline(self, req: dict) -> tuple[dict, list]:
         if self.pipeline is None:
             return {"ok": False, "error": "no data yet: the device has not streamed"}, []
-        self.pipeline.converter.rebaseline()
+        self.pipeline.rebaseline(self.next_seq)
         body = {"event": "baseline", "seq": self.next_seq, "seconds": self.cfg.baseline.seconds}
         self.publisher.publish_event("status", body)
         log.info("baseline_restarted", seq=self.next_seq)

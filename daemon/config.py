@@ -16,6 +16,7 @@ from typing import Any
 from nirsd.core.errors import ConfigError
 
 from .endpoints import Endpoints, default_endpoints
+from .probe_config import PROBE_SCHEMA, ProbeConfig, check_probe_labels
 
 DEFAULT_LABELS = ("rest", "extension", "flexion")
 ENDPOINT_SCHEMES = ("ipc://", "tcp://", "inproc://")
@@ -102,6 +103,7 @@ class Config:
     endpoints: Endpoints = field(default_factory=default_endpoints)
     protocols: Mapping[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     source: str = "<embedded default>"
 
 
@@ -241,6 +243,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "markers": {"labels": _labels, "baseline_s": _pos, "allow_overlap": _bool},
     "status": {"interval_s": _pos},
     "endpoints": {"data": _endpoint, "control": _endpoint},
+    "probe": PROBE_SCHEMA,
     "security": {
         "curve": _bool,
         "server_secret_key_file": _str,
@@ -268,6 +271,7 @@ SECTION_TYPES = {
     "markers": MarkersConfig,
     "status": StatusConfig,
     "security": SecurityConfig,
+    "probe": ProbeConfig,
 }
 PORTLESS_DRIVERS = {"simulated"}
 
@@ -376,6 +380,7 @@ def check_transport(cfg: Config) -> None:
 
 def _cross_check(cfg: Config) -> None:
     check_endpoints(cfg.endpoints)
+    check_probe_labels(cfg.probe, cfg.channels)
     check_transport(cfg)
     dev = cfg.device
     if dev.driver not in PORTLESS_DRIVERS and not dev.port:
