@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from nirsd.core.errors import NirsdError
+from nirsd.core.optional import require
 
 DESCRIPTION = """\
 Draw a recorded session: ΔHbO (red) and ΔHbR (blue) per channel in µM against time,
@@ -44,12 +44,10 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    try:
-        from nirsd.clients import plot
-    except ImportError as err:
-        raise NirsdError(
-            f"plotting needs matplotlib and h5py: pip install 'nirsd[plot]' ({err})"
-        ) from err
+    for module in ("h5py", "matplotlib"):
+        require(module, "nirsd plot", "plot")
+    from nirsd.clients import plot
+
     size = plot.plot_file(
         args.file, args.output, width_in=args.width, dpi=args.dpi, title=args.title
     )
