@@ -242,6 +242,8 @@ class Recorder:
         elif msg.topic == "status" and h.get("event") == "gap":
             self.stats.device_lost += int(h.get("lost_samples", 0))
             self._event("device_gap", h)
+        elif msg.topic == "status" and h.get("event") == "baseline":
+            self._event("baseline", h)  # a re-take of I0: a step in ΔHb, marked by plots
 
     def _take(self, topic: str, limit: int) -> tuple[np.ndarray, list, np.ndarray, list]:
         msgs = self._pending[topic]
