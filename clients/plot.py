@@ -216,7 +216,7 @@ def _legend(fig: Any, h: float, s: Session, colors: dict[str, str], retakes: lis
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [Line2D([], [], color=HB_COLORS[k], label=HB_NAMES[k]) for k in HB_COLORS]
+    handles: list[Any] = [Line2D([], [], color=HB_COLORS[k], label=HB_NAMES[k]) for k in HB_COLORS]
     handles += [Patch(color=colors[k], alpha=0.3, label=k) for k in sorted(s.stims)]
     if retakes:
         handles.append(Line2D([], [], color=RETAKE_COLOR, ls="--", label="baseline re-take"))
