@@ -203,12 +203,22 @@ def test_view_keys_start_and_end_markers(daemon):
     view = PtyView(daemon.env)
     try:
         wait_for(lambda: "keys: 1 rest · 2 extension · 3 flexion" in view.last_frame(), 20)
-        os.write(view.master, b"2")
-        wait_for(lambda: _epoch_now(daemon) == "extension", 10, what="extension started")
-        wait_for(lambda: "sent: extension start at sample" in view.last_frame(), 10)
-        os.write(view.master, b"2")  # the same key again ends it
-        wait_for(lambda: _epoch_now(daemon) is None, 10, what="extension ended")
-        wait_for(lambda: "ended extension (started by marker" in view.last_frame(), 10)
+        with daemon.subscriber(["epoch"]) as sub:
+            os.write(view.master, b"2")
+            wait_for(lambda: _epoch_now(daemon) == "extension", 10, what="extension started")
+            wait_for(lambda: "sent: extension start at sample" in view.last_frame(), 10)
+            os.write(view.master, b"2")  # the same key again ends it
+            wait_for(lambda: _epoch_now(daemon) is None, 10, what="extension ended")
+            wait_for(lambda: "ended extension (started by marker" in view.last_frame(), 10)
+            summary = sub.recv(10.0).header
+        # at 120 columns the table shows the last epoch per channel: the daemon's values
+        wait_for(lambda: "last epoch ΔHbO/ΔHbR" in view.last_frame(), 10)
+        frame = view.last_frame()
+        for i, label in enumerate(LABELS):
+            row = next(line for line in frame.splitlines() if line.startswith(label))
+            hbo, hbr = (float(x) for x in row.split()[-1].split("/"))
+            assert hbo == pytest.approx(summary["mean_hbo"][i], abs=0.005 + 1e-9)
+            assert hbr == pytest.approx(summary["mean_hbr"][i], abs=0.005 + 1e-9)
         os.write(view.master, b"3")
         wait_for(lambda: _epoch_now(daemon) == "flexion", 10, what="flexion started")
         os.write(view.master, b"e")
