@@ -26,13 +26,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     logs.configure(args.log_level, json=args.log_json)
     port = absent_port(cfg)
-    if port is not None and sys.stderr.isatty():
-        # the log line says it too, but as a structured record; a person at the
-        # terminal gets one sentence (the daemon keeps waiting, as a service must)
-        err(
-            f"the device port {port} does not exist; waiting for it (retrying every "
+    terminal = next((f for f in (sys.stderr, sys.stdout) if f.isatty()), None)
+    if port is not None and terminal is not None:
+        # the log line says it too, but as a structured record (JSON when stderr is
+        # piped); a person at the terminal gets one sentence, and the daemon keeps
+        # waiting for the device, as a service must
+        print(
+            f"nirsd: the device port {port} does not exist; waiting for it (retrying every "
             f"{cfg.device.reconnect_s:g} s). Plug the probe in, or check [device] port"
-            f"{' in ' + str(args.config) if args.config else ''}."
+            f"{' in ' + str(args.config) if args.config else ''}.",
+            file=terminal,
+            flush=True,
         )
     return run_daemon(cfg)
 

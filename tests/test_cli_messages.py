@@ -174,7 +174,8 @@ def test_check_config_warns_that_the_port_is_absent_now(tmp_path):
     assert out.returncode == 0 and out.stderr == ""
 
 
-def test_run_says_plainly_on_a_terminal_that_the_port_is_absent(tmp_path):
+@pytest.mark.parametrize("logs_piped", [False, True], ids=["all-on-terminal", "logs-piped"])
+def test_run_says_plainly_on_a_terminal_that_the_port_is_absent(tmp_path, logs_piped):
     port = tmp_path / "ttyACM9"
     d = DaemonProcess(tmp_path, device_config(str(port)))
     master, slave = pty.openpty()
@@ -190,10 +191,14 @@ def test_run_says_plainly_on_a_terminal_that_the_port_is_absent(tmp_path):
                 return
             buf.extend(data)
 
-    d.proc = subprocess.Popen(
-        d.command(), env=d.env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave
-    )
     d._log = open(d.log_path, "ab")
+    d.proc = subprocess.Popen(
+        d.command(),
+        env=d.env,
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=d._log if logs_piped else slave,  # `nirsd run 2>log`: JSON log lines
+    )
     os.close(slave)
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -210,6 +215,10 @@ def test_run_says_plainly_on_a_terminal_that_the_port_is_absent(tmp_path):
         # and it keeps waiting, as a service must
         wait_for(lambda: state() == "disconnected", 20, what="the daemon up, waiting")
         assert d.proc.poll() is None
+        if logs_piped:  # the log keeps its JSON record of the same fact
+            records = [json.loads(x) for x in d.log().splitlines() if x.startswith("{")]
+            assert any(r.get("event") == "device_unavailable" for r in records)
+            assert want not in d.log()
     finally:
         d.stop()
         os.close(master)
