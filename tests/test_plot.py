@@ -202,7 +202,6 @@ def _journal(path) -> list[dict]:
 
 def test_file_values_agree_with_the_daemons_epoch_summaries(tmp_path):
     """The table's numbers, computed from a real recording, equal the daemon's own."""
-    pytest.importorskip("snirf")
     import signal
 
     from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for
