@@ -41,7 +41,7 @@ FUTURE_TOLERANCE_S = 1.0  # a client clock may run slightly ahead
 class Marker:
     t: float
     id: int
-    label: str | None = field(compare=False)  # None: an end of whichever epoch is open
+    label: str = field(compare=False)  # "" with action "end": whichever epoch is open
     action: str = field(compare=False)
     source: str = field(compare=False)
     extra: dict[str, Any] = field(compare=False, default_factory=dict)
@@ -192,11 +192,11 @@ class MarkerChannel:
             self.open.append(Epoch(m.label, m.id, seq, float(sample_t)))
         elif m.action == "end":
             # no label: the most recently started open epoch
-            match = [e for e in self.open if m.label is None or e.label == m.label]
+            match = [e for e in self.open if not m.label or e.label == m.label]
             if match:
                 m.label = match[-1].label
                 ended.append(self._close(match[-1], seq, m.id))
-            elif m.label is None:
+            elif not m.label:
                 error = "no open epoch to end"
             else:
                 error = f"no open {m.label!r} epoch to end"
@@ -299,7 +299,7 @@ class MarkerChannel:
             raise ProtocolError("'t' must be a time in Unix seconds")
         if t > now + FUTURE_TOLERANCE_S:
             raise ProtocolError(f"marker time is {t - now:.3f} s in the future")
-        marker = Marker(float(t), self._new_id(), label, action, "control")
+        marker = Marker(float(t), self._new_id(), label or "", action, "control")
         ring = self.pipeline.ring if self.pipeline is not None else None
         last = ring.last() if ring is not None else None
         if last is not None and t <= last[0]:  # late: part of it is already published

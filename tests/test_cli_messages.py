@@ -80,6 +80,7 @@ def test_the_all_extra_holds_every_optional_dependency():
     assert every <= set(extras["all"]), sorted(every - set(extras["all"]))
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     "args",
     [["status"], ["info"], ["mark", "extension"], ["baseline"], ["record", "x.snirf"]],
