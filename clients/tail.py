@@ -27,6 +27,7 @@ from nirsd.daemon import wire
 from nirsd.daemon.wire import Message
 
 from .subscriber import Subscriber
+from .tail_text import HumanText
 
 
 def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
@@ -160,6 +161,7 @@ def run(
     ``warn_after_s`` seconds without one, before the first, one note goes to ``err``.
     """
     printed = 0
+    text = None if as_json else HumanText(topic)
     watch = Watch(sub, topic, timeout_s, warn_after_s, err)
     stream = (
         _backfilled(sub, topic, backfill_s)
@@ -171,15 +173,32 @@ def run(
         if msg is None or msg.topic != topic:
             continue
         lines = sample_lines(msg) if msg.array is not None else [event_line(msg)]
+        if text is not None and not text.header_done and msg.array is not None:
+            _describe(sub, text)
         for line in lines:
-            text = json.dumps(line, separators=(",", ":")) if as_json else format_human(topic, line)
-            out.write(text + "\n")
+            if text is None:
+                out.write(json.dumps(line, separators=(",", ":")) + "\n")
+            else:
+                out.write("\n".join(text.lines(line)) + "\n")
             printed += 1
             if count is not None and printed >= count:
                 out.flush()
                 return printed
         out.flush()
     return printed
+
+
+def _describe(sub: Subscriber, text: HumanText) -> None:
+    """Channel labels and wavelengths for the header, from ``info`` (once data flows)."""
+    timeout, sub.control.timeout_s = sub.control.timeout_s, 2.0
+    try:
+        info = sub.control.info()
+    except NirsdError:
+        return  # the header then names channels ch0, ch1, …
+    finally:
+        sub.control.timeout_s = timeout
+    text.labels = [str(c.get("label", f"ch{i}")) for i, c in enumerate(info.get("channels") or [])]
+    text.wavelengths = list(info.get("wavelengths_nm") or [])
 
 
 def _live(sub: Subscriber) -> Iterator[Message | None]:

@@ -42,7 +42,7 @@ FUTURE_TOLERANCE_S = 1.0  # a client clock may run slightly ahead
 class Marker:
     t: float
     id: int
-    label: str = field(compare=False)
+    label: str = field(compare=False)  # "" with action "end": whichever epoch is open
     action: str = field(compare=False)
     source: str = field(compare=False)
     extra: dict[str, Any] = field(compare=False, default_factory=dict)
@@ -188,15 +188,20 @@ class MarkerChannel:
     def _apply(self, m: Marker, seq: int, sample_t: float, published_upto: int) -> None:
         """Change the epoch state at sample ``seq`` and publish the marker."""
         error = None
+        ended: list[dict[str, Any]] = []  # the epochs this marker ended, for the reply
         if m.action == "start":
             if not self.allow_overlap:
                 for ep in list(self.open):
-                    self._close(ep, seq, m.id, auto=True, t=m.t)
+                    ended.append(self._close(ep, seq, m.id, auto=True, t=m.t))
             self.open.append(Epoch(m.label, m.id, seq, float(sample_t)))
         elif m.action == "end":
-            match = [e for e in self.open if e.label == m.label]
+            # no label: the most recently started open epoch
+            match = [e for e in self.open if not m.label or e.label == m.label]
             if match:
-                self._close(match[-1], seq, m.id)
+                m.label = match[-1].label
+                ended.append(self._close(match[-1], seq, m.id))
+            elif not m.label:
+                error = "no open epoch to end"
             else:
                 error = f"no open {m.label!r} epoch to end"
         if error is None and m.action != "instant":
@@ -217,6 +222,9 @@ class MarkerChannel:
             "published_upto": published_upto,
             **m.extra,
         }
+        if m.action != "instant":
+            # what this marker ended: the epoch an end closed, or the one a start replaced
+            body["ended"] = ended[-1] if ended else None
         if seq < published_upto and self.pipeline is not None:
             body["covers"] = [seq, published_upto]
             self.pipeline.ring.set_epoch(seq, published_upto, self._current())
@@ -243,15 +251,26 @@ class MarkerChannel:
 
     def _close(
         self, ep: Epoch, seq: int, end_id: int, auto: bool = False, t: float | None = None
-    ) -> None:
+    ) -> dict[str, Any]:
+        """End ``ep`` at ``seq``; returns what ended (label, ids, samples) for the reply."""
         self.open.remove(ep)
         ep.end_seq, ep.end_id = seq, end_id
         self.closed.append(ep)
+        rate = self.pipeline.info.rate_hz if self.pipeline is not None else 0.0
+        ended = {
+            "label": ep.label,
+            "start_id": ep.start_id,
+            "end_id": end_id,
+            "onset_seq": ep.onset_seq,
+            "end_seq": seq,
+            "duration_s": (seq - ep.onset_seq) / rate if rate else None,
+        }
         if auto:  # the implicit end of an epoch replaced by a new start
+            ended["end_id"] = self._new_id()
             self.acq.publisher.publish_event(
                 "marker",
                 {
-                    "id": self._new_id(),
+                    "id": ended["end_id"],
                     "label": ep.label,
                     "action": "end",
                     "source": "auto",
@@ -261,11 +280,14 @@ class MarkerChannel:
                     "ended_by": end_id,
                 },
             )
+        return ended
 
     # -- control requests ------------------------------------------------------------
     def _cmd_mark(self, req: dict[str, Any]) -> Reply:
         label, action = req.get("label"), req.get("action", "start")
-        if not isinstance(label, str) or label not in self.index:
+        if label is None and action == "end":
+            pass  # ends the most recently started open epoch, whatever its label
+        elif not isinstance(label, str) or label not in self.index:
             if not (isinstance(label, str) and label and action == "instant"):
                 self.rejected += 1
                 raise ProtocolError(
@@ -281,7 +303,7 @@ class MarkerChannel:
             raise ProtocolError("'t' must be a time in Unix seconds")
         if t > now + FUTURE_TOLERANCE_S:
             raise ProtocolError(f"marker time is {t - now:.3f} s in the future")
-        marker = Marker(float(t), self._new_id(), label, action, "control")
+        marker = Marker(float(t), self._new_id(), label or "", action, "control")
         ring = self.pipeline.ring if self.pipeline is not None else None
         last = ring.last() if ring is not None else None
         if last is not None and t <= last[0]:  # late: part of it is already published

@@ -33,6 +33,8 @@ def _record(daemon: DaemonProcess, path, *args: str, preexec=None) -> subprocess
         daemon.endpoints.data,
         "--control",
         daemon.endpoints.control,
+        "--backfill",  # these files start at the stream's sample 0 (a later flag wins)
+        "all",
         *args,
     ]
     return subprocess.Popen(
