@@ -1,0 +1,210 @@
+// The operator page's traces: one uPlot per channel, a fixed µM scale, epochs shaded.
+"use strict";
+
+class Traces {
+  constructor(container) {
+    this.container = container;
+    this.window = 30; // seconds shown
+    this.scale = 5; // ± µM
+    this.labels = []; // epoch vocabulary
+    this.channels = [];
+    this.charts = [];
+    this.cards = [];
+    this.clear();
+    this.dirty = false;
+    this.frame = () => this.draw();
+  }
+
+  clear() {
+    this.t = [];
+    this.ep = [];
+    this.hb = []; // per channel: [hbo[], hbr[], hbt[]]
+    for (let c = 0; c < this.channels.length; c++) this.hb.push([[], [], []]);
+    this.lastT = null;
+  }
+
+  setup(channels, labels) {
+    const same = channels.length === this.channels.length &&
+      channels.every((c, i) => c === this.channels[i]);
+    this.labels = labels || [];
+    if (same && this.charts.length) return;
+    for (const u of this.charts) u.destroy();
+    this.container.replaceChildren();
+    this.channels = channels.slice();
+    this.charts = [];
+    this.cards = [];
+    this.clear();
+    const width = this.chartWidth();
+    channels.forEach((name, i) => {
+      const badge = Nirsd.el("span", {class: "badge nodata", text: "no data"});
+      const values = Nirsd.el("span", {class: "values", text: ""});
+      const off = Nirsd.el("span", {class: "offscale", text: ""});
+      const head = Nirsd.el("div", {class: "card-head"},
+        Nirsd.el("span", {class: "chan", text: name}), badge, off, values);
+      const plot = Nirsd.el("div", {class: "chart", "data-channel": String(i)});
+      const card = Nirsd.el("div", {class: "card"}, head, plot);
+      this.container.append(card);
+      this.cards.push({badge, values, off});
+      this.charts.push(new uPlot(this.options(width), this.data(i), plot));
+    });
+  }
+
+  columns() {
+    const n = this.channels.length;
+    return n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
+  }
+
+  chartWidth() {
+    const cols = this.columns();
+    this.container.style.gridTemplateColumns = `repeat(${cols}, minmax(0, 1fr))`;
+    const gap = 8;
+    const w = this.container.clientWidth || 800;
+    return Math.max(200, Math.floor((w - gap * (cols - 1)) / cols) - 18);
+  }
+
+  options(width) {
+    const self = this;
+    return {
+      width, height: 120,
+      legend: {show: false},
+      cursor: {show: false},
+      scales: {
+        x: {time: true, auto: false, range: () => [Nirsd.now() - self.window, Nirsd.now()]},
+        y: {auto: false, range: () => [-self.scale, self.scale]},
+      },
+      axes: [
+        {size: 24, font: "11px system-ui", ticks: {size: 4}, space: 70,
+         values: (u, splits) => splits.map((v) => Nirsd.clock(v))},
+        {size: 46, font: "11px system-ui", label: "µM", labelSize: 14,
+         labelFont: "11px system-ui", splits: () => [-self.scale, -self.scale / 2, 0,
+           self.scale / 2, self.scale]},
+      ],
+      series: [
+        {},
+        {stroke: "#d62728", width: 1.5, spanGaps: false},
+        {stroke: "#1f63b4", width: 1.5, spanGaps: false},
+        {stroke: "#2ca02c", width: 1, dash: [4, 3], spanGaps: false},
+      ],
+      hooks: {drawClear: [(u) => self.shade(u)]},
+    };
+  }
+
+  data(c) {
+    const h = this.hb[c] || [[], [], []];
+    return [this.t, h[0], h[1], h[2]];
+  }
+
+  // epochs as shaded spans behind the traces, with their label at the top
+  shade(u) {
+    const {ctx} = u;
+    const {left, top, width, height} = u.bbox;
+    let i = 0;
+    ctx.save();
+    ctx.font = `${Math.round(11 * devicePixelRatio)}px system-ui`;
+    ctx.textAlign = "left";
+    ctx.textBaseline = "top";
+    while (i < this.t.length) {
+      const e = this.ep[i];
+      let j = i;
+      while (j + 1 < this.t.length && this.ep[j + 1] === e) j++;
+      if (e !== null && e >= 0) {
+        const x0 = Math.max(left, u.valToPos(this.t[i], "x", true));
+        const x1 = Math.min(left + width, u.valToPos(this.t[j], "x", true));
+        if (x1 > x0) {
+          const rgb = Nirsd.epochColour(this.labels[e], this.labels);
+          ctx.fillStyle = Nirsd.rgba(rgb, 0.18);
+          ctx.fillRect(x0, top, x1 - x0, height);
+          if (x1 - x0 > 40 * devicePixelRatio) {
+            ctx.fillStyle = Nirsd.rgba(rgb, 0.9);
+            ctx.fillText(this.labels[e] || "", x0 + 3 * devicePixelRatio, top + 2 * devicePixelRatio);
+          }
+        }
+      }
+      i = j + 1;
+    }
+    ctx.restore();
+  }
+
+  // a snapshot or an hb event: columnar, channel-major
+  append(pts) {
+    if (!pts || !pts.t || !pts.t.length) return;
+    const n = pts.t.length;
+    const gap = 3 * this.pointSpacing(pts);
+    for (let k = 0; k < n; k++) {
+      const t = pts.t[k];
+      if (this.lastT !== null && t <= this.lastT) continue; // never draw backwards
+      if (this.lastT !== null && t - this.lastT > gap) this.pushPoint(this.lastT + gap / 3, null);
+      this.pushPoint(t, pts.ep[k], pts, k);
+      this.lastT = t;
+    }
+    this.trim();
+    this.dirty = true;
+  }
+
+  pointSpacing(pts) {
+    if (pts.t.length > 1) return Math.max(0.02, (pts.t[pts.t.length - 1] - pts.t[0]) / (pts.t.length - 1));
+    return this.spacing || 0.1;
+  }
+
+  pushPoint(t, ep, pts, k) {
+    this.t.push(t);
+    this.ep.push(ep === undefined ? null : ep);
+    for (let c = 0; c < this.hb.length; c++) {
+      const h = this.hb[c];
+      h[0].push(pts ? pts.hbo[c][k] : null);
+      h[1].push(pts ? pts.hbr[c][k] : null);
+      h[2].push(pts ? pts.hbt[c][k] : null);
+    }
+    if (pts && this.t.length > 1) this.spacing = t - this.t[this.t.length - 2];
+  }
+
+  trim() {
+    const keep = Nirsd.now() - 600 - 5;
+    let drop = 0;
+    while (drop < this.t.length && this.t[drop] < keep) drop++;
+    if (!drop) return;
+    this.t.splice(0, drop);
+    this.ep.splice(0, drop);
+    for (const h of this.hb) for (const s of h) s.splice(0, drop);
+  }
+
+  // latest values, the off-scale note and the quality badge under each channel name
+  annotate(quality) {
+    this.cards.forEach((card, c) => {
+      const q = (quality && quality[c]) || "no data";
+      card.badge.textContent = q;
+      card.badge.className = `badge ${q.replace(" ", "-")}`;
+      const h = this.hb[c];
+      const last = (s) => {
+        for (let i = s.length - 1; i >= 0 && i >= s.length - 20; i--) if (s[i] !== null) return s[i];
+        return null;
+      };
+      const fmt = (v) => (v === null ? "–" : (v >= 0 ? "+" : "") + v.toFixed(2));
+      const o = last(h[0]), r = last(h[1]);
+      card.values.textContent = `HbO ${fmt(o)}  HbR ${fmt(r)} µM`;
+      const out = [o, r].some((v) => v !== null && Math.abs(v) > this.scale);
+      card.off.textContent = out ? "off scale" : "";
+    });
+  }
+
+  setWindow(seconds) {
+    this.window = seconds;
+    this.dirty = true;
+  }
+
+  setScale(uM) {
+    this.scale = uM;
+    this.dirty = true;
+  }
+
+  // redraw a few times a second: the x axis scrolls with the clock even between points
+  draw() {
+    this.charts.forEach((u, c) => u.setData(this.data(c), true));
+    this.dirty = false;
+  }
+
+  resize() {
+    const w = this.chartWidth();
+    for (const u of this.charts) u.setSize({width: w, height: 120});
+  }
+}
