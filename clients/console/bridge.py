@@ -86,7 +86,8 @@ class DaemonBridge(threading.Thread):
             now = time.monotonic()
             if msg is None:
                 if now - last_msg > self.silence_s and now >= next_try:
-                    self.post("lost", time.time())
+                    # the outage began with the silence, not when it was noticed
+                    self.post("lost", time.time() - (now - last_msg))
                     self.stream = None
                     self._subscribe()
                     next_try = now + 1.0

@@ -102,6 +102,7 @@ class ConsoleState:
         self.last_message_t: float | None = None
         self.outage_since: float | None = time.time()
         self.restarts = 0
+        self.last_outage: tuple[float, float] | None = None  # (from, to), host time
         self.missed = 0
         self.recent_bits = np.zeros(0, np.uint8)
 
@@ -110,6 +111,8 @@ class ConsoleState:
         if self.info.get("stream") not in (None, info.get("stream")):
             self.restarts += 1
             self.gaps = []
+        if self.outage_since is not None and self.info:
+            self.last_outage = (self.outage_since, time.time())
         self.info = info
         self.protocols = protocols
         self.connected = True
@@ -140,6 +143,7 @@ class ConsoleState:
                 }
         elif topic == "marker":
             self.last_marker = header
+            self._epoch_from_marker(header)
         elif topic == "epoch":
             self.last_epoch = header
         elif topic == "session":
@@ -147,13 +151,24 @@ class ConsoleState:
             if header.get("event") in ("stopped", "ended", "stop"):
                 self.session = None
 
+    def _epoch_from_marker(self, m: dict[str, Any]) -> None:
+        """The open epoch at once from a marker (the periodic status confirms it later)."""
+        current = self.status.get("epoch")
+        if m.get("action") == "start":
+            epoch = {"label": m.get("label"), "onset_seq": m.get("seq"), "onset_t": m.get("t")}
+            self.status = {**self.status, "epoch": epoch}
+        elif m.get("action") == "end" and isinstance(current, dict):
+            if current.get("label") == m.get("label"):
+                self.status = {**self.status, "epoch": None}
+
     # -- the view --------------------------------------------------------------------
     def view(self, now: float) -> dict[str, Any]:
         """Everything the pages show, JSON-ready; times are host (Unix) seconds."""
         info, st = self.info, self.status
         labels = [str(c.get("label", f"ch{i}")) for i, c in enumerate(info.get("channels") or [])]
         summary = st.get("quality") if isinstance(st.get("quality"), dict) else None
-        bits = self.recent_bits if len(self.recent_bits) == len(labels) else None
+        fresh = self.connected and len(self.recent_bits) == len(labels)
+        bits = self.recent_bits if fresh else None
         quality = [
             channel_quality(int(bits[i]) if bits is not None else 0, summary, i)
             if bits is not None
@@ -172,7 +187,8 @@ class ConsoleState:
             "quality": quality,
             "rate": rate_sentence(
                 float(info.get("rate_hz") or 0), st.get("rate_hz"), self.gaps, self.missed
-            ),
+            )
+            + self._outage_sentence(),
             "baseline_ready": st.get("baseline_ready"),
             "epoch": st.get("epoch"),
             "protocol": self._protocol(now),
@@ -182,6 +198,13 @@ class ConsoleState:
             "last_marker": self.last_marker,
             "last_epoch": self.last_epoch,
         }
+
+    def _outage_sentence(self) -> str:
+        if self.last_outage is None:
+            return ""
+        start, end = self.last_outage
+        again = "restarted" if self.restarts else "answered again"
+        return f" The daemon {again} at {_clock(end)} after {end - start:.0f} s without data."
 
     def _protocol(self, now: float) -> dict[str, Any] | None:
         """The running protocol with its next step (from the configured list)."""

@@ -54,6 +54,14 @@ class Traces {
     return n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
   }
 
+  // as tall as the screen allows for the rows needed, within readable bounds
+  chartHeight() {
+    const rows = Math.ceil(this.channels.length / this.columns());
+    const top = this.container.getBoundingClientRect().top + window.scrollY;
+    const room = window.innerHeight - top - 170; // leave the summary's caption in view
+    return Math.round(Math.min(260, Math.max(110, room / rows - 40)));
+  }
+
   chartWidth() {
     const cols = this.columns();
     this.container.style.gridTemplateColumns = `repeat(${cols}, minmax(0, 1fr))`;
@@ -65,7 +73,7 @@ class Traces {
   options(width) {
     const self = this;
     return {
-      width, height: 120,
+      width, height: this.chartHeight(),
       legend: {show: false},
       cursor: {show: false},
       scales: {
@@ -205,6 +213,7 @@ class Traces {
 
   resize() {
     const w = this.chartWidth();
-    for (const u of this.charts) u.setSize({width: w, height: 120});
+    const h = this.chartHeight();
+    for (const u of this.charts) u.setSize({width: w, height: h});
   }
 }

@@ -191,6 +191,9 @@
   function renderSummary(e) {
     const table = $("summary");
     if (!e || !e.channels) return;
+    const key = `${e.start_id}/${e.end_id}/${e.onset_seq}`;
+    if (renderSummary.key === key) return; // re-rendered only when another epoch ends
+    renderSummary.key = key;
     const cap = `${e.label}, ${Number(e.duration_s || 0).toFixed(1)} s from ${Nirsd.clock(e.onset_t)}; ` +
       `change from the mean of the ${Number(e.baseline_s || 0).toFixed(0)} s before (µM)`;
     $("summary-caption").textContent = cap;
