@@ -33,7 +33,8 @@ from nirsd.core.errors import NirsdError
 
 BIDS_VERSION = "1.10.0"
 LABEL_RE = re.compile(r"[A-Za-z0-9]+")
-BIDSIGNORE = "*.journal.jsonl\n"
+LOCK_NAME = ".nirsd.lock"
+BIDSIGNORE = f"*.journal.jsonl\n{LOCK_NAME}\n"
 EVENT_COLUMNS = (
     "onset",
     "duration",

@@ -212,6 +212,30 @@ def finish_run(run: ds.BidsRun) -> int:
     return int(len(seq))
 
 
+class DatasetLock:
+    """One recorder per dataset: an exclusive ``flock`` on ``ROOT/.nirsd.lock`` (released
+    by the kernel when the holder dies, so a killed recorder never blocks the next)."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = Path(root) / ds.LOCK_NAME
+        self._fh: Any = None
+
+    def __enter__(self) -> DatasetLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            self._fh.close()
+            raise NirsdError(f"another nirsd recorder is writing {self.path.parent}") from err
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._fh.close()
+
+
 def recover_dataset(root: Path) -> list[dict[str, Any]]:
     """Finish every run a killed recorder left (its journal is still beside the file)."""
     out = []

@@ -24,14 +24,21 @@ def cmd_record_bids(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise NirsdError(f"recording needs h5py: pip install 'nirsd[snirf]' ({err})") from err
     root = Path(args.bids)
-    if args.recover:
-        if not root.is_dir():
-            raise NirsdError(f"{root}: no such dataset")
-        runs = bids_recorder.recover_dataset(root)
-        print(json.dumps({"root": str(root), "recovered": runs}))
-        return 0
+    if args.recover and not root.is_dir():
+        raise NirsdError(f"{root}: no such dataset")
     if args.sessions is not None and args.sessions < 1:
         raise NirsdError("--sessions must be at least 1")
+    with bids_recorder.DatasetLock(root):
+        if args.recover:
+            runs = bids_recorder.recover_dataset(root)
+            print(json.dumps({"root": str(root), "recovered": runs}))
+            return 0
+        for run in bids_recorder.recover_dataset(root):  # left by a killed recorder
+            print(json.dumps({"event": "recovered", **run}), file=sys.stderr, flush=True)
+        return _follow(args, root, bids_recorder)
+
+
+def _follow(args: argparse.Namespace, root: Path, bids_recorder: Any) -> int:
     from nirsd.daemon import logs
 
     from .subscriber import Subscriber

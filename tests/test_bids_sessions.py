@@ -290,6 +290,8 @@ def test_sigkill_and_recover(daemon, tmp_path):
     # runs are never overwritten: the same visit again becomes run 02
     before = snirf.stat().st_mtime_ns
     follower = Follower(daemon, root, "--sessions", "1")
+    second = daemon.cli("record", "--bids", str(root), "--sessions", "1")  # one per dataset
+    assert second.returncode == 1 and "another nirsd recorder" in second.stderr, second.stderr
     daemon.cli("session", "start", "--subject", "P03", "--session", "week0")
     wait_for(lambda: rows() and daemon.control().status()["samples"] > killed_at + 30, 30, 0.1)
     stop = json.loads(daemon.cli("session", "stop").stdout)
