@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nirsd.daemon.cmd_simulate",
     "nirsd.clients.cmd_tail",
     "nirsd.clients.cmd_control",
+    "nirsd.clients.cmd_session",
     "nirsd.daemon.cmd_keys",
     "nirsd.clients.cmd_view",
     "nirsd.clients.cmd_lsl",

@@ -44,7 +44,25 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     endpoint_args(p)
-    p.add_argument("file", metavar="FILE.snirf", help="the SNIRF file to write")
+    p.add_argument("file", metavar="FILE.snirf", nargs="?", help="the SNIRF file to write")
+    p.add_argument(
+        "--bids",
+        metavar="ROOT",
+        help="follow study sessions (nirsd session start): one fNIRS-BIDS run per "
+        "session in the dataset ROOT, exactly the session's samples (see docs/recording.md)",
+    )
+    p.add_argument(
+        "--sessions",
+        type=int,
+        metavar="N",
+        help="with --bids: exit after N sessions (default: until stopped)",
+    )
+    p.add_argument(
+        "--placement",
+        metavar="TEXT",
+        help="with --bids: NIRSPlacementScheme (default: the channel labels, e.g. "
+        "the vertebral levels)",
+    )
     p.add_argument(
         "--duration",
         type=float,
@@ -112,6 +130,14 @@ def cmd_record(args: argparse.Namespace) -> int:
         from nirsd.clients.snirf_writer import Meta
     except ImportError as err:
         raise NirsdError(f"recording needs h5py: pip install 'nirsd[snirf]' ({err})") from err
+    if args.bids is not None:
+        if args.file is not None:
+            raise NirsdError("give FILE.snirf or --bids ROOT, not both")
+        from .cmd_record_bids import cmd_record_bids
+
+        return cmd_record_bids(args)
+    if args.file is None:
+        raise NirsdError("give FILE.snirf (or --bids ROOT)")
     path = Path(args.file)
     if args.recover:
         if not path.exists():

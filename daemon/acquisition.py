@@ -75,6 +75,9 @@ class Acquisition:
         from .markers import MarkerChannel
 
         self.markers = MarkerChannel(self)
+        from .session import SessionManager
+
+        self.sessions = SessionManager(self)
 
     # -- device frames --------------------------------------------------------------
     def _on_info(self, info: Info) -> None:

@@ -53,6 +53,7 @@ class ChannelConfig:
     detector: int | None = None
     source_pos_mm: tuple[float, ...] | None = None
     detector_pos_mm: tuple[float, ...] | None = None
+    att_mm: float | None = None  # adipose tissue thickness under the channel
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,7 @@ CHANNEL_SCHEMA: dict[str, Callable[[Any], Any]] = {
     "detector": _int,
     "source_pos_mm": _list_of(_num, 2),
     "detector_pos_mm": _list_of(_num, 2),
+    "att_mm": _nonneg,
 }
 SECTION_TYPES = {
     "device": DeviceConfig,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,9 @@ class MarkerChannel:
         self.rejected = 0
         self.protocol: RunningProtocol | None = None
         self._protocol_step_marked = -1
+        #: called with (what, protocol) on every protocol event (started, step, finished,
+        #: stopped); sessions started with a protocol end with it
+        self.protocol_listeners: list[Callable[[str, RunningProtocol], None]] = []
         self.pipeline = None
         self._simulated: dict[str, Any] = {}  # open exercise responses of the simulator
         acq.control.register("mark", self._cmd_mark)
@@ -389,6 +393,8 @@ class MarkerChannel:
     def _protocol_event(self, what: str, p: RunningProtocol | None = None) -> None:
         p = p or self.protocol
         body = p.describe(time.time()) if p is not None else {}
+        for listener in self.protocol_listeners:
+            listener(what, p)
         self.acq.publisher.publish_event(
             "status", {"event": "protocol", "what": what, "protocol": body}
         )

@@ -18,7 +18,7 @@ from nirsd.core.errors import ProtocolError
 
 VERSION = 1
 SAMPLE_TOPICS = ("raw", "hb", "od")
-EVENT_TOPICS = ("marker", "epoch", "status")
+EVENT_TOPICS = ("marker", "epoch", "status", "session")
 TOPICS = SAMPLE_TOPICS + EVENT_TOPICS
 HB_FIELDS = ("hbo", "hbr", "hbt")  # index 1 of an hb array: ΔHbO, ΔHbR, ΔHbT in µM
 
