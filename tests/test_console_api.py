@@ -192,3 +192,31 @@ def test_port_in_use_is_a_clear_error(console, daemon):
     )
     assert out.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_session_start_and_stop_through_the_api(console, daemon):
+    wait_for(lambda: request(console.base + "/api/status")[1].get("connected"), 20)
+    body = {"subject": "P01", "session": "week0", "group": "eperisone", "task": "lumbar"}
+    with daemon.subscriber(("session",)) as sub:
+        time.sleep(0.3)
+        status, reply, _ = request(console.base + "/api/session/start", body)
+        assert status == 200, reply
+        assert reply["subject"] == "P01" and isinstance(reply["seq"], int)
+        msg = sub.recv(5.0)
+        assert msg is not None and msg.header["session_id"] == reply["session_id"]
+        state = wait_for(
+            lambda: (s := request(console.base + "/api/status")[1])["session"] and s, 10
+        )
+        assert state["session"]["session_id"] == reply["session_id"]
+        status, again, _ = request(console.base + "/api/session/start", body)
+        assert status == 409 and "one session at a time" in again["error"]
+        status, bad, _ = request(console.base + "/api/session/start", {"subject": "P01"})
+        assert status == 400  # no session label
+        status, stopped, _ = request(console.base + "/api/session/stop", {})
+        assert status == 200 and stopped["end_seq"] > reply["seq"]
+        msg = sub.recv(5.0)
+        assert msg is not None and msg.header["event"] == "end"
+    state = wait_for(
+        lambda: (s := request(console.base + "/api/status")[1])["last_session"] and s, 10
+    )
+    assert state["session"] is None and state["last_session"]["end_seq"] == stopped["end_seq"]

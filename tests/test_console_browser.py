@@ -175,12 +175,7 @@ def test_protocol_from_the_operator_page_counts_down_on_the_patient_screen(
     console, daemon, driver, tmp_path
 ):
     open_operator(driver, console)
-    # an ended epoch first, so that the summary table has something to show
-    driver.find_element(By.ID, "mark-start-extension").click()
-    wait_for(lambda: text(driver, "epoch-open").startswith("Open: extension"), 5)
-    time.sleep(2.0)  # the epoch's length
-    driver.find_element(By.ID, "mark-end-extension").click()
-    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#summary tbody tr"), 10)
+    ended_epoch(driver)
     rows = driver.find_elements(By.CSS_SELECTOR, "#summary tbody tr")
     assert [r.find_element(By.TAG_NAME, "th").text for r in rows] == list(CHANNELS)
     heads = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "#summary thead th")]
@@ -197,11 +192,11 @@ def test_protocol_from_the_operator_page_counts_down_on_the_patient_screen(
     wait_for(lambda: text(driver, "instruction") == "EXTENSION", 10, what="the step change")
     assert driver.execute_script("return window.nirsdBeeps") >= 1
     assert int(text(driver, "countdown")) <= 6
-    save(driver, tmp_path, "patient", docs="console-patient.png")
+    save(driver, tmp_path, "patient")
     assert errors(driver) == []
     driver.switch_to.window(operator)
     wait_for(lambda: "extension" in text(driver, "protocol-step"), 5)
-    save(driver, tmp_path, "operator", docs="console-operator.png")
+    save(driver, tmp_path, "operator")
     assert errors(driver) == []
 
 
@@ -219,6 +214,7 @@ def test_session_form_starts_a_session_on_the_session_topic(console, daemon, dri
     if not _sessions_supported(daemon):
         pytest.skip("this daemon answers 'unknown command' to session_status (no sessions yet)")
     open_operator(driver, console)
+    ended_epoch(driver)
     with daemon.subscriber(("session",)) as sub:
         time.sleep(0.3)
         form = driver.find_element(By.ID, "session-form")
@@ -228,14 +224,34 @@ def test_session_form_starts_a_session_on_the_session_topic(console, daemon, dri
         form.find_element(By.CSS_SELECTOR, "select[name=protocol] option[value=lumbar]").click()
         driver.find_element(By.ID, "session-start").click()
         msg = sub.recv(5.0)
-    assert msg is not None and msg.header.get("subject") == "P07"
-    wait_for(lambda: "P07" in text(driver, "session-now"), 10)
+    assert msg is not None and msg.header["event"] == "start"
+    assert (msg.header["subject"], msg.header["session"]) == ("P07", "week0")
+    assert msg.header["group"] == "mckenzie" and msg.header["protocol"] == "lumbar"
+    wait_for(lambda: text(driver, "session-now").startswith("Running: P07 / week0"), 10)
+    assert driver.find_element(By.ID, "session-start").get_attribute("disabled")
+    operator = driver.current_window_handle
     driver.switch_to.new_window("tab")
     driver.get(console.base + "/patient")
     first = int(wait_for(lambda: text(driver, "countdown"), 10))
     wait_for(lambda: int(text(driver, "countdown") or 99) < first, 5, what="the countdown")
-    save(driver, tmp_path, "patient-session")
+    wait_for(lambda: text(driver, "instruction") == "EXTENSION", 10, what="the exercise")
+    save(driver, tmp_path, "patient-session", docs="console-patient.png")
     assert errors(driver) == []
+    driver.switch_to.window(operator)
+    wait_for(lambda: "extension" in text(driver, "protocol-step"), 5)
+    save(driver, tmp_path, "operator-session", docs="console-operator.png")
+    driver.find_element(By.ID, "session-stop").click()
+    wait_for(lambda: text(driver, "session-now").startswith("No session. The last: P07"), 10)
+    assert errors(driver) == []
+
+
+def ended_epoch(driver) -> None:
+    """A two-second extension epoch, so that the summary table has something to show."""
+    driver.find_element(By.ID, "mark-start-extension").click()
+    wait_for(lambda: text(driver, "epoch-open").startswith("Open: extension"), 5)
+    time.sleep(2.0)  # the epoch's length
+    driver.find_element(By.ID, "mark-end-extension").click()
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#summary tbody tr"), 10)
 
 
 def test_page_shows_a_daemon_restart_and_resumes(console, daemon, driver, tmp_path):
@@ -250,6 +266,7 @@ def test_page_shows_a_daemon_restart_and_resumes(console, daemon, driver, tmp_pa
     daemon.start()
     wait_for(lambda: not driver.find_element(By.ID, "outage").is_displayed(), 30, what="resumed")
     wait_for(lambda: "restarted 1×" in text(driver, "daemon-state"), 10)
+    assert "The daemon restarted at" in text(driver, "rate")
     resumed = driver.execute_script("return window.nirsdArrivals.length")
     wait_for(
         lambda: driver.execute_script("return window.nirsdArrivals.length") > resumed + 5,

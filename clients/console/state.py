@@ -94,6 +94,7 @@ class ConsoleState:
         self.status: dict[str, Any] = {}
         self.protocols: dict[str, list[list[Any]]] = {}
         self.session: dict[str, Any] | None = None
+        self.last_session: dict[str, Any] | None = None
         self.sessions_supported: bool | None = None
         self.last_marker: dict[str, Any] | None = None
         self.last_epoch: dict[str, Any] | None = None
@@ -147,9 +148,12 @@ class ConsoleState:
         elif topic == "epoch":
             self.last_epoch = header
         elif topic == "session":
-            self.session = header.get("session", header) if header.get("active", True) else None
-            if header.get("event") in ("stopped", "ended", "stop"):
-                self.session = None
+            # the session topic carries the session itself, with event "start" or "end"
+            ended = header.get("event") == "end" or header.get("state") == "ended"
+            body = {k: v for k, v in header.items() if k not in ("v", "stream", "topic", "msg")}
+            self.session = None if ended else body
+            if ended:
+                self.last_session = body
 
     def _epoch_from_marker(self, m: dict[str, Any]) -> None:
         """The open epoch at once from a marker (the periodic status confirms it later)."""
@@ -194,6 +198,7 @@ class ConsoleState:
             "protocol": self._protocol(now),
             "protocols": sorted(self.protocols),
             "session": self.session,
+            "last_session": self.last_session,
             "sessions_supported": self.sessions_supported,
             "last_marker": self.last_marker,
             "last_epoch": self.last_epoch,

@@ -89,7 +89,8 @@ class Hub:
         self.state.sessions_supported = sess.get("supported")
         if sess.get("supported"):
             reply = sess.get("reply") or {}
-            self.state.session = reply.get("session", reply if reply.get("session_id") else None)
+            self.state.session = reply.get("session")
+            self.state.last_session = reply.get("last") or self.state.last_session
         n_ch = int(info.get("n_channels") or len(info.get("channels") or []))
         if self.ring is None or self.ring.n_channels != n_ch:
             self.ring = TraceRing(n_ch, int(max(WINDOWS_S) * self.display_hz * 1.1) + 16)

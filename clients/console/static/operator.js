@@ -171,21 +171,28 @@
     const s = state.session;
     const form = $("session-form");
     const supported = state.sessions_supported !== false;
+    const who = (x) => `${x.subject || "?"} / ${x.session || "?"}` +
+      (x.group ? `, group ${x.group}` : "") + (x.task ? `, task ${x.task}` : "") +
+      (x.run ? `, run ${x.run}` : "");
+    let text = "No session.";
     if (!supported) {
-      $("session-now").textContent = "This daemon does not support sessions (it answered " +
-        "“unknown command”); update nirsd to start sessions from here.";
-    } else if (s && (s.session_id || s.subject)) {
-      const since = s.t || s.start_t;
-      $("session-now").textContent = `Running: ${s.subject || "?"} / ${s.session || "?"}` +
-        (s.group ? `, group ${s.group}` : "") + (s.task ? `, task ${s.task}` : "") +
-        (since ? `, since ${Nirsd.clock(since)}` : "") + ` (id ${s.session_id || "?"}).`;
-    } else {
-      $("session-now").textContent = "No session.";
+      text = "This daemon does not support sessions (it answered “unknown command”); " +
+        "update nirsd to start sessions from here.";
+    } else if (s && s.session_id) {
+      const what = s.state === "starting" ? "Starting" : s.state === "ending" ? "Ending" : "Running";
+      text = `${what}: ${who(s)}` + (s.protocol ? `, protocol ${s.protocol}` : "") +
+        (s.t ? `, since ${Nirsd.clock(s.t)} (${Nirsd.duration(Nirsd.now() - s.t)})` : "") +
+        `. Session id ${s.session_id}, from sample ${s.seq ?? "?"}.`;
+    } else if (state.last_session && state.last_session.session_id) {
+      const l = state.last_session;
+      text = `No session. The last: ${who(l)}, samples ${l.seq ?? "?"}–${l.end_seq ?? "?"}` +
+        (l.reason ? ` (${l.reason})` : "") + ".";
     }
-    const running = !!(s && (s.session_id || s.subject));
+    $("session-now").textContent = text;
+    const running = !!(s && s.session_id);
     for (const input of form.querySelectorAll("input, select")) input.disabled = running || !supported;
     $("session-start").disabled = running || !supported || !state.connected;
-    $("session-stop").disabled = !running;
+    $("session-stop").disabled = !running || s.state === "ending";
   }
 
   function renderSummary(e) {
@@ -267,6 +274,7 @@
       renderDaemon();
       renderEpoch();
       renderProtocol();
+      renderSession();
     }
     traces.draw();
   }, 250);
