@@ -17,6 +17,7 @@ pytest.importorskip("aiohttp")
 from console_support import ConsoleProcess, EventStream, request  # noqa: E402
 
 from nirsd.cli.testing import DaemonProcess, free_port, simulated_config, wait_for  # noqa: E402
+from nirsd.daemon.endpoints import Endpoints  # noqa: E402
 
 CHANNELS = ("L3 left", "L3 right", "L4 left")
 PROTOCOL = '[protocol.short]\nsteps = [["rest", 3], ["extension", 4], ["rest", 30]]\n'
@@ -220,3 +221,52 @@ def test_session_start_and_stop_through_the_api(console, daemon):
         lambda: (s := request(console.base + "/api/status")[1])["last_session"] and s, 10
     )
     assert state["session"] is None and state["last_session"]["end_seq"] == stopped["end_seq"]
+
+
+class TcpDaemon(DaemonProcess):
+    """A daemon on the tcp:// endpoints of its config (not the helper's IPC ones)."""
+
+    tcp: Endpoints
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return self.tcp
+
+
+def test_a_remote_daemon_is_reached_over_curve(tmp_path):
+    """The daemon on tcp:// with CURVE (127.0.0.1): the console's key works, another not."""
+    from nirsd.daemon.security import generate_keypair
+
+    keys = tmp_path / "keys"
+    for name in ("server", "console", "stranger"):
+        generate_keypair(keys, name)
+    data, control = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    extra = (
+        f'[endpoints]\ndata = "{data}"\ncontrol = "{control}"\n'
+        f'[security]\ncurve = true\nserver_secret_key_file = "{keys / "server.key_secret"}"\n'
+        f'allowed_clients = ["{keys / "console.key"}"]\n'
+    )
+    d = TcpDaemon(tmp_path, simulated_config(channels=2, rate_hz=20.0, extra=extra))
+    d.tcp = Endpoints(data, control)
+    d.start(wait_streaming=False)
+    consoles = []
+    try:
+        for name in ("console", "stranger"):
+            args = ["--data", data, "--control", control, "--server-key", str(keys / "server.key")]
+            args += ["--client-key", str(keys / f"{name}.key_secret")]
+            consoles.append(ConsoleProcess(d, *args).start())
+        ok, stranger = consoles
+
+        def streaming():
+            return request(ok.base + "/api/status")[1].get("daemon_state") == "streaming"
+
+        wait_for(streaming, 30, what="the console with the listed key to see the daemon")
+        status, reply, _ = request(ok.base + "/api/mark", {"label": "extension"})
+        assert status == 200 and reply["label"] == "extension"
+        body = request(stranger.base + "/api/status")[1]
+        assert body["connected"] is False and body["daemon_state"] == "unreachable"
+        assert request(stranger.base + "/api/mark", {"label": "extension"})[0] == 503
+    finally:
+        for c in consoles:
+            c.stop()
+        d.stop()
