@@ -54,6 +54,8 @@ def cmd_console(args: argparse.Namespace) -> int:
         asyncio.run(console.serve(ready))
     except OSError as err:
         raise NirsdError(f"cannot listen on {args.listen}: {err.strerror or err}") from None
+    if console.failed:
+        raise NirsdError(f"the console stopped: its daemon client failed: {console.failed}")
     return 0
 
 

@@ -126,6 +126,12 @@ def test_state_changing_requests_check_origin_and_content_type(console):
     # DNS rebinding: a loopback console answers only to loopback host names
     status, _, _ = request(console.base + "/api/status", headers={"Host": "evil.example"})
     assert status == 403
+    status, _, _ = request(
+        url, raw=b"{" + b" " * 70_000 + b"}", headers={"Content-Type": "application/json"}
+    )
+    assert status == 413  # bodies are bounded
+    status, _, _ = request(url, raw=b"[1, 2", headers={"Content-Type": "application/json"})
+    assert status == 400
     status, _, headers = request(console.base + "/")
     assert status == 200 and headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]

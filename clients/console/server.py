@@ -59,6 +59,7 @@ class Console:
         self.hub = Hub(display_hz)
         self.bridge: DaemonBridge | None = None
         self.display_hz = display_hz
+        self.failed: str | None = None
 
     def app(self) -> web.Application:
         access = Access(self.loopback, self.token)
@@ -97,6 +98,12 @@ class Console:
         self.bridge.start()
         tick = asyncio.create_task(self.hub.tick())
         stop = asyncio.Event()
+
+        def fatal(message: str) -> None:  # the daemon bridge died: nothing left to show
+            self.failed = message
+            stop.set()
+
+        self.hub.on_fatal = fatal
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         if ready is not None:

@@ -19,8 +19,10 @@ SATURATED = converter.SATURATED
 LOW_LIGHT = converter.LOW_LIGHT
 BASELINE_PENDING = converter.BASELINE_PENDING
 POOR_SIGNAL = converter.POOR_SIGNAL
-# the motion-artifact bit of the hb quality flags, where the daemon sets one
-MOTION = int(getattr(converter, "MOTION", 16))
+try:  # the motion-artefact bit of the hb quality flags, where the daemon has a detector
+    from nirsd.daemon.motion import MOTION
+except ImportError:
+    MOTION = 16  # the bit that detector uses (beside 1, 2, 4, 8 above)
 MAX_BAD_FRACTION = 0.05  # as the daemon's quality monitor: above this share a channel is bad
 
 # (word, CSS class) per quality, most serious first

@@ -15,6 +15,7 @@ import asyncio
 import json
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -58,6 +59,7 @@ class Hub:
         self.pages: dict[asyncio.Queue[bytes | None], bool] = {}  # queue -> wants samples
         self.dropped_pages = 0
         self.fatal: str | None = None
+        self.on_fatal: Callable[[str], None] | None = None  # the server stops
 
     # -- from the bridge (scheduled on the loop) -------------------------------------
     def sink(self, kind: str, payload: Any) -> None:
@@ -79,6 +81,8 @@ class Hub:
         elif kind == "fatal":
             self.fatal = str(payload)
             self.state.lost(now)
+            if self.on_fatal is not None:
+                self.on_fatal(self.fatal)
         self.broadcast_state()
 
     def _described(self, d: dict[str, Any], now: float) -> None:

@@ -12,7 +12,18 @@ class Traces {
     this.cards = [];
     this.clear();
     this.dirty = false;
-    this.frame = () => this.draw();
+    this.visible = new Set(); // charts on screen: only those are redrawn
+    this.observer = new IntersectionObserver((entries) => {
+      for (const e of entries) {
+        const c = Number(e.target.dataset.channel);
+        if (e.isIntersecting) {
+          this.visible.add(c);
+          if (this.charts[c]) this.charts[c].setData(this.data(c), true);
+        } else {
+          this.visible.delete(c);
+        }
+      }
+    });
   }
 
   clear() {
@@ -29,6 +40,8 @@ class Traces {
     this.labels = labels || [];
     if (same && this.charts.length) return;
     for (const u of this.charts) u.destroy();
+    this.observer.disconnect();
+    this.visible.clear();
     this.container.replaceChildren();
     this.channels = channels.slice();
     this.charts = [];
@@ -46,6 +59,7 @@ class Traces {
       this.container.append(card);
       this.cards.push({badge, values, off});
       this.charts.push(new uPlot(this.options(width), this.data(i), plot));
+      this.observer.observe(plot);
     });
   }
 
@@ -197,17 +211,26 @@ class Traces {
 
   setWindow(seconds) {
     this.window = seconds;
-    this.dirty = true;
+    this.draw(true);
   }
 
   setScale(uM) {
     this.scale = uM;
-    this.dirty = true;
+    this.draw(true);
   }
 
-  // redraw a few times a second: the x axis scrolls with the clock even between points
-  draw() {
-    this.charts.forEach((u, c) => u.setData(this.data(c), true));
+  // redraw a few times a second: the x axis scrolls with the clock even between points;
+  // charts scrolled out of view wait until they are seen again
+  draw(force) {
+    // a long window moves a pixel every few seconds: redraw only as often as it moves
+    const width = (this.charts[0] && this.charts[0].bbox.width / devicePixelRatio) || 400;
+    const every = Math.min(2000, Math.max(250, (this.window / width) * 2000));
+    const now = performance.now();
+    if (!force && now - (this.drawn || 0) < every) return;
+    this.drawn = now;
+    for (const c of this.visible) {
+      if (this.charts[c]) this.charts[c].setData(this.data(c), true);
+    }
     this.dirty = false;
   }
 
