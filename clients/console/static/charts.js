@@ -95,8 +95,10 @@ class Traces {
         y: {auto: false, range: () => [-self.scale, self.scale]},
       },
       axes: [
-        {size: 24, font: "11px system-ui", ticks: {size: 4}, space: 70,
-         values: (u, splits) => splits.map((v) => Nirsd.clock(v))},
+        // time before now, on grid lines that stay put while the traces scroll
+        {size: 24, font: "11px system-ui", ticks: {size: 4},
+         splits: () => self.timeSplits(),
+         values: (u, splits) => splits.map((v) => self.ago(v))},
         {size: 46, font: "11px system-ui", label: "µM", labelSize: 14,
          labelFont: "11px system-ui", splits: () => [-self.scale, -self.scale / 2, 0,
            self.scale / 2, self.scale]},
@@ -109,6 +111,26 @@ class Traces {
       ],
       hooks: {drawClear: [(u) => self.shade(u)]},
     };
+  }
+
+  // the finest step whose labels (about 55 px each) fit the plot's width
+  tickStep() {
+    const width = (this.charts[0] && this.charts[0].bbox.width / devicePixelRatio) || 400;
+    const fits = Math.max(2, Math.floor(width / 55));
+    const steps = [5, 10, 15, 30, 60, 120, 300];
+    return steps.find((s) => this.window / s <= fits) || 600;
+  }
+
+  timeSplits() {
+    const now = Nirsd.now(), step = this.tickStep(), out = [];
+    for (let k = Math.floor(this.window / step); k >= 0; k--) out.push(now - k * step);
+    return out;
+  }
+
+  ago(v) {
+    const s = Math.round(Nirsd.now() - v);
+    if (s <= 0) return "now";
+    return s < 120 ? `−${s} s` : `−${Math.round(s / 60)} min`;
   }
 
   data(c) {
@@ -203,7 +225,7 @@ class Traces {
       };
       const fmt = (v) => (v === null ? "–" : (v >= 0 ? "+" : "") + v.toFixed(2));
       const o = last(h[0]), r = last(h[1]);
-      card.values.textContent = `HbO ${fmt(o)}  HbR ${fmt(r)} µM`;
+      card.values.textContent = `HbO ${fmt(o)} · HbR ${fmt(r)} µM`;
       const out = [o, r].some((v) => v !== null && Math.abs(v) > this.scale);
       card.off.textContent = out ? "off scale" : "";
     });
