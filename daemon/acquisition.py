@@ -118,7 +118,8 @@ class Acquisition:
 
     def _on_samples(self, samples: list[Sample | SampleBlock], arrival: float) -> None:
         if self.pipeline is None:
-            first = samples[0] if type(samples[0]) is Sample else samples[0].sample(0)
+            head = samples[0]
+            first = head if isinstance(head, Sample) else head.sample(0)
             info = self.device.default_info() or self._infer_info(first)
             self._on_info(info)
             if self.pipeline is None:

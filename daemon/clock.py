@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class DeviceClock:
 
     def reset(self) -> None:
         """Forget everything (a new device or a reconnect with a restarted clock)."""
-        self.__init__(self.modulus_s, self.rate_hz)
+        self.__init__(self.modulus_s, self.rate_hz)  # type: ignore[misc]
 
     def unwrap(self, t_raw: np.ndarray | None, n: int) -> np.ndarray:
         """Monotonic device time in s for a block; from the sample count if no clock."""
@@ -115,7 +116,7 @@ class DeviceClock:
         self._suspect = 0
         self._backstep = False
 
-    def _offset(self, t_dev: np.ndarray) -> np.ndarray | float:
+    def _offset(self, t_dev: Any) -> Any:
         if self._fit is None:
             return self._floor
         t_ref, offset, drift = self._fit
@@ -129,7 +130,23 @@ class DeviceClock:
     def to_host_one(self, t_dev: float, arrival: float) -> float:
         """:meth:`to_host` for one sample, in plain float arithmetic."""
         self._observe(t_dev, arrival)
-        return t_dev + self._offset(t_dev)
+        return float(t_dev + self._offset(t_dev))
+
+    def event_time(self, t_raw: float) -> tuple[float, float] | None:
+        """(device time unwrapped like the samples', host time) of a device time read
+        from the device, such as an EVENT's, without changing the mapping; None before
+        the first sample."""
+        last = self._last_raw
+        if last is None or (self._fit is None and not math.isfinite(self._floor)):
+            return None
+        t_dev = t_raw + self._wraps
+        if self.modulus_s is not None:
+            # an event stamped just before or after a wrap of the sample times
+            if t_raw - last > self.modulus_s / 2:
+                t_dev -= self.modulus_s
+            elif t_raw - last < -self.modulus_s / 2:
+                t_dev += self.modulus_s
+        return t_dev, float(t_dev + self._offset(t_dev))
 
     def _observe(self, newest: float, arrival: float) -> None:
         """Update the offset estimate with a block whose newest device time is ``newest``."""

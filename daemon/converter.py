@@ -22,6 +22,7 @@ left out of the baseline mean.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -224,12 +225,12 @@ class Converter:
         # NaN fails every comparison, so "not (I > lo)" also catches NaN; +inf needs isfinite.
         low = ~((I > self._lo) & (I < np.inf))
         bad_low = low.any(axis=2)
-        quality = bad_low.astype(np.uint8) * np.uint8(LOW_LIGHT)
+        quality: Any = bad_low.astype(np.uint8) * np.uint8(LOW_LIGHT)
         if self.saturation_level is not None:
             # +inf is reported as LOW_LIGHT (non-finite), not as saturation.
             bad_sat = ((I >= self.saturation_level) & ~low).any(axis=2)
             quality |= bad_sat.astype(np.uint8) * np.uint8(SATURATED)
-            valid = ~(bad_low | bad_sat)
+            valid: Any = ~(bad_low | bad_sat)
         else:
             valid = ~bad_low
         if saturated is not None:

@@ -130,8 +130,12 @@ class MarkerChannel:
             )
 
     def on_device_event(self, event: Event, arrival: float) -> bool:
-        """A device trigger or button: toggles its epoch, or an instant marker."""
-        t = self._device_time(event, arrival)
+        """A device trigger or button: toggles its epoch, or an instant marker.
+
+        Its time is mapped to host time by the samples' own clock, so an event stamped
+        with a sample's device time lands on that sample, even one already published.
+        """
+        t, t_dev = self._device_time(event, arrival)
         if event.label in self.index:
             is_open = any(e.label == event.label for e in self.open) or any(
                 m.label == event.label and m.action == "start" for m in self.pending
@@ -139,9 +143,17 @@ class MarkerChannel:
             action = "end" if is_open else "start"
         else:
             action = "instant"
-        self._enqueue(
-            Marker(t, self._new_id(), event.label, action, "device", {"code": event.code})
-        )
+        marker = Marker(t, self._new_id(), event.label, action, "device", {"code": event.code})
+        ring = self.pipeline.ring if self.pipeline is not None else None
+        last = ring.last() if ring is not None else None
+        if ring is not None and last is not None and t_dev is not None and t_dev <= last[1]:
+            # at or before a sample already tagged: the first sample at or after it by
+            # device time, exactly (host times of old samples came from an older fit)
+            found = ring.first_at_or_after(t_dev, device=True)
+            if found is not None and found[0] >= self._last_change_seq:
+                self._apply(marker, found[0], found[1], published_upto=ring.head)
+                return True
+        self._enqueue(marker)
         return True
 
     def status(self) -> dict[str, Any]:
@@ -205,7 +217,7 @@ class MarkerChannel:
             "published_upto": published_upto,
             **m.extra,
         }
-        if seq < published_upto:
+        if seq < published_upto and self.pipeline is not None:
             body["covers"] = [seq, published_upto]
             self.pipeline.ring.set_epoch(seq, published_upto, self._current())
         self.acq.publisher.publish_event("marker", body)
@@ -314,7 +326,7 @@ class MarkerChannel:
             return {"protocol": self.protocol.describe(now) if self.protocol else None}, []
         if action == "start":
             name = req.get("name")
-            if name not in self.protocols:
+            if not isinstance(name, str) or name not in self.protocols:
                 raise ProtocolError(
                     f"unknown protocol {name!r} (configured: {', '.join(self.protocols) or 'none'})"
                 )
@@ -400,17 +412,14 @@ class MarkerChannel:
         )
 
     # -- device time -----------------------------------------------------------------
-    def _device_time(self, event: Event, arrival: float) -> float:
-        """Host time of a device event, through the last sample's device/host times."""
+    def _device_time(self, event: Event, arrival: float) -> tuple[float, float | None]:
+        """(host time, unwrapped device time or None) of a device event, by the same
+        DeviceClock mapping as the samples."""
         ring = self.pipeline.ring if self.pipeline is not None else None
         last = ring.last() if ring is not None else None
         if last is None:
-            return arrival
-        last_t, last_t_dev = last
-        if event.t_dev is None:
-            return last_t + 1e-9  # no device clock: the next sample
-        mod = self.pipeline.clock.modulus_s
-        delta = event.t_dev - last_t_dev
-        if mod:
-            delta = (delta + mod / 2) % mod - mod / 2  # the wrap-free difference
-        return last_t + delta
+            return arrival, None
+        mapped = None if event.t_dev is None else self.pipeline.clock.event_time(event.t_dev)
+        if mapped is None:
+            return last[0] + 1e-9, None  # no device clock: the next sample
+        return mapped[1], mapped[0]

@@ -83,7 +83,7 @@ class Pipeline:
 
     def ingest(
         self, samples: list[Sample | SampleBlock], arrival: float
-    ) -> tuple[Block, np.ndarray] | None:
+    ) -> tuple[Block, np.ndarray | None] | None:
         """Convert and tag samples that arrived together; returns (block, od).
 
         ``samples`` mixes :class:`Sample` and :class:`SampleBlock` frames, in order.
@@ -123,7 +123,7 @@ class Pipeline:
         hb, quality = self.converter.process(raw, saturated if saturated.any() else None)
         return self._finish(t, t_dev, raw, hb, quality, flags)
 
-    def _ingest_one(self, s: Sample, arrival: float) -> tuple[Block, np.ndarray] | None:
+    def _ingest_one(self, s: Sample, arrival: float) -> tuple[Block, np.ndarray | None] | None:
         """One sample, the usual streaming case: scalar clock arithmetic, no joins."""
         if s.intensity.shape != self.shape:
             self.shape_errors += 1
@@ -146,7 +146,7 @@ class Pipeline:
         hb: np.ndarray,
         quality: np.ndarray,
         flags: np.ndarray,
-    ) -> tuple[Block, np.ndarray]:
+    ) -> tuple[Block, np.ndarray | None]:
         if self._any_poor:
             quality = quality | self._poor
         if self.srs and self.want_tsi:

@@ -142,7 +142,7 @@ class Publisher:
                 "flags": block.flags.tobytes(),
             }
             self._send(wire.encode_array("raw", raw, block.raw))
-        if want_od:
+        if want_od and od is not None:
             self.counts["od"] += 1
             head = {
                 **common,

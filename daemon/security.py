@@ -38,7 +38,12 @@ from nirsd.core.errors import ConfigError, NirsdError
 log = structlog.get_logger("nirsd.security")
 
 LOCAL_TRANSPORTS = ("ipc://", "inproc://")
-DOMAINS = {zmq.PUB: "data", zmq.XPUB: "data", zmq.ROUTER: "control", zmq.REP: "control"}
+DOMAINS: dict[int, str] = {
+    zmq.PUB: "data",
+    zmq.XPUB: "data",
+    zmq.ROUTER: "control",
+    zmq.REP: "control",
+}
 
 
 def is_network(endpoint: str) -> bool:

@@ -85,7 +85,7 @@ _DTYPE_STR: dict[np.dtype, str] = {}  # dtype -> its "<f8"-style name, built onc
 _DTYPES: dict[str, np.dtype] = {}  # and back, for decoding
 
 
-def encode_array(topic: str, header: dict[str, Any], array: np.ndarray) -> list[bytes]:
+def encode_array(topic: str, header: dict[str, Any], array: np.ndarray) -> list[bytes | memoryview]:
     """Frames for a sample message; adds dtype and shape to ``header`` (a fresh dict)."""
     arr = np.ascontiguousarray(array)
     if arr.dtype.byteorder == ">":
@@ -95,7 +95,8 @@ def encode_array(topic: str, header: dict[str, Any], array: np.ndarray) -> list[
         name = _DTYPE_STR[arr.dtype] = arr.dtype.str
     header["dtype"] = name
     header["shape"] = list(arr.shape)
-    payload = memoryview(arr).cast("B") if arr.size else b""  # cast refuses empty shapes
+    # cast refuses empty shapes
+    payload: bytes | memoryview = memoryview(arr).cast("B") if arr.size else b""  # type: ignore[arg-type]
     return [topic.encode(), pack(header), payload]
 
 

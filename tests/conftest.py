@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
-from nirsd.cli.testing import DaemonProcess, simulated_config
+from nirsd.cli.testing import DaemonProcess, keep_lsl_local, simulated_config
+
+# LSL discovery stays on this machine (ResolveScope = machine, KnownPeers 127.0.0.1,
+# no IPv6); set before any test imports pylsl
+keep_lsl_local(Path(tempfile.mkdtemp(prefix="nirsd-lsl-")))
 
 pytest_plugins = ["fault_report"]  # the fault suite's summary table
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory):
+    """One running daemon for a module's read-only tests (they must not change it)."""
+    proc = DaemonProcess(tmp_path_factory.mktemp("shared"), simulated_config())
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.fixture

@@ -9,46 +9,13 @@ import numpy as np
 import pytest
 import zmq
 
-from nirsd.cli.testing import DaemonProcess, device_config, simulated_config, wait_for
+from nirsd.cli.testing import Collector, DaemonProcess, device_config, simulated_config, wait_for
 from nirsd.daemon import wire
 from nirsd.drivers.emulator import Emulator
 from nirsd.drivers.exercise import ExerciseResponse
 from nirsd.drivers.physiology import Physiology
 
-
-class Recorder:
-    """Collects every message of a subscriber: hb samples by seq, events in order."""
-
-    def __init__(self, sub):
-        self.sub = sub
-        self.t, self.epoch, self.hb, self.t_dev = {}, {}, {}, {}
-        self.events: list = []
-
-    def pump(self, seconds: float = 0.05) -> None:
-        end = time.monotonic() + seconds
-        while True:
-            msg = self.sub.recv(max(0.0, end - time.monotonic()))
-            if msg is None:
-                return
-            if msg.topic == "hb":
-                for i in range(msg.n):
-                    s = msg.seq + i
-                    self.t[s] = msg.header["t"][i]
-                    self.t_dev[s] = msg.header["t_dev"][i]
-                    self.epoch[s] = msg.header["epoch"][i]
-                    self.hb[s] = msg.array[i]
-            else:
-                self.events.append(msg)
-
-    def until(self, cond, timeout: float = 20.0, what: str = "condition"):
-        def step():
-            self.pump()
-            return cond()
-
-        return wait_for(step, timeout, interval=0, what=what)
-
-    def of(self, topic: str) -> list[dict]:
-        return [m.header for m in self.events if m.topic == topic]
+Recorder = Collector
 
 
 def _mark(daemon, *args) -> dict:
@@ -117,7 +84,13 @@ def test_timed_protocol_emits_its_own_markers(tmp_path):
             reply = json.loads(daemon.cli("protocol", "start", "short", check=True).stdout)
             assert reply["protocol"]["name"] == "short"
             rec.until(lambda: len(rec.of("epoch")) >= 3, what="three epoch summaries")
-            rec.pump(0.3)
+            rec.until(
+                lambda: any(
+                    s.get("event") == "protocol" and s.get("what") == "finished"
+                    for s in rec.of("status")
+                ),
+                what="the protocol's end on status",
+            )
         markers = [m for m in rec.of("marker") if m["source"] == "protocol"]
         assert [(m["label"], m["action"]) for m in markers] == [
             ("rest", "start"),
@@ -172,7 +145,8 @@ def test_device_event_frames_become_markers(exercising):
         )
         emu.send_event(2, "extension")
         rec.until(lambda: rec.of("epoch"), what="epoch summary")
-        rec.pump(0.2)
+        end_seq = rec.of("marker")[1]["seq"]
+        rec.until(lambda: max(rec.t) >= end_seq + 2, what="samples after the end")
     start, end = rec.of("marker")[:2]
     assert (start["source"], start["action"], start["code"]) == ("device", "start", 1)
     assert (end["source"], end["action"], end["code"]) == ("device", "end", 2)
@@ -180,6 +154,26 @@ def test_device_event_frames_become_markers(exercising):
     # that frame is the epoch's first sample
     assert start["t"] == pytest.approx(rec.t[start["seq"]], abs=1e-6)
     _check_tagging(rec, start, end, "extension")
+
+
+def test_device_events_stamped_with_a_sent_sample_land_on_that_sample(exercising):
+    """A footswitch pressed at the sample the device has just sent: the EVENT follows
+    that DATA frame and carries its device time; the rule "first sample at or after the
+    marker's time" gives that very sample, not the next one."""
+    emu, phys, response, daemon = exercising
+    with daemon.subscriber(["hb", "marker"]) as sub:
+        rec = Recorder(sub)
+        rec.until(lambda: len(rec.t) >= 3, what="samples")
+        for i in range(6):
+            emu.send_event(1, "extension", after=True)
+            rec.until(lambda: len(rec.of("marker")) > i, what=f"device marker {i}")
+        rec.until(lambda: max(rec.t) >= rec.of("marker")[-1]["seq"], what="tagged samples")
+    markers = rec.of("marker")
+    assert [m["action"] for m in markers] == ["start", "end"] * 3
+    for m in markers:
+        assert m["t"] == pytest.approx(rec.t[m["seq"]], abs=1e-3), m
+        assert m["covers"] == [m["seq"], m["seq"] + 1], "applied to the published sample"
+        assert rec.t[m["seq"] - 1] < m["t"]
 
 
 def test_exercise_response_is_recovered_by_the_epoch_summary(exercising):
