@@ -130,6 +130,7 @@ def test_operator_page_loads_without_errors_and_the_traces_move(console, driver,
     assert errors(driver) == []
 
 
+@pytest.mark.timing
 def test_extension_button_puts_a_marker_on_the_daemons_topic_within_a_second(
     console, daemon, driver, tmp_path
 ):

@@ -98,9 +98,9 @@ class Access:
         self.token = token
 
     def _matches(self, candidate: str | None) -> bool:
-        return bool(candidate) and hmac.compare_digest(
-            candidate.encode("utf-8", "replace"), self.token.encode()
-        )
+        if not candidate or not self.token:
+            return False
+        return hmac.compare_digest(candidate.encode("utf-8", "replace"), self.token.encode())
 
     def _bearer(self, request: web.Request) -> str | None:
         auth = request.headers.get("Authorization", "")

@@ -61,6 +61,8 @@ class DaemonBridge(threading.Thread):
         self.decimator: Decimator | None = None
         self.next_seq: int | None = None
         self.error: BaseException | None = None
+        self.stale = False  # samples do not match the description
+        self.described_at = 0.0
 
     # -- the thread ------------------------------------------------------------------
     def run(self) -> None:
@@ -95,7 +97,10 @@ class DaemonBridge(threading.Thread):
                         last_msg = time.monotonic()
                 continue
             last_msg = now
-            if msg.header.get("stream") != self.stream and not self._describe():
+            # a new stream, or samples of another shape than described (the daemon was
+            # asked before its device said what it is): describe again, once a second
+            stale = self.stale and now - self.described_at > 1.0
+            if (msg.header.get("stream") != self.stream or stale) and not self._describe():
                 continue
             self._dispatch(msg)
 
@@ -116,6 +121,8 @@ class DaemonBridge(threading.Thread):
     # -- describing the daemon -------------------------------------------------------
     def _describe(self) -> bool:
         """Ask the daemon who it is; prefill the trace from its history.  False if silent."""
+        self.described_at = time.monotonic()
+        self.stale = False
         client = self._client()
         try:
             try:
@@ -182,6 +189,7 @@ class DaemonBridge(threading.Thread):
     def _samples(self, msg: Message, prefill: bool = False) -> None:
         dec, arr = self.decimator, msg.array
         if dec is None or arr is None or arr.ndim != 3 or arr.shape[2] != dec.n_channels:
+            self.stale = True
             return
         if not prefill and self.next_seq is not None:
             if msg.seq + msg.n <= self.next_seq:

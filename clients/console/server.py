@@ -83,9 +83,13 @@ class Console:
     async def serve(self, ready: Any = None) -> None:
         """Run until cancelled or SIGINT/SIGTERM; ``ready(urls)`` once listening."""
         loop = asyncio.get_running_loop()
+
+        def post(kind: str, payload: Any) -> None:  # from the bridge thread
+            loop.call_soon_threadsafe(self.hub.sink, kind, payload)
+
         self.bridge = DaemonBridge(
             self.endpoints,
-            lambda kind, payload: loop.call_soon_threadsafe(self.hub.sink, kind, payload),
+            post,
             curve=self.curve,
             display_hz=self.display_hz,
             ctx=self.ctx,

@@ -218,7 +218,7 @@ class ConsoleState:
         p = self.status.get("protocol")
         if not isinstance(p, dict) or p.get("finished") or "step" not in p:
             return None
-        steps = self.protocols.get(p.get("name"), [])
+        steps = self.protocols.get(str(p.get("name")), [])
         step = int(p["step"])
         nxt = steps[step + 1] if step + 1 < len(steps) else None
         end_t = p.get("step_end_t")
