@@ -174,3 +174,23 @@ def test_token_file_is_read_and_must_be_private(tmp_path):
         load_token(str(tmp_path / "missing"))
     assert len(load_token(None)) >= 32 and load_token(None) != load_token(None)
     assert os.stat(f).st_mode & 0o777 == 0o600
+
+
+def test_static_files_ship_with_the_package_and_uplot_is_the_recorded_version():
+    import re
+    import tomllib
+    from importlib.resources import files
+    from pathlib import Path
+
+    static = files("nirsd.clients.console") / "static"
+    for name in ("operator.html", "patient.html", "uPlot.iife.min.js", "uPlot.LICENSE"):
+        assert (static / name).is_file(), name
+    head = (static / "uPlot.iife.min.js").read_text()[:200]
+    version = re.search(r"\(v(\d+\.\d+\.\d+)\)", head)[1]
+    assert f"uPlot {version}" in (static / "README.md").read_text()
+    root = Path(__file__).resolve().parents[1]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "static/*" in data["package-data"]["nirsd.clients.console"]
+    # no page loads anything from elsewhere: the bedside box has no internet
+    for page in ("operator.html", "patient.html"):
+        assert not re.search(r"(src|href)=\"(https?:)?//", (static / page).read_text())

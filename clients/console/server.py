@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,10 @@ class Console:
         return app
 
     def urls(self, port: int) -> dict[str, str]:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):  # every address: name this machine instead
+            host = socket.gethostname() or "localhost"
+        host = f"[{host}]" if ":" in host else host
         base = f"http://{host}:{port}"
         query = "" if self.loopback else f"?token={self.token}"
         return {"operator": f"{base}/{query}", "patient": f"{base}/patient{query}"}

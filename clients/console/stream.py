@@ -24,6 +24,7 @@ from .state import ConsoleState
 from .trace import Points, TraceRing
 
 QUEUE_MESSAGES = 600  # about a minute of display points plus events per page
+MAX_PAGES = 64  # open streams at once; more is a runaway script, not a ward
 WINDOWS_S = (30.0, 120.0, 600.0)  # the windows a page offers
 
 
@@ -165,6 +166,8 @@ class Hub:
         except ValueError:
             raise web.HTTPBadRequest(text="seconds must be a number") from None
         seconds = min(max(seconds, 0.0), max(WINDOWS_S))
+        if len(self.pages) >= MAX_PAGES:
+            raise web.HTTPServiceUnavailable(text=f"at most {MAX_PAGES} pages at once")
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
