@@ -163,6 +163,19 @@ def measure(load: Load, tabs: int, warm_s: float, phase_s: float, work: Path) ->
         pub.stop.set()
         pub.thread.join(5)
         daemon.stop()
+    return summarize(load, tabs, phase_s, arrivals, pub, (start_wall, end_wall)) | {
+        "console_cpu_pct": 100 * console_cpu,
+        "browser_cpu_pct": 100 * browser_cpu,
+        "loadavg_1m_end": os.getloadavg()[0],
+        "daemon_cpu_pct": {"alone": 100 * daemon_cpu_alone, "with_console": 100 * daemon_cpu_with},
+    }
+
+
+def summarize(
+    load: Load, tabs: int, phase_s: float, arrivals: list, pub: Published, span: tuple
+) -> dict:
+    """Page latency per tab and overall (within the measured span), subscriber latency."""
+    start_wall, end_wall = span
     per_tab, every = [], []
     for rows in arrivals:
         lat = [
@@ -178,10 +191,6 @@ def measure(load: Load, tabs: int, warm_s: float, phase_s: float, work: Path) ->
         "phase_s": phase_s,
         "page_latency": stats(np.array(every) * 1e6),
         "page_latency_per_tab": per_tab,
-        "console_cpu_pct": 100 * console_cpu,
-        "browser_cpu_pct": 100 * browser_cpu,
-        "loadavg_1m_end": os.getloadavg()[0],
-        "daemon_cpu_pct": {"alone": 100 * daemon_cpu_alone, "with_console": 100 * daemon_cpu_with},
         "subscriber_latency": {
             "alone": stats(np.array(pub.by_phase[0]) * 1e6),
             "with_console": stats(np.array(pub.by_phase[1]) * 1e6),
