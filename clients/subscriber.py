@@ -18,7 +18,7 @@ import zmq
 
 from nirsd.core.errors import NirsdError, ProtocolError
 from nirsd.daemon import wire
-from nirsd.daemon.endpoints import Endpoints, ipc_path, resolve
+from nirsd.daemon.endpoints import Endpoints, ipc_access_problem, ipc_path, resolve
 from nirsd.daemon.security import ClientKeys
 from nirsd.daemon.wire import Message
 
@@ -56,6 +56,9 @@ class ControlClient:
         An ``ipc://`` endpoint whose socket file does not exist fails at once: no daemon
         is bound there, so waiting the timeout would only delay the same answer.
         """
+        problem = ipc_access_problem(self.endpoint)  # ZeroMQ retries EACCES silently
+        if problem is not None:
+            raise NirsdError(f"cannot connect to {self.endpoint}: {problem}")
         check_ipc(self.endpoint)
         sock = self._socket()
         sock.send(wire.pack({"cmd": cmd, **fields}))
@@ -180,6 +183,9 @@ class Subscriber:
         for topic in self.topics:
             if topic not in wire.TOPICS:
                 raise NirsdError(f"unknown topic {topic!r} (known: {', '.join(wire.TOPICS)})")
+        problem = ipc_access_problem(ep.data)
+        if problem is not None:
+            raise NirsdError(f"cannot connect to {ep.data}: {problem}")
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, rcvhwm)

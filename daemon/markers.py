@@ -10,6 +10,15 @@ history and published with ``covers``, so recorders can place it exactly.
 Epochs do not overlap unless ``markers.allow_overlap``: starting one while another is
 open ends the open one at the same sample.  With overlap allowed, a sample carries the
 label of the most recently started open epoch.
+
+Bounds (docs/security.md "Limits"): at most ``MAX_PENDING`` markers wait for their
+sample (more are refused, counted in ``rejected``); a device event dated more than
+``DEVICE_FUTURE_S`` after the newest sample is dated at its arrival instead (counted in
+``device_time_clamped``); at most ``SUMMARIES_PER_BLOCK`` epoch summaries are computed per
+block (the rest follow with the next blocks), and the embedded simulator keeps at most
+``MAX_SIMULATED`` exercise responses.  ``mark`` requests that start or end an epoch
+(each ends in a summary) are accepted at ``MARK_RATE_HZ`` (bursts of ``MARK_BURST``);
+more are refused and counted.  Instant markers are not rate-limited.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import structlog
 from nirsd.core.errors import ProtocolError
 from nirsd.drivers.base import Event
 
+from .bounded import RateLimitedLog
 from .control import DEFERRED, Reply
 from .device import STREAMING
 from .epochs import Epoch, summarize
@@ -36,6 +46,13 @@ log = structlog.get_logger("nirsd.markers")
 
 ACTIONS = ("start", "end", "instant")
 FUTURE_TOLERANCE_S = 1.0  # a client clock may run slightly ahead
+MAX_PENDING = 1024  # markers waiting for their sample
+DEVICE_FUTURE_S = 5.0  # a device event later than this after the newest sample is bogus
+SUMMARIES_PER_BLOCK = 16  # epoch summaries computed per published block
+MAX_SIMULATED = 16  # exercise responses the embedded simulator keeps
+MAX_CLOSED = 1024  # ended epochs waiting for their summary (more: summary dropped)
+MARK_RATE_HZ = 50.0  # epoch starts/ends by mark accepted per second (an operator: ~1/s)
+MARK_BURST = 100  # ... with bursts of this many
 
 
 @dataclass(order=True)
@@ -66,6 +83,11 @@ class MarkerChannel:
         self.next_id = 1
         self.accepted = 0
         self.rejected = 0
+        self.device_time_clamped = 0
+        self.summaries_dropped = 0
+        self._tokens = float(MARK_BURST)  # the mark rate limit's bucket
+        self._tokens_at = time.monotonic()
+        self._log_summary = RateLimitedLog(log, "epoch_summary", burst=20, level="info")
         self.protocol: RunningProtocol | None = None
         self._protocol_step_marked = -1
         #: called with (what, protocol) on every protocol event (started, step, finished,
@@ -111,10 +133,11 @@ class MarkerChannel:
         if not self.closed or self.pipeline is None:
             return
         ring = self.pipeline.ring
-        ready = [e for e in self.closed if e.end_seq <= ring.head]
+        ready = [e for e in self.closed if e.end_seq <= ring.head][:SUMMARIES_PER_BLOCK]
         if not ready:
             return
-        self.closed = [e for e in self.closed if e.end_seq > ring.head]
+        done = {id(e) for e in ready}
+        self.closed = [e for e in self.closed if id(e) not in done]
         rate = self.pipeline.info.rate_hz
         for epoch in ready:
             body = summarize(
@@ -125,9 +148,7 @@ class MarkerChannel:
                 list(self.pipeline.probe.labels),
             )
             self.acq.publisher.publish_event("epoch", body)
-            log.info(
-                "epoch_summary", label=epoch.label, onset_seq=epoch.onset_seq, end_seq=epoch.end_seq
-            )
+            self._log_summary(label=epoch.label, onset_seq=epoch.onset_seq, end_seq=epoch.end_seq)
 
     def on_device_event(self, event: Event, arrival: float) -> bool:
         """A device trigger or button: toggles its epoch, or an instant marker.
@@ -136,6 +157,9 @@ class MarkerChannel:
         with a sample's device time lands on that sample, even one already published.
         """
         t, t_dev = self._device_time(event, arrival)
+        if len(self.pending) >= MAX_PENDING:
+            self.rejected += 1  # counted; a device cannot queue without bound
+            return True
         if event.label in self.index:
             is_open = any(e.label == event.label for e in self.open) or any(
                 m.label == event.label and m.action == "start" for m in self.pending
@@ -174,6 +198,8 @@ class MarkerChannel:
                 "accepted": self.accepted,
                 "rejected": self.rejected,
                 "pending": len(self.pending),
+                "device_time_clamped": self.device_time_clamped,
+                "summaries_dropped": self.summaries_dropped,
             },
         }
 
@@ -246,6 +272,13 @@ class MarkerChannel:
                 self._simulated.pop(open_label).end_s = now_s
         if action == "start" and label in AMPLITUDES_UM:
             response = ExerciseResponse(now_s, None, emu.n_channels, label)
+            kept = [r for r in emu.physiology.responses if r.end_s is None]
+            ended = [r for r in emu.physiology.responses if r.end_s is not None]
+            # every response costs the emulator thread work per sample: keep the newest
+            # (the oldest ended ones have decayed the most); a new list, so the thread
+            # iterating the old one is undisturbed
+            room = max(0, MAX_SIMULATED - 1 - len(kept))
+            emu.physiology.responses = [*kept[-(MAX_SIMULATED - 1) :], *ended[-room:][:room]]
             emu.physiology.responses.append(response)
             self._simulated[label] = response
 
@@ -255,7 +288,10 @@ class MarkerChannel:
         """End ``ep`` at ``seq``; returns what ended (label, ids, samples) for the reply."""
         self.open.remove(ep)
         ep.end_seq, ep.end_id = seq, end_id
-        self.closed.append(ep)
+        if len(self.closed) >= MAX_CLOSED:
+            self.summaries_dropped += 1
+        else:
+            self.closed.append(ep)
         rate = self.pipeline.info.rate_hz if self.pipeline is not None else 0.0
         ended = {
             "label": ep.label,
@@ -285,6 +321,12 @@ class MarkerChannel:
     # -- control requests ------------------------------------------------------------
     def _cmd_mark(self, req: dict[str, Any]) -> Reply:
         label, action = req.get("label"), req.get("action", "start")
+        if isinstance(label, str) and len(label) > 256:
+            self.rejected += 1
+            raise ProtocolError(f"a label has at most 256 characters, got {len(label)}")
+        if not isinstance(action, str):
+            self.rejected += 1
+            raise ProtocolError(f"action must be one of {', '.join(ACTIONS)}")
         if label is None and action == "end":
             pass  # ends the most recently started open epoch, whatever its label
         elif not isinstance(label, str) or label not in self.index:
@@ -303,6 +345,14 @@ class MarkerChannel:
             raise ProtocolError("'t' must be a time in Unix seconds")
         if t > now + FUTURE_TOLERANCE_S:
             raise ProtocolError(f"marker time is {t - now:.3f} s in the future")
+        if len(self.pending) >= MAX_PENDING:
+            self.rejected += 1
+            raise ProtocolError(
+                f"{len(self.pending)} markers already wait for their sample (limit "
+                f"{MAX_PENDING}); try again when the device streams"
+            )
+        if action != "instant":
+            self._take_token()
         marker = Marker(float(t), self._new_id(), label or "", action, "control")
         ring = self.pipeline.ring if self.pipeline is not None else None
         last = ring.last() if ring is not None else None
@@ -321,6 +371,19 @@ class MarkerChannel:
         marker.token = self.acq.control.current
         self._enqueue(marker)
         return DEFERRED
+
+    def _take_token(self) -> None:
+        """The mark rate limit (a token bucket); ProtocolError when it is spent."""
+        now = time.monotonic()
+        self._tokens = min(MARK_BURST, self._tokens + (now - self._tokens_at) * MARK_RATE_HZ)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            self.rejected += 1
+            raise ProtocolError(
+                f"more than {MARK_RATE_HZ:g} markers per second (bursts of {MARK_BURST}): "
+                "this one is refused"
+            )
+        self._tokens -= 1.0
 
     def _apply_late(self, marker: Marker, ring: Any) -> Reply:
         found = ring.first_at_or_after(marker.t)
@@ -349,6 +412,8 @@ class MarkerChannel:
         if action == "start":
             name = req.get("name")
             if not isinstance(name, str) or name not in self.protocols:
+                name = name if isinstance(name, str) else type(name).__name__
+                name = name[:64]
                 raise ProtocolError(
                     f"unknown protocol {name!r} (configured: {', '.join(self.protocols) or 'none'})"
                 )
@@ -445,4 +510,7 @@ class MarkerChannel:
         mapped = None if event.t_dev is None else self.pipeline.clock.event_time(event.t_dev)
         if mapped is None:
             return last[0] + 1e-9, None  # no device clock: the next sample
+        if not mapped[1] - last[0] <= DEVICE_FUTURE_S:  # also NaN: no sample comes that late
+            self.device_time_clamped += 1
+            return max(arrival, last[0] + 1e-9), None
         return mapped[1], mapped[0]

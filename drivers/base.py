@@ -121,6 +121,7 @@ class Counters:
     garbage_bytes: int = 0
     lost_frames: int = 0
     lines_skipped: int = 0
+    seq_backsteps: int = 0  # frame counter went back: a device restart or a reordering
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

@@ -19,7 +19,7 @@ from nirsd.cli.testing import DaemonProcess, keep_lsl_local, simulated_config
 # no IPv6); set before any test imports pylsl
 keep_lsl_local(Path(tempfile.mkdtemp(prefix="nirsd-lsl-")))
 
-pytest_plugins = ["fault_report"]  # the fault suite's summary table
+pytest_plugins = ["fault_report", "hostile_report"]  # the fault and hostile suites' tables
 
 
 @pytest.fixture(scope="module")
