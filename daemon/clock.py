@@ -35,9 +35,14 @@ CONFIRM = 3  # ... unless it lasts this many blocks (then the clock stepped)
 
 
 class DeviceClock:
-    def __init__(self, modulus_s: float | None = None, rate_hz: float | None = None) -> None:
+    def __init__(
+        self, modulus_s: float | None = None, rate_hz: float | None = None, trust: bool = False
+    ) -> None:
         self.modulus_s = modulus_s
         self.rate_hz = rate_hz
+        # trust: the device clock is the time base (a replayed recording, which may run
+        # faster than real time): one offset, taken from the first block, for good
+        self.trust = trust
         self._last_raw: float | None = None
         self._wraps = 0.0
         self._n_counted = 0  # samples seen, for devices without a clock
@@ -56,7 +61,7 @@ class DeviceClock:
 
     def reset(self) -> None:
         """Forget everything (a new device or a reconnect with a restarted clock)."""
-        self.__init__(self.modulus_s, self.rate_hz)  # type: ignore[misc]
+        self.__init__(self.modulus_s, self.rate_hz, self.trust)  # type: ignore[misc]
 
     def unwrap(self, t_raw: np.ndarray | None, n: int) -> np.ndarray:
         """Monotonic device time in s for a block; from the sample count if no clock."""
@@ -151,6 +156,8 @@ class DeviceClock:
     def _observe(self, newest: float, arrival: float) -> None:
         """Update the offset estimate with a block whose newest device time is ``newest``."""
         sample_offset = arrival - newest
+        if self.trust and math.isfinite(self._floor):
+            return
         if self._fit is not None or math.isfinite(self._floor):
             expected = self._offset(newest)
             if self._backstep and sample_offset > expected + JUMP_S:

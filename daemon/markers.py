@@ -34,6 +34,8 @@ from .ringbuffer import NO_EPOCH, Block
 log = structlog.get_logger("nirsd.markers")
 
 ACTIONS = ("start", "end", "instant")
+#: device EVENT codes that say the action (a SNIRF replay's stim onset and offset)
+STIM_CODES = {3: "start", 4: "end"}
 FUTURE_TOLERANCE_S = 1.0  # a client clock may run slightly ahead
 
 
@@ -126,13 +128,16 @@ class MarkerChannel:
             )
 
     def on_device_event(self, event: Event, arrival: float) -> bool:
-        """A device trigger or button: toggles its epoch, or an instant marker.
+        """A device trigger or button: toggles its epoch, or an instant marker; a
+        replayed stim's onset/offset (codes 3/4) starts/ends it.
 
         Its time is mapped to host time by the samples' own clock, so an event stamped
         with a sample's device time lands on that sample, even one already published.
         """
         t, t_dev = self._device_time(event, arrival)
-        if event.label in self.index:
+        if event.label in self.index and event.code in STIM_CODES:
+            action = STIM_CODES[event.code]  # a replayed stim says whether it starts or ends
+        elif event.label in self.index:
             is_open = any(e.label == event.label for e in self.open) or any(
                 m.label == event.label and m.action == "start" for m in self.pending
             )
@@ -192,7 +197,9 @@ class MarkerChannel:
         elif m.action == "end":
             match = [e for e in self.open if e.label == m.label]
             if match:
-                self._close(match[-1], seq, m.id)
+                # a stim offset ends the oldest open stim of its label (first in, first out)
+                first = m.source == "device" and m.extra.get("code") in STIM_CODES
+                self._close(match[0] if first else match[-1], seq, m.id)
             else:
                 error = f"no open {m.label!r} epoch to end"
         if error is None and m.action != "instant":
