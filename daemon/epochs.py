@@ -7,6 +7,7 @@ pre-epoch baseline window, plus the change of largest magnitude and its latency.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,15 +35,32 @@ def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
         return np.nanmean(x, axis=axis)
 
 
+def window_pending(epoch: Epoch, ring: RingBuffer, baseline_n: int, bit: int) -> bool:
+    """True when a held sample of the epoch or its pre-epoch window has quality ``bit``
+    (the converter's BASELINE_PENDING: its ΔHb used a provisional I0)."""
+    assert epoch.end_seq is not None
+    (quality,) = ring.columns(max(0, epoch.onset_seq - baseline_n), epoch.end_seq, ("quality",))
+    return bool((quality & bit).any())
+
+
 def summarize(
-    epoch: Epoch, ring: RingBuffer, baseline_n: int, rate_hz: float, channel_labels: list[str]
+    epoch: Epoch,
+    ring: RingBuffer,
+    baseline_n: int,
+    rate_hz: float,
+    channel_labels: list[str],
+    recompute: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """The ``epoch`` message body for a closed epoch whose samples are in ``ring``."""
+    """The ``epoch`` message body for a closed epoch whose samples are in ``ring``.
+
+    ``recompute``: raw intensities (n, n_ch, n_wl) -> hb (n, 3, n_ch), used instead of
+    the held hb (which was converted with a provisional I0).
+    """
     assert epoch.end_seq is not None
     base_from = max(0, epoch.onset_seq - baseline_n)
     block, _ = ring.read(base_from, epoch.end_seq)
     split = max(0, epoch.onset_seq - block.seq)
-    hb = block.hb  # (n, 3, n_ch) µM
+    hb = block.hb if recompute is None else recompute(block.raw)  # (n, 3, n_ch) µM
     base = _nanmean(hb[:split], 0) if split else np.full(hb.shape[1:], np.nan)
     during = hb[split:]
     body: dict[str, Any] = {

@@ -27,7 +27,7 @@ from nirsd.drivers.base import Event
 
 from .control import DEFERRED, Reply
 from .device import STREAMING
-from .epochs import Epoch, summarize
+from .epochs import Epoch, summarize, window_pending
 from .protocols import RunningProtocol
 from .ringbuffer import NO_EPOCH, Block
 
@@ -62,6 +62,9 @@ class MarkerChannel:
         self.open: list[Epoch] = []
         self.pending: list[Marker] = []
         self.closed: list[Epoch] = []  # ended, summary not yet published
+        # summarised while I0 was provisional, with the msg of that summary (bounded by
+        # the epochs of one baseline window; dropped with the pipeline)
+        self.provisional: list[tuple[Epoch, int]] = []
         self._singles: dict[int, np.ndarray] = {}  # epoch index -> read-only (1,) tag
         self._last_change_seq = 0  # sample of the latest epoch start or end
         self.next_id = 1
@@ -78,6 +81,7 @@ class MarkerChannel:
     # -- hooks called by the acquisition loop ----------------------------------------
     def on_pipeline(self, pipeline: Any) -> None:
         self.pipeline = pipeline
+        self.provisional = []  # a new probe description: its raw is not comparable
         pipeline.tagger = self.tag
 
     def _current(self) -> int:
@@ -106,6 +110,8 @@ class MarkerChannel:
 
     def on_block(self, block: Block) -> None:
         """Publish the summaries of epochs whose samples are now all in the ring."""
+        if self.provisional and self.pipeline is not None:
+            self._correct_provisional()
         if not self.closed or self.pipeline is None:
             return
         ring = self.pipeline.ring
@@ -113,19 +119,48 @@ class MarkerChannel:
         if not ready:
             return
         self.closed = [e for e in self.closed if e.end_seq > ring.head]
-        rate = self.pipeline.info.rate_hz
         for epoch in ready:
-            body = summarize(
-                epoch,
-                ring,
-                int(round(self.baseline_s * rate)),
-                rate,
-                list(self.pipeline.probe.labels),
-            )
-            self.acq.publisher.publish_event("epoch", body)
-            log.info(
-                "epoch_summary", label=epoch.label, onset_seq=epoch.onset_seq, end_seq=epoch.end_seq
-            )
+            self._publish_summary(epoch)
+
+    def _correct_provisional(self) -> None:
+        """Once I0 is frozen, publish corrected summaries of epochs summarised before."""
+        if not self.provisional or not self.pipeline.converter.baseline_ready:
+            return
+        done, self.provisional = self.provisional, []
+        for epoch, msg in done:
+            self._publish_summary(epoch, revision=2, replaces=msg)
+
+    def _publish_summary(
+        self, epoch: Epoch, revision: int = 1, replaces: int | None = None
+    ) -> None:
+        """Summarise and publish; a window converted with a provisional I0 is recomputed
+        from the held raw intensities once I0 is frozen, else published as provisional
+        (and corrected later by :meth:`_correct_provisional`)."""
+        from .converter import BASELINE_PENDING
+
+        p = self.pipeline
+        rate = p.info.rate_hz
+        baseline_n = int(round(self.baseline_s * rate))
+        pending = window_pending(epoch, p.ring, baseline_n, BASELINE_PENDING)
+        ready = p.converter.baseline_ready
+        recompute = p.converter.hb_from_raw if pending and ready else None
+        body = summarize(epoch, p.ring, baseline_n, rate, list(p.probe.labels), recompute)
+        body["revision"] = revision
+        body["provisional"] = pending and not ready
+        body["baseline_recomputed"] = recompute is not None
+        if replaces is not None:
+            body["replaces_msg"] = replaces
+        header = self.acq.publisher.publish_event("epoch", body)
+        if body["provisional"]:
+            self.provisional.append((epoch, header["msg"]))
+        log.info(
+            "epoch_summary",
+            label=epoch.label,
+            onset_seq=epoch.onset_seq,
+            end_seq=epoch.end_seq,
+            revision=revision,
+            provisional=body["provisional"],
+        )
 
     def on_device_event(self, event: Event, arrival: float) -> bool:
         """A device trigger or button: toggles its epoch, or an instant marker; a
