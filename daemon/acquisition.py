@@ -14,7 +14,7 @@ import structlog
 import zmq
 
 from nirsd.core.errors import NirsdError
-from nirsd.drivers.base import Event, Info, Sample, SampleBlock
+from nirsd.drivers.base import Derived, Event, Info, Sample, SampleBlock
 
 from .config import Config
 from .control import ControlServer
@@ -59,6 +59,8 @@ class Acquisition:
             self.publisher.close()
             raise
         self.pipeline: Pipeline | None = None
+        self.derived = None  # DerivedChannel, once a device sends computed values
+        self._computes = self.device.driver.derived_layout() is not None
         self._rejected_info: Info | None = None
         self.next_seq = 0
         self.started = time.time()
@@ -168,6 +170,11 @@ class Acquisition:
     def handle_frames(self, frames: list, arrival: float) -> None:
         first_seq = self.next_seq  # lost frames fell among this read's samples
         samples: list[Sample | SampleBlock] = []
+        if self._computes:  # computed values: their own path, never Beer-Lambert
+            derived = [f for f in frames if type(f) is Derived]
+            if derived:
+                self._on_derived(derived, arrival)
+                frames = [f for f in frames if type(f) is not Derived]
         for frame in frames:
             if isinstance(frame, (Sample, SampleBlock)):
                 samples.append(frame)
@@ -182,6 +189,31 @@ class Acquisition:
         if samples:
             self._on_samples(samples, arrival)
         self._check_lost(first_seq)
+
+    def _on_derived(self, frames: list[Derived], arrival: float) -> None:
+        if self.derived is None:
+            from .derived import DerivedChannel
+
+            layout = self.device.driver.derived_layout()
+            if layout is None or any(f.values.shape != (len(layout.names),) for f in frames):
+                return  # a driver that did not describe its values: nothing to publish
+            self.derived = DerivedChannel(self, layout)
+            self.publisher.labels = self.labels()
+            self.publisher.publish_event("status", {"event": "device_info", **self.info_body()})
+        n = len(self.derived.layout.names)
+        good = [f for f in frames if f.values.shape == (n,)]
+        if good:
+            self.derived.ingest(good, arrival)
+        if self.device.state != STREAMING:
+            self.device.state = STREAMING
+            self.publish_status("streaming")
+        if not self.ready_sent:
+            self.ready_sent = True
+            self.notifier.ready(f"streaming from {self.device.port}")
+
+    def info_body(self) -> dict[str, Any]:
+        """The derived values' description (``derived`` in ``info`` and status)."""
+        return {"derived": self.derived.describe()} if self.derived is not None else {}
 
     def _on_event(self, event: Event, arrival: float) -> None:
         for ext in self.extensions:
@@ -264,6 +296,7 @@ class Acquisition:
         if self.pipeline is not None:
             reply.update(self.pipeline.probe.describe())
             reply["oldest"] = self.pipeline.ring.oldest
+        reply.update(self.info_body())
         return reply, []
 
     def _cmd_status(self, req: dict) -> tuple[dict, list]:

@@ -14,14 +14,16 @@ from typing import Any
 
 from nirsd.core.errors import ConfigError
 
-EMULATED = ("nirsb", "heg", "csv")
+EMULATED = ("nirsb", "heg", "csv", "nonin")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="serve an emulated device on a pseudo-terminal")
     p.add_argument("--driver", default="nirsb", help="protocol to speak (default nirsb)")
-    p.add_argument("--channels", type=int, default=8)
-    p.add_argument("--rate", type=float, default=10.0, help="sample rate in Hz")
+    p.add_argument("--channels", type=int, default=None, help="default 8 (nonin: 4)")
+    p.add_argument(
+        "--rate", type=float, default=None, help="sample rate in Hz (default 10; nonin: 1)"
+    )
     p.add_argument("--wavelengths", default="760,850", help="nm, comma-separated")
     p.add_argument("--link", metavar="PATH", help="make PATH a symlink to the pty")
     p.add_argument(
@@ -54,6 +56,18 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
     )
     proto.add_argument(
         "--no-header", dest="header", action="store_false", help="csv: no header line at power-on"
+    )
+    proto.add_argument(
+        "--missing",
+        default="",
+        metavar="CH,...",
+        help="nonin: channels (1-based) that print --- (no sensor)",
+    )
+    proto.add_argument(
+        "--dropout-rate",
+        type=float,
+        default=0.0,
+        help="nonin: probability a value prints --- (signal too poor)",
     )
     proto.add_argument(
         "--time-unit",
@@ -113,6 +127,10 @@ def run_simulator(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"bad wavelength list {args.wavelengths!r}", "--wavelengths") from None
     faults = faults_from(args)
+    if args.driver == "nonin":
+        return run_nonin(args, faults)
+    args.channels = 8 if args.channels is None else args.channels
+    args.rate = 10.0 if args.rate is None else args.rate
     n_ch = 1 if args.driver == "heg" else args.channels
     if args.driver == "heg" and len(wavelengths) != 2:
         raise ConfigError("heg needs two wavelengths (red, infrared)", "--wavelengths")
@@ -157,6 +175,28 @@ def serve(emu: Any, link: str | None, on_port: Any = None) -> int:
     finally:
         emu.stop()
     return 0
+
+
+def run_nonin(args: argparse.Namespace, faults: Any) -> int:
+    """``--driver nonin``: a tissue oximeter printing rSO2 lines (the Nonin 1 layout)."""
+    from nirsd.drivers.nonin_emulator import NoninEmulator
+
+    try:
+        missing = tuple(int(x) - 1 for x in args.missing.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"bad channel list {args.missing!r}", "--missing") from None
+    n_ch = 4 if args.channels is None else args.channels
+    if any(not 0 <= c < n_ch for c in missing):
+        raise ConfigError(f"channels are 1 to {n_ch}", "--missing")
+    emu = NoninEmulator(
+        n_channels=n_ch,
+        rate_hz=1.0 if args.rate is None else args.rate,
+        missing=missing,
+        dropout_rate=args.dropout_rate,
+        link=args.link,
+        faults=faults,
+    )
+    return serve(emu, args.link)
 
 
 def faults_from(args: argparse.Namespace) -> Any:

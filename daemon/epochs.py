@@ -94,3 +94,38 @@ def summarize(
         body[f"peak_{name}"] = peak[i].tolist()
     body["peak_latency_s"] = {name: latency[i].tolist() for i, name in enumerate(FIELDS)}
     return body
+
+
+def summarize_values(
+    epoch: Epoch, base: np.ndarray, during: np.ndarray, rate_hz: float, layout: Any
+) -> dict[str, Any]:
+    """The ``epoch`` body (``"kind": "derived"``) for a device's computed values.
+
+    ``base``/``during``: (n, n_values) values of the pre-epoch window and of the epoch;
+    per column the mean during minus the mean before (NaN where either has no value),
+    grouped by value name as ``mean_<name>`` lists (one entry per column of that name).
+    """
+    assert epoch.end_seq is not None
+    n_values = len(layout.names)
+    mean_base = _nanmean(base, 0) if base.shape[0] else np.full(n_values, np.nan)
+    mean_during = _nanmean(during, 0) if during.shape[0] else np.full(n_values, np.nan)
+    change = mean_during - mean_base
+    body: dict[str, Any] = {
+        "kind": "derived",
+        "label": epoch.label,
+        "start_id": epoch.start_id,
+        "end_id": epoch.end_id,
+        "onset_seq": epoch.onset_seq,
+        "end_seq": epoch.end_seq,
+        "onset_t": epoch.onset_t,
+        "duration_s": (epoch.end_seq - epoch.onset_seq) / rate_hz,
+        "baseline_s": base.shape[0] / rate_hz,
+        "n_samples": int(during.shape[0]),
+        "n_baseline": int(base.shape[0]),
+        **layout.describe(),
+        "mean_change": change.tolist(),
+    }
+    for name in dict.fromkeys(layout.names):
+        cols = [i for i, n in enumerate(layout.names) if n == name]
+        body[f"mean_{name}"] = change[cols].tolist()
+    return body

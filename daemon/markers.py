@@ -324,7 +324,8 @@ class MarkerChannel:
         last = ring.last() if ring is not None else None
         if last is not None and t <= last[0]:  # late: part of it is already published
             return self._apply_late(marker, ring)
-        if ring is None or self.acq.device.state != STREAMING:
+        derived = getattr(self.acq, "derived", None)  # a device of computed values only
+        if (ring is None and derived is None) or self.acq.device.state != STREAMING:
             self._enqueue(marker)  # aligned when samples flow again
             return {
                 "id": marker.id,
