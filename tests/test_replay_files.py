@@ -173,3 +173,53 @@ def test_quirks_replayed_once_overlapping_in_file_time_base(tmp_path):
         expect = want[on:end].mean(axis=0) - want[on - 20 : on].mean(axis=0)
         np.testing.assert_allclose(e["mean_hbo"], expect, rtol=0, atol=1e-3)
     assert np.isfinite(hb[20:]).all()
+
+
+def test_simulate_replay_writes_the_config_of_a_separate_daemon(tmp_path):
+    path = make_snirf(tmp_path / "quirks.snirf", stims=QUIRKS)
+    link, cfg = tmp_path / "replay-pty", tmp_path / "replay.toml"
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "nirsd.cli", "simulate", "--replay", str(path), "--speed", "10"]
+        + ["--link", str(link), "--write-config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: cfg.exists() and link.exists(), 30, what="config and link")
+        check = subprocess.run(
+            [sys.executable, "-m", "nirsd.cli", "check-config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+        text = cfg.read_text() + "[status]\ninterval_s = 0.5\n"
+        d = DaemonProcess(tmp_path / "d", text.replace("seconds = 10.0", "seconds = 2.0"))
+        sub = d.subscriber(("marker", "epoch"))
+        epochs = []
+        try:
+            d.start(timeout=60)
+
+            def done() -> bool:
+                while (msg := sub.recv(0.05)) is not None:
+                    if msg.topic == "epoch":
+                        epochs.append(msg.header)
+                return len(epochs) >= 3
+
+            wait_for(done, 60, what="epoch summaries")
+            info = d.control().info()
+        finally:
+            sub.close()
+            d.stop()
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    assert [c["label"] for c in info["channels"]] == ["S1_D1", "S1_D2"]
+    assert [c["distance_mm"] for c in info["channels"]] == [30.0, 35.0]
+    assert info["device_id"] == "quirks" and info["rate_hz"] == 10.0
+    assert sorted((e["label"], e["onset_seq"], e["end_seq"]) for e in epochs) == [
+        ("A", 30, 90),
+        ("A", 60, 120),
+        ("B", 70, 100),
+    ]
