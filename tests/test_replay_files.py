@@ -223,3 +223,31 @@ def test_simulate_replay_writes_the_config_of_a_separate_daemon(tmp_path):
         ("A", 60, 120),
         ("B", 70, 100),
     ]
+
+
+def test_loop_plays_the_file_again_with_its_stims(tmp_path):
+    path = make_snirf(tmp_path / "quirks.snirf", stims=QUIRKS)
+    config = "[baseline]\nseconds = 2.0\n[status]\ninterval_s = 0.5\n"
+    d = DaemonProcess(tmp_path, config, args=["--replay", str(path), "--speed", "20", "--loop"])
+    sub = d.subscriber(("marker",))
+    starts = []
+    try:
+        d.start(timeout=60)
+
+        def second_lap() -> bool:
+            while (msg := sub.recv(0.05)) is not None:
+                if msg.header["action"] == "start":
+                    starts.append((msg.header["label"], msg.header["seq"]))
+            return len(starts) >= 6
+
+        wait_for(second_lap, 60, what="the stims of the second lap")
+        wait_for(lambda: d.control().status()["samples"] >= 400, 30, what="sample 400")
+        history = d.control(timeout_s=10).history(since=0, until=400)
+    finally:
+        sub.close()
+        d.stop()
+    assert starts[:6] == [("A", 30), ("A", 60), ("B", 70), ("A", 330), ("A", 360), ("B", 370)]
+    raw = history["raw"].array
+    np.testing.assert_array_equal(raw[300:400], raw[:100])  # the same samples again
+    t_dev = np.array(history["raw"].header["t_dev"])
+    np.testing.assert_allclose(np.diff(t_dev), 0.1, atol=2e-6)  # the clock runs on
