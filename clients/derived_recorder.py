@@ -187,6 +187,7 @@ class DerivedRecorder:
         if h.get("stream") not in (None, self.meta.stream):
             self.stop("daemon restarted (new stream)")
         elif msg.topic == "derived" and msg.array is not None and msg.n:
+            assert self.writer is not None  # run() opened it
             seq = np.arange(msg.seq, msg.seq + msg.n)
             if self.stats.last_seq is not None:
                 keep = seq > self.stats.last_seq

@@ -200,10 +200,16 @@ class Acquisition:
             self.derived = DerivedChannel(self, layout)
             self.publisher.labels = self.labels()
             self.publisher.publish_event("status", {"event": "device_info", **self.info_body()})
+        if self.device.take_clock_reset():  # reconnected: counting starts over
+            self.derived.clock.reset()
         n = len(self.derived.layout.names)
         good = [f for f in frames if f.values.shape == (n,)]
         if good:
-            self.derived.ingest(good, arrival)
+            seq, t = self.derived.ingest(good, arrival)
+            gap = self.device.note_block(seq, float(t[0]), float(t[-1]), len(good))
+            if gap is not None:  # the outage of an unplug, now that values flow again
+                self.gaps.append(gap)
+                self.publisher.publish_event("status", gap)
         if self.device.state != STREAMING:
             self.device.state = STREAMING
             self.publish_status("streaming")

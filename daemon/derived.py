@@ -43,8 +43,9 @@ class DerivedChannel:
     def describe(self) -> dict[str, Any]:
         return {**self.layout.describe(), "rate_hz": self.rate_hz}
 
-    def ingest(self, frames: list[Derived], arrival: float) -> None:
-        """Time, tag, hold and publish a run of frames; then any summaries now due."""
+    def ingest(self, frames: list[Derived], arrival: float) -> tuple[int, np.ndarray]:
+        """Time, tag, hold and publish a run of frames, then any summaries now due;
+        returns the first sample's index and the host times."""
         n = len(frames)
         values = np.stack([f.values for f in frames])
         t_raw = (
@@ -65,6 +66,7 @@ class DerivedChannel:
         self.published += n
         if markers is not None and markers.closed:
             self._summaries(markers)
+        return seq0, t
 
     def window(self, since: int, until: int) -> np.ndarray:
         """Held values for samples [since, until) (clipped to what is held)."""
