@@ -8,7 +8,7 @@ the loop waits on a subscriber or on disk.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import zmq
@@ -17,6 +17,9 @@ from nirsd.core.errors import NirsdError
 from nirsd.drivers.base import Derived, Event, Info, Sample, SampleBlock
 
 from .config import Config
+
+if TYPE_CHECKING:
+    from .derived import DerivedChannel
 from .control import ControlServer
 from .device import STREAMING, DeviceLink
 from .history import history_reply
@@ -59,7 +62,7 @@ class Acquisition:
             self.publisher.close()
             raise
         self.pipeline: Pipeline | None = None
-        self.derived = None  # DerivedChannel, once a device sends computed values
+        self.derived: DerivedChannel | None = None  # once a device sends computed values
         self._computes = self.device.driver.derived_layout() is not None
         self._rejected_info: Info | None = None
         self.next_seq = 0
@@ -191,21 +194,22 @@ class Acquisition:
         self._check_lost(first_seq)
 
     def _on_derived(self, frames: list[Derived], arrival: float) -> None:
-        if self.derived is None:
+        channel = self.derived
+        if channel is None:
             from .derived import DerivedChannel
 
             layout = self.device.driver.derived_layout()
             if layout is None or any(f.values.shape != (len(layout.names),) for f in frames):
                 return  # a driver that did not describe its values: nothing to publish
-            self.derived = DerivedChannel(self, layout)
+            channel = self.derived = DerivedChannel(self, layout)
             self.publisher.labels = self.labels()
             self.publisher.publish_event("status", {"event": "device_info", **self.info_body()})
         if self.device.take_clock_reset():  # reconnected: counting starts over
-            self.derived.clock.reset()
-        n = len(self.derived.layout.names)
+            channel.clock.reset()
+        n = len(channel.layout.names)
         good = [f for f in frames if f.values.shape == (n,)]
         if good:
-            seq, t = self.derived.ingest(good, arrival)
+            seq, t = channel.ingest(good, arrival)
             gap = self.device.note_block(seq, float(t[0]), float(t[-1]), len(good))
             if gap is not None:  # the outage of an unplug, now that values flow again
                 self.gaps.append(gap)

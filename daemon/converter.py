@@ -203,7 +203,7 @@ class Converter:
         were converted while I0 was provisional).  NaN for bad light and for channels
         whose I0 is not frozen yet."""
         I = np.asarray(intensity, dtype=np.float64)
-        valid = ((I > self._lo) & (I < self._hi) & np.isfinite(I)).all(axis=2)
+        valid = np.asarray(((I > self._lo) & (I < self._hi) & np.isfinite(I)).all(axis=2))
         with np.errstate(invalid="ignore", divide="ignore"):
             od = np.where(valid[:, :, None], self._log_i0 - np.log(np.where(I > 0, I, 1.0)), np.nan)
         return np.einsum("cjw,ncw->njc", self._P3, od)

@@ -124,7 +124,8 @@ class MarkerChannel:
 
     def _correct_provisional(self) -> None:
         """Once I0 is frozen, publish corrected summaries of epochs summarised before."""
-        if not self.provisional or not self.pipeline.converter.baseline_ready:
+        p = self.pipeline
+        if not self.provisional or p is None or not p.converter.baseline_ready:
             return
         done, self.provisional = self.provisional, []
         for epoch, msg in done:
@@ -139,6 +140,7 @@ class MarkerChannel:
         from .converter import BASELINE_PENDING
 
         p = self.pipeline
+        assert p is not None  # called from on_block, which has one
         rate = p.info.rate_hz
         baseline_n = int(round(self.baseline_s * rate))
         pending = window_pending(epoch, p.ring, baseline_n, BASELINE_PENDING)
