@@ -121,7 +121,8 @@ def _match_offset(emu: NoninEmulator, got: dict[int, tuple]) -> int:
     raise AssertionError("published rows are not a run of the printed ones")
 
 
-def test_end_to_end_derived_epoch_tail_and_snirf(tmp_path):
+def test_end_to_end_derived_epoch_tail_and_snirf(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the snirf package logs to pysnirf2.log in the cwd
     snirf = pytest.importorskip("snirf")
     h5py = pytest.importorskip("h5py")
     link = tmp_path / "oximeter"
