@@ -182,9 +182,13 @@ def cmd_record(args: argparse.Namespace) -> int:
     logs.configure("warning")
     meta = Meta(subject=args.subject, group=args.group, visit=args.visit)
     progress = Progress()
-    with Subscriber(recorder.TOPICS, endpoints=endpoints(args), curve=curve(args)) as sub:
+    topics = (*recorder.TOPICS, "derived")  # a device of computed values sends these
+    with Subscriber(topics, endpoints=endpoints(args), curve=curve(args)) as sub:
         sub.control.timeout_s = args.timeout
-        rec = recorder.Recorder(
+        kind = recorder.Recorder
+        if "derived" in (info := sub.control.info()) and not info.get("n_channels"):
+            from .derived_recorder import DerivedRecorder as kind  # type: ignore[assignment]
+        rec = kind(
             path,
             sub,
             meta,

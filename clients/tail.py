@@ -4,7 +4,9 @@ With ``--json`` each line is a JSON object: for ``hb`` at least ``seq``, ``t``,
 ``epoch``, ``hbo``, ``hbr``, ``hbt`` (lists in µM, one value per channel; null where the
 light was bad); for ``raw`` ``seq``, ``t``, ``epoch`` and ``intensity`` (per channel, one
 value per wavelength).  Event topics print their header as one object.  With a
-multi-distance probe, ``hb`` lines also carry ``tsi`` (% per group).
+multi-distance probe, ``hb`` lines also carry ``tsi`` (% per group).  A ``derived`` line
+(computed values of an oximeter) holds ``seq``, ``t``, ``epoch`` and one list per value
+name, for example ``rso2``.
 
 Until the first message of the topic arrives, one line on stderr after a few seconds
 says nothing came yet (the daemon may start later, or its device may come back);
@@ -34,7 +36,7 @@ def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
     """One JSON-ready dict per sample of a ``raw``, ``hb`` or ``od`` message."""
     h, arr = msg.header, msg.array
     t, t_dev, epoch = h["t"], h.get("t_dev") or [None] * msg.n, h.get("epoch") or [None] * msg.n
-    n_ch = arr.shape[-1] if msg.topic == "hb" else arr.shape[1]
+    n_ch = arr.shape[-1] if msg.topic in ("hb", "derived") else arr.shape[1]
     quality = h.get("quality")
     qual = np.frombuffer(quality, np.uint8).reshape(msg.n, n_ch).tolist() if quality else None
     flags = list(h["flags"]) if h.get("flags") else None
@@ -54,6 +56,8 @@ def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
                 line["quality"] = qual[i]
             if tsi is not None:
                 line["tsi"] = wire.plain(tsi[i])
+        elif msg.topic == "derived":
+            line.update(derived_values(h, arr[i]))
         elif msg.topic == "raw":
             line["intensity"] = wire.plain(arr[i])
             if flags is not None:
@@ -61,6 +65,16 @@ def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
         else:
             line["od"] = wire.plain(arr[i])
         yield line
+
+
+def derived_values(header: dict[str, Any], row: np.ndarray) -> dict[str, list]:
+    """A ``derived`` row as one list per value name (``rso2``: one value per column of
+    that name, in order; None where the device had no value)."""
+    names = header.get("names") or [f"v{j}" for j in range(row.shape[0])]
+    out: dict[str, list] = {}
+    for name, value in zip(names, wire.plain(row)):
+        out.setdefault(name, []).append(value)
+    return out
 
 
 def event_line(msg: Message) -> dict[str, Any]:

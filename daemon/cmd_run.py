@@ -24,6 +24,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .service import run_daemon
 
     cfg = load_config(args)
+    if getattr(args, "replay", None):
+        from .replay import replay_config
+
+        if not args.speed > 0:
+            raise config_mod.ConfigError(f"must be positive, got {args.speed:g}", "--speed")
+        cfg, _ = replay_config(cfg, args.replay, speed=args.speed, loop=args.loop)
     logs.configure(args.log_level, json=args.log_json)
     port = absent_port(cfg)
     terminal = next((f for f in (sys.stderr, sys.stdout) if f.isatty()), None)
@@ -77,6 +83,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="JSON log lines (default: when stderr is not a terminal)",
     )
+    g = p.add_argument_group("replay a recording")
+    g.add_argument(
+        "--replay",
+        metavar="FILE.snirf",
+        help="play a SNIRF file's CW amplitudes as the probe (through a pty and the "
+        "NIRSB driver; --config still gives baseline, DPF, endpoints)",
+    )
+    g.add_argument("--speed", type=float, default=1.0, help="replay speed factor (default 1)")
+    g.add_argument("--loop", action="store_true", help="start the recording over at its end")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check-config", help="validate a config file")

@@ -33,6 +33,7 @@ class DeviceConfig:
     channels: int = 8  # simulated probe, or drivers that cannot say
     rate_hz: float = 10.0  # simulated probe, or drivers that cannot say
     reconnect_s: float = 0.5  # how often a missing port is retried
+    clock: str = "fit"  # "device": host time = device time + the first offset (a replay)
     options: Mapping[str, Any] = field(default_factory=dict)  # driver-specific table
 
 
@@ -214,6 +215,15 @@ def _bool(v: Any) -> bool:
     return v
 
 
+CLOCKS = ("fit", "device")
+
+
+def _choice(v: Any, choices: tuple[str, ...]) -> str:
+    if v not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}, got {v!r}")
+    return v
+
+
 def _table(v: Any) -> dict:
     if not isinstance(v, dict):
         raise ValueError(f"expected a table, got {v!r}")
@@ -286,6 +296,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "channels": _channels,
         "rate_hz": _rate,
         "reconnect_s": _window,
+        "clock": lambda v: _choice(v, CLOCKS),
         "options": _table,
     },
     "optics": {
@@ -332,7 +343,7 @@ SECTION_TYPES = {
     "security": SecurityConfig,
     "probe": ProbeConfig,
 }
-PORTLESS_DRIVERS = {"simulated"}
+PORTLESS_DRIVERS = {"simulated", "replay"}
 
 
 def _section(name: str, raw: Any, schema: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:

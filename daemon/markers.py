@@ -38,13 +38,15 @@ from nirsd.drivers.base import Event
 from .bounded import RateLimitedLog
 from .control import DEFERRED, Reply
 from .device import STREAMING
-from .epochs import Epoch, summarize
+from .epochs import Epoch, summarize, window_pending
 from .protocols import RunningProtocol
 from .ringbuffer import NO_EPOCH, Block
 
 log = structlog.get_logger("nirsd.markers")
 
 ACTIONS = ("start", "end", "instant")
+#: device EVENT codes that say the action (a SNIRF replay's stim onset and offset)
+STIM_CODES = {3: "start", 4: "end"}
 FUTURE_TOLERANCE_S = 1.0  # a client clock may run slightly ahead
 MAX_PENDING = 1024  # markers waiting for their sample
 DEVICE_FUTURE_S = 5.0  # a device event later than this after the newest sample is bogus
@@ -78,6 +80,9 @@ class MarkerChannel:
         self.open: list[Epoch] = []
         self.pending: list[Marker] = []
         self.closed: list[Epoch] = []  # ended, summary not yet published
+        # summarised while I0 was provisional, with the msg of that summary (bounded by
+        # the epochs of one baseline window; dropped with the pipeline)
+        self.provisional: list[tuple[Epoch, int]] = []
         self._singles: dict[int, np.ndarray] = {}  # epoch index -> read-only (1,) tag
         self._last_change_seq = 0  # sample of the latest epoch start or end
         self.next_id = 1
@@ -102,6 +107,7 @@ class MarkerChannel:
     # -- hooks called by the acquisition loop ----------------------------------------
     def on_pipeline(self, pipeline: Any) -> None:
         self.pipeline = pipeline
+        self.provisional = []  # a new probe description: its raw is not comparable
         pipeline.tagger = self.tag
 
     def _current(self) -> int:
@@ -130,6 +136,8 @@ class MarkerChannel:
 
     def on_block(self, block: Block) -> None:
         """Publish the summaries of epochs whose samples are now all in the ring."""
+        if self.provisional and self.pipeline is not None:
+            self._correct_provisional()
         if not self.closed or self.pipeline is None:
             return
         ring = self.pipeline.ring
@@ -138,20 +146,53 @@ class MarkerChannel:
             return
         done = {id(e) for e in ready}
         self.closed = [e for e in self.closed if id(e) not in done]
-        rate = self.pipeline.info.rate_hz
         for epoch in ready:
-            body = summarize(
-                epoch,
-                ring,
-                int(round(self.baseline_s * rate)),
-                rate,
-                list(self.pipeline.probe.labels),
-            )
-            self.acq.publisher.publish_event("epoch", body)
-            self._log_summary(label=epoch.label, onset_seq=epoch.onset_seq, end_seq=epoch.end_seq)
+            self._publish_summary(epoch)
+
+    def _correct_provisional(self) -> None:
+        """Once I0 is frozen, publish corrected summaries of epochs summarised before."""
+        p = self.pipeline
+        if not self.provisional or p is None or not p.converter.baseline_ready:
+            return
+        done, self.provisional = self.provisional, []
+        for epoch, msg in done:
+            self._publish_summary(epoch, revision=2, replaces=msg)
+
+    def _publish_summary(
+        self, epoch: Epoch, revision: int = 1, replaces: int | None = None
+    ) -> None:
+        """Summarise and publish; a window converted with a provisional I0 is recomputed
+        from the held raw intensities once I0 is frozen, else published as provisional
+        (and corrected later by :meth:`_correct_provisional`)."""
+        from .converter import BASELINE_PENDING
+
+        p = self.pipeline
+        assert p is not None  # called from on_block, which has one
+        rate = p.info.rate_hz
+        baseline_n = int(round(self.baseline_s * rate))
+        pending = window_pending(epoch, p.ring, baseline_n, BASELINE_PENDING)
+        ready = p.converter.baseline_ready
+        recompute = p.converter.hb_from_raw if pending and ready else None
+        body = summarize(epoch, p.ring, baseline_n, rate, list(p.probe.labels), recompute)
+        body["revision"] = revision
+        body["provisional"] = pending and not ready
+        body["baseline_recomputed"] = recompute is not None
+        if replaces is not None:
+            body["replaces_msg"] = replaces
+        header = self.acq.publisher.publish_event("epoch", body)
+        if body["provisional"]:
+            self.provisional.append((epoch, header["msg"]))
+        self._log_summary(
+            label=epoch.label,
+            onset_seq=epoch.onset_seq,
+            end_seq=epoch.end_seq,
+            revision=revision,
+            provisional=body["provisional"],
+        )
 
     def on_device_event(self, event: Event, arrival: float) -> bool:
-        """A device trigger or button: toggles its epoch, or an instant marker.
+        """A device trigger or button: toggles its epoch, or an instant marker; a
+        replayed stim's onset/offset (codes 3/4) starts/ends it.
 
         Its time is mapped to host time by the samples' own clock, so an event stamped
         with a sample's device time lands on that sample, even one already published.
@@ -160,7 +201,9 @@ class MarkerChannel:
         if len(self.pending) >= MAX_PENDING:
             self.rejected += 1  # counted; a device cannot queue without bound
             return True
-        if event.label in self.index:
+        if event.label in self.index and event.code in STIM_CODES:
+            action = STIM_CODES[event.code]  # a replayed stim says whether it starts or ends
+        elif event.label in self.index:
             is_open = any(e.label == event.label for e in self.open) or any(
                 m.label == event.label and m.action == "start" for m in self.pending
             )
@@ -224,8 +267,11 @@ class MarkerChannel:
             # no label: the most recently started open epoch
             match = [e for e in self.open if not m.label or e.label == m.label]
             if match:
-                m.label = match[-1].label
-                ended.append(self._close(match[-1], seq, m.id))
+                # a stim offset ends the oldest open stim of its label (first in, first out)
+                first = m.source == "device" and m.extra.get("code") in STIM_CODES
+                target = match[0] if first else match[-1]
+                m.label = target.label
+                ended.append(self._close(target, seq, m.id))
             elif not m.label:
                 error = "no open epoch to end"
             else:
@@ -358,7 +404,8 @@ class MarkerChannel:
         last = ring.last() if ring is not None else None
         if last is not None and t <= last[0]:  # late: part of it is already published
             return self._apply_late(marker, ring)
-        if ring is None or self.acq.device.state != STREAMING:
+        derived = getattr(self.acq, "derived", None)  # a device of computed values only
+        if (ring is None and derived is None) or self.acq.device.state != STREAMING:
             self._enqueue(marker)  # aligned when samples flow again
             return {
                 "id": marker.id,

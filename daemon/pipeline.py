@@ -52,7 +52,9 @@ class Pipeline:
         self.cfg = cfg
         self.probe: Probe = build_probe(cfg, info)
         self.shape = (info.n_channels, len(info.wavelengths_nm))
-        self.clock = DeviceClock(parser_cls.clock_modulus_s, info.rate_hz)
+        self.clock = DeviceClock(
+            parser_cls.clock_modulus_s, info.rate_hz, trust=cfg.device.clock == "device"
+        )
         self.converter = Converter(
             info.wavelengths_nm,
             self.probe.distances_cm,
