@@ -89,13 +89,14 @@ def test_the_all_extra_holds_every_optional_dependency():
 )
 def test_no_daemon_is_said_at_once_when_the_socket_file_is_missing(tmp_path, args):
     env = {**os.environ, "NIRSD_RUNTIME_DIR": str(tmp_path / "run")}
-    out, took = _nirsd([*args[:1], *args[1:]], env)
+    out, took = _nirsd([*args, "--timeout", "60"], env, timeout=120)
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr
     assert f"{tmp_path / 'run' / 'control'} does not exist" in out.stderr
     assert "nirsd run" in out.stderr
-    # the old wait was 5 s (10 s for record); interpreter start-up is most of this
-    assert took < 3.0, took
+    # a wait would last the whole --timeout; what is left is interpreter start-up
+    # (about 1 s, several on a loaded machine)
+    assert took < 20.0, took
 
 
 def test_an_existing_socket_file_is_still_waited_for(tmp_path):
