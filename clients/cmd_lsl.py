@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nirsd.core.errors import NirsdError
+from nirsd.core.optional import require
 from nirsd.daemon.cmdline import curve, endpoint_args, endpoints
 
 HELP = """\
@@ -20,10 +20,7 @@ runtime error, 2 usage error."""
 
 
 def cmd_lsl(args: argparse.Namespace) -> int:
-    try:
-        import pylsl  # noqa: F401
-    except ImportError as err:
-        raise NirsdError("nirsd lsl needs pylsl: pip install 'nirsd[lsl]'") from err
+    require("pylsl", "nirsd lsl")
     from nirsd.clients.lsl_bridge import run_bridge
 
     return run_bridge(endpoints(args), prefix=args.name, raw=not args.no_raw, curve=curve(args))

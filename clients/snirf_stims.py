@@ -60,7 +60,9 @@ def intervals(events: list[dict[str, Any]]) -> list[tuple[str, int, int | None]]
     Instant markers give ``(label, seq, seq)``.
     """
     epochs = [
-        (e["label"], int(e["onset_seq"]), int(e["end_seq"])) for e in events if e["kind"] == "epoch"
+        (e["label"], int(e["onset_seq"]), int(e["end_seq"]))
+        for e in events
+        if e["kind"] == "epoch" and e.get("revision", 1) == 1  # a correction: same epoch
     ]
     marks: list[tuple[str, int, int | None]] = []
     instants: list[tuple[str, int, int | None]] = []

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,20 @@ def _series(group: h5py.Group, n_cols: int) -> None:
     )
 
 
+#: recordings hold patient data: owner read-write, group read, nobody else (and less if
+#: the umask says so)
+RECORDING_MODE = 0o640
+
+
+def create_private(path: Path, mode: int = RECORDING_MODE) -> None:
+    """Create (or truncate) ``path`` with at most ``mode`` before h5py opens it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)  # umask applies
+    try:
+        os.fchmod(fd, os.fstat(fd).st_mode & mode)  # an existing file keeps no more
+    finally:
+        os.close(fd)
+
+
 class SnirfWriter:
     """Append samples to a new SNIRF file; flush often; close into a valid file."""
 
@@ -109,6 +124,7 @@ class SnirfWriter:
         self.rows = 0
         self.t0: float | None = None
         try:
+            create_private(self.path)
             self.f = h5py.File(self.path, "w")
         except OSError as err:
             raise NirsdError(f"cannot create {self.path}: {err}") from err

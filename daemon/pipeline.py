@@ -52,7 +52,9 @@ class Pipeline:
         self.cfg = cfg
         self.probe: Probe = build_probe(cfg, info)
         self.shape = (info.n_channels, len(info.wavelengths_nm))
-        self.clock = DeviceClock(parser_cls.clock_modulus_s, info.rate_hz)
+        self.clock = DeviceClock(
+            parser_cls.clock_modulus_s, info.rate_hz, trust=cfg.device.clock == "device"
+        )
         self.converter = Converter(
             info.wavelengths_nm,
             self.probe.distances_cm,
@@ -84,7 +86,7 @@ class Pipeline:
 
     def ingest(
         self, samples: list[Sample | SampleBlock], arrival: float
-    ) -> tuple[Block, np.ndarray] | None:
+    ) -> tuple[Block, np.ndarray | None] | None:
         """Convert and tag samples that arrived together; returns (block, od).
 
         ``samples`` mixes :class:`Sample` and :class:`SampleBlock` frames, in order.
@@ -124,7 +126,7 @@ class Pipeline:
         hb, quality = self.converter.process(raw, saturated if saturated.any() else None)
         return self._finish(t, t_dev, raw, hb, quality, flags)
 
-    def _ingest_one(self, s: Sample, arrival: float) -> tuple[Block, np.ndarray] | None:
+    def _ingest_one(self, s: Sample, arrival: float) -> tuple[Block, np.ndarray | None] | None:
         """One sample, the usual streaming case: scalar clock arithmetic, no joins."""
         if s.intensity.shape != self.shape:
             self.shape_errors += 1
@@ -147,7 +149,7 @@ class Pipeline:
         hb: np.ndarray,
         quality: np.ndarray,
         flags: np.ndarray,
-    ) -> tuple[Block, np.ndarray]:
+    ) -> tuple[Block, np.ndarray | None]:
         if self._any_poor:
             quality = quality | self._poor
         if self.srs and self.want_tsi:

@@ -8,41 +8,29 @@ the host).  Subprocesses (``nirsd lsl``, LabRecorderCLI) inherit it.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from nirsd.cli.testing import DaemonProcess, simulated_config  # imports no liblsl
+from nirsd.cli.testing import DaemonProcess, keep_lsl_local, simulated_config
 
-LSL_LOCAL_CONFIG = """\
-[ports]
-IPv6 = disable
+# LSL discovery stays on this machine (ResolveScope = machine, KnownPeers 127.0.0.1,
+# no IPv6); set before any test imports pylsl
+keep_lsl_local(Path(tempfile.mkdtemp(prefix="nirsd-lsl-")))
 
-[multicast]
-ResolveScope = machine
-
-[lab]
-KnownPeers = {127.0.0.1}
-
-[log]
-level = -2
-"""
+pytest_plugins = ["fault_report", "hostile_report"]  # the fault and hostile suites' tables
 
 
-def _local_lsl() -> None:
-    cfg = Path(tempfile.gettempdir()) / f"nirsd-tests-lsl-{os.getuid()}.cfg"
-    if not cfg.exists() or cfg.read_text() != LSL_LOCAL_CONFIG:
-        tmp = cfg.with_suffix(f".{os.getpid()}")
-        tmp.write_text(LSL_LOCAL_CONFIG)
-        tmp.replace(cfg)
-    os.environ["LSLAPICFG"] = str(cfg)
-
-
-_local_lsl()
-
-pytest_plugins = ["fault_report"]  # the fault suite's summary table
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory):
+    """One running daemon for a module's read-only tests (they must not change it)."""
+    proc = DaemonProcess(tmp_path_factory.mktemp("shared"), simulated_config())
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.fixture
