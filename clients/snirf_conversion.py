@@ -1,6 +1,7 @@
 """What a reader needs to redo nirsd's conversion from the raw file alone.
 
-metaDataTags (SNIRF allows user tags there; each is a scalar, so tables are JSON text):
+metaDataTags (SNIRF allows user tags there; each is a scalar string, so tables are JSON
+text and numbers are decimal text):
 
 - ``nirsdDPF``: JSON, per channel a list of one DPF per wavelength; ``nirsdDPFSource``
 - ``nirsdDistance_mm``: JSON, per channel the source-detector distance the daemon used
@@ -94,10 +95,11 @@ def conversion_tags(conv: Conversion) -> dict[str, Any]:
             conv.extinction, f"table {conv.extinction} (wavelength_nm, HbO2, Hb), linear"
         ),
         "nirsdExtinction_per_M_cm": json.dumps(conv.extinction_per_M_cm),
-        "nirsdBaselineSeconds": float(conv.baseline_s),
-        "nirsdBaselineSamples": int(conv.baseline_samples),
-        "nirsdLightFloor": float(conv.light_floor),
-        "nirsdSaturationLevel": "none" if sat is None else float(sat),
+        # numbers as text, like every other tag of the file: readers decode tags as strings
+        "nirsdBaselineSeconds": repr(float(conv.baseline_s)),
+        "nirsdBaselineSamples": str(int(conv.baseline_samples)),
+        "nirsdLightFloor": repr(float(conv.light_floor)),
+        "nirsdSaturationLevel": "none" if sat is None else repr(float(sat)),
         "nirsdQualityBits": json.dumps({str(k): v for k, v in QUALITY_BITS.items()}),
         "nirsdIntensityUnit": "counts",
     }

@@ -191,7 +191,8 @@ def test_quality_bits_and_conversion_tags(recording):
         assert tags["nirsdExtinction"][()] == b"prahl"
         eps = json.loads(tags["nirsdExtinction_per_M_cm"][()])
         assert json.loads(tags["nirsdDistance_mm"][()]) == [35.0] * 8
-        assert tags["nirsdBaselineSamples"][()] == 20
+        assert tags["nirsdBaselineSamples"][()] == b"20"
+        assert all(isinstance(tags[k][()], bytes) for k in tags)  # every tag is text
     np.testing.assert_allclose(eps, [[586.0, 1548.52], [1058.0, 691.32]])  # Prahl 760/850
     pending = (q & 4) > 0
     base = acks["base"]["seq"]
