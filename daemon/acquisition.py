@@ -8,17 +8,20 @@ the loop waits on a subscriber or on disk.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import zmq
 
 from nirsd.core.errors import NirsdError
-from nirsd.drivers.base import Event, Info, Sample, SampleBlock
+from nirsd.drivers.base import Derived, Event, Info, Sample, SampleBlock
 from nirsd.drivers.limits import info_problem
 
 from .bounded import BoundedList, RateLimitedLog
 from .config import Config
+
+if TYPE_CHECKING:
+    from .derived import DerivedChannel
 from .control import ControlServer
 from .device import STREAMING, DeviceLink
 from .guard import LoopGuard
@@ -67,6 +70,8 @@ class Acquisition:
         self.guard = LoopGuard()  # one frame or request that fails is counted, not fatal
         self.control.guard = self.guard
         self.pipeline: Pipeline | None = None
+        self.derived: DerivedChannel | None = None  # once a device sends computed values
+        self._computes = self.device.driver.derived_layout() is not None
         self._rejected_info: Info | None = None
         self._described_at = -float("inf")  # monotonic s of the last accepted description
         self._described_reconnects = 0
@@ -89,6 +94,9 @@ class Acquisition:
         from .markers import MarkerChannel
 
         self.markers = MarkerChannel(self)
+        from .session import SessionManager
+
+        self.sessions = SessionManager(self)
 
     # -- device frames --------------------------------------------------------------
     def _on_info(self, info: Info) -> None:
@@ -149,7 +157,8 @@ class Acquisition:
 
     def _on_samples(self, samples: list[Sample | SampleBlock], arrival: float) -> None:
         if self.pipeline is None:
-            first = samples[0] if type(samples[0]) is Sample else samples[0].sample(0)
+            head = samples[0]
+            first = head if isinstance(head, Sample) else head.sample(0)
             info = self.device.default_info() or self._infer_info(first)
             self._on_info(info)
             if self.pipeline is None:
@@ -201,6 +210,11 @@ class Acquisition:
     def handle_frames(self, frames: list, arrival: float) -> None:
         first_seq = self.next_seq  # lost frames fell among this read's samples
         samples: list[Sample | SampleBlock] = []
+        if self._computes:  # computed values: their own path, never Beer-Lambert
+            derived = [f for f in frames if type(f) is Derived]
+            if derived:
+                self._on_derived(derived, arrival)
+                frames = [f for f in frames if type(f) is not Derived]
         for frame in frames:
             if isinstance(frame, (Sample, SampleBlock)):
                 samples.append(frame)
@@ -215,6 +229,38 @@ class Acquisition:
         if samples:
             self.guard.run("samples", self._on_samples, samples, arrival)
         self._check_lost(first_seq)
+
+    def _on_derived(self, frames: list[Derived], arrival: float) -> None:
+        channel = self.derived
+        if channel is None:
+            from .derived import DerivedChannel
+
+            layout = self.device.driver.derived_layout()
+            if layout is None or any(f.values.shape != (len(layout.names),) for f in frames):
+                return  # a driver that did not describe its values: nothing to publish
+            channel = self.derived = DerivedChannel(self, layout)
+            self.publisher.labels = self.labels()
+            self.publisher.publish_event("status", {"event": "device_info", **self.info_body()})
+        if self.device.take_clock_reset():  # reconnected: counting starts over
+            channel.clock.reset()
+        n = len(channel.layout.names)
+        good = [f for f in frames if f.values.shape == (n,)]
+        if good:
+            seq, t = channel.ingest(good, arrival)
+            gap = self.device.note_block(seq, float(t[0]), float(t[-1]), len(good))
+            if gap is not None:  # the outage of an unplug, now that values flow again
+                self.gaps.append(gap)
+                self.publisher.publish_event("status", gap)
+        if self.device.state != STREAMING:
+            self.device.state = STREAMING
+            self.publish_status("streaming")
+        if not self.ready_sent:
+            self.ready_sent = True
+            self.notifier.ready(f"streaming from {self.device.port}")
+
+    def info_body(self) -> dict[str, Any]:
+        """The derived values' description (``derived`` in ``info`` and status)."""
+        return {"derived": self.derived.describe()} if self.derived is not None else {}
 
     def _on_event(self, event: Event, arrival: float) -> None:
         for ext in self.extensions:
@@ -306,9 +352,12 @@ class Acquisition:
             "labels": self.labels(),
             "endpoints": {"data": self.cfg.endpoints.data, "control": self.cfg.endpoints.control},
         }
+        reply["placement"] = self.cfg.probe.describe()
         if self.pipeline is not None:
             reply.update(self.pipeline.probe.describe())
             reply["oldest"] = self.pipeline.ring.oldest
+            reply["conversion"] = self.pipeline.describe_conversion()
+        reply.update(self.info_body())
         return reply, []
 
     def _cmd_status(self, req: dict) -> tuple[dict, list]:
@@ -320,7 +369,7 @@ class Acquisition:
     def _cmd_baseline(self, req: dict) -> tuple[dict, list]:
         if self.pipeline is None:
             return {"ok": False, "error": "no data yet: the device has not streamed"}, []
-        self.pipeline.converter.rebaseline()
+        self.pipeline.rebaseline(self.next_seq)
         body = {"event": "baseline", "seq": self.next_seq, "seconds": self.cfg.baseline.seconds}
         self.publisher.publish_event("status", body)
         log.info("baseline_restarted", seq=self.next_seq)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -43,9 +44,14 @@ LATE_S = 1e-3  # a sample timed this much after its own arrival is given its arr
 
 
 class DeviceClock:
-    def __init__(self, modulus_s: float | None = None, rate_hz: float | None = None) -> None:
+    def __init__(
+        self, modulus_s: float | None = None, rate_hz: float | None = None, trust: bool = False
+    ) -> None:
         self.modulus_s = modulus_s
         self.rate_hz = rate_hz
+        # trust: the device clock is the time base (a replayed recording, which may run
+        # faster than real time): one offset, taken from the first block, for good
+        self.trust = trust
         self._last_raw: float | None = None
         self._wraps = 0.0
         self._n_counted = 0  # samples seen, for devices without a clock
@@ -69,7 +75,7 @@ class DeviceClock:
         """Forget everything (a new device or a reconnect with a restarted clock),
         except the newest host time handed out: times stay monotonic across it."""
         last = self._last_host
-        self.__init__(self.modulus_s, self.rate_hz)
+        self.__init__(self.modulus_s, self.rate_hz, self.trust)  # type: ignore[misc]
         self._last_host = last
 
     def unwrap(self, t_raw: np.ndarray | None, n: int) -> np.ndarray:
@@ -130,7 +136,7 @@ class DeviceClock:
         self._suspect = 0
         self._backstep = False
 
-    def _offset(self, t_dev: np.ndarray) -> np.ndarray | float:
+    def _offset(self, t_dev: Any) -> Any:
         if self._fit is None:
             return self._floor
         t_ref, offset, drift = self._fit
@@ -140,7 +146,8 @@ class DeviceClock:
         """Host times (s since the Unix epoch) for device times that arrived at ``arrival``."""
         self._observe(float(t_dev[-1]), arrival)
         t = t_dev + self._offset(t_dev)
-        t = np.where(t > arrival + LATE_S, arrival, t)
+        if not self.trust:  # a replay's own clock may run ahead of real time
+            t = np.where(t > arrival + LATE_S, arrival, t)
         if t[0] > self._last_host and (t.shape[0] == 1 or bool((t[1:] > t[:-1]).all())):
             self._last_host = float(t[-1])
             return t
@@ -159,7 +166,7 @@ class DeviceClock:
         """:meth:`to_host` for one sample, in plain float arithmetic."""
         self._observe(t_dev, arrival)
         t = t_dev + self._offset(t_dev)
-        if t > arrival + LATE_S:
+        if t > arrival + LATE_S and not self.trust:
             t = arrival
         if t > self._last_host:
             self._last_host = t
@@ -168,9 +175,27 @@ class DeviceClock:
         self._last_host += MIN_STEP_S
         return self._last_host
 
+    def event_time(self, t_raw: float) -> tuple[float, float] | None:
+        """(device time unwrapped like the samples', host time) of a device time read
+        from the device, such as an EVENT's, without changing the mapping; None before
+        the first sample."""
+        last = self._last_raw
+        if last is None or (self._fit is None and not math.isfinite(self._floor)):
+            return None
+        t_dev = t_raw + self._wraps
+        if self.modulus_s is not None:
+            # an event stamped just before or after a wrap of the sample times
+            if t_raw - last > self.modulus_s / 2:
+                t_dev -= self.modulus_s
+            elif t_raw - last < -self.modulus_s / 2:
+                t_dev += self.modulus_s
+        return t_dev, float(t_dev + self._offset(t_dev))
+
     def _observe(self, newest: float, arrival: float) -> None:
         """Update the offset estimate with a block whose newest device time is ``newest``."""
         sample_offset = arrival - newest
+        if self.trust and math.isfinite(self._floor):
+            return
         if self._fit is not None or math.isfinite(self._floor):
             expected = self._offset(newest)
             if self._backstep and sample_offset > expected + JUMP_S:

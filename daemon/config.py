@@ -19,6 +19,7 @@ from typing import Any
 from nirsd.core.errors import ConfigError
 
 from .endpoints import Endpoints, default_endpoints
+from .probe_config import PROBE_SCHEMA, ProbeConfig, check_probe_labels
 
 DEFAULT_LABELS = ("rest", "extension", "flexion")
 ENDPOINT_SCHEMES = ("ipc://", "tcp://", "inproc://")
@@ -32,6 +33,7 @@ class DeviceConfig:
     channels: int = 8  # simulated probe, or drivers that cannot say
     rate_hz: float = 10.0  # simulated probe, or drivers that cannot say
     reconnect_s: float = 0.5  # how often a missing port is retried
+    clock: str = "fit"  # "device": host time = device time + the first offset (a replay)
     options: Mapping[str, Any] = field(default_factory=dict)  # driver-specific table
 
 
@@ -56,6 +58,7 @@ class ChannelConfig:
     detector: int | None = None
     source_pos_mm: tuple[float, ...] | None = None
     detector_pos_mm: tuple[float, ...] | None = None
+    att_mm: float | None = None  # adipose tissue thickness under the channel
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class Config:
     endpoints: Endpoints = field(default_factory=default_endpoints)
     protocols: Mapping[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     source: str = "<embedded default>"
 
 
@@ -211,6 +215,15 @@ def _bool(v: Any) -> bool:
     return v
 
 
+CLOCKS = ("fit", "device")
+
+
+def _choice(v: Any, choices: tuple[str, ...]) -> str:
+    if v not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}, got {v!r}")
+    return v
+
+
 def _table(v: Any) -> dict:
     if not isinstance(v, dict):
         raise ValueError(f"expected a table, got {v!r}")
@@ -283,6 +296,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "channels": _channels,
         "rate_hz": _rate,
         "reconnect_s": _window,
+        "clock": lambda v: _choice(v, CLOCKS),
         "options": _table,
     },
     "optics": {
@@ -299,6 +313,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "markers": {"labels": _labels, "baseline_s": _window, "allow_overlap": _bool},
     "status": {"interval_s": _between(0.01, MAX_WINDOW_S)},
     "endpoints": {"data": _endpoint, "control": _endpoint},
+    "probe": PROBE_SCHEMA,
     "security": {
         "curve": _bool,
         "server_secret_key_file": _str,
@@ -316,6 +331,7 @@ CHANNEL_SCHEMA: dict[str, Callable[[Any], Any]] = {
     "detector": _index,
     "source_pos_mm": _list_of(_position, 2, 3),
     "detector_pos_mm": _list_of(_position, 2, 3),
+    "att_mm": _nonneg,
 }
 SECTION_TYPES = {
     "device": DeviceConfig,
@@ -325,8 +341,9 @@ SECTION_TYPES = {
     "markers": MarkersConfig,
     "status": StatusConfig,
     "security": SecurityConfig,
+    "probe": ProbeConfig,
 }
-PORTLESS_DRIVERS = {"simulated"}
+PORTLESS_DRIVERS = {"simulated", "replay"}
 
 
 def _section(name: str, raw: Any, schema: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
@@ -439,6 +456,7 @@ def check_transport(cfg: Config) -> None:
 
 def _cross_check(cfg: Config) -> None:
     check_endpoints(cfg.endpoints)
+    check_probe_labels(cfg.probe, cfg.channels)
     check_transport(cfg)
     dev = cfg.device
     if dev.driver not in PORTLESS_DRIVERS and not dev.port:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,13 +40,15 @@ from nirsd.drivers.base import Event
 from .bounded import RateLimitedLog, TokenBucket
 from .control import DEFERRED, Reply
 from .device import STREAMING
-from .epochs import Epoch, summarize
+from .epochs import Epoch, summarize, window_pending
 from .protocols import RunningProtocol
 from .ringbuffer import NO_EPOCH, Block
 
 log = structlog.get_logger("nirsd.markers")
 
 ACTIONS = ("start", "end", "instant")
+#: device EVENT codes that say the action (a SNIRF replay's stim onset and offset)
+STIM_CODES = {3: "start", 4: "end"}
 FUTURE_TOLERANCE_S = 1.0  # a client clock may run slightly ahead
 MAX_PENDING = 1024  # markers waiting for their sample
 DEVICE_FUTURE_S = 5.0  # a device event later than this after the newest sample is bogus
@@ -62,7 +65,7 @@ DEVICE_EVENT_BURST = 100  # ... with bursts of this many
 class Marker:
     t: float
     id: int
-    label: str = field(compare=False)
+    label: str = field(compare=False)  # "" with action "end": whichever epoch is open
     action: str = field(compare=False)
     source: str = field(compare=False)
     extra: dict[str, Any] = field(compare=False, default_factory=dict)
@@ -81,6 +84,9 @@ class MarkerChannel:
         self.open: list[Epoch] = []
         self.pending: list[Marker] = []
         self.closed: list[Epoch] = []  # ended, summary not yet published
+        # summarised while I0 was provisional, with the msg of that summary (bounded by
+        # the epochs of one baseline window; dropped with the pipeline)
+        self.provisional: list[tuple[Epoch, int]] = []
         self._singles: dict[int, np.ndarray] = {}  # epoch index -> read-only (1,) tag
         self._last_change_seq = 0  # sample of the latest epoch start or end
         self.next_id = 1
@@ -93,6 +99,9 @@ class MarkerChannel:
         self._log_summary = RateLimitedLog(log, "epoch_summary", burst=20, level="info")
         self.protocol: RunningProtocol | None = None
         self._protocol_step_marked = -1
+        #: called with (what, protocol) on every protocol event (started, step, finished,
+        #: stopped); sessions started with a protocol end with it
+        self.protocol_listeners: list[Callable[[str, RunningProtocol], None]] = []
         self.pipeline = None
         self._simulated: dict[str, Any] = {}  # open exercise responses of the simulator
         acq.control.register("mark", self._cmd_mark)
@@ -102,6 +111,7 @@ class MarkerChannel:
     # -- hooks called by the acquisition loop ----------------------------------------
     def on_pipeline(self, pipeline: Any) -> None:
         self.pipeline = pipeline
+        self.provisional = []  # a new probe description: its raw is not comparable
         pipeline.tagger = self.tag
 
     def _current(self) -> int:
@@ -130,6 +140,8 @@ class MarkerChannel:
 
     def on_block(self, block: Block) -> None:
         """Publish the summaries of epochs whose samples are now all in the ring."""
+        if self.provisional and self.pipeline is not None:
+            self._correct_provisional()
         if not self.closed or self.pipeline is None:
             return
         ring = self.pipeline.ring
@@ -138,37 +150,84 @@ class MarkerChannel:
             return
         done = {id(e) for e in ready}
         self.closed = [e for e in self.closed if id(e) not in done]
-        rate = self.pipeline.info.rate_hz
         for epoch in ready:
-            body = summarize(
-                epoch,
-                ring,
-                int(round(self.baseline_s * rate)),
-                rate,
-                list(self.pipeline.probe.labels),
-            )
-            self.acq.publisher.publish_event("epoch", body)
-            self._log_summary(label=epoch.label, onset_seq=epoch.onset_seq, end_seq=epoch.end_seq)
+            self._publish_summary(epoch)
+
+    def _correct_provisional(self) -> None:
+        """Once I0 is frozen, publish corrected summaries of epochs summarised before."""
+        p = self.pipeline
+        if not self.provisional or p is None or not p.converter.baseline_ready:
+            return
+        done, self.provisional = self.provisional, []
+        for epoch, msg in done:
+            self._publish_summary(epoch, revision=2, replaces=msg)
+
+    def _publish_summary(
+        self, epoch: Epoch, revision: int = 1, replaces: int | None = None
+    ) -> None:
+        """Summarise and publish; a window converted with a provisional I0 is recomputed
+        from the held raw intensities once I0 is frozen, else published as provisional
+        (and corrected later by :meth:`_correct_provisional`)."""
+        from .converter import BASELINE_PENDING
+
+        p = self.pipeline
+        assert p is not None  # called from on_block, which has one
+        rate = p.info.rate_hz
+        baseline_n = int(round(self.baseline_s * rate))
+        pending = window_pending(epoch, p.ring, baseline_n, BASELINE_PENDING)
+        ready = p.converter.baseline_ready
+        recompute = p.converter.hb_from_raw if pending and ready else None
+        body = summarize(epoch, p.ring, baseline_n, rate, list(p.probe.labels), recompute)
+        body["revision"] = revision
+        body["provisional"] = pending and not ready
+        body["baseline_recomputed"] = recompute is not None
+        if replaces is not None:
+            body["replaces_msg"] = replaces
+        header = self.acq.publisher.publish_event("epoch", body)
+        if body["provisional"]:
+            self.provisional.append((epoch, header["msg"]))
+        self._log_summary(
+            label=epoch.label,
+            onset_seq=epoch.onset_seq,
+            end_seq=epoch.end_seq,
+            revision=revision,
+            provisional=body["provisional"],
+        )
 
     def on_device_event(self, event: Event, arrival: float) -> bool:
-        """A device trigger or button: toggles its epoch, or an instant marker."""
+        """A device trigger or button: toggles its epoch, or an instant marker; a
+        replayed stim's onset/offset (codes 3/4) starts/ends it.
+
+        Its time is mapped to host time by the samples' own clock, so an event stamped
+        with a sample's device time lands on that sample, even one already published.
+        """
         if not self._device_events.take():
             self.rejected += 1  # a real device triggers a few times a second at most
             return True
-        t = self._device_time(event, arrival)
+        t, t_dev = self._device_time(event, arrival)
         if len(self.pending) >= MAX_PENDING:
             self.rejected += 1  # counted; a device cannot queue without bound
             return True
-        if event.label in self.index:
+        if event.label in self.index and event.code in STIM_CODES:
+            action = STIM_CODES[event.code]  # a replayed stim says whether it starts or ends
+        elif event.label in self.index:
             is_open = any(e.label == event.label for e in self.open) or any(
                 m.label == event.label and m.action == "start" for m in self.pending
             )
             action = "end" if is_open else "start"
         else:
             action = "instant"
-        self._enqueue(
-            Marker(t, self._new_id(), event.label, action, "device", {"code": event.code})
-        )
+        marker = Marker(t, self._new_id(), event.label, action, "device", {"code": event.code})
+        ring = self.pipeline.ring if self.pipeline is not None else None
+        last = ring.last() if ring is not None else None
+        if ring is not None and last is not None and t_dev is not None and t_dev <= last[1]:
+            # at or before a sample already tagged: the first sample at or after it by
+            # device time, exactly (host times of old samples came from an older fit)
+            found = ring.first_at_or_after(t_dev, device=True)
+            if found is not None and found[0] >= self._last_change_seq:
+                self._apply(marker, found[0], found[1], published_upto=ring.head)
+                return True
+        self._enqueue(marker)
         return True
 
     def status(self) -> dict[str, Any]:
@@ -205,15 +264,23 @@ class MarkerChannel:
     def _apply(self, m: Marker, seq: int, sample_t: float, published_upto: int) -> None:
         """Change the epoch state at sample ``seq`` and publish the marker."""
         error = None
+        ended: list[dict[str, Any]] = []  # the epochs this marker ended, for the reply
         if m.action == "start":
             if not self.allow_overlap:
                 for ep in list(self.open):
-                    self._close(ep, seq, m.id, auto=True, t=m.t)
+                    ended.append(self._close(ep, seq, m.id, auto=True, t=m.t))
             self.open.append(Epoch(m.label, m.id, seq, float(sample_t)))
         elif m.action == "end":
-            match = [e for e in self.open if e.label == m.label]
+            # no label: the most recently started open epoch
+            match = [e for e in self.open if not m.label or e.label == m.label]
             if match:
-                self._close(match[-1], seq, m.id)
+                # a stim offset ends the oldest open stim of its label (first in, first out)
+                first = m.source == "device" and m.extra.get("code") in STIM_CODES
+                target = match[0] if first else match[-1]
+                m.label = target.label
+                ended.append(self._close(target, seq, m.id))
+            elif not m.label:
+                error = "no open epoch to end"
             else:
                 error = f"no open {m.label!r} epoch to end"
         if error is None and m.action != "instant":
@@ -234,7 +301,10 @@ class MarkerChannel:
             "published_upto": published_upto,
             **m.extra,
         }
-        if seq < published_upto:
+        if m.action != "instant":
+            # what this marker ended: the epoch an end closed, or the one a start replaced
+            body["ended"] = ended[-1] if ended else None
+        if seq < published_upto and self.pipeline is not None:
             body["covers"] = [seq, published_upto]
             self.pipeline.ring.set_epoch(seq, published_upto, self._current())
         self.acq.publisher.publish_event("marker", body)
@@ -267,18 +337,29 @@ class MarkerChannel:
 
     def _close(
         self, ep: Epoch, seq: int, end_id: int, auto: bool = False, t: float | None = None
-    ) -> None:
+    ) -> dict[str, Any]:
+        """End ``ep`` at ``seq``; returns what ended (label, ids, samples) for the reply."""
         self.open.remove(ep)
         ep.end_seq, ep.end_id = seq, end_id
         if len(self.closed) >= MAX_CLOSED:
             self.summaries_dropped += 1
         else:
             self.closed.append(ep)
+        rate = self.pipeline.info.rate_hz if self.pipeline is not None else 0.0
+        ended = {
+            "label": ep.label,
+            "start_id": ep.start_id,
+            "end_id": end_id,
+            "onset_seq": ep.onset_seq,
+            "end_seq": seq,
+            "duration_s": (seq - ep.onset_seq) / rate if rate else None,
+        }
         if auto:  # the implicit end of an epoch replaced by a new start
+            ended["end_id"] = self._new_id()
             self.acq.publisher.publish_event(
                 "marker",
                 {
-                    "id": self._new_id(),
+                    "id": ended["end_id"],
                     "label": ep.label,
                     "action": "end",
                     "source": "auto",
@@ -288,6 +369,7 @@ class MarkerChannel:
                     "ended_by": end_id,
                 },
             )
+        return ended
 
     # -- control requests ------------------------------------------------------------
     def _cmd_mark(self, req: dict[str, Any]) -> Reply:
@@ -298,7 +380,9 @@ class MarkerChannel:
         if not isinstance(action, str):
             self.rejected += 1
             raise ProtocolError(f"action must be one of {', '.join(ACTIONS)}")
-        if not isinstance(label, str) or label not in self.index:
+        if label is None and action == "end":
+            pass  # ends the most recently started open epoch, whatever its label
+        elif not isinstance(label, str) or label not in self.index:
             if not (isinstance(label, str) and label and action == "instant"):
                 self.rejected += 1
                 raise ProtocolError(
@@ -322,12 +406,13 @@ class MarkerChannel:
             )
         if action != "instant":
             self._take_token()
-        marker = Marker(float(t), self._new_id(), label, action, "control")
+        marker = Marker(float(t), self._new_id(), label or "", action, "control")
         ring = self.pipeline.ring if self.pipeline is not None else None
         last = ring.last() if ring is not None else None
         if last is not None and t <= last[0]:  # late: part of it is already published
             return self._apply_late(marker, ring)
-        if ring is None or self.acq.device.state != STREAMING:
+        derived = getattr(self.acq, "derived", None)  # a device of computed values only
+        if (ring is None and derived is None) or self.acq.device.state != STREAMING:
             self._enqueue(marker)  # aligned when samples flow again
             return {
                 "id": marker.id,
@@ -457,25 +542,25 @@ class MarkerChannel:
     def _protocol_event(self, what: str, p: RunningProtocol | None = None) -> None:
         p = p or self.protocol
         body = p.describe(time.time()) if p is not None else {}
+        if p is not None:
+            for listener in self.protocol_listeners:
+                listener(what, p)
         self.acq.publisher.publish_event(
             "status", {"event": "protocol", "what": what, "protocol": body}
         )
 
     # -- device time -----------------------------------------------------------------
-    def _device_time(self, event: Event, arrival: float) -> float:
-        """Host time of a device event, through the last sample's device/host times."""
+    def _device_time(self, event: Event, arrival: float) -> tuple[float, float | None]:
+        """(host time, unwrapped device time or None) of a device event, by the same
+        DeviceClock mapping as the samples."""
         ring = self.pipeline.ring if self.pipeline is not None else None
         last = ring.last() if ring is not None else None
         if last is None:
-            return arrival
-        last_t, last_t_dev = last
-        if event.t_dev is None:
-            return last_t + 1e-9  # no device clock: the next sample
-        mod = self.pipeline.clock.modulus_s
-        delta = event.t_dev - last_t_dev
-        if mod:
-            delta = (delta + mod / 2) % mod - mod / 2  # the wrap-free difference
-        if not delta <= DEVICE_FUTURE_S:  # also NaN: no sample will ever come that late
+            return arrival, None
+        mapped = None if event.t_dev is None else self.pipeline.clock.event_time(event.t_dev)
+        if mapped is None:
+            return last[0] + 1e-9, None  # no device clock: the next sample
+        if not mapped[1] - last[0] <= DEVICE_FUTURE_S:  # also NaN: no sample comes that late
             self.device_time_clamped += 1
-            return max(arrival, last_t + 1e-9)
-        return last_t + delta
+            return max(arrival, last[0] + 1e-9), None
+        return mapped[1], mapped[0]

@@ -168,7 +168,7 @@ class Publisher:
                 "flags": block.flags.tobytes(),
             }
             self._send(wire.encode_array("raw", raw, block.raw))
-        if want_od:
+        if want_od and od is not None:
             self.counts["od"] += 1
             head = {
                 **common,
@@ -178,6 +178,35 @@ class Publisher:
                 "wavelengths_nm": self.wavelengths_nm,
             }
             self._send(wire.encode_array("od", head, od))
+
+    def publish_derived(
+        self,
+        seq: int,
+        t: np.ndarray,
+        t_dev: np.ndarray,
+        epoch: list[str | None],
+        values: np.ndarray,
+        layout: Any,
+    ) -> None:
+        """Publish a device's computed values on ``derived``: float64 (n, n_values), NaN
+        where the device had none; the header names each column (``names``, ``units``,
+        ``channels``)."""
+        if not self.wants("derived"):
+            return
+        self.counts["derived"] += 1
+        head = {
+            "v": wire.VERSION,
+            "stream": self.stream,
+            "topic": "derived",
+            "msg": self.counts["derived"],
+            "seq": seq,
+            "n": int(values.shape[0]),
+            "t": t.tolist(),
+            "t_dev": t_dev.tolist(),
+            "epoch": epoch,
+            **layout.describe(),
+        }
+        self._send(wire.encode_array("derived", head, values.astype(np.float64, copy=False)))
 
     def publish_event(self, topic: str, body: dict[str, Any]) -> dict[str, Any]:
         """Publish an event (marker, epoch, status); returns the header sent."""

@@ -43,7 +43,12 @@ from .bounded import LruCounter, RateLimitedLog
 log = structlog.get_logger("nirsd.security")
 
 LOCAL_TRANSPORTS = ("ipc://", "inproc://")
-DOMAINS = {zmq.PUB: "data", zmq.XPUB: "data", zmq.ROUTER: "control", zmq.REP: "control"}
+DOMAINS: dict[int, str] = {
+    zmq.PUB: "data",
+    zmq.XPUB: "data",
+    zmq.ROUTER: "control",
+    zmq.REP: "control",
+}
 MAX_REJECTED_KEYS = 1024  # per-key rejection counts kept (least recently seen dropped)
 REJECT_LOG_BURST = 10  # rejection log lines per 10 s at most
 

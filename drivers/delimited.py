@@ -225,12 +225,14 @@ class DelimitedParser(LineParser):
             if _all_numbers(fields):
                 self.column_mismatch += 1
                 self.mismatch_columns = len(fields)
-            return self._maybe_header(fields)
+            self._maybe_header(fields)
+            return None
         try:
             data = np.array([float(fields[i]) for i in lay.data_columns])
             t = None if lay.time_column is None else float(fields[lay.time_column])
         except ValueError:
-            return self._maybe_header(fields)
+            self._maybe_header(fields)
+            return None
         if not np.isfinite(data).all() or (
             t is not None and not 0 <= t * lay.time_scale <= MAX_DEVICE_TIME_S
         ):
