@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nirsd.clients.cmd_lsl",
     "nirsd.clients.cmd_record",
     "nirsd.clients.cmd_plot",
+    "nirsd.clients.cmd_report",
     "nirsd.clients.cmd_console",
     "nirsd.daemon.cmd_ports",
 )

@@ -259,17 +259,37 @@ def _has_row(path: Path, row: dict[str, Any]) -> bool:
     return any(r.get("session_id") == row["session_id"] for r in read_tsv(path))
 
 
-def add_scan(run: BidsRun, acq_time: str, session_id: str) -> None:
+SCAN_COLUMNS = ("filename", "acq_time", "nirsd_session", "nirsd_end")
+
+
+def add_scan(run: BidsRun, acq_time: str, session_id: str, end: str | None = None) -> None:
+    """The run's row in scans.tsv; ``end`` (how the run ended) is n/a while it runs."""
     row = {
         "filename": str(run.snirf.relative_to(run.ses_dir)),
         "acq_time": acq_time,
         "nirsd_session": session_id,
+        "nirsd_end": end,
     }
-    upsert_tsv(run.scans, "filename", row, ("filename", "acq_time", "nirsd_session"))
+    upsert_tsv(run.scans, "filename", row, SCAN_COLUMNS)
     write_json(
         run.scans.with_suffix(".json"),
         {
             "acq_time": {"Description": "Time of the run's first sample (UTC)"},
             "nirsd_session": {"Description": "The nirsd session id the run records"},
+            "nirsd_end": {
+                "Description": "How the run ended: 'session ended' (all of the session), "
+                "'recovered' (the recorder was killed; the run holds what it had "
+                "written), or the reason the recording stopped early (SIGTERM, "
+                "disk full, daemon restarted); n/a while it is being recorded"
+            },
         },
     )
+
+
+def end_scan(run: BidsRun, end: str) -> None:
+    """Set how the run ended in its scans.tsv row."""
+    name = str(run.snirf.relative_to(run.ses_dir))
+    for row in read_tsv(run.scans):
+        if row.get("filename") == name:
+            add_scan(run, row["acq_time"], row.get("nirsd_session", ""), end)
+            return

@@ -55,7 +55,7 @@ def _clip(msg: Message, lo: int, hi: int | None) -> Message | None:
             w = len(h[key]) // msg.n
             h[key] = h[key][a * w : b * w]
     h["seq"], h["n"] = msg.seq + a, b - a
-    return Message(msg.topic, h, msg.array[a:b])
+    return Message(msg.topic, h, None if msg.array is None else msg.array[a:b])
 
 
 class SessionRun(recorder.Recorder):
@@ -194,8 +194,9 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
-def finish_run(run: ds.BidsRun) -> int:
-    """events.tsv, derivatives and the journal's move, from what the SNIRF file holds."""
+def finish_run(run: ds.BidsRun, end: str) -> int:
+    """events.tsv, derivatives, how it ended (scans.tsv) and the journal's move, from
+    what the SNIRF file holds; returns its rows."""
     import h5py
 
     jpath = recorder.journal_path(run.snirf)
@@ -203,10 +204,12 @@ def finish_run(run: ds.BidsRun) -> int:
     with h5py.File(run.snirf, "r") as f:
         seq, t, t0 = snirf_writer.read_index(f)
     sc.write_events(run, sc.event_rows(events, seq, t))
+    sc.set_duration(run, t)
     sc.write_epochs(run, events, t0)
     hb = run.derivative("desc-hb_nirs.snirf")
     hb.parent.mkdir(parents=True, exist_ok=True)
     snirf_writer.hb_copy(run.snirf, hb)
+    ds.end_scan(run, end)
     if jpath.exists():
         shutil.move(jpath, run.derivative("journal.jsonl"))
     return int(len(seq))
@@ -244,7 +247,7 @@ def recover_dataset(root: Path) -> list[dict[str, Any]]:
         parts = dict(p.split("-", 1) for p in snirf.name.split("_")[:-1])
         run = ds.BidsRun(root, parts["sub"], parts["ses"], parts["task"], int(parts["run"]))
         result = recorder.recover_file(snirf)
-        rows = finish_run(run)
+        rows = finish_run(run, "recovered")
         out.append({"file": str(snirf), "rows": rows, "recovered_rows": result["rows"]})
     return out
 
@@ -290,7 +293,8 @@ class BidsRecorder:
             ready()
         while not self._stop:
             if self.max_sessions is not None and len(self.runs) >= self.max_sessions:
-                self.stop_reason = self.stop_reason or f"{len(self.runs)} sessions recorded"
+                n = len(self.runs)
+                self.stop_reason = self.stop_reason or f"{n} session{'s' * (n != 1)} recorded"
                 break
             session = self._next_session()
             if session is not None:
@@ -331,7 +335,10 @@ class BidsRecorder:
             result.session, result.reason = session, rec.stop_reason
             result.stats = rec.stats.as_dict()
             if rec.writer is not None:
-                finish_run(run)
+                try:
+                    finish_run(run, rec.stop_reason or "stopped")
+                except (OSError, NirsdError) as err:  # e.g. the disk is full: --recover
+                    log.error("finish_failed", file=str(run.snirf), error=str(err))
             self.runs.append(result)
             if self.on_run is not None:
                 self.on_run(result)

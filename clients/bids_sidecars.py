@@ -35,7 +35,7 @@ CHANNELS_JSON = {
     "label": {"Description": "The channel label in the nirsd config (e.g. the vertebral level)"},
     "units": {"Description": "n/a: raw device counts (arbitrary units, as the device sent them)"},
 }
-EVENTS_JSON = {
+EVENTS_JSON: dict[str, dict[str, Any]] = {
     "trial_type": {
         "LongName": "Epoch label",
         "Description": "The marker label: an exercise epoch (onset and duration) or an "
@@ -90,6 +90,19 @@ def nirs_json(
         "RecordingType": "continuous",
         "PowerLineFrequency": "n/a",
     }
+
+
+def set_duration(run: BidsRun, time_s: np.ndarray) -> None:
+    """RecordingDuration in nirs.json (s), once the run's length is known."""
+    import json
+
+    path = run.path("nirs.json")
+    sidecar = json.loads(path.read_text(encoding="utf-8"))
+    step = float(np.median(np.diff(time_s))) if len(time_s) > 1 else 0.0
+    sidecar["RecordingDuration"] = (
+        round(float(time_s[-1] - time_s[0]) + step, 6) if len(time_s) else 0.0
+    )
+    write_json(path, sidecar)
 
 
 def att_per_channel(info: dict[str, Any], session_att: list[float] | None) -> list[Any]:

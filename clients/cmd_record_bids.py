@@ -17,6 +17,8 @@ from typing import Any
 from nirsd.core.errors import NirsdError
 from nirsd.daemon.cmdline import curve, endpoints
 
+from .cmd_record import EXIT_IOERR
+
 
 def cmd_record_bids(args: argparse.Namespace) -> int:
     try:
@@ -34,7 +36,7 @@ def cmd_record_bids(args: argparse.Namespace) -> int:
             print(json.dumps({"root": str(root), "recovered": runs}))
             return 0
         for run in bids_recorder.recover_dataset(root):  # left by a killed recorder
-            print(json.dumps({"event": "recovered", **run}), file=sys.stderr, flush=True)
+            _say({"event": "recovered", **run})
         return _follow(args, root, bids_recorder)
 
 
@@ -63,16 +65,22 @@ def _follow(args: argparse.Namespace, root: Path, bids_recorder: Any) -> int:
             rec.stop(signal.Signals(signum).name)
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        code = 0
         try:
-            rec.run(
-                ready=lambda: print(
-                    json.dumps({"event": "following", "root": str(root)}),
-                    file=sys.stderr,
-                    flush=True,
-                )
-            )
+            rec.run(ready=lambda: _say({"event": "following", "root": str(root)}))
+        except NirsdError as err:
+            failed = rec.runs[-1].reason if rec.runs else None
+            if failed not in ("disk full", "write failed"):
+                raise
+            print(f"nirsd: {err}", file=sys.stderr)
+            rec.stop_reason, code = failed, EXIT_IOERR
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
         print(json.dumps({"root": str(root), "runs": len(rec.runs), "reason": rec.stop_reason}))
-    return 0
+    return code
+
+
+def _say(event: dict[str, Any]) -> None:
+    """A progress event as a JSON line on stderr."""
+    print(json.dumps(event), file=sys.stderr, flush=True)

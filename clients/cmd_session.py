@@ -13,7 +13,7 @@ from typing import Any
 
 from nirsd.core.errors import NirsdError, ProtocolError
 from nirsd.daemon.cmdline import endpoint_args
-from nirsd.daemon.session import check_att, check_label
+from nirsd.daemon.session import DEFAULT_TASK, check_att, check_label
 
 from .cmd_control import control_call
 
@@ -71,7 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--session", required=True, metavar="LABEL", help="the visit, e.g. week0 (letters, digits)"
     )
     start.add_argument("--group", default="", metavar="G", help="study group (participants.tsv)")
-    start.add_argument("--task", default="lumbar", metavar="T", help="task label (default lumbar)")
+    start.add_argument(
+        "--task", default=DEFAULT_TASK, metavar="T", help="task label (default lumbar)"
+    )
     start.add_argument("--run", type=int, metavar="N", help="run number (default: the next free)")
     start.add_argument(
         "--protocol", metavar="NAME", help="start this timed protocol; the session ends with it"

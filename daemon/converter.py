@@ -197,6 +197,17 @@ class Converter:
         NaN for bad channel-samples.  A new array each call, so it may be kept."""
         return self._last_od
 
+    def hb_from_raw(self, intensity: np.ndarray) -> np.ndarray:
+        """[ΔHbO, ΔHbR, ΔHbT] µM (n, 3, n_ch) of intensities (n, n_ch, n_wl) against the
+        current frozen I0, without touching any state (for recomputing held samples that
+        were converted while I0 was provisional).  NaN for bad light and for channels
+        whose I0 is not frozen yet."""
+        I = np.asarray(intensity, dtype=np.float64)
+        valid = np.asarray(((I > self._lo) & (I < self._hi) & np.isfinite(I)).all(axis=2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            od = np.where(valid[:, :, None], self._log_i0 - np.log(np.where(I > 0, I, 1.0)), np.nan)
+        return np.einsum("cjw,ncw->njc", self._P3, od)
+
     # -- hot path --------------------------------------------------------------------
     def process(
         self, intensity: np.ndarray, saturated: np.ndarray | None = None

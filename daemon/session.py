@@ -40,6 +40,7 @@ LABEL_RE = re.compile(r"[A-Za-z0-9]+")
 MAX_LABEL = 64
 MAX_TEXT = 2000  # a note; group and sex are shorter
 MAX_ATT_MM = 200.0  # adipose tissue thicker than this is a typo, not a patient
+DEFAULT_TASK = "lumbar"  # the study's standardised lumbar exercises
 STARTING, RUNNING, ENDING, ENDED = "starting", "running", "ending", "ended"
 
 
@@ -90,7 +91,7 @@ class Session:
     subject: str
     session: str
     group: str = ""
-    task: str = "rest"
+    task: str = DEFAULT_TASK
     run: int | None = None
     protocol: str | None = None
     note: str = ""
@@ -147,15 +148,19 @@ def parse_start(req: dict[str, Any], n_channels: int | None = None) -> Session:
     return Session(
         subject=check_label("subject", req.get("subject")),
         session=check_label("session", req.get("session")),
-        group=check_text("group", req.get("group", "")),
-        task=check_label("task", req.get("task", "rest")),
+        group=check_text("group", _or(req.get("group"), "")),  # nil means not given
+        task=check_label("task", _or(req.get("task"), DEFAULT_TASK)),
         run=run,
         protocol=protocol,
-        note=check_text("note", req.get("note", ""), MAX_TEXT),
+        note=check_text("note", _or(req.get("note"), ""), MAX_TEXT),
         age=None if age is None else float(age),
         sex=None if sex is None else check_text("sex", sex, 20),
         att_mm=check_att(req.get("att_mm"), n_channels),
     )
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def first_at_or_after(seq0: int, t: np.ndarray, at: float) -> int | None:

@@ -19,7 +19,8 @@ from nirsd.core.errors import ProtocolError
 VERSION = 1
 SAMPLE_TOPICS = ("raw", "hb", "od")
 EVENT_TOPICS = ("marker", "epoch", "status", "session")
-TOPICS = SAMPLE_TOPICS + EVENT_TOPICS
+DERIVED_TOPICS = ("derived",)  # values a device computed itself (rSO2, TOI): [n, n_values]
+TOPICS = SAMPLE_TOPICS + EVENT_TOPICS + DERIVED_TOPICS
 HB_FIELDS = ("hbo", "hbr", "hbt")  # index 1 of an hb array: ΔHbO, ΔHbR, ΔHbT in µM
 
 # JSON/msgpack have no NaN-free float convention; msgpack carries NaN fine, so it stays.

@@ -301,14 +301,19 @@ class Emulator:
                 if next_garbage is not None and now >= next_garbage:
                     self._garbage()
                     next_garbage = now + f.garbage_every_s
-                due = int((now - self._stream_t0) * self.rate_hz) + 1 - (self._k - self._stream_k0)
+                due = int((now - self._stream_t0) * self.pace_hz) + 1 - (self._k - self._stream_k0)
                 if due > 0:
                     self._emit(min(due, self.max_batch))
             if self._out and now >= stall_until:
                 self._flush()
 
     def _deadline(self, k: int) -> float:
-        return self._stream_t0 + (k - self._stream_k0) / self.rate_hz
+        return self._stream_t0 + (k - self._stream_k0) / self.pace_hz
+
+    @property
+    def pace_hz(self) -> float:
+        """Samples sent per second of wall time (a replay may run faster than its rate)."""
+        return self.rate_hz
 
     # ------------------------------------------------------------------ protocol hooks
 
@@ -329,6 +334,14 @@ class Emulator:
     def _encode_event(self, seq: int, t_us: int, code: int, label: str) -> bytes:
         """Wire bytes of a device event (b"" where the protocol has none)."""
         return nirsb.encode_event(seq, t_us, code, label)
+
+    def _t_us(self, k: int) -> int:
+        """Device clock (µs, wrapping) of sample k: counted from power-on at the rate."""
+        return (self.t0_us + round((k - self._k_boot) * 1e6 / self.rate_hz)) % _CLOCK_MOD
+
+    def _scheduled_events(self, k: int) -> list[tuple[int, str, int]]:
+        """Events (code, label, t_us) the device itself sends just before sample k."""
+        return []
 
     def _start_streaming(self) -> None:
         preamble = self._preamble()
@@ -372,8 +385,10 @@ class Emulator:
             events, self._events = self._events, []
         for i in range(n):
             k = self._k
-            t_us = (self.t0_us + round((k - self._k_boot) * 1e6 / self.rate_hz)) % _CLOCK_MOD
+            t_us = self._t_us(k)
             self._send_events(events, t_us, after=False)
+            for code, label, ev_us in self._scheduled_events(k):  # the device's own
+                self._send_events([(code, label, False)], ev_us, after=False)
             after, events = [e for e in events if e[2]], []
             seq = (self.seq0 + self._frames) % 65536
             self._frames += 1

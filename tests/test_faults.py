@@ -484,6 +484,8 @@ def _record(daemon: DaemonProcess, path: Path, *args: str, preexec=None) -> subp
         daemon.endpoints.data,
         "--control",
         daemon.endpoints.control,
+        "--backfill",  # these files start at the stream's sample 0 (a later flag wins)
+        "all",
         *args,
     ]
     return subprocess.Popen(

@@ -33,6 +33,8 @@ def _record(daemon: DaemonProcess, path, *args: str, preexec=None) -> subprocess
         daemon.endpoints.data,
         "--control",
         daemon.endpoints.control,
+        "--backfill",  # these files start at the stream's sample 0 (a later flag wins)
+        "all",
         *args,
     ]
     return subprocess.Popen(
@@ -73,6 +75,10 @@ def _valid(path) -> None:
     assert not result.errors
 
 
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _rows(path):
     with h5py.File(path, "r") as f:
         seq = f["nirs/aux1/dataTimeSeries"][:, 0].astype(int)
@@ -86,7 +92,7 @@ def _rows(path):
                 for k in f["nirs"]
                 if k.startswith("stim")
             },
-            {k: f[f"nirs/metaDataTags/{k}"][()].decode() for k in f["nirs/metaDataTags"]},
+            {k: _text(f[f"nirs/metaDataTags/{k}"][()]) for k in f["nirs/metaDataTags"]},
         )
 
 
@@ -153,12 +159,12 @@ def test_record_pipeline_snirf_valid_mne_values_stims(daemon, tmp_path):
         return float(time_s[np.searchsorted(seq, s)])
 
     np.testing.assert_allclose(
-        stims["rest"], [[at(rest["seq"]), at(rest_end["seq"]) - at(rest["seq"]), 1]]
+        stims["rest"][:, :3], [[at(rest["seq"]), at(rest_end["seq"]) - at(rest["seq"]), 1]]
     )
     np.testing.assert_allclose(
-        stims["extension"], [[at(ext["seq"]), at(ext_end["seq"]) - at(ext["seq"]), 1]]
+        stims["extension"][:, :3], [[at(ext["seq"]), at(ext_end["seq"]) - at(ext["seq"]), 1]]
     )
-    np.testing.assert_allclose(stims["flexion"], [[at(flex["seq"]), 0, 1]])
+    np.testing.assert_allclose(stims["flexion"][:, :3], [[at(flex["seq"]), 0, 1]])
 
     # MNE reads only /nirs/data1: the raw intensities
     raw_mne = mne.io.read_raw_snirf(path, preload=True, verbose="error")
@@ -197,8 +203,10 @@ def test_sigkill_then_recover(daemon, tmp_path):
         if rec.poll() is None:
             rec.kill()
             rec.wait()
+    assert not (tmp_path / "killed_hb.snirf").exists()  # written at the end, or by --recover
     out = daemon.cli("record", "--recover", str(path), check=True)
-    assert json.loads(out.stdout)["rows"] > 0
+    recovered = json.loads(out.stdout)
+    assert recovered["rows"] > 0 and recovered["hb_file"] == str(tmp_path / "killed_hb.snirf")
     _valid(path)
     seq, time_s, raw, hb, stims, _ = _rows(path)
     rate = 10.0
@@ -216,6 +224,8 @@ def test_sigkill_then_recover(daemon, tmp_path):
     )
     raw_mne = mne.io.read_raw_snirf(path, verbose="error")
     assert raw_mne.n_times == len(seq)
+    hb_mne = mne.io.read_raw_snirf(recovered["hb_file"], preload=True, verbose="error")
+    np.testing.assert_allclose(hb_mne.get_data().T, hb * 1e-6, rtol=1e-12, atol=0)
 
 
 def test_disk_full_gives_clear_error_and_valid_file(tmp_path):

@@ -32,7 +32,9 @@ def test_bad_labels(label):
 
 def test_parse_start_defaults_and_errors():
     s = parse_start({"subject": "P01", "session": "week0"}, n_channels=4)
-    assert (s.task, s.group, s.run, s.att_mm, s.protocol) == ("rest", "", None, None, None)
+    assert (s.task, s.group, s.run, s.att_mm, s.protocol) == ("lumbar", "", None, None, None)
+    s = parse_start({"subject": "P01", "session": "w0", "group": None, "task": None}, 4)
+    assert (s.group, s.task) == ("", "lumbar")  # nil is "not given" (msgpack clients)
     s = parse_start({"subject": "P01", "session": "w4", "att_mm": 5, "run": 3, "age": 40}, 4)
     assert s.att_mm == [5.0] * 4 and s.run == 3 and s.age == 40.0
     for bad, match in (
@@ -146,3 +148,18 @@ def test_clip_keeps_only_the_session_samples():
     np.testing.assert_array_equal(part.array, msg.array[2:4])
     assert _clip(msg, 15, None) is None and _clip(msg, 0, 10) is None
     assert _clip(msg, 0, None) is msg
+
+
+def test_att_from_the_config_and_from_the_session():
+    from nirsd.daemon import config
+    from nirsd.daemon.probe import build_probe
+    from nirsd.drivers.base import Info
+
+    cfg = config.parse({"channel": [{"index": 0, "att_mm": 6.5}, {"index": 2, "att_mm": 0}]})
+    info = build_probe(cfg, Info(1, 3, (760.0, 850.0), 10.0, "p")).describe()
+    assert [ch.get("att_mm") for ch in info["channels"]] == [6.5, None, 0.0]
+    assert sc.att_per_channel(info, None) == [6.5, None, 0.0]
+    assert sc.att_per_channel(info, [4.0]) == [4.0, 4.0, 4.0]  # the session's values win
+    assert sc.att_per_channel(info, [1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
+    with pytest.raises(config.ConfigError, match="att_mm"):
+        config.parse({"channel": [{"index": 0, "att_mm": -1}]})

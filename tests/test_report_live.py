@@ -1,0 +1,96 @@
+"""``nirsd report`` on a dataset recorded by nirsd itself (``nirsd record --bids``):
+its epochs.tsv equals the epoch summaries the daemon published live for the same
+epochs (mean change and peak, every channel and chromophore, to 1e-6)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("statsmodels")
+if importlib.util.find_spec("nirsd.clients.bids_recorder") is None:
+    pytest.skip("nirsd record --bids is not in this tree", allow_module_level=True)
+
+from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
+
+RATE = 10.0
+BASELINE_S = 1.5
+STEPS = [("rest", 3.0), ("extension", 3.0), ("rest", 2.0), ("flexion", 3.0), ("rest", 1.5)]
+EXTRA = (
+    f"[markers]\nbaseline_s = {BASELINE_S}\n[protocol.short]\nsteps = ["
+    + ", ".join(f'["{label}", {s}]' for label, s in STEPS)
+    + "]\n"
+)
+
+
+def test_report_epochs_equal_the_live_epoch_summaries(tmp_path):
+    root = tmp_path / "study"
+    config = simulated_config(channels=4, rate_hz=RATE, extra=EXTRA)
+    with DaemonProcess(tmp_path / "d", config) as daemon:
+        with daemon.subscriber(("epoch", "session")) as live:
+            err = tmp_path / "rec.err"
+            cmd = [sys.executable, "-m", "nirsd.cli", "record", "--bids", str(root)]
+            cmd += ["--sessions", "2", "--data", daemon.endpoints.data]
+            cmd += ["--control", daemon.endpoints.control]
+            with open(err, "w") as fh:
+                rec = subprocess.Popen(cmd, env=daemon.env, stdout=subprocess.DEVNULL, stderr=fh)
+            wait_for(lambda: "following" in err.read_text() or rec.poll() is not None, 30)
+            sessions = {}  # participant → (first seq, end seq)
+            for subject, group in (("P01", "eperisone"), ("P02", "mckenzie")):
+                args = ["session", "start", "--subject", subject, "--session", "week0"]
+                r = daemon.cli(*args, "--group", group, "--protocol", "short")
+                assert r.returncode == 0, r.stderr
+                ack = json.loads(r.stdout)
+
+                def ended(sid=ack["session_id"]):
+                    last = daemon.control().request("session_status")[0]["last"]
+                    return last if last and last["session_id"] == sid else None
+
+                end = wait_for(ended, 60, 0.1)
+                sessions[f"sub-{subject}"] = (ack["seq"], end["end_seq"])
+            assert rec.wait(60) == 0, err.read_text()
+            summaries = []
+            while (msg := live.recv(0.5)) is not None:
+                if msg.topic == "epoch":
+                    summaries.append(msg.header)
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nirsd.cli", "report", str(root), "--out", str(out)]
+        + ["--baseline-s", str(BASELINE_S)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    ep = pd.read_csv(out / "epochs.tsv", sep="\t", na_values=["n/a"], keep_default_na=False)
+    runs = pd.read_csv(out / "runs.tsv", sep="\t")
+    assert runs["source"].str.startswith("derivative").all()  # the daemon's own ΔHb
+    ep = ep[ep["channel"] != "all"]
+    compared = 0
+    for s in summaries:
+        who = [p for p, (a, b) in sessions.items() if a <= s["onset_seq"] < b]
+        if not who:
+            continue
+        first = sessions[who[0]][0]
+        if s["onset_seq"] - s["n_baseline"] < first:
+            continue  # its pre-epoch window began before the session's first sample
+        onset = (s["onset_seq"] - first) / RATE  # on the run's time axis (± clock jitter)
+        mine = ep[
+            (ep["participant_id"] == who[0])
+            & (ep["trial_type"] == s["label"])
+            & (np.abs(ep["onset"] - onset) < 0.5 / RATE)
+        ]
+        for c, name in enumerate(s["channels"]):
+            for chrom in ("hbo", "hbr", "hbt"):
+                (row,) = mine[(mine["channel"] == name) & (mine["chromophore"] == chrom)].index
+                assert ep.loc[row, "mean_change"] == pytest.approx(s[f"mean_{chrom}"][c], rel=1e-6)
+                assert ep.loc[row, "peak_change"] == pytest.approx(s[f"peak_{chrom}"][c], rel=1e-6)
+                compared += 1
+    # per session: extension, rest, flexion, rest have their pre-epoch window in the run
+    assert compared == 2 * 4 * 4 * 3
