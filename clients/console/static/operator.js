@@ -10,6 +10,7 @@
   let consoleUp = false;
   // arrival times of the newest points (for bench/console.py): [seq, ms since epoch]
   window.nirsdArrivals = [];
+  window.nirsdTraces = traces; // for benchmarks and debugging
 
   // -- messages to the operator ------------------------------------------------------
   function say(text, bad) {
