@@ -282,3 +282,22 @@ def test_a_remote_daemon_is_reached_over_curve(tmp_path):
         for c in consoles:
             c.stop()
         d.stop()
+
+
+def test_console_started_before_the_daemon_waits_and_then_follows_it(tmp_path):
+    d = DaemonProcess(tmp_path, config())
+    c = ConsoleProcess(d).start()  # the bedside box may start the console first
+    try:
+        body = wait_for(lambda: request(c.base + "/api/status")[1], 10)
+        assert body["connected"] is False and body["daemon_state"] == "unreachable"
+        assert request(c.base + "/api/mark", {"label": "rest"})[0] == 503
+        d.start()
+        body = wait_for(
+            lambda: (b := request(c.base + "/api/status")[1])["daemon_state"] == "streaming" and b,
+            30,
+            what="the console to find the daemon",
+        )
+        assert body["channels"] == list(CHANNELS) and body["outage_since"] is None
+    finally:
+        c.stop()
+        d.stop()
