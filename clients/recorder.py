@@ -20,6 +20,7 @@ are computed (and recomputed by :func:`recover_file`).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ log = structlog.get_logger("nirsd.record")
 
 FLUSH_S = 0.5
 IDLE_S = 0.1  # longest wait for a message before checking stop, duration, flush
+ASK_EVERY_S = 1.0  # how often the daemon is asked for the I0 of a window begun earlier
+ASK_TIMEOUT_S = 1.0  # and how long such a question may take
 TOPICS = ("raw", "hb", "marker", "epoch", "status")
 
 
@@ -76,15 +79,6 @@ def recover_file(path: str | Path, hb: bool = False) -> dict[str, Any]:
 
 
 # -- recording ------------------------------------------------------------------------
-
-
-def _quality(m: Message) -> np.ndarray:
-    """Quality bits (n, n_ch) of an ``hb`` message; NaN where it carries none."""
-    n_ch = m.array.shape[-1] if m.array is not None else 0
-    raw = m.header.get("quality")
-    if isinstance(raw, bytes) and len(raw) == m.n * n_ch:
-        return np.frombuffer(raw, np.uint8).reshape(m.n, n_ch).astype(np.float64)
-    return np.full((m.n, n_ch), np.nan)
 
 
 class DiskFull(NirsdError):
@@ -147,6 +141,7 @@ class Recorder:
         self._live = False  # a live (not history) sample message has arrived
         self._dirty = False
         self._window_at: int | None = None  # a baseline window not yet placed on a row
+        self._asked_at = -math.inf  # when the daemon was last asked for a window's I0
         self.writer: snirf_writer.SnirfWriter | None = None
         self._journal: TextIO | None = None
 
@@ -222,7 +217,7 @@ class Recorder:
             labels.extend(m.header.get("epoch") or [None] * m.n)
             arrs.append(m.array)
             if topic == "hb":
-                quality.append(_quality(m))
+                quality.append(snirf_conversion.quality_rows(m.header.get("quality"), m.n, m.array))
         self._pending[topic] = keep
         if topic == "hb":  # kept for _commit beside the rows it belongs to
             self._quality = np.concatenate(quality) if quality else np.zeros((0, 0))
@@ -281,6 +276,7 @@ class Recorder:
         self._check_space()
         self._commit()
         self._journal_file.flush()
+        self._complete_windows()
         writer = self._snirf
         if self._dirty and writer.rows:
             seq, t, _ = snirf_writer.read_index(writer.f)
@@ -292,6 +288,29 @@ class Recorder:
             self._window_at = None
         writer.flush()
         self.stats.size_bytes = writer.size_bytes()
+
+    def _complete_windows(self) -> None:
+        """A baseline window that began before the file and was still open at the start
+        has samples the file lacks: once it has closed, ask the daemon for its I0."""
+        conv = self._snirf.conversion
+        for w in snirf_conversion.windows_missing_i0(
+            conv, self.stats.first_seq, self.stats.last_seq
+        ):
+            now = time.monotonic()
+            if now < self._asked_at + ASK_EVERY_S:
+                return
+            self._asked_at = now
+            control, wait = self.sub.control, self.sub.control.timeout_s
+            control.timeout_s = min(wait, ASK_TIMEOUT_S)  # never hold the flush long
+            try:
+                reply = control.info().get("conversion") or {}
+            except NirsdError:
+                return  # the daemon is busy or gone: asked again later
+            finally:
+                control.timeout_s = wait
+            if not snirf_conversion.take_i0(w, reply):
+                return  # a channel still waits for valid light
+            self._window_at = int(w["start_seq"])  # rewrite the windows tag
 
     # -- the run ------------------------------------------------------------------
     def _open(self, info: dict[str, Any]) -> None:

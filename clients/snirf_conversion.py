@@ -1,6 +1,7 @@
 """What a reader needs to redo nirsd's conversion from the raw file alone.
 
-metaDataTags (SNIRF allows user tags there; each is a scalar, so tables are JSON text):
+metaDataTags (SNIRF allows user tags there; each is a scalar string, so tables are JSON
+text and numbers are decimal text):
 
 - ``nirsdDPF``: JSON, per channel a list of one DPF per wavelength; ``nirsdDPFSource``
 - ``nirsdDistance_mm``: JSON, per channel the source-detector distance the daemon used
@@ -13,7 +14,8 @@ metaDataTags (SNIRF allows user tags there; each is a scalar, so tables are JSON
   ``end_seq`` (``start_seq + nirsdBaselineSamples``, exclusive, when every sample is
   valid), ``start_s``/``end_s`` on the file's time axis, ``start_row`` (row of
   ``start_seq`` in the file, or null when the window began before the file) and ``i0``
-  (per channel and wavelength, from the daemon, when the window began before the file)
+  (per channel and wavelength, from the daemon, when the window began before the file:
+  asked by the recorder once the window closes; null when it was re-taken first)
 - ``nirsdLightFloor``, ``nirsdSaturationLevel`` (counts; ``none`` when not set)
 - ``nirsdQualityBits``: JSON ``{bit: meaning}`` of ``/nirs/aux2`` (``nirsd_quality``)
 - ``nirsdIntensityUnit``: ``counts``
@@ -93,10 +95,11 @@ def conversion_tags(conv: Conversion) -> dict[str, Any]:
             conv.extinction, f"table {conv.extinction} (wavelength_nm, HbO2, Hb), linear"
         ),
         "nirsdExtinction_per_M_cm": json.dumps(conv.extinction_per_M_cm),
-        "nirsdBaselineSeconds": float(conv.baseline_s),
-        "nirsdBaselineSamples": int(conv.baseline_samples),
-        "nirsdLightFloor": float(conv.light_floor),
-        "nirsdSaturationLevel": "none" if sat is None else float(sat),
+        # numbers as text, like every other tag of the file: readers decode tags as strings
+        "nirsdBaselineSeconds": repr(float(conv.baseline_s)),
+        "nirsdBaselineSamples": str(int(conv.baseline_samples)),
+        "nirsdLightFloor": repr(float(conv.light_floor)),
+        "nirsdSaturationLevel": "none" if sat is None else repr(float(sat)),
         "nirsdQualityBits": json.dumps({str(k): v for k, v in QUALITY_BITS.items()}),
         "nirsdIntensityUnit": "counts",
     }
@@ -134,9 +137,46 @@ def window_rows(conv: Conversion, seq: np.ndarray, time_s: np.ndarray) -> list[d
     return out
 
 
+def windows_missing_i0(
+    conv: Conversion | None, first_seq: int | None, last_seq: int | None
+) -> list[dict[str, Any]]:
+    """Windows that began before the file's first row and have closed since (by the
+    nominal count), whose I0 the file does not hold yet."""
+    if conv is None or first_seq is None or last_seq is None:
+        return []
+    return [
+        w
+        for w in conv.windows
+        if "i0" not in w
+        and int(w["start_seq"]) < first_seq
+        and last_seq >= int(w["start_seq"]) + conv.baseline_samples
+    ]
+
+
+def take_i0(window: dict[str, Any], conversion_reply: dict[str, Any]) -> bool:
+    """Store the daemon's I0 (``info`` ``conversion``) in ``window``; False while that
+    window is still open.  A window re-taken since gets ``i0`` null: its I0 is gone."""
+    if conversion_reply.get("baseline_seq") != window["start_seq"]:
+        window["i0"] = None
+    elif conversion_reply.get("baseline_ready"):
+        window["i0"] = conversion_reply.get("i0")
+    else:
+        return False
+    return True
+
+
 def write_windows(tags: h5py.Group, conv: Conversion, seq: np.ndarray, t: np.ndarray) -> None:
     """(Re)write ``nirsdBaselineWindows`` for the rows stored so far."""
     if "nirsdBaselineWindows" in tags:
         del tags["nirsdBaselineWindows"]
     text = json.dumps(window_rows(conv, seq, t))
     tags.create_dataset("nirsdBaselineWindows", data=text.encode("utf-8"))
+
+
+def quality_rows(raw: Any, n: int, hb: np.ndarray | None) -> np.ndarray:
+    """Quality bits (n, n_ch) as floats from an ``hb`` message's ``quality`` bytes (one
+    uint8 per sample and channel); NaN where the message carries none."""
+    n_ch = hb.shape[-1] if hb is not None else 0
+    if isinstance(raw, bytes) and len(raw) == n * n_ch:
+        return np.frombuffer(raw, np.uint8).reshape(n, n_ch).astype(np.float64)
+    return np.full((n, n_ch), np.nan)

@@ -3,10 +3,10 @@
 ``/nirs/probe`` gets ``wavelengths`` (nm), ``sourcePos3D``/``detectorPos3D`` and
 ``sourcePos2D``/``detectorPos2D`` (mm; 2-D is x, y of the 3-D positions: the probe lies
 flat on the skin), ``sourceLabels``/``detectorLabels``, ``coordinateSystem`` with
-``coordinateSystemDescription``, and ``landmarkPos3D``/``landmarkLabels`` where the
-config's ``[probe] landmarks`` gives them.  MNE reads landmarks that are not head
-fiducials as extra points in an unknown frame, so a lumbar probe is not placed in the
-head frame with fsaverage fiducials.
+``coordinateSystemDescription``, and ``landmarkPos3D``/``landmarkLabels`` from the
+config's ``[probe] landmarks`` (empty without them).  MNE reads landmarks that are not
+head fiducials as extra points in an unknown frame, and an empty landmark list as none,
+so a probe on the back is not placed in the head frame with fsaverage fiducials.
 """
 
 from __future__ import annotations
@@ -156,10 +156,16 @@ def write_probe(nirs: h5py.Group, lay: Layout) -> None:
     probe.create_dataset("coordinateSystem", data=_s(lay.coordinate_system))
     probe.create_dataset("coordinateSystemDescription", data=_s(lay.coordinate_system_description))
     marks = np.asarray(lay.landmark_pos_mm, "f8").reshape(-1, 3)
-    if len(lay.landmark_labels) and len(marks) == len(lay.landmark_labels):
-        probe.create_dataset("landmarkPos3D", data=marks)
+    labels = [_s(x) for x in lay.landmark_labels]
+    if len(marks) != len(labels):
+        marks, labels = np.zeros((0, 3)), []
+    # Written even when empty: without landmarkPos3D MNE adds fsaverage head fiducials
+    probe.create_dataset("landmarkPos3D", data=marks)
+    probe.create_dataset(
+        "landmarkLabels", data=np.array(labels or [], dtype="S" if labels else "S1")
+    )
+    if len(marks):
         probe.create_dataset("landmarkPos2D", data=marks[:, :2])
-        probe.create_dataset("landmarkLabels", data=[_s(x) for x in lay.landmark_labels])
 
 
 def probe_tags(lay: Layout) -> dict[str, str]:

@@ -55,16 +55,18 @@ def _blocked(modules: list[str], args: list[str], env: dict[str, str]):
         (["h5py"], ["record", "x.snirf"], "snirf"),
         (["rich"], ["view", "--once"], "view"),
         (["pylsl"], ["lsl"], "lsl"),
+        (["aiohttp"], ["console"], "console"),
     ],
-    ids=["plot-matplotlib", "plot-h5py", "record", "view", "lsl"],
+    ids=["plot-matplotlib", "plot-h5py", "record", "view", "lsl", "console"],
 )
 def test_missing_extra_names_the_extra(tmp_path, blocked, args, extra):
     env = {**os.environ, "NIRSD_RUNTIME_DIR": str(tmp_path)}
     out = _blocked(blocked, args, env)
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr
-    assert f"'nirsd[{extra}]'" in out.stderr and f"-e '.[{extra}]'" in out.stderr
-    assert blocked[0] in out.stderr
+    assert f"'nirsd[{extra}]'" in out.stderr and blocked[0] in out.stderr
+    if extra != "console":  # these go through nirsd.core.optional: the checkout form too
+        assert f"-e '.[{extra}]'" in out.stderr
 
 
 def test_the_all_extra_holds_every_optional_dependency():
@@ -74,9 +76,8 @@ def test_the_all_extra_holds_every_optional_dependency():
     extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
-    every = {
-        req for name, reqs in extras.items() if name not in ("all", "test", "bench") for req in reqs
-    }
+    tools = ("all", "test", "bench", "lint")  # for developers, not features of nirsd
+    every = {req for name, reqs in extras.items() if name not in tools for req in reqs}
     assert every <= set(extras["all"]), sorted(every - set(extras["all"]))
 
 
@@ -88,13 +89,14 @@ def test_the_all_extra_holds_every_optional_dependency():
 )
 def test_no_daemon_is_said_at_once_when_the_socket_file_is_missing(tmp_path, args):
     env = {**os.environ, "NIRSD_RUNTIME_DIR": str(tmp_path / "run")}
-    out, took = _nirsd([*args[:1], *args[1:]], env)
+    out, took = _nirsd([*args, "--timeout", "60"], env, timeout=120)
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr
     assert f"{tmp_path / 'run' / 'control'} does not exist" in out.stderr
     assert "nirsd run" in out.stderr
-    # the old wait was 5 s (10 s for record); interpreter start-up is most of this
-    assert took < 3.0, took
+    # a wait would last the whole --timeout; what is left is interpreter start-up
+    # (about 1 s, several on a loaded machine)
+    assert took < 20.0, took
 
 
 def test_an_existing_socket_file_is_still_waited_for(tmp_path):

@@ -169,6 +169,7 @@ def test_record_pipeline_snirf_valid_mne_values_stims(daemon, tmp_path):
     # MNE reads only /nirs/data1: the raw intensities
     raw_mne = mne.io.read_raw_snirf(path, preload=True, verbose="error")
     assert set(raw_mne.get_channel_types()) == {"fnirs_cw_amplitude"}
+    assert raw_mne.info["dig"] == []  # a synthetic layout: no fsaverage head fiducials
     assert len(raw_mne.ch_names) == 16
     np.testing.assert_allclose(raw_mne.get_data().T, raw)
     ann = {(a["description"], round(a["onset"], 3)) for a in raw_mne.annotations}

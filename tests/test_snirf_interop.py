@@ -191,7 +191,8 @@ def test_quality_bits_and_conversion_tags(recording):
         assert tags["nirsdExtinction"][()] == b"prahl"
         eps = json.loads(tags["nirsdExtinction_per_M_cm"][()])
         assert json.loads(tags["nirsdDistance_mm"][()]) == [35.0] * 8
-        assert tags["nirsdBaselineSamples"][()] == 20
+        assert tags["nirsdBaselineSamples"][()] == b"20"
+        assert all(isinstance(tags[k][()], bytes) for k in tags)  # every tag is text
     np.testing.assert_allclose(eps, [[586.0, 1548.52], [1058.0, 691.32]])  # Prahl 760/850
     pending = (q & 4) > 0
     base = acks["base"]["seq"]
@@ -268,5 +269,34 @@ def test_docs_script_on_a_file_that_starts_after_the_baseline(tmp_path):
     scope: dict = {}
     exec(compile(doc_script(), "docs/recording.md", "exec"), scope)
     big = np.abs(published) > 1e-3
+    rel = np.abs(scope["hb"] - published)[big] / np.abs(published)[big]
+    assert rel.max() < 2e-4, rel.max()
+
+
+def test_docs_script_when_the_recording_starts_inside_the_baseline(tmp_path):
+    """The window began before the file and closed during it: the recorder asks the
+    daemon for that window's I0 and the file carries it."""
+    text = lumbar_config().replace("seconds = 1.0", "seconds = 4.0")  # [baseline]
+    d = DaemonProcess(tmp_path / "d", text)
+    d.start()
+    try:
+        wait_for(lambda: d.control().info().get("seq", 0) > 5, 20, what="samples")
+        assert not d.control().status().get("baseline_ready")
+        path = tmp_path / "session.snirf"
+        ep = ("--data", d.endpoints.data, "--control", d.endpoints.control)
+        d.cli("record", str(path), "--backfill", "0", "--duration", "6", *ep, check=True)
+    finally:
+        d.stop()
+    with h5py.File(path, "r") as f:
+        (window,) = json.loads(f["nirs/metaDataTags/nirsdBaselineWindows"][()])
+        published = f["nirs/data2/dataTimeSeries"][:].T
+        first = int(f["nirs/aux1/dataTimeSeries"][0, 0])
+        pending = (f["nirs/aux2/dataTimeSeries"][:, 0].astype(int) & 4) > 0
+    assert 0 < first < 80 and pending[0] and not pending[-1]  # began before, ended inside
+    assert window["start_row"] is None and len(window["i0"]) == 8
+    scope: dict = {}
+    exec(compile(doc_script(), "docs/recording.md", "exec"), scope)
+    done = ~pending  # pending samples used the running mean, partly of samples not here
+    big = (np.abs(published) > 1e-3) & done[None, :]
     rel = np.abs(scope["hb"] - published)[big] / np.abs(published)[big]
     assert rel.max() < 2e-4, rel.max()
