@@ -225,8 +225,11 @@ def load_run(
     run: Run, dpf_fallback: float = DEFAULT_DPF, motion: MotionParams | None = None
 ) -> RunData:
     """Read, convert and flag one run (only this run's arrays are held)."""
-    raw = read_snirf(run.path, "raw") if run.derivative is None else None
-    snirf = raw if raw is not None else read_snirf(run.derivative, "hb")
+    raw: Snirf | None = None
+    if run.derivative is None:
+        raw = snirf = read_snirf(run.path, "raw")
+    else:
+        snirf = read_snirf(run.derivative, "hb")
     dpf, dpf_source = file_dpf(snirf, dpf_fallback)
     if raw is not None:
         hb, bad, od = convert(raw, dpf)

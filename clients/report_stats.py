@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .report_measures import MEASURES
+
+if TYPE_CHECKING:  # statsmodels (the optional report extra) is imported where it is used
+    from statsmodels.regression.mixed_linear_model import MixedLMResults
 
 KEYS = ["participant_id", "session", "group", "trial_type", "channel", "chromophore"]
 TEST_COLUMNS = [
@@ -131,7 +135,7 @@ def _between(values: dict[str, np.ndarray], where: dict[str, str]) -> list[dict]
     return rows
 
 
-def mixed_model(cell: pd.DataFrame) -> tuple[object | None, str]:
+def mixed_model(cell: pd.DataFrame) -> tuple[MixedLMResults | None, str]:
     """statsmodels MixedLM fit of mean_change ~ C(group) * C(session) | participant."""
     import statsmodels.formula.api as smf
 

@@ -37,6 +37,7 @@ published already.  NaN (bad light) never counts as motion: it is flagged elsewh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -118,8 +119,9 @@ def detect(od: np.ndarray, rate_hz: float, params: MotionParams | None = None) -
             step = np.abs(x[k:] - x[:-k])  # lag loop: a few iterations, never per sample
             np.fmax(reach[: n - k], step, out=reach[: n - k])
         bad = (reach > p.stdev_thresh * sigma) | (reach > p.amp_thresh)
-    bad = bad.reshape(n - 1, *shape).any(axis=2)
-    out[1:] = _dilate(bad, p.mask(rate_hz))
+    # numpy's stubs type .any(axis=...) as `bool | ndarray`; with an axis it is an array.
+    bad_rows: Any = bad.reshape(n - 1, *shape).any(axis=2)
+    out[1:] = _dilate(bad_rows, p.mask(rate_hz))
     return out
 
 
@@ -195,7 +197,9 @@ class MotionMonitor:
         if self._phase >= self._period:
             self._phase = 0
             self._update_sigma()
-        return self._apply_hold(hit.reshape(n, self.n_channels, self.n_wavelengths).any(axis=2))
+        # numpy's stubs type .any(axis=...) as `bool | ndarray`; with an axis it is an array.
+        hit_rows: Any = hit.reshape(n, self.n_channels, self.n_wavelengths).any(axis=2)
+        return self._apply_hold(hit_rows)
 
     def _update_sigma(self) -> None:
         cnt, s, ss = self._acc
