@@ -226,7 +226,7 @@ def load_run(
 ) -> RunData:
     """Read, convert and flag one run (only this run's arrays are held)."""
     raw = read_snirf(run.path, "raw") if run.derivative is None else None
-    snirf = raw if raw is not None else read_snirf(run.derivative, "hb")
+    snirf = raw if raw is not None else read_snirf(run.derivative or run.path, "hb")
     dpf, dpf_source = file_dpf(snirf, dpf_fallback)
     if raw is not None:
         hb, bad, od = convert(raw, dpf)

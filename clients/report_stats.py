@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -131,7 +132,7 @@ def _between(values: dict[str, np.ndarray], where: dict[str, str]) -> list[dict]
     return rows
 
 
-def mixed_model(cell: pd.DataFrame) -> tuple[object | None, str]:
+def mixed_model(cell: pd.DataFrame) -> tuple[Any, str]:
     """statsmodels MixedLM fit of mean_change ~ C(group) * C(session) | participant."""
     import statsmodels.formula.api as smf
 

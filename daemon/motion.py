@@ -119,8 +119,8 @@ def detect(od: np.ndarray, rate_hz: float, params: MotionParams | None = None) -
             step = np.abs(x[k:] - x[:-k])  # lag loop: a few iterations, never per sample
             np.fmax(reach[: n - k], step, out=reach[: n - k])
         bad = (reach > p.stdev_thresh * sigma) | (reach > p.amp_thresh)
-    bad = bad.reshape(n - 1, *shape).any(axis=2)
-    out[1:] = _dilate(bad, p.mask(rate_hz))
+    per_channel = np.asarray(bad.reshape(n - 1, *shape).any(axis=2))
+    out[1:] = _dilate(per_channel, p.mask(rate_hz))
     return out
 
 
@@ -231,7 +231,8 @@ class MotionMonitor:
         if self._phase >= self._period:
             self._phase = 0
             self._update_sigma()
-        return self._apply_hold(hit.reshape(n, self.n_channels, self.n_wavelengths).any(axis=2))
+        per_channel = np.asarray(hit.reshape(n, self.n_channels, self.n_wavelengths).any(axis=2))
+        return self._apply_hold(per_channel)
 
     def _update_sigma(self) -> None:
         cnt, s, ss = self._acc
