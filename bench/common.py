@@ -52,11 +52,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def quiet_lsl() -> None:
-    """liblsl logs INFO lines on stderr; keep only errors (inherited by subprocesses)."""
-    if "LSLAPICFG" not in os.environ:
-        cfg = Path(tempfile.gettempdir()) / "nirsd-bench-lsl.cfg"
-        cfg.write_text("[log]\nlevel = -2\n")
-        os.environ["LSLAPICFG"] = str(cfg)
+    """LSL on this machine only (ResolveScope = machine, KnownPeers 127.0.0.1, no IPv6)
+    and errors only in liblsl's log; inherited by the subprocesses."""
+    from nirsd.cli.testing import keep_lsl_local
+
+    keep_lsl_local(Path(tempfile.gettempdir()) / "nirsd-bench-lsl")
 
 
 quiet_lsl()

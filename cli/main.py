@@ -25,12 +25,14 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nirsd.daemon.cmd_simulate",
     "nirsd.clients.cmd_tail",
     "nirsd.clients.cmd_control",
+    "nirsd.clients.cmd_session",
     "nirsd.daemon.cmd_keys",
     "nirsd.clients.cmd_view",
     "nirsd.clients.cmd_lsl",
     "nirsd.clients.cmd_record",
     "nirsd.clients.cmd_plot",
     "nirsd.clients.cmd_report",
+    "nirsd.clients.cmd_console",
     "nirsd.daemon.cmd_ports",
 )
 

@@ -35,6 +35,33 @@ def wait_for(
         time.sleep(interval)
 
 
+#: liblsl settings that keep LSL discovery on this machine: no multicast beyond the host,
+#: the loopback peer only, no IPv6; liblsl logs errors only
+LOCAL_LSL_CONFIG = """\
+[ports]
+IPv6 = disable
+
+[multicast]
+ResolveScope = machine
+
+[lab]
+KnownPeers = {127.0.0.1}
+
+[log]
+level = -2
+"""
+
+
+def keep_lsl_local(directory: Path) -> Path:
+    """Write LOCAL_LSL_CONFIG to ``directory``/lsl_api.cfg and point ``$LSLAPICFG`` at it
+    (before liblsl starts), so tests and benchmarks never send LSL traffic off the host."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "lsl_api.cfg"
+    path.write_text(LOCAL_LSL_CONFIG)
+    os.environ["LSLAPICFG"] = str(path)
+    return path
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
@@ -192,3 +219,74 @@ class _Closing:
                 self._client.close()
 
         return call
+
+
+class Collector:
+    """A test-side subscriber that keeps what it receives: samples by ``seq`` per topic
+    (``raw``, ``hb``, ``od``), their host and device times and epoch labels, every other
+    message as an event, and each message's arrival time.  One collector for every test
+    that reads the stream, so each reads it the same way."""
+
+    SAMPLE_TOPICS = ("raw", "hb", "od")
+
+    def __init__(self, sub: Any) -> None:
+        self.sub = sub
+        self.samples: dict[str, dict[int, Any]] = {t: {} for t in self.SAMPLE_TOPICS}
+        self.t: dict[int, float] = {}
+        self.t_dev: dict[int, float] = {}
+        self.epoch: dict[int, str | None] = {}
+        self.events: list[Any] = []
+        #: (monotonic arrival, topic, first seq or None, the message's newest sample time)
+        self.arrivals: list[tuple[float, str, int | None, float | None]] = []
+
+    @property
+    def hb(self) -> dict[int, Any]:
+        return self.samples["hb"]
+
+    @property
+    def raw(self) -> dict[int, Any]:
+        return self.samples["raw"]
+
+    def take(self, msg: Any) -> None:
+        """Keep one message."""
+        now = time.monotonic()
+        if msg.topic in self.samples:
+            store, header = self.samples[msg.topic], msg.header
+            for i in range(msg.n):
+                s = msg.seq + i
+                store[s] = msg.array[i]
+                self.t[s] = header["t"][i]
+                if "t_dev" in header:
+                    self.t_dev[s] = header["t_dev"][i]
+                if "epoch" in header:
+                    self.epoch[s] = header["epoch"][i]
+            self.arrivals.append((now, msg.topic, msg.seq, header["t"][-1] if msg.n else None))
+        else:
+            self.events.append(msg)
+            self.arrivals.append((now, msg.topic, None, None))
+
+    def pump(self, seconds: float = 0.05) -> int:
+        """Receive for ``seconds``; the newest sample ``seq`` held (-1 if none)."""
+        end = time.monotonic() + seconds
+        while True:
+            msg = self.sub.recv(max(0.0, end - time.monotonic()))
+            if msg is None:
+                return max(self.t, default=-1)
+            self.take(msg)
+
+    def until(self, cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+        """Receive until ``cond()`` is truthy; TimeoutError after ``timeout`` s."""
+
+        def step() -> Any:
+            self.pump()
+            return cond()
+
+        return wait_for(step, timeout, interval=0, what=what)
+
+    def until_seq(self, seq: int, timeout: float = 15.0) -> None:
+        """Receive until sample ``seq`` has arrived."""
+        self.until(lambda: max(self.t, default=-1) >= seq, timeout, what=f"sample {seq}")
+
+    def of(self, topic: str) -> list[dict]:
+        """Headers of the events received on ``topic``, in order."""
+        return [m.header for m in self.events if m.topic == topic]

@@ -15,21 +15,26 @@ import sys
 from typing import Any
 
 from nirsd.core.errors import NirsdError
+from nirsd.core.optional import require
 from nirsd.daemon.cmdline import curve, endpoint_args, endpoints
 
 EXIT_IOERR = 74
 
 DESCRIPTION = """\
-Record raw intensities and ΔHbO/ΔHbR into a SNIRF 1.1 file (HDF5): first everything the
-daemon's history still holds (see --backfill), then live data.  Gaps are detected by
+Record raw intensities and ΔHbO/ΔHbR into a SNIRF 1.1 file (HDF5) from now on; with
+--backfill S, first the S seconds before now from the daemon's history (--backfill all:
+everything it still holds).  Gaps are detected by
 sample index and counted, never filled with invented samples.  One stim group per
-epoch label ([onset duration 1.0] rows) comes from the marker channel; markers, epochs
-and gaps are also logged to FILE.snirf.journal.jsonl beside the file.  The file is flushed
+epoch label ([onset duration 1.0] rows, plus the epoch summaries) comes from the marker
+channel; markers, epochs and gaps are also logged to FILE.snirf.journal.jsonl beside the
+file.  At the end FILE_hb.snirf is written beside it: the same recording with ΔHbO/ΔHbR
+as data1, which mne.io.read_raw_snirf opens as hbo/hbr channels.  The file is flushed
 every 0.5 s: a killed recorder loses at most the last second, and
 `nirsd record --recover FILE` makes what it wrote a valid SNIRF file.
 
 Progress goes to stderr: a status line (elapsed, samples, file size, drops) on a
-terminal, else one JSON line every 5 s.  A summary JSON line goes to stdout at the end.
+terminal, else one JSON line every 5 s.  A summary JSON line goes to stdout at the
+end; its backfilled (samples) and backfilled_s say how much came from before the start.
 
 exit status: 0 ended cleanly (duration, SIGINT/SIGTERM, daemon restart), 1 runtime
 error (no daemon, cannot create the file), 2 usage error, 74 write error such as a
@@ -44,7 +49,25 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     endpoint_args(p)
-    p.add_argument("file", metavar="FILE.snirf", help="the SNIRF file to write")
+    p.add_argument("file", metavar="FILE.snirf", nargs="?", help="the SNIRF file to write")
+    p.add_argument(
+        "--bids",
+        metavar="ROOT",
+        help="follow study sessions (nirsd session start): one fNIRS-BIDS run per "
+        "session in the dataset ROOT, exactly the session's samples (see docs/recording.md)",
+    )
+    p.add_argument(
+        "--sessions",
+        type=int,
+        metavar="N",
+        help="with --bids: exit after N sessions (default: until stopped)",
+    )
+    p.add_argument(
+        "--placement",
+        metavar="TEXT",
+        help="with --bids: NIRSPlacementScheme (default: the channel labels, e.g. "
+        "the vertebral levels)",
+    )
     p.add_argument(
         "--duration",
         type=float,
@@ -56,10 +79,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--visit", default="", metavar="V", help="visit tag (Visit)")
     p.add_argument(
         "--backfill",
-        type=float,
-        metavar="SECONDS",
-        help="start SECONDS before the first live sample "
-        "(default: all the history the daemon holds)",
+        type=_backfill,
+        default=0.0,
+        metavar="S",
+        help="also record the S seconds before the first live sample from the daemon's "
+        "history, or 'all' for everything it holds (default 0: from now on)",
     )
     p.add_argument(
         "--recover",
@@ -72,6 +96,30 @@ def register(subparsers: Any) -> None:
         "--timeout", type=float, default=10.0, help="seconds to wait for the daemon (default 10)"
     )
     p.set_defaults(func=cmd_record)
+
+
+def _backfill(text: str) -> float | None:
+    """--backfill: seconds (≥ 0), or ``all`` (None: the whole history)."""
+    if text == "all":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seconds or 'all', not {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, not {text}")
+    return value
+
+
+def backfill_summary(rec: Any, asked: float | None) -> dict[str, Any]:
+    """What the file holds from before the recording started (history), for the summary."""
+    header = rec.events[0] if rec.events and rec.events[0].get("kind") == "header" else {}
+    rate = float((header.get("info") or {}).get("rate_hz") or 0.0)
+    n = int(rec.stats.backfilled)
+    return {
+        "backfill_asked": "all" if asked is None else asked,
+        "backfilled_s": round(n / rate, 3) if rate else None,
+    }
 
 
 class Progress:
@@ -107,16 +155,23 @@ class Progress:
 def cmd_record(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    try:
-        from nirsd.clients import recorder
-        from nirsd.clients.snirf_writer import Meta
-    except ImportError as err:
-        raise NirsdError(f"recording needs h5py: pip install 'nirsd[snirf]' ({err})") from err
+    require("h5py", "nirsd record")
+    from nirsd.clients import recorder
+    from nirsd.clients.snirf_writer import Meta
+
+    if args.bids is not None:
+        if args.file is not None:
+            raise NirsdError("give FILE.snirf or --bids ROOT, not both")
+        from .cmd_record_bids import cmd_record_bids
+
+        return cmd_record_bids(args)
+    if args.file is None:
+        raise NirsdError("give FILE.snirf (or --bids ROOT)")
     path = Path(args.file)
     if args.recover:
         if not path.exists():
             raise NirsdError(f"{path}: no such file")
-        print(json.dumps(recorder.recover_file(path)))
+        print(json.dumps(recorder.recover_file(path, hb=True)))
         return 0
     if path.exists() and not args.force:
         raise NirsdError(f"{path} exists (use --force to overwrite, --recover to repair)")
@@ -127,9 +182,13 @@ def cmd_record(args: argparse.Namespace) -> int:
     logs.configure("warning")
     meta = Meta(subject=args.subject, group=args.group, visit=args.visit)
     progress = Progress()
-    with Subscriber(recorder.TOPICS, endpoints=endpoints(args), curve=curve(args)) as sub:
+    topics = (*recorder.TOPICS, "derived")  # a device of computed values sends these
+    with Subscriber(topics, endpoints=endpoints(args), curve=curve(args)) as sub:
         sub.control.timeout_s = args.timeout
-        rec = recorder.Recorder(
+        kind = recorder.Recorder
+        if "derived" in (info := sub.control.info()) and not info.get("n_channels"):
+            from .derived_recorder import DerivedRecorder as kind  # type: ignore[assignment]
+        rec = kind(
             path,
             sub,
             meta,
@@ -137,6 +196,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             backfill_s=args.backfill,
             progress=progress,
             timeout_s=args.timeout,
+            hb_file=True,
         )
 
         def on_signal(signum: int, frame: Any) -> None:
@@ -156,6 +216,22 @@ def cmd_record(args: argparse.Namespace) -> int:
             for s, handler in old.items():
                 signal.signal(s, handler)
         progress.end()
-        summary = {"file": str(path), "reason": rec.stop_reason, **rec.stats.as_dict()}
+        summary = {
+            "file": str(path),
+            "reason": rec.stop_reason,
+            **rec.stats.as_dict(),
+            **backfill_summary(rec, args.backfill),
+        }
+        hb_file = recorder.snirf_hb.hb_path(path)
+        if hb_file.exists():
+            summary["hb_file"] = str(hb_file)
+        if progress.tty:
+            back = summary["backfilled_s"]
+            print(
+                f"nirsd: recorded {summary['samples']} samples into {path}"
+                + (f", of which {back:g} s from before the start (--backfill)" if back else "")
+                + f"; {summary['reason']}",
+                file=sys.stderr,
+            )
         print(json.dumps(summary))
         return code

@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tail", help="print published samples or events")
     endpoint_args(p)
     p.add_argument(
-        "--topic", default="hb", choices=["hb", "raw", "od", "marker", "epoch", "status"]
+        "--topic",
+        default="hb",
+        choices=["hb", "raw", "od", "derived", "marker", "epoch", "status", "session"],
     )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("-n", type=int, metavar="COUNT", help="stop after COUNT lines")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nirsd.core.errors import NirsdError
+from nirsd.core.optional import require
 from nirsd.daemon.cmdline import curve, endpoint_args, endpoints
 
 HELP = """\
@@ -17,10 +17,9 @@ arrived; 2 usage error."""
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    try:
-        from rich.console import Console
-    except ImportError as err:
-        raise NirsdError("nirsd view needs rich: pip install 'nirsd[view]'") from err
+    require("rich", "nirsd view")
+    from rich.console import Console
+
     from nirsd.clients.viewer import Viewer
 
     viewer = Viewer(

@@ -34,97 +34,23 @@ from nirsd.core.errors import NirsdError
 from nirsd.daemon import wire
 from nirsd.daemon.wire import Message
 
-from . import snirf_writer
+from . import snirf_conversion, snirf_hb, snirf_writer
+from .snirf_stims import intervals, stim_rows
+
+__all__ = ["Recorder", "Stats", "intervals", "recover_file", "stim_rows"]
 from .subscriber import Subscriber
 
 log = structlog.get_logger("nirsd.record")
 
 FLUSH_S = 0.5
 IDLE_S = 0.1  # longest wait for a message before checking stop, duration, flush
+ASK_EVERY_S = 1.0  # how often the daemon is asked for the I0 of a window begun earlier
+ASK_TIMEOUT_S = 1.0  # and how long such a question may take
 TOPICS = ("raw", "hb", "marker", "epoch", "status")
 
 
 def journal_path(path: str | Path) -> Path:
     return Path(str(path) + ".journal.jsonl")
-
-
-# -- stims ----------------------------------------------------------------------------
-
-
-def intervals(events: list[dict[str, Any]]) -> list[tuple[str, int, int | None]]:
-    """Epochs as ``(label, onset_seq, end_seq or None)`` sample-index intervals.
-
-    Sources by precedence: ``epoch`` summaries, then start/end markers (placed at their
-    aligned ``seq``, which also covers late markers), then runs of the per-sample
-    ``epoch`` labels (which catch epochs begun before the recorder).  A lower source
-    adds an interval only where no higher one has the same label overlapping.
-    Instant markers give ``(label, seq, seq)``.
-    """
-    epochs = [
-        (e["label"], int(e["onset_seq"]), int(e["end_seq"])) for e in events if e["kind"] == "epoch"
-    ]
-    marks: list[tuple[str, int, int | None]] = []
-    instants: list[tuple[str, int, int | None]] = []
-    opened: dict[str, int] = {}
-    runs: list[tuple[str, int, int | None]] = []
-    current: tuple[str | None, int] | None = None
-    for e in events:
-        if e["kind"] == "marker" and e.get("seq") is not None:
-            label, seq, action = e["label"], int(e["seq"]), e.get("action", "start")
-            if action == "start":
-                opened.setdefault(label, seq)
-            elif action == "end":
-                if label in opened:
-                    marks.append((label, opened.pop(label), seq))
-            else:
-                instants.append((label, seq, seq))
-        elif e["kind"] == "run":
-            if current is not None and current[0] is not None:
-                runs.append((current[0], current[1], int(e["seq"])))
-            current = (e["label"], int(e["seq"]))
-    marks += [(label, seq, None) for label, seq in opened.items()]
-    if current is not None and current[0] is not None:
-        runs.append((current[0], current[1], None))
-
-    def overlaps(a: tuple, b: tuple) -> bool:
-        a_end = math.inf if a[2] is None else a[2]
-        b_end = math.inf if b[2] is None else b[2]
-        return a[0] == b[0] and a[1] < b_end and b[1] < a_end
-
-    out = list(epochs)
-    for cand in marks + runs:
-        if not any(overlaps(cand, o) for o in out):
-            out.append(cand)
-    return out + instants
-
-
-def stim_rows(
-    events: list[dict[str, Any]], seq: np.ndarray, time_s: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Per label, rows ``[onset_s, duration_s, 1.0]`` on the file's time axis.
-
-    ``seq``/``time_s``: the sample index and time (s from the first row) of every row.
-    An epoch still open at the end lasts to the end of the recording.
-    """
-    if len(seq) == 0:
-        return {}
-    step = float(np.median(np.diff(time_s))) if len(time_s) > 1 else 0.0
-    end_time = float(time_s[-1]) + step
-    out: dict[str, list[list[float]]] = {}
-    for label, on, end in intervals(events):
-        if end is not None and end != on and end <= seq[0]:
-            continue
-        i = int(np.searchsorted(seq, on))
-        if i == len(seq):
-            continue
-        onset = float(time_s[i])
-        if end == on:
-            duration = 0.0
-        else:
-            j = len(seq) if end is None else int(np.searchsorted(seq, end))
-            duration = (float(time_s[j]) if j < len(seq) else end_time) - onset
-        out.setdefault(label, []).append([onset, max(duration, 0.0), 1.0])
-    return {k: np.array(sorted(v)) for k, v in out.items()}
 
 
 def read_journal(path: str | Path) -> list[dict[str, Any]]:
@@ -139,13 +65,17 @@ def read_journal(path: str | Path) -> list[dict[str, Any]]:
     return events
 
 
-def recover_file(path: str | Path) -> dict[str, Any]:
-    """Make ``path`` valid after a crash: truncate tails, rewrite stims from the journal."""
+def recover_file(path: str | Path, hb: bool = False) -> dict[str, Any]:
+    """Make ``path`` valid after a crash: truncate tails, rewrite stims from the journal;
+    with ``hb``, (re)write the hemoglobin file beside it (``FILE_hb.snirf``)."""
     jpath = journal_path(path)
     events = read_journal(jpath) if jpath.exists() else None
     stims_for = None if events is None else (lambda seq, t, t0: stim_rows(events, seq, t))
     rows = snirf_writer.recover(path, stims_for)
-    return {"file": str(path), "rows": rows, "journal": str(jpath) if events else None}
+    out = {"file": str(path), "rows": rows, "journal": str(jpath) if events else None}
+    if hb:
+        out["hb_file"] = str(snirf_hb.write_hb_file(path))
+    return out
 
 
 # -- recording ------------------------------------------------------------------------
@@ -188,7 +118,11 @@ class Recorder:
         backfill_s: float | None = None,
         progress: Callable[[Stats], None] | None = None,
         timeout_s: float = 10.0,
+        hb_file: bool = False,
     ) -> None:
+        """``hb_file``: also write the hemoglobin SNIRF ``FILE_hb.snirf`` at the end
+        (``nirsd record`` does; off by default so that callers writing a dataset of
+        their own layout, such as BIDS, get no extra file)."""
         self.path = Path(path)
         self.sub = sub
         self.meta = meta
@@ -196,6 +130,7 @@ class Recorder:
         self.backfill_s = backfill_s
         self.progress = progress
         self.timeout_s = timeout_s
+        self.hb_file = hb_file
         self.stats = Stats()
         self.events: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
@@ -205,6 +140,8 @@ class Recorder:
         self._label: Any = ()  # label of the current run; () = none seen yet
         self._live = False  # a live (not history) sample message has arrived
         self._dirty = False
+        self._window_at: int | None = None  # a baseline window not yet placed on a row
+        self._asked_at = -math.inf  # when the daemon was last asked for a window's I0
         self.writer: snirf_writer.SnirfWriter | None = None
         self._journal = None
 
@@ -242,10 +179,15 @@ class Recorder:
         elif msg.topic == "status" and h.get("event") == "gap":
             self.stats.device_lost += int(h.get("lost_samples", 0))
             self._event("device_gap", h)
+        elif msg.topic == "status" and h.get("event") == "baseline" and h.get("seq") is not None:
+            self.writer.add_baseline(int(h["seq"]))
+            self._window_at = int(h["seq"])  # placed on its row once that row is written
+            self._event("baseline", {"seq": int(h["seq"]), "seconds": h.get("seconds")})
 
     def _take(self, topic: str, limit: int) -> tuple[np.ndarray, list, np.ndarray, list]:
         msgs = self._pending[topic]
         keep, seqs, ts, arrs, labels = [], [], [], [], []
+        quality = []
         for m in msgs:
             if m.seq + m.n > limit:
                 keep.append(m)
@@ -254,7 +196,11 @@ class Recorder:
             ts.extend(m.header["t"])
             labels.extend(m.header.get("epoch") or [None] * m.n)
             arrs.append(m.array)
+            if topic == "hb":
+                quality.append(snirf_conversion.quality_rows(m.header.get("quality"), m.n, m.array))
         self._pending[topic] = keep
+        if topic == "hb":  # kept for _commit beside the rows it belongs to
+            self._quality = np.concatenate(quality) if quality else np.zeros((0, 0))
         if not seqs:
             return np.zeros(0, np.int64), [], np.zeros(0), []
         return np.concatenate(seqs), labels, np.concatenate(arrs), ts
@@ -266,6 +212,7 @@ class Recorder:
         limit = min(self._expected["raw"], self._expected["hb"])
         r_seq, _, raw, t = self._take("raw", limit)
         h_seq, labels, hb, _ = self._take("hb", limit)
+        quality = self._quality
         last = self.stats.last_seq
         common, ri, hi = np.intersect1d(r_seq, h_seq, assume_unique=True, return_indices=True)
         if last is not None:
@@ -287,7 +234,7 @@ class Recorder:
         for k in starts:
             self._event("run", {"label": lab[k], "seq": int(common[k])})
         self._label = lab[-1]
-        self.writer.append(common, np.asarray(t)[ri], raw[ri], hb[hi])
+        self.writer.append(common, np.asarray(t)[ri], raw[ri], hb[hi], quality[hi])
         if self.stats.first_seq is None:
             self.stats.first_seq = int(common[0])
         self.stats.last_seq = int(common[-1])
@@ -308,17 +255,50 @@ class Recorder:
         self._check_space()
         self._commit()
         self._journal.flush()
+        self._complete_windows()
         if self._dirty and self.writer.rows:
             seq, t, _ = snirf_writer.read_index(self.writer.f)
             self.writer.set_stims(stim_rows(self.events, seq, t))
             self._dirty = False
+        last = self.stats.last_seq
+        if self._window_at is not None and last is not None and last >= self._window_at:
+            self.writer.write_baseline_windows()
+            self._window_at = None
         self.writer.flush()
         self.stats.size_bytes = self.writer.size_bytes()
+
+    def _complete_windows(self) -> None:
+        """A baseline window that began before the file and was still open at the start
+        has samples the file lacks: once it has closed, ask the daemon for its I0."""
+        conv = self.writer.conversion
+        for w in snirf_conversion.windows_missing_i0(
+            conv, self.stats.first_seq, self.stats.last_seq
+        ):
+            now = time.monotonic()
+            if now < self._asked_at + ASK_EVERY_S:
+                return
+            self._asked_at = now
+            control, wait = self.sub.control, self.sub.control.timeout_s
+            control.timeout_s = min(wait, ASK_TIMEOUT_S)  # never hold the flush long
+            try:
+                reply = control.info().get("conversion") or {}
+            except NirsdError:
+                return  # the daemon is busy or gone: asked again later
+            finally:
+                control.timeout_s = wait
+            if not snirf_conversion.take_i0(w, reply):
+                return  # a channel still waits for valid light
+            self._window_at = int(w["start_seq"])  # rewrite the windows tag
 
     # -- the run ------------------------------------------------------------------
     def _open(self, info: dict[str, Any]) -> None:
         layout = snirf_writer.layout_from_info(info)
-        self.writer = snirf_writer.SnirfWriter(self.path, layout, self.meta)
+        conversion = snirf_conversion.conversion_from_info(info)
+        self.writer = snirf_writer.SnirfWriter(self.path, layout, self.meta, conversion)
+        if self.hb_file:  # an older recording's: it must not pass for this one's
+            snirf_hb.hb_path(self.path).unlink(missing_ok=True)
+        if conversion is not None:
+            self._window_at = conversion.windows[0]["start_seq"]
         self._journal = open(journal_path(self.path), "w", encoding="utf-8")
         self._event(
             "header",
@@ -409,3 +389,8 @@ class Recorder:
             return
         self.stats.size_bytes = self.writer.size_bytes()
         log.info("recorded", file=str(self.path), rows=result["rows"], reason=self.stop_reason)
+        if self.hb_file:
+            try:
+                snirf_hb.write_hb_file(self.path)
+            except Exception as err:  # the recording itself is complete and valid
+                log.error("hb_file_failed", error=str(err))

@@ -4,17 +4,20 @@ Layout (all lengths in mm, times in s, relative to the first recorded sample):
 
 - ``/formatVersion`` = ``"1.1"``
 - ``/nirs/metaDataTags``: SubjectID, MeasurementDate/MeasurementTime (UTC, of the first
-  sample), LengthUnit ``mm``, TimeUnit ``s``, FrequencyUnit ``Hz``, plus StudyGroup,
-  Visit, nirsdVersion, nirsdStream, nirsdDevice, ChannelLabels (JSON list)
+  sample), LengthUnit ``mm``, TimeUnit ``s``, FrequencyUnit ``Hz``, ManufacturerName,
+  Model, plus StudyGroup, Visit, nirsdVersion, nirsdStream, nirsdDevice, ChannelLabels
+  (JSON list) and the conversion tags of :mod:`nirsd.clients.snirf_conversion`
 - ``/nirs/data1``: raw intensities, dataType 1, one measurementList per
   channel × wavelength (channel-major), device counts
 - ``/nirs/data2``: ΔHbO and ΔHbR per channel (interleaved, channel-major),
   dataType 99999, dataTypeLabel ``HbO``/``HbR``, dataUnit ``uM`` (no HbT: MNE refuses it; HbT =
   HbO + HbR)
-- ``/nirs/probe``: wavelengths (nm), sourcePos3D/detectorPos3D (mm)
-- ``/nirs/stim{k}``: one per epoch label, rows ``[onset duration 1.0]``
+- ``/nirs/probe``: see :mod:`nirsd.clients.snirf_probe`
+- ``/nirs/stim{k}``: one per epoch label, rows ``[onset duration 1.0]`` plus the epoch
+  summary columns (:mod:`nirsd.clients.snirf_stims`)
 - ``/nirs/aux1`` ``nirsd_seq``: the daemon's absolute sample index of every row, so gaps
   and markers (which name sample indices) can be placed exactly
+- ``/nirs/aux2`` ``nirsd_quality``: per row and channel, the quality bits
 
 Sample datasets are resizable and chunked; :meth:`SnirfWriter.flush` writes the HDF5
 metadata so a killed writer leaves a file holding everything up to the last flush.
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,66 +39,18 @@ import numpy as np
 
 from nirsd.core.errors import NirsdError
 
+from . import snirf_conversion, snirf_hb, snirf_stims
+from .snirf_conversion import Conversion
+from .snirf_probe import Layout, layout_from_info, probe_tags, write_probe
+
+__all__ = ["Conversion", "Layout", "Meta", "SnirfWriter", "hb_copy", "layout_from_info"]
+
 CHUNK_ROWS = 64
-SAMPLE_BLOCKS = ("data1", "data2", "aux1")
+SAMPLE_BLOCKS = ("data1", "data2", "aux1", "aux2")
 
 
 def _s(text: str) -> bytes:
     return str(text).encode("utf-8")
-
-
-@dataclass
-class Layout:
-    """The probe as SNIRF wants it: wavelengths (nm) and optode positions (mm)."""
-
-    wavelengths_nm: list[float]
-    labels: list[str]
-    source_index: list[int]  # 1-based, per channel
-    detector_index: list[int]  # 1-based, per channel
-    source_pos_mm: np.ndarray  # (n_sources, 3)
-    detector_pos_mm: np.ndarray  # (n_detectors, 3)
-
-    @property
-    def n_channels(self) -> int:
-        return len(self.labels)
-
-
-def _pos3(value: Sequence[float]) -> list[float]:
-    v = [float(x) for x in value][:3]
-    return v + [0.0] * (3 - len(v))
-
-
-def layout_from_info(info: dict[str, Any]) -> Layout:
-    """Geometry from a daemon ``info`` reply.
-
-    Uses the configured ``source``/``detector``/``*_pos_mm`` when every channel has
-    them and the pairs are distinct; otherwise a synthetic layout: channel i is its own
-    source-detector pair, sources 40 mm apart along x, each detector ``distance_mm``
-    away along y.
-    """
-    channels = info.get("channels") or [{"index": i} for i in range(info["n_channels"])]
-    wl = [float(w) for w in info["wavelengths_nm"]]
-    labels = [str(ch.get("label", f"ch{i}")) for i, ch in enumerate(channels)]
-    keys = ("source", "detector", "source_pos_mm", "detector_pos_mm")
-    configured = all(all(ch.get(k) is not None for k in keys) for ch in channels)
-    if configured and len({(ch["source"], ch["detector"]) for ch in channels}) == len(channels):
-        srcs = sorted({ch["source"] for ch in channels})
-        dets = sorted({ch["detector"] for ch in channels})
-        s_idx = [srcs.index(ch["source"]) + 1 for ch in channels]
-        d_idx = [dets.index(ch["detector"]) + 1 for ch in channels]
-        s_pos = np.zeros((len(srcs), 3))
-        d_pos = np.zeros((len(dets), 3))
-        for ch, si, di in zip(channels, s_idx, d_idx):
-            s_pos[si - 1] = _pos3(ch["source_pos_mm"])
-            d_pos[di - 1] = _pos3(ch["detector_pos_mm"])
-        return Layout(wl, labels, s_idx, d_idx, s_pos, d_pos)
-    n = len(channels)
-    dist = np.array([float(ch.get("distance_mm") or 30.0) for ch in channels])
-    x = np.arange(n) * 40.0
-    s_pos = np.column_stack([x, np.zeros(n), np.zeros(n)])
-    d_pos = np.column_stack([x, dist, np.zeros(n)])
-    idx = list(range(1, n + 1))
-    return Layout(wl, labels, idx, list(idx), s_pos, d_pos)
 
 
 @dataclass
@@ -132,6 +87,7 @@ def _scalar(group: h5py.Group, name: str, value: Any) -> None:
 
 def _series(group: h5py.Group, n_cols: int) -> None:
     group.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(CHUNK_ROWS,))
+    # (rows, columns) even for one column: MNE and the snirf validator accept it
     group.create_dataset(
         "dataTimeSeries",
         shape=(0, n_cols),
@@ -141,16 +97,34 @@ def _series(group: h5py.Group, n_cols: int) -> None:
     )
 
 
+#: recordings hold patient data: owner read-write, group read, nobody else (and less if
+#: the umask says so)
+RECORDING_MODE = 0o640
+
+
+def create_private(path: Path, mode: int = RECORDING_MODE) -> None:
+    """Create (or truncate) ``path`` with at most ``mode`` before h5py opens it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)  # umask applies
+    try:
+        os.fchmod(fd, os.fstat(fd).st_mode & mode)  # an existing file keeps no more
+    finally:
+        os.close(fd)
+
+
 class SnirfWriter:
     """Append samples to a new SNIRF file; flush often; close into a valid file."""
 
-    def __init__(self, path: str | Path, layout: Layout, meta: Meta) -> None:
+    def __init__(
+        self, path: str | Path, layout: Layout, meta: Meta, conversion: Conversion | None = None
+    ) -> None:
         self.path = Path(path)
         self.layout = layout
         self.meta = meta
+        self.conversion = conversion
         self.rows = 0
         self.t0: float | None = None
         try:
+            create_private(self.path)
             self.f = h5py.File(self.path, "w")
         except OSError as err:
             raise NirsdError(f"cannot create {self.path}: {err}") from err
@@ -175,6 +149,8 @@ class SnirfWriter:
             "nirsdStream": m.stream,
             "nirsdDevice": m.device,
             "ChannelLabels": json.dumps(lay.labels),
+            **probe_tags(lay),
+            **(snirf_conversion.conversion_tags(self.conversion) if self.conversion else {}),
             **m.extra,
         }.items():
             _scalar(tags, key, value)
@@ -211,17 +187,27 @@ class SnirfWriter:
                 ):
                     _scalar(ml, key, val)
                 k += 1
-        probe = nirs.create_group("probe")
-        probe.create_dataset("wavelengths", data=np.asarray(lay.wavelengths_nm, "f8"))
-        probe.create_dataset("sourcePos3D", data=np.asarray(lay.source_pos_mm, "f8"))
-        probe.create_dataset("detectorPos3D", data=np.asarray(lay.detector_pos_mm, "f8"))
+        write_probe(nirs, lay)
         aux = nirs.create_group("aux1")
         _scalar(aux, "name", "nirsd_seq")
         _series(aux, 1)
+        aux = nirs.create_group("aux2")
+        _scalar(aux, "name", "nirsd_quality")
+        _series(aux, n_ch)
+        if self.conversion is not None:
+            snirf_conversion.write_windows(tags, self.conversion, np.zeros(0), np.zeros(0))
 
-    def append(self, seq: np.ndarray, t: np.ndarray, raw: np.ndarray, hb: np.ndarray) -> None:
+    def append(
+        self,
+        seq: np.ndarray,
+        t: np.ndarray,
+        raw: np.ndarray,
+        hb: np.ndarray,
+        quality: np.ndarray | None = None,
+    ) -> None:
         """Append n rows: ``seq`` (n,), ``t`` (n,) Unix s, ``raw`` (n, ch, wl) counts,
-        ``hb`` (n, 3, ch) µM (HbT is dropped).  OSError (disk full) propagates."""
+        ``hb`` (n, 3, ch) µM (HbT is dropped), ``quality`` (n, ch) bits (None: NaN,
+        unknown).  OSError (disk full) propagates."""
         n = len(seq)
         if n == 0:
             return
@@ -235,6 +221,11 @@ class SnirfWriter:
             "data1": raw.reshape(n, -1),
             "data2": hb[:, :2, :].transpose(0, 2, 1).reshape(n, -1),
             "aux1": np.asarray(seq, "f8").reshape(n, 1),
+            "aux2": (
+                np.full((n, self.layout.n_channels), np.nan)
+                if quality is None
+                else np.asarray(quality, "f8").reshape(n, -1)
+            ),
         }
         end = self.rows + n
         for name, values in blocks.items():
@@ -246,8 +237,19 @@ class SnirfWriter:
         self.rows = end
 
     def set_stims(self, stims: dict[str, np.ndarray]) -> None:
-        """Replace all ``/nirs/stim*`` groups: label -> rows [onset duration value]."""
+        """Replace all ``/nirs/stim*`` groups: label -> rows [onset duration value …]."""
         write_stims(self.f, stims)
+
+    def add_baseline(self, seq: int) -> None:
+        """A new baseline window starts at sample ``seq`` (``nirsd baseline``)."""
+        if self.conversion is not None:
+            self.conversion.windows.append({"start_seq": int(seq)})
+
+    def write_baseline_windows(self) -> None:
+        """Place the baseline windows on the rows written so far (``nirsdBaselineWindows``)."""
+        if self.conversion is not None:
+            seq, t, _ = read_index(self.f)
+            snirf_conversion.write_windows(self.f["nirs/metaDataTags"], self.conversion, seq, t)
 
     def flush(self) -> None:
         self.f.flush()
@@ -255,7 +257,7 @@ class SnirfWriter:
     def bytes_per_row(self) -> int:
         """Bytes one sample row takes in the file (all sample datasets)."""
         n_ch, n_wl = self.layout.n_channels, len(self.layout.wavelengths_nm)
-        return 8 * (n_ch * n_wl + 2 * n_ch + 1 + 3)
+        return 8 * (n_ch * n_wl + 3 * n_ch + 1 + 4)
 
     def reserve_bytes(self, pending_rows: int) -> int:
         """Space a flush of ``pending_rows`` may need: the rows, a fresh chunk of every
@@ -285,18 +287,27 @@ class SnirfWriter:
             self.f.close()
 
 
+def _channel_labels(f: h5py.File) -> list[str]:
+    try:
+        return list(json.loads(f["nirs/metaDataTags/ChannelLabels"][()].decode()))
+    except (KeyError, ValueError):
+        return []
+
+
 def write_stims(f: h5py.File, stims: dict[str, np.ndarray]) -> None:
+    """Replace the stims; rows with more than 3 columns get the summary ``dataLabels``."""
     nirs = f["nirs"]
+    channels = _channel_labels(f)
     for key in [k for k in nirs if k.startswith("stim")]:
         del nirs[key]
     for k, (label, rows) in enumerate(sorted(stims.items()), start=1):
         g = nirs.create_group(f"stim{k}")
         g.create_dataset("name", data=_s(label))
-        data = np.asarray(rows, "f8").reshape(-1, 3)
-        if len(data) == 0:
-            data = np.zeros((0, 3))
+        data = np.asarray(rows, "f8")
+        data = data.reshape(len(data), -1) if data.size else np.zeros((0, 3))
         g.create_dataset("data", data=data)
-        g.create_dataset("dataLabels", data=[_s("Onset"), _s("Duration"), _s("Amplitude")])
+        labels = snirf_stims.data_labels(data.shape[1], channels)
+        g.create_dataset("dataLabels", data=[_s(x) for x in labels])
 
 
 def read_index(f: h5py.File) -> tuple[np.ndarray, np.ndarray, float | None]:
@@ -319,9 +330,14 @@ def read_index(f: h5py.File) -> tuple[np.ndarray, np.ndarray, float | None]:
     return seq[:n], time[:n], t0
 
 
+def _blocks(f: h5py.File) -> list[str]:
+    """The sample blocks this file has (files of older versions have no ``aux2``)."""
+    return [b for b in SAMPLE_BLOCKS if f"nirs/{b}" in f]
+
+
 def common_length(f: h5py.File) -> int:
     return min(
-        min(len(f[f"nirs/{b}/time"]), len(f[f"nirs/{b}/dataTimeSeries"])) for b in SAMPLE_BLOCKS
+        min(len(f[f"nirs/{b}/time"]), len(f[f"nirs/{b}/dataTimeSeries"])) for b in _blocks(f)
     )
 
 
@@ -332,7 +348,7 @@ def truncate(f: h5py.File) -> int:
     bad = np.flatnonzero(~np.isfinite(t))
     if len(bad):
         n = int(bad[0])
-    for b in SAMPLE_BLOCKS:
+    for b in _blocks(f):
         g = f[f"nirs/{b}"]
         g["time"].resize((n,))
         g["dataTimeSeries"].resize((n, g["dataTimeSeries"].shape[1]))
@@ -360,14 +376,7 @@ def recover(path: str | Path, stims_for: Any = None) -> int:
 def hb_copy(src: str | Path, dst: str | Path) -> None:
     """Write a copy of ``src`` whose only data block is HbO/HbR (``data1``).
 
-    ``mne.io.read_raw_snirf`` reads only ``/nirs/data1`` (the raw intensities in a
-    nirsd file); this copy gives MNE the hemoglobin channels as ``hbo``/``hbr``.
+    Kept for existing callers; the recorder writes this file itself as ``FILE_hb.snirf``
+    (:func:`nirsd.clients.snirf_hb.write_hb_file`).
     """
-    with h5py.File(src, "r") as fi, h5py.File(dst, "w") as fo:
-        fi.copy("formatVersion", fo)
-        nirs = fo.create_group("nirs")
-        for key in fi["nirs"]:
-            if key == "data2":
-                fi.copy("nirs/data2", nirs, name="data1")
-            elif key != "data1":
-                fi.copy(f"nirs/{key}", nirs, name=key)
+    snirf_hb.write_hb_file(src, dst)

@@ -18,7 +18,7 @@ import zmq
 
 from nirsd.core.errors import NirsdError, ProtocolError
 from nirsd.daemon import wire
-from nirsd.daemon.endpoints import Endpoints, resolve
+from nirsd.daemon.endpoints import Endpoints, ipc_access_problem, ipc_path, resolve
 from nirsd.daemon.security import ClientKeys
 from nirsd.daemon.wire import Message
 
@@ -51,7 +51,15 @@ class ControlClient:
         return self._sock
 
     def request(self, cmd: str, **fields: Any) -> tuple[dict[str, Any], list[bytes]]:
-        """Send a request; return (reply map, extra frames).  NirsdError on failure."""
+        """Send a request; return (reply map, extra frames).  NirsdError on failure.
+
+        An ``ipc://`` endpoint whose socket file does not exist fails at once: no daemon
+        is bound there, so waiting the timeout would only delay the same answer.
+        """
+        problem = ipc_access_problem(self.endpoint)  # ZeroMQ retries EACCES silently
+        if problem is not None:
+            raise NirsdError(f"cannot connect to {self.endpoint}: {problem}")
+        check_ipc(self.endpoint)
         sock = self._socket()
         sock.send(wire.pack({"cmd": cmd, **fields}))
         if not sock.poll(int(self.timeout_s * 1000)):
@@ -78,8 +86,13 @@ class ControlClient:
     def baseline(self) -> dict[str, Any]:
         return self.request("baseline")[0]
 
-    def mark(self, label: str, action: str = "start", t: float | None = None) -> dict[str, Any]:
-        fields: dict[str, Any] = {"label": label, "action": action}
+    def mark(
+        self, label: str | None, action: str = "start", t: float | None = None
+    ) -> dict[str, Any]:
+        """Send a marker; ``label`` None with ``action="end"`` ends the open epoch."""
+        fields: dict[str, Any] = {"action": action}
+        if label is not None:
+            fields["label"] = label
         if t is not None:
             fields["t"] = t
         return self.request("mark", **fields)[0]
@@ -110,6 +123,16 @@ class ControlClient:
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
+
+
+def check_ipc(endpoint: str) -> None:
+    """NirsdError when ``endpoint`` is ``ipc://`` and its socket file does not exist."""
+    path = ipc_path(endpoint)
+    if path is not None and not path.exists():
+        raise NirsdError(
+            f"no nirsd daemon at {endpoint}: {path} does not exist "
+            f"(is `nirsd run` running, with the same NIRSD_RUNTIME_DIR or --control?)"
+        )
 
 
 def history_messages(parts: list[tuple[dict, list[bytes]]]) -> dict[str, Message]:
@@ -160,6 +183,9 @@ class Subscriber:
         for topic in self.topics:
             if topic not in wire.TOPICS:
                 raise NirsdError(f"unknown topic {topic!r} (known: {', '.join(wire.TOPICS)})")
+        problem = ipc_access_problem(ep.data)
+        if problem is not None:
+            raise NirsdError(f"cannot connect to {ep.data}: {problem}")
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, rcvhwm)

@@ -4,7 +4,9 @@ With ``--json`` each line is a JSON object: for ``hb`` at least ``seq``, ``t``,
 ``epoch``, ``hbo``, ``hbr``, ``hbt`` (lists in µM, one value per channel; null where the
 light was bad); for ``raw`` ``seq``, ``t``, ``epoch`` and ``intensity`` (per channel, one
 value per wavelength).  Event topics print their header as one object.  With a
-multi-distance probe, ``hb`` lines also carry ``tsi`` (% per group).
+multi-distance probe, ``hb`` lines also carry ``tsi`` (% per group).  A ``derived`` line
+(computed values of an oximeter) holds ``seq``, ``t``, ``epoch`` and one list per value
+name, for example ``rso2``.
 
 Until the first message of the topic arrives, one line on stderr after a few seconds
 says nothing came yet (the daemon may start later, or its device may come back);
@@ -27,13 +29,14 @@ from nirsd.daemon import wire
 from nirsd.daemon.wire import Message
 
 from .subscriber import Subscriber
+from .tail_text import HumanText
 
 
 def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
     """One JSON-ready dict per sample of a ``raw``, ``hb`` or ``od`` message."""
     h, arr = msg.header, msg.array
     t, t_dev, epoch = h["t"], h.get("t_dev") or [None] * msg.n, h.get("epoch") or [None] * msg.n
-    n_ch = arr.shape[-1] if msg.topic == "hb" else arr.shape[1]
+    n_ch = arr.shape[-1] if msg.topic in ("hb", "derived") else arr.shape[1]
     quality = h.get("quality")
     qual = np.frombuffer(quality, np.uint8).reshape(msg.n, n_ch).tolist() if quality else None
     flags = list(h["flags"]) if h.get("flags") else None
@@ -53,6 +56,8 @@ def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
                 line["quality"] = qual[i]
             if tsi is not None:
                 line["tsi"] = wire.plain(tsi[i])
+        elif msg.topic == "derived":
+            line.update(derived_values(h, arr[i]))
         elif msg.topic == "raw":
             line["intensity"] = wire.plain(arr[i])
             if flags is not None:
@@ -60,6 +65,16 @@ def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
         else:
             line["od"] = wire.plain(arr[i])
         yield line
+
+
+def derived_values(header: dict[str, Any], row: np.ndarray) -> dict[str, list]:
+    """A ``derived`` row as one list per value name (``rso2``: one value per column of
+    that name, in order; None where the device had no value)."""
+    names = header.get("names") or [f"v{j}" for j in range(row.shape[0])]
+    out: dict[str, list] = {}
+    for name, value in zip(names, wire.plain(row)):
+        out.setdefault(name, []).append(value)
+    return out
 
 
 def event_line(msg: Message) -> dict[str, Any]:
@@ -160,6 +175,7 @@ def run(
     ``warn_after_s`` seconds without one, before the first, one note goes to ``err``.
     """
     printed = 0
+    text = None if as_json else HumanText(topic)
     watch = Watch(sub, topic, timeout_s, warn_after_s, err)
     stream = (
         _backfilled(sub, topic, backfill_s)
@@ -171,15 +187,32 @@ def run(
         if msg is None or msg.topic != topic:
             continue
         lines = sample_lines(msg) if msg.array is not None else [event_line(msg)]
+        if text is not None and not text.header_done and msg.array is not None:
+            _describe(sub, text)
         for line in lines:
-            text = json.dumps(line, separators=(",", ":")) if as_json else format_human(topic, line)
-            out.write(text + "\n")
+            if text is None:
+                out.write(json.dumps(line, separators=(",", ":")) + "\n")
+            else:
+                out.write("\n".join(text.lines(line)) + "\n")
             printed += 1
             if count is not None and printed >= count:
                 out.flush()
                 return printed
         out.flush()
     return printed
+
+
+def _describe(sub: Subscriber, text: HumanText) -> None:
+    """Channel labels and wavelengths for the header, from ``info`` (once data flows)."""
+    timeout, sub.control.timeout_s = sub.control.timeout_s, 2.0
+    try:
+        info = sub.control.info()
+    except NirsdError:
+        return  # the header then names channels ch0, ch1, …
+    finally:
+        sub.control.timeout_s = timeout
+    text.labels = [str(c.get("label", f"ch{i}")) for i, c in enumerate(info.get("channels") or [])]
+    text.wavelengths = list(info.get("wavelengths_nm") or [])
 
 
 def _live(sub: Subscriber) -> Iterator[Message | None]:

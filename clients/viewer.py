@@ -1,14 +1,19 @@
 """``nirsd view``: a live terminal view of a running daemon (rich; works over SSH).
 
 Per channel: the latest ΔHbO and ΔHbR (µM) with a sparkline of the last ``window_s``
-seconds (30 s by default), and the signal quality.  Above the table: the daemon's state,
-the sample rate (Hz, measured by the daemon and at the viewer), drops (messages lost by
-this subscriber, samples missing from ``seq``, samples the device lost), the open epoch
-and the running protocol step.
+seconds (30 s by default; one scale for all sparklines, shown above the table), and the
+signal quality.  Above the table: the daemon's state, the sample rate (Hz, measured by
+the daemon and at the viewer), drops in words (samples the device lost, messages this
+view missed, samples missing from ``seq``), the open epoch and the running protocol
+step; below it the last epoch summary and the key legend.  Drawing is in
+:mod:`nirsd.clients.view_render`.
+
+Keys: ``1``..``9`` start the daemon's marker label of that number (``info`` ``labels``),
+the same key again (or ``e``) ends it; ``q`` (or Ctrl-C) quits.
 
 The view follows daemon restarts: a new ``stream`` id resets it, and after
 ``silence_s`` seconds without any message the SUB socket is rebuilt and the probe
-description fetched again.  ``q`` (or Ctrl-C) quits.
+description fetched again.
 """
 
 from __future__ import annotations
@@ -20,40 +25,19 @@ from typing import Any
 
 import numpy as np
 import zmq
-from rich.console import Console, Group, RenderableType
+from rich.console import Console
 from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
 from nirsd.core.errors import NirsdError
 from nirsd.daemon.endpoints import Endpoints
 from nirsd.daemon.wire import Message
 
+from . import readable
 from .subscriber import ControlClient, Subscriber
+from .view_render import render
 
 TOPICS = ("hb", "marker", "epoch", "status")
-BLOCKS = "▁▂▃▄▅▆▇█"
-LOW_LIGHT, SATURATED, BASELINE_PENDING, POOR_SIGNAL = 2, 1, 4, 8
-
-
-def sparkline(values: np.ndarray, width: int) -> str:
-    """Unicode block sparkline of ``values`` (NaN shown as a space), ``width`` cells."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0 or width <= 0:
-        return ""
-    if v.size > width:  # block means over equal slices, newest at the right
-        edges = np.linspace(0, v.size, width + 1).astype(int)
-        with np.errstate(invalid="ignore"):
-            sums = np.add.reduceat(np.nan_to_num(v), edges[:-1])
-            counts = np.add.reduceat(np.isfinite(v).astype(np.int64), edges[:-1])
-            v = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    finite = np.isfinite(v)
-    if not finite.any():
-        return " " * v.size
-    lo, hi = float(v[finite].min()), float(v[finite].max())
-    span = hi - lo if hi > lo else 1.0
-    idx = np.clip(((np.nan_to_num(v, nan=lo) - lo) / span * 7.999).astype(int), 0, 7)
-    return "".join(BLOCKS[i] if ok else " " for i, ok in zip(idx, finite))
+MARK_TIMEOUT_S = 2.0  # a mark's reply waits for its sample: a few sample periods
 
 
 class ViewState:
@@ -70,6 +54,8 @@ class ViewState:
         self.msg_lost = 0
         self.seq_lost = 0
         self.restarts = 0
+        self.vocabulary: list[str] = []  # the daemon's marker labels: keys 1..9
+        self.note = ""  # the outcome of the last marker key
         self.reset({})
 
     def reset(self, info: dict[str, Any]) -> None:
@@ -79,6 +65,7 @@ class ViewState:
         self.labels = [str(c.get("label", f"ch{i}")) for i, c in enumerate(chans)]
         self.labels += [f"ch{i}" for i in range(len(self.labels), self.n_ch)]
         self.rate_hz = float(info.get("rate_hz") or 10.0)
+        self.vocabulary = [str(x) for x in info.get("labels") or self.vocabulary]
         if self.stream is not None and info.get("stream") not in (None, self.stream):
             self.restarts += 1
         self.stream = info.get("stream", self.stream)
@@ -165,122 +152,6 @@ class ViewState:
             return 0.0
         span = self.arrivals[-1][0] - self.arrivals[0][0]
         return sum(n for _, n in self.arrivals[1:]) / span if span > 0 else 0.0
-
-
-def _fmt(x: float) -> str:
-    return "   nan" if not np.isfinite(x) else f"{x:+.3f}"
-
-
-def _quality_cell(state: ViewState, i: int) -> Text:
-    q = state.qual[-state.filled :, i] if state.filled else state.qual[:0, i]
-    summary = state.status.get("quality")
-    parts: list[tuple[str, str]] = []
-    if q.size and q[-1] & BASELINE_PENDING:
-        parts.append(("baseline", "yellow"))
-    for bit, name in ((LOW_LIGHT, "low light"), (SATURATED, "saturated")):
-        frac = float(np.mean((q & bit) > 0)) if q.size else 0.0
-        if frac > 0:
-            parts.append((f"{name} {frac:.0%}", "red"))
-    if isinstance(summary, dict):
-        poor, pi = summary.get("poor"), summary.get("pulsatility")
-        if isinstance(pi, list) and i < len(pi) and pi[i] is not None:
-            parts.append((f"PI {pi[i]:.2f}", "cyan"))
-        if isinstance(poor, list) and i < len(poor):
-            parts.append(("poor", "red") if poor[i] else ("good", "green"))
-    elif q.size and q[-1] & POOR_SIGNAL:
-        parts.append(("poor", "red"))
-    if not parts:
-        parts.append(("ok", "green"))
-    text = Text()
-    for j, (s, style) in enumerate(parts):
-        text.append((" " if j else "") + s, style=style)
-    return text
-
-
-def _epoch_text(state: ViewState, now: float) -> str:
-    """The open epoch: the label on the newest sample, its age from ``status`` if known."""
-    st_epoch = state.status.get("epoch")
-    if state.epoch is None:
-        return "-"
-    if (
-        isinstance(st_epoch, dict)
-        and st_epoch.get("label") == state.epoch
-        and isinstance(st_epoch.get("onset_t"), (int, float))
-    ):
-        return f"{state.epoch} {max(0.0, now - st_epoch['onset_t']):.0f} s"
-    return str(state.epoch)
-
-
-def _describe(obj: Any) -> str:
-    """A short text for a status ``epoch``/``protocol`` value of unknown shape."""
-    if obj is None:
-        return "-"
-    if isinstance(obj, str):
-        return obj
-    if isinstance(obj, dict):
-        if obj.get("finished"):
-            return f"{obj.get('name', 'protocol')} finished"
-        bits = [str(obj[k]) for k in ("name", "label") if obj.get(k)]
-        if "step" in obj:
-            bits.append(f"step {int(obj['step']) + 1}/{obj.get('steps', '?')}")
-        for key in ("time_left_s", "elapsed_s", "duration_s"):
-            if isinstance(obj.get(key), (int, float)):
-                bits.append(f"{obj[key]:.0f} s {'left' if key == 'time_left_s' else ''}".strip())
-                break
-        return " ".join(bits) or "-"
-    return str(obj)
-
-
-def render(state: ViewState, now: float, width: int = 100) -> RenderableType:
-    """The whole screen for the current state."""
-    st = state.status
-    counters = st.get("counters") or {}
-    head = Text()
-    head.append("nirsd ", style="bold")
-    if not state.connected:
-        head.append("waiting for the daemon… ", style="bold red")
-    head.append(f"stream {state.stream or '-'}  state {st.get('state', '-')}  ")
-    head.append(f"rate {float(st.get('rate_hz') or 0):.1f} Hz (recv {state.measured_rate():.1f})  ")
-    head.append(
-        f"drops msg {state.msg_lost} seq {state.seq_lost} device {counters.get('lost_samples', 0)}",
-        style="red" if state.msg_lost or state.seq_lost else "",
-    )
-    if state.restarts:
-        head.append(f"  restarts {state.restarts}", style="yellow")
-    line2 = Text(f"epoch {_epoch_text(state, now)}   protocol {_describe(st.get('protocol'))}   ")
-    if state.last_marker:
-        m = state.last_marker
-        line2.append(f"last marker {m.get('label')}/{m.get('action')} at seq {m.get('seq')}")
-    spark_w = max(8, (width - 60) // 2)
-    table = Table(expand=False, box=None, pad_edge=False, header_style="bold")
-    table.add_column("channel")
-    table.add_column("HbO µM", justify="right", style="red")
-    table.add_column(f"HbO last {state.window_s:.0f} s", style="red", no_wrap=True)
-    table.add_column("HbR µM", justify="right", style="blue")
-    table.add_column(f"HbR last {state.window_s:.0f} s", style="blue", no_wrap=True)
-    table.add_column("quality", no_wrap=True)
-    n = state.filled
-    for i, label in enumerate(state.labels):
-        o = state.hbo[-n:, i] if n else state.hbo[:0, i]
-        r = state.hbr[-n:, i] if n else state.hbr[:0, i]
-        table.add_row(
-            label,
-            _fmt(o[-1]) if n else "-",
-            sparkline(o, spark_w),
-            _fmt(r[-1]) if n else "-",
-            sparkline(r, spark_w),
-            _quality_cell(state, i),
-        )
-    foot = Text("q quits", style="dim")
-    if state.last_epoch:
-        e = state.last_epoch
-        foot = Text(
-            f"last epoch {e.get('label')} {float(e.get('duration_s') or 0):.1f} s: "
-            f"mean ΔHbO {' '.join(_fmt(float(x)) for x in e.get('mean_hbo') or [])}"
-            "   (q quits)",
-            style="dim",
-        )
-    return Group(head, line2, table, foot)
 
 
 class Viewer:
@@ -373,7 +244,7 @@ class Viewer:
                         next_draw = now + self.refresh_s
                         if frames is not None and self.frames >= frames:
                             return 0
-                    if stdin_fd is not None and _quit_pressed(stdin_fd):
+                    if stdin_fd is not None and not self._keys(stdin_fd):
                         return 0
                     self._receive(min(0.05, max(0.0, next_draw - time.monotonic())))
                     if time.monotonic() - self.last_msg > self.silence_s:
@@ -387,6 +258,41 @@ class Viewer:
 
                 termios.tcsetattr(stdin_fd, termios.TCSADRAIN, restore)
             self.close()
+
+    def _keys(self, fd: int) -> bool:
+        """Act on typed keys; False when the view should quit (q, or input closed).
+
+        ``1``..``9`` start the configured label of that number, or end it when it is
+        the open epoch; ``e`` ends the open epoch.
+        """
+        data = _read_keys(fd)
+        if data is None or b"q" in data or b"Q" in data:
+            return False
+        for key in data.decode("ascii", "ignore"):
+            if key == "e":
+                self.mark(None, "end")
+            elif key.isdigit() and 0 < int(key) <= len(self.state.vocabulary):
+                label = self.state.vocabulary[int(key) - 1]
+                self.mark(label, "end" if self.state.epoch == label else "start")
+        return True
+
+    def mark(self, label: str | None, action: str) -> None:
+        """Send a marker; its outcome goes to the note line of the screen."""
+        client = ControlClient(
+            self.endpoints.control, self.ctx, timeout_s=MARK_TIMEOUT_S, curve=self.curve
+        )
+        try:
+            ack = client.mark(label, action)
+        except NirsdError as err:
+            self.state.note = f"marker not sent: {err}"
+            return
+        finally:
+            client.close()
+        self.state.note = f"sent: {readable.marker_line(ack)}"
+        if ack.get("action") == "end" and ack.get("ended"):
+            self.state.note += f"; ended {readable.ended_words(ack['ended'])}"
+        # the samples that carry the new label may not have arrived yet
+        self.state.epoch = ack.get("label") if ack.get("action") == "start" else None
 
     def once(self, console: Console, wait_s: float = 5.0) -> int:
         """Print one frame once data (and a status) arrived; 1 if the daemon never answered."""
@@ -406,11 +312,11 @@ class Viewer:
             self.sub = None
 
 
-def _quit_pressed(fd: int) -> bool:
+def _read_keys(fd: int) -> bytes | None:
+    """What was typed since the last look (b"" if nothing), None at end of input."""
     import select
 
     ready, _, _ = select.select([fd], [], [], 0)
     if not ready:
-        return False
-    data = os.read(fd, 64)
-    return not data or b"q" in data or b"Q" in data
+        return b""
+    return os.read(fd, 64) or None

@@ -54,7 +54,9 @@ def load_table(name_or_path: str = "prahl") -> np.ndarray:
     return table
 
 
-def extinction_matrix(wavelengths_nm: Sequence[float], table: str = "prahl") -> np.ndarray:
+def extinction_matrix(
+    wavelengths_nm: Sequence[float] | np.ndarray, table: str = "prahl"
+) -> np.ndarray:
     """Decadic molar extinction coefficients, float64 (n_wavelengths, 2) in cm^-1/M.
 
     Column 0 is HbO2, column 1 is Hb.  Raises ConfigError for a wavelength outside the

@@ -8,21 +8,28 @@ the loop waits on a subscriber or on disk.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import zmq
 
 from nirsd.core.errors import NirsdError
-from nirsd.drivers.base import Event, Info, Sample, SampleBlock
+from nirsd.drivers.base import Derived, Event, Info, Sample, SampleBlock
+from nirsd.drivers.limits import info_problem
 
+from .bounded import BoundedList, RateLimitedLog
 from .config import Config
+
+if TYPE_CHECKING:
+    from .derived import DerivedChannel
 from .control import ControlServer
 from .device import STREAMING, DeviceLink
+from .guard import LoopGuard
 from .history import history_reply
 from .notify import Notifier
 from .pipeline import Pipeline
 from .publisher import Publisher
+from .security import rejected_handshakes
 
 log = structlog.get_logger("nirsd.loop")
 
@@ -30,6 +37,8 @@ POLL_MS = 50  # loop wake-up for timers when nothing arrives
 POLL_NO_FD_MS = 5  # ports without a descriptor (pyserial URL handlers) are polled
 STATUS_SLACK_S = 0.25  # how long periodic status waits for a frame to follow
 STATUS_QUIET_MAX_S = 0.02  # and then at most this long for that frame to be delivered
+MAX_GAPS = 100  # gap events kept for status (the rest counted in counters.gaps)
+REDESCRIBE_MIN_S = 2.0  # a device may change its description at most this often
 
 
 class Acquisition:
@@ -58,13 +67,22 @@ class Acquisition:
             self.control.close()  # open sockets would block Context.term() forever
             self.publisher.close()
             raise
+        self.guard = LoopGuard()  # one frame or request that fails is counted, not fatal
+        self.control.guard = self.guard
         self.pipeline: Pipeline | None = None
+        self.derived: DerivedChannel | None = None  # once a device sends computed values
+        self._computes = self.device.driver.derived_layout() is not None
         self._rejected_info: Info | None = None
+        self._described_at = -float("inf")  # monotonic s of the last accepted description
+        self._described_reconnects = 0
+        self.info_ignored = 0  # descriptions refused for changing too often
+        self._log_redescribed = RateLimitedLog(log, "device_redescribed", burst=3)
+        self._log_info_rejected = RateLimitedLog(log, "device_info_rejected", 3, level="error")
         self.next_seq = 0
         self.started = time.time()
         self.stop_requested = False
         self.ready_sent = False
-        self.gaps: list[dict[str, Any]] = []
+        self.gaps = BoundedList(MAX_GAPS)  # the newest gap events (status shows 10)
         self.lost_samples = 0
         self._last_lost = 0
         self._rate_mark = (time.monotonic(), 0)
@@ -75,26 +93,49 @@ class Acquisition:
         from .markers import MarkerChannel
 
         self.markers = MarkerChannel(self)
+        from .session import SessionManager
+
+        self.sessions = SessionManager(self)
 
     # -- device frames --------------------------------------------------------------
     def _on_info(self, info: Info) -> None:
-        if self.pipeline is not None and self.pipeline.info == info or info == self._rejected_info:
+        if self.pipeline is not None and self.pipeline.info == info:
+            if (self.device.last_error or "").startswith("device describes itself"):
+                self.device.last_error = None  # the probe is back to what it said
             return
-        if self.pipeline is not None:
-            log.warning("device_redescribed", old=str(self.pipeline.info), new=str(info))
+        if info == self._rejected_info:
+            return
+        problem = info_problem(info)
+        if problem is None and self.pipeline is not None:
+            # a description that flips every frame would rebuild the pipeline (and drop
+            # the history) each time: one change per REDESCRIBE_MIN_S unless reconnected
+            now = time.monotonic()
+            if (
+                now - self._described_at < REDESCRIBE_MIN_S
+                and self.device.reconnects == self._described_reconnects
+            ):
+                self.info_ignored += 1
+                return
+            self._log_redescribed(old=str(self.pipeline.info)[:300], new=str(info)[:300])
         try:
+            if problem is not None:
+                raise NirsdError(f"outside the accepted limits: {problem}")
             pipeline = Pipeline(self.cfg, info, type(self.device.parser), self.next_seq)
         except (NirsdError, ValueError) as err:
             # a probe the config cannot describe: say so and keep running (samples that
             # do not fit the previous description are counted as shape errors)
             self._rejected_info = info
-            self.device.last_error = f"device describes itself as {info}: {err}"
-            log.error("device_info_rejected", info=str(info), error=str(err))
+            self.device.last_error = f"device describes itself as {str(info)[:300]}: {err}"
+            self._log_info_rejected(info=str(info)[:300], error=str(err))
             self.publisher.publish_event(
                 "status", {"event": "device_info_rejected", "error": str(err)}
             )
             return
         self.pipeline = pipeline
+        self._described_at = time.monotonic()
+        self._described_reconnects = self.device.reconnects
+        if (self.device.last_error or "").startswith("device describes itself"):
+            self.device.last_error = None  # a good description ends the old complaint
         self.publisher.labels = self.labels()
         self.publisher.wavelengths_nm = list(info.wavelengths_nm)
         for ext in self.extensions:
@@ -115,7 +156,8 @@ class Acquisition:
 
     def _on_samples(self, samples: list[Sample | SampleBlock], arrival: float) -> None:
         if self.pipeline is None:
-            first = samples[0] if type(samples[0]) is Sample else samples[0].sample(0)
+            head = samples[0]
+            first = head if isinstance(head, Sample) else head.sample(0)
             info = self.device.default_info() or self._infer_info(first)
             self._on_info(info)
             if self.pipeline is None:
@@ -167,20 +209,57 @@ class Acquisition:
     def handle_frames(self, frames: list, arrival: float) -> None:
         first_seq = self.next_seq  # lost frames fell among this read's samples
         samples: list[Sample | SampleBlock] = []
+        if self._computes:  # computed values: their own path, never Beer-Lambert
+            derived = [f for f in frames if type(f) is Derived]
+            if derived:
+                self._on_derived(derived, arrival)
+                frames = [f for f in frames if type(f) is not Derived]
         for frame in frames:
             if isinstance(frame, (Sample, SampleBlock)):
                 samples.append(frame)
                 continue
             if samples:  # keep order: samples before an INFO/EVENT are handled first
-                self._on_samples(samples, arrival)
+                self.guard.run("samples", self._on_samples, samples, arrival)
                 samples = []
             if isinstance(frame, Info):
-                self._on_info(frame)
+                self.guard.run("info", self._on_info, frame)
             elif isinstance(frame, Event):
-                self._on_event(frame, arrival)
+                self.guard.run("event", self._on_event, frame, arrival)
         if samples:
-            self._on_samples(samples, arrival)
+            self.guard.run("samples", self._on_samples, samples, arrival)
         self._check_lost(first_seq)
+
+    def _on_derived(self, frames: list[Derived], arrival: float) -> None:
+        channel = self.derived
+        if channel is None:
+            from .derived import DerivedChannel
+
+            layout = self.device.driver.derived_layout()
+            if layout is None or any(f.values.shape != (len(layout.names),) for f in frames):
+                return  # a driver that did not describe its values: nothing to publish
+            channel = self.derived = DerivedChannel(self, layout)
+            self.publisher.labels = self.labels()
+            self.publisher.publish_event("status", {"event": "device_info", **self.info_body()})
+        if self.device.take_clock_reset():  # reconnected: counting starts over
+            channel.clock.reset()
+        n = len(channel.layout.names)
+        good = [f for f in frames if f.values.shape == (n,)]
+        if good:
+            seq, t = channel.ingest(good, arrival)
+            gap = self.device.note_block(seq, float(t[0]), float(t[-1]), len(good))
+            if gap is not None:  # the outage of an unplug, now that values flow again
+                self.gaps.append(gap)
+                self.publisher.publish_event("status", gap)
+        if self.device.state != STREAMING:
+            self.device.state = STREAMING
+            self.publish_status("streaming")
+        if not self.ready_sent:
+            self.ready_sent = True
+            self.notifier.ready(f"streaming from {self.device.port}")
+
+    def info_body(self) -> dict[str, Any]:
+        """The derived values' description (``derived`` in ``info`` and status)."""
+        return {"derived": self.derived.describe()} if self.derived is not None else {}
 
     def _on_event(self, event: Event, arrival: float) -> None:
         for ext in self.extensions:
@@ -214,17 +293,28 @@ class Acquisition:
                 "shape_errors": p.shape_errors if p else 0,
                 "clock_restarts": p.clock.restarts if p else 0,
                 "clock_outliers": p.clock.outliers if p else 0,
+                "clock_clamped": p.clock.clamped if p else 0,
                 "lost_samples": self.lost_samples,
                 "control_served": self.control.served,
                 "control_rejected": self.control.rejected,
+                "control_refused": self.control.refused,
+                "control_failed": self.control.failed,
+                "loop_errors": self.guard.errors,
+                "subscriptions_ignored": self.publisher.subscriptions_ignored,
+                "info_ignored": self.info_ignored,
+                "gaps": self.gaps.appended,
             },
             "gaps": self.gaps[-10:],
             "last_error": self.device.last_error,
+            "last_loop_error": self.guard.last_error,
         }
         if p is not None:
             body["quality"] = p.assess_quality()
             body["baseline_ready"] = bool(p.converter.baseline_ready)
             body["oldest"] = p.ring.oldest
+        curve_rejected = rejected_handshakes(self.ctx)
+        if curve_rejected is not None:
+            body["counters"]["curve_rejected"] = curve_rejected
         for ext in self.extensions:
             body.update(ext.status())
         return body
@@ -260,9 +350,12 @@ class Acquisition:
             "labels": self.labels(),
             "endpoints": {"data": self.cfg.endpoints.data, "control": self.cfg.endpoints.control},
         }
+        reply["placement"] = self.cfg.probe.describe()
         if self.pipeline is not None:
             reply.update(self.pipeline.probe.describe())
             reply["oldest"] = self.pipeline.ring.oldest
+            reply["conversion"] = self.pipeline.describe_conversion()
+        reply.update(self.info_body())
         return reply, []
 
     def _cmd_status(self, req: dict) -> tuple[dict, list]:
@@ -274,7 +367,7 @@ class Acquisition:
     def _cmd_baseline(self, req: dict) -> tuple[dict, list]:
         if self.pipeline is None:
             return {"ok": False, "error": "no data yet: the device has not streamed"}, []
-        self.pipeline.converter.rebaseline()
+        self.pipeline.rebaseline(self.next_seq)
         body = {"event": "baseline", "seq": self.next_seq, "seconds": self.cfg.baseline.seconds}
         self.publisher.publish_event("status", body)
         log.info("baseline_restarted", seq=self.next_seq)
@@ -312,20 +405,20 @@ class Acquisition:
                 timeout = min(timeout, max(0, int((status_at - time.monotonic()) * 1000) + 1))
             events = dict(poller.poll(timeout))
             if self.publisher.sock in events:
-                self.publisher.read_subscriptions()
+                self.guard.run("subscriptions", self.publisher.read_subscriptions)
             handled = False
             if self.device.transport.is_open:
                 if registered_fd is None or registered_fd in events:
-                    frames = self.device.read()
+                    frames = self.guard.run("read", self.device.read)
                     if frames:
-                        self.handle_frames(frames, time.time())
+                        self.guard.run("frames", self.handle_frames, frames, time.time())
                         handled = True
             if not self.device.transport.is_open and registered_fd is not None:
                 poller.unregister(registered_fd)
                 registered_fd = None
                 self.publish_status("disconnected")
             if self.control.sock in events:
-                self.control.serve_pending()
+                self.guard.run("control", self.control.serve_pending)
             now = time.monotonic()
             if wd is not None and now >= next_wd:
                 self.notifier.watchdog()
@@ -341,7 +434,7 @@ class Acquisition:
                 if (
                     status_at is not None and now >= status_at
                 ) or now >= next_status + STATUS_SLACK_S:
-                    self.publish_status()
+                    self.guard.run("status", self.publish_status)
                     next_status = now + interval
                     status_at = None
         if registered_fd is not None:

@@ -17,12 +17,20 @@ than it is, which would pull the delay floor down for everyone.  A block that ar
 more than ``JUMP_S`` earlier than the estimate predicts is therefore ignored for the
 fit (counted in ``outliers``) unless ``CONFIRM`` blocks in a row agree, which means the
 host or device clock really stepped: then the fit starts over.
+
+Host times never go backwards, whatever the device clock does (reordered frames, a
+restart, a corrupted time): no sample is timed more than ``LATE_S`` after its arrival
+(a corrupted time that claims so is given its arrival time), and a time at or before the
+previous one is raised to it plus ``MIN_STEP_S`` and counted in ``clamped``.  A reset
+keeps that floor, so a host clock stepped back holds the published time until the host
+clock passes it.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -31,12 +39,19 @@ FIT_WINDOWS = 120  # minima kept for the drift fit (2 minutes)
 MIN_FIT = 10  # windows needed before the drift is fitted
 JUMP_S = 0.25  # arriving this much earlier than predicted is not physical ...
 CONFIRM = 3  # ... unless it lasts this many blocks (then the clock stepped)
+MIN_STEP_S = 1e-6  # published times increase by at least this much
+LATE_S = 1e-3  # a sample timed this much after its own arrival is given its arrival
 
 
 class DeviceClock:
-    def __init__(self, modulus_s: float | None = None, rate_hz: float | None = None) -> None:
+    def __init__(
+        self, modulus_s: float | None = None, rate_hz: float | None = None, trust: bool = False
+    ) -> None:
         self.modulus_s = modulus_s
         self.rate_hz = rate_hz
+        # trust: the device clock is the time base (a replayed recording, which may run
+        # faster than real time): one offset, taken from the first block, for good
+        self.trust = trust
         self._last_raw: float | None = None
         self._wraps = 0.0
         self._n_counted = 0  # samples seen, for devices without a clock
@@ -47,15 +62,21 @@ class DeviceClock:
         self._floor = math.inf  # minimum offset so far, before the fit exists
         self._suspect = 0  # consecutive implausibly early blocks
         self._backstep = False  # the newest block went back in device time
+        self._last_host = -math.inf  # newest host time handed out (never decreases)
 
     #: device-clock restarts seen (backward jumps that are not wraps)
     restarts = 0
     #: blocks whose arrival was implausibly early (ignored for the fit)
     outliers = 0
+    #: samples whose host time was raised so that time never goes backwards
+    clamped = 0
 
     def reset(self) -> None:
-        """Forget everything (a new device or a reconnect with a restarted clock)."""
-        self.__init__(self.modulus_s, self.rate_hz)
+        """Forget everything (a new device or a reconnect with a restarted clock),
+        except the newest host time handed out: times stay monotonic across it."""
+        last = self._last_host
+        self.__init__(self.modulus_s, self.rate_hz, self.trust)  # type: ignore[misc]
+        self._last_host = last
 
     def unwrap(self, t_raw: np.ndarray | None, n: int) -> np.ndarray:
         """Monotonic device time in s for a block; from the sample count if no clock."""
@@ -115,7 +136,7 @@ class DeviceClock:
         self._suspect = 0
         self._backstep = False
 
-    def _offset(self, t_dev: np.ndarray) -> np.ndarray | float:
+    def _offset(self, t_dev: Any) -> Any:
         if self._fit is None:
             return self._floor
         t_ref, offset, drift = self._fit
@@ -124,16 +145,57 @@ class DeviceClock:
     def to_host(self, t_dev: np.ndarray, arrival: float) -> np.ndarray:
         """Host times (s since the Unix epoch) for device times that arrived at ``arrival``."""
         self._observe(float(t_dev[-1]), arrival)
-        return t_dev + self._offset(t_dev)
+        t = t_dev + self._offset(t_dev)
+        if not self.trust:  # a replay's own clock may run ahead of real time
+            t = np.where(t > arrival + LATE_S, arrival, t)
+        if t[0] > self._last_host and (t.shape[0] == 1 or bool((t[1:] > t[:-1]).all())):
+            self._last_host = float(t[-1])
+            return t
+        return self._monotonic(np.asarray(t, dtype=np.float64))
+
+    def _monotonic(self, t: np.ndarray) -> np.ndarray:
+        """``t`` raised where needed so it increases by MIN_STEP_S past the last time."""
+        step = MIN_STEP_S * np.arange(1, t.shape[0] + 1)
+        floor = np.maximum.accumulate(np.maximum(t - step, self._last_host))
+        out = floor + step
+        self.clamped += int(np.count_nonzero(out != t))
+        self._last_host = float(out[-1])
+        return out
 
     def to_host_one(self, t_dev: float, arrival: float) -> float:
         """:meth:`to_host` for one sample, in plain float arithmetic."""
         self._observe(t_dev, arrival)
-        return t_dev + self._offset(t_dev)
+        t = t_dev + self._offset(t_dev)
+        if t > arrival + LATE_S and not self.trust:
+            t = arrival
+        if t > self._last_host:
+            self._last_host = t
+            return t
+        self.clamped += 1
+        self._last_host += MIN_STEP_S
+        return self._last_host
+
+    def event_time(self, t_raw: float) -> tuple[float, float] | None:
+        """(device time unwrapped like the samples', host time) of a device time read
+        from the device, such as an EVENT's, without changing the mapping; None before
+        the first sample."""
+        last = self._last_raw
+        if last is None or (self._fit is None and not math.isfinite(self._floor)):
+            return None
+        t_dev = t_raw + self._wraps
+        if self.modulus_s is not None:
+            # an event stamped just before or after a wrap of the sample times
+            if t_raw - last > self.modulus_s / 2:
+                t_dev -= self.modulus_s
+            elif t_raw - last < -self.modulus_s / 2:
+                t_dev += self.modulus_s
+        return t_dev, float(t_dev + self._offset(t_dev))
 
     def _observe(self, newest: float, arrival: float) -> None:
         """Update the offset estimate with a block whose newest device time is ``newest``."""
         sample_offset = arrival - newest
+        if self.trust and math.isfinite(self._floor):
+            return
         if self._fit is not None or math.isfinite(self._floor):
             expected = self._offset(newest)
             if self._backstep and sample_offset > expected + JUMP_S:

@@ -57,7 +57,7 @@ def curve(args: argparse.Namespace) -> Any:
         return None
     from .security import ClientKeys
 
-    return ClientKeys.load(server, client)
+    return ClientKeys.load(server, str(client))
 
 
 def merge_endpoints(args: argparse.Namespace, configured: Endpoints | None) -> Endpoints:

@@ -2,6 +2,9 @@
 
 ``load(path)`` reads a file, ``parse(mapping)`` validates an already-loaded mapping and
 ``default()`` is the embedded simulated probe used by ``nirsd run`` with no config.
+
+Every number has a documented range (``LIMITS``, docs/operations.md "Limits"), so a value
+``check-config`` accepts is one ``run`` can use: no overflow at the first sample or epoch.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from nirsd.core.errors import ConfigError
 
 from .endpoints import Endpoints, default_endpoints
+from .probe_config import PROBE_SCHEMA, ProbeConfig, check_probe_labels
 
 DEFAULT_LABELS = ("rest", "extension", "flexion")
 ENDPOINT_SCHEMES = ("ipc://", "tcp://", "inproc://")
@@ -29,6 +33,7 @@ class DeviceConfig:
     channels: int = 8  # simulated probe, or drivers that cannot say
     rate_hz: float = 10.0  # simulated probe, or drivers that cannot say
     reconnect_s: float = 0.5  # how often a missing port is retried
+    clock: str = "fit"  # "device": host time = device time + the first offset (a replay)
     options: Mapping[str, Any] = field(default_factory=dict)  # driver-specific table
 
 
@@ -53,6 +58,7 @@ class ChannelConfig:
     detector: int | None = None
     source_pos_mm: tuple[float, ...] | None = None
     detector_pos_mm: tuple[float, ...] | None = None
+    att_mm: float | None = None  # adipose tissue thickness under the channel
 
 
 @dataclass(frozen=True)
@@ -101,10 +107,17 @@ class Config:
     endpoints: Endpoints = field(default_factory=default_endpoints)
     protocols: Mapping[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     source: str = "<embedded default>"
 
 
 # -- value checkers: each returns the converted value or raises ValueError(reason) ----
+
+
+def _short(v: Any) -> str:
+    """``repr`` cut to one readable line (a hostile value can be megabytes)."""
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _int(v: Any) -> int:
@@ -149,6 +162,47 @@ def _nonneg(v: Any) -> float:
     return v
 
 
+def _between(low: float, high: float, integer: bool = False, open_low: bool = False):
+    """A checker for a number in [low, high] (``open_low``: low itself excluded)."""
+
+    def conv(v: Any) -> float | int:
+        v = _int(v) if integer else _num(v)
+        if v > high or v < low or (open_low and v == low):
+            lo = f"at least {low:g}"
+            if open_low:
+                lo = "positive" if low == 0 else f"more than {low:g}"
+            raise ValueError(f"must be {lo} and at most {high:g}, got {v:g}")
+        return v
+
+    conv.limits = (low, high)  # type: ignore[attr-defined]
+    return conv
+
+
+#: the ranges numbers are held to (documented in docs/operations.md "Limits")
+MAX_CHANNELS = 256  # also the largest probe a device may describe (drivers/limits)
+MAX_WAVELENGTHS = 16
+MAX_RATE_HZ = 10_000.0
+MAX_SPAN_S = 86_400.0  # a day: history span, protocol steps
+MAX_WINDOW_S = 3_600.0  # baseline windows, status interval, reconnect period
+_baudrate = _between(50, 4_000_000, integer=True)
+_channels = _between(1, MAX_CHANNELS, integer=True)
+_rate = _between(0.001, MAX_RATE_HZ)
+_window = _between(0.0, MAX_WINDOW_S, open_low=True)
+_span = _between(0.0, MAX_SPAN_S, open_low=True)
+_max_mb = _between(0.0, 1_048_576.0, open_low=True)  # 1 TB: the machine's RAM bounds it
+_wavelength = _between(200.0, 2_000.0)
+_distance = _between(0.0, 1_000.0, open_low=True)  # mm
+_age = _between(0.0, 150.0)
+_counts = _between(0.0, 1e15)  # device counts (int64 covers 9e18; float64 is exact to 9e15)
+_dpf_number = _between(0.0, 100.0, open_low=True)
+_position = _between(-1e4, 1e4)  # mm
+_index = _between(0, 4095, integer=True)
+_repeat = _between(1, 10_000, integer=True)
+MAX_PROTOCOL_STEPS = 100_000
+MAX_LABELS = 64
+MAX_LABEL_CHARS = 64
+
+
 def _str(v: Any) -> str:
     if not isinstance(v, str) or not v:
         raise ValueError(f"expected a non-empty string, got {v!r}")
@@ -161,16 +215,29 @@ def _bool(v: Any) -> bool:
     return v
 
 
+CLOCKS = ("fit", "device")
+
+
+def _choice(v: Any, choices: tuple[str, ...]) -> str:
+    if v not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}, got {v!r}")
+    return v
+
+
 def _table(v: Any) -> dict:
     if not isinstance(v, dict):
         raise ValueError(f"expected a table, got {v!r}")
     return dict(v)
 
 
-def _list_of(check: Callable[[Any], Any], min_len: int = 1) -> Callable[[Any], tuple]:
+def _list_of(
+    check: Callable[[Any], Any], min_len: int = 1, max_len: int = 4096
+) -> Callable[[Any], tuple]:
     def conv(v: Any) -> tuple:
         if not isinstance(v, list) or len(v) < min_len:
-            raise ValueError(f"expected a list of at least {min_len}, got {v!r}")
+            raise ValueError(f"expected a list of at least {min_len}, got {_short(v)}")
+        if len(v) > max_len:
+            raise ValueError(f"expected a list of at most {max_len}, got {len(v)} items")
         return tuple(check(x) for x in v)
 
     return conv
@@ -178,6 +245,11 @@ def _list_of(check: Callable[[Any], Any], min_len: int = 1) -> Callable[[Any], t
 
 def _labels(v: Any) -> tuple[str, ...]:
     labels = _list_of(_str)(v)
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels, got {len(labels)}")
+    long = [x for x in labels if len(x) > MAX_LABEL_CHARS]
+    if long:
+        raise ValueError(f"a label has at most {MAX_LABEL_CHARS} characters: {long[0][:80]!r}…")
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise ValueError(f"duplicate label(s): {', '.join(dup)}")
@@ -188,10 +260,10 @@ def _dpf(v: Any) -> Any:
     if isinstance(v, str):
         return v
     if isinstance(v, list):
-        return tuple(_pos(x) for x in v)
+        return tuple(_dpf_number(x) for x in v)
     if isinstance(v, dict):
-        return {str(k): _pos(x) for k, x in v.items()}
-    return _pos(v)
+        return {str(k): _dpf_number(x) for k, x in v.items()}
+    return _dpf_number(v)
 
 
 def _endpoint(v: Any) -> str:
@@ -220,26 +292,28 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "device": {
         "driver": _str,
         "port": _str,
-        "baudrate": _pos_int,
-        "channels": _pos_int,
-        "rate_hz": _pos,
-        "reconnect_s": _pos,
+        "baudrate": _baudrate,
+        "channels": _channels,
+        "rate_hz": _rate,
+        "reconnect_s": _window,
+        "clock": lambda v: _choice(v, CLOCKS),
         "options": _table,
     },
     "optics": {
-        "wavelengths_nm": _list_of(_pos, 2),
-        "distance_mm": _pos,
+        "wavelengths_nm": _list_of(_wavelength, 2, MAX_WAVELENGTHS),
+        "distance_mm": _distance,
         "dpf": _dpf,
-        "age_years": _nonneg,
+        "age_years": _age,
         "extinction": _str,
-        "saturation_level": _pos,
-        "light_floor": _nonneg,
+        "saturation_level": _between(0.0, 1e15, open_low=True),
+        "light_floor": _counts,
     },
-    "baseline": {"seconds": _pos},
-    "buffer": {"seconds": _pos, "max_mb": _pos},
-    "markers": {"labels": _labels, "baseline_s": _pos, "allow_overlap": _bool},
-    "status": {"interval_s": _pos},
+    "baseline": {"seconds": _window},
+    "buffer": {"seconds": _span, "max_mb": _max_mb},
+    "markers": {"labels": _labels, "baseline_s": _window, "allow_overlap": _bool},
+    "status": {"interval_s": _between(0.01, MAX_WINDOW_S)},
     "endpoints": {"data": _endpoint, "control": _endpoint},
+    "probe": PROBE_SCHEMA,
     "security": {
         "curve": _bool,
         "server_secret_key_file": _str,
@@ -249,14 +323,15 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     },
 }
 CHANNEL_SCHEMA: dict[str, Callable[[Any], Any]] = {
-    "index": _nonneg_int,
+    "index": _index,
     "label": _str,
-    "distance_mm": _pos,
+    "distance_mm": _distance,
     "dpf": _dpf,
-    "source": _int,
-    "detector": _int,
-    "source_pos_mm": _list_of(_num, 2),
-    "detector_pos_mm": _list_of(_num, 2),
+    "source": _index,
+    "detector": _index,
+    "source_pos_mm": _list_of(_position, 2, 3),
+    "detector_pos_mm": _list_of(_position, 2, 3),
+    "att_mm": _nonneg,
 }
 SECTION_TYPES = {
     "device": DeviceConfig,
@@ -266,8 +341,9 @@ SECTION_TYPES = {
     "markers": MarkersConfig,
     "status": StatusConfig,
     "security": SecurityConfig,
+    "probe": ProbeConfig,
 }
-PORTLESS_DRIVERS = {"simulated"}
+PORTLESS_DRIVERS = {"simulated", "replay"}
 
 
 def _section(name: str, raw: Any, schema: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
@@ -290,7 +366,7 @@ def _protocols(raw: Any) -> dict[str, tuple[tuple[str, float], ...]]:
     out = {}
     for name, body in _table(raw).items():
         key = f"protocol.{name}"
-        body = _section(key, body, {"steps": lambda v: v, "repeat": _pos_int})
+        body = _section(key, body, {"steps": lambda v: v, "repeat": _repeat})
         steps = body.get("steps")
         if not isinstance(steps, list) or not steps:
             raise ConfigError("expected a list of [label, seconds] steps", f"{key}.steps")
@@ -301,9 +377,15 @@ def _protocols(raw: Any) -> dict[str, tuple[tuple[str, float], ...]]:
                     f"step {i} must be [label, seconds], got {step!r}", f"{key}.steps"
                 )
             try:
-                parsed.append((step[0], _pos(step[1])))
+                parsed.append((step[0], _span(step[1])))
             except ValueError as err:
                 raise ConfigError(f"step {i}: {err}", f"{key}.steps") from None
+        if len(parsed) * body.get("repeat", 1) > MAX_PROTOCOL_STEPS:
+            raise ConfigError(
+                f"{len(parsed)} steps repeated {body.get('repeat', 1)} times exceed "
+                f"{MAX_PROTOCOL_STEPS} steps",
+                key,
+            )
         out[name] = tuple(parsed) * body.get("repeat", 1)
     return out
 
@@ -374,6 +456,7 @@ def check_transport(cfg: Config) -> None:
 
 def _cross_check(cfg: Config) -> None:
     check_endpoints(cfg.endpoints)
+    check_probe_labels(cfg.probe, cfg.channels)
     check_transport(cfg)
     dev = cfg.device
     if dev.driver not in PORTLESS_DRIVERS and not dev.port:
@@ -406,7 +489,12 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from None
-    return parse(data, source=str(path))
+    except RecursionError:  # tomllib recurses per nesting level
+        raise ConfigError(f"{path}: tables or arrays are nested too deeply") from None
+    try:
+        return parse(data, source=str(path))
+    except RecursionError:
+        raise ConfigError(f"{path}: values are nested too deeply") from None
 
 
 def default() -> Config:

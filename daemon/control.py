@@ -3,10 +3,20 @@
 Requests are one msgpack map with ``cmd``; replies are a msgpack map with ``ok`` (and
 ``error`` when false) followed by any array frames.  A malformed, oversized or unknown
 request gets an error reply; nothing a client sends can stop the loop.
+
+Limits (docs/security.md "Limits"): a request over ``MAX_REQUEST_BYTES`` gets an error
+reply, a frame over ``MAX_FRAME_BYTES`` makes ZeroMQ drop the connection before it is
+read into memory.  Bulk replies (``history``) are sent zero-copy and tracked, so the
+daemon knows how many of their bytes still wait in its queues for each client: a client
+with ``PEER_REPLY_BUDGET`` bytes unread (or all clients together with
+``TOTAL_REPLY_BUDGET``) gets an error instead of another bulk reply, counted in
+``refused``.  A failing handler is answered ``internal error``, counted in ``failed``
+and logged once per kind of failure (:class:`~nirsd.daemon.guard.LoopGuard`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +27,16 @@ from nirsd.core.errors import NirsdError, ProtocolError
 
 from . import wire
 from .endpoints import remove_ipc
+from .guard import LoopGuard
 from .publisher import bind_socket
 
 MAX_REQUEST_BYTES = 64 * 1024
+MAX_FRAME_BYTES = 1024 * 1024  # ZMQ_MAXMSGSIZE: a larger frame drops the connection
 MAX_PER_POLL = 100  # requests served per loop turn, so a flood cannot starve samples
+PEER_REPLY_BUDGET = 32 * 1024 * 1024  # bulk reply bytes one client may leave unread
+TOTAL_REPLY_BUDGET = 256 * 1024 * 1024  # and all clients together
+BULK_COMMANDS = frozenset({"history"})  # replies that can be megabytes
+PRUNE_EVERY_S = 0.1  # how often finished bulk replies are forgotten
 
 Reply = tuple[dict[str, Any], list[bytes]]
 #: a handler returns this to answer later with ControlServer.send_reply(token, ...)
@@ -37,14 +53,21 @@ class ControlServer:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
         try:
-            bind_socket(self.sock, endpoint)
+            bind_socket(self.sock, endpoint, max_msg_bytes=MAX_FRAME_BYTES)
         except BaseException:
             self.sock.close(linger=0)  # an open socket would block Context.term()
             raise
         self.handlers: dict[str, Handler] = {}
         self.served = 0
         self.rejected = 0
+        self.refused = 0  # bulk requests refused: the client's replies are unread
+        self.failed = 0  # handler exceptions answered "internal error"
+        self.guard = LoopGuard()  # the acquisition loop shares its own
         self.current: list[bytes] | None = None  # envelope of the request being handled
+        # bulk replies still queued: peer identity -> [(tracker, bytes)]
+        self._queued: dict[bytes, list[tuple[zmq.MessageTracker, int]]] = {}
+        self._queued_bytes = 0
+        self._pruned_at = 0.0
 
     def register(self, cmd: str, handler: Handler) -> None:
         self.handlers[cmd] = handler
@@ -81,8 +104,10 @@ class ControlServer:
         except NirsdError as err:
             reply, extra = {"ok": False, "error": str(err)}, []
         except Exception as err:  # a handler bug must not take the loop down
-            log.exception("control_handler_failed")
-            reply, extra = {"ok": False, "error": f"internal error: {err}"}, []
+            self.failed += 1
+            self.guard.note("control", err)  # traceback once per kind, then counted
+            text = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+            reply, extra = {"ok": False, "error": f"internal error: {text}"}, []
         self.send_reply(envelope, reply, extra)
 
     def send_reply(
@@ -90,11 +115,63 @@ class ControlServer:
     ) -> None:
         """Answer a request; ``token`` is the envelope saved from ``current``."""
         reply.setdefault("ok", True)
+        frames = [*token, wire.pack(reply), *(extra or [])]
+        size = sum(len(f) for f in extra or ())
         try:
-            self.sock.send_multipart([*token, wire.pack(reply), *(extra or [])], zmq.NOBLOCK)
+            if size < 64 * 1024:
+                self.sock.send_multipart(frames, zmq.NOBLOCK)
+            else:  # bulk: zero-copy, tracked until it has left the daemon's queues
+                tracker = self.sock.send_multipart(frames, zmq.NOBLOCK, copy=False, track=True)
+                self._queued.setdefault(token[0], []).append((tracker, size))
+                self._queued_bytes += size
         except zmq.ZMQError:
             log.warning("control_reply_dropped", error="peer gone or queue full")
         self.served += 1
+
+    def queued_bytes(self, peer: bytes | None = None) -> int:
+        """Bulk reply bytes not yet sent on, for one peer (identity) or for all."""
+        self._prune(force=True)
+        if peer is None:
+            return self._queued_bytes
+        return sum(n for _, n in self._queued.get(peer, ()))
+
+    def _prune(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self._queued or (not force and now - self._pruned_at < PRUNE_EVERY_S):
+            return
+        self._pruned_at = now
+        for peer in list(self._queued):
+            items = self._queued[peer]
+            left = [(t, n) for t, n in items if not t.done]
+            self._queued_bytes -= sum(n for t, n in items if t.done)
+            if left:
+                self._queued[peer] = left
+            else:
+                del self._queued[peer]
+
+    def _check_budget(self, cmd: str) -> None:
+        """Refuse a bulk request while earlier bulk replies wait unread (ProtocolError)."""
+        if cmd not in BULK_COMMANDS or self.current is None:
+            return
+        self._prune()
+        peer = self.current[0]
+        mine = sum(n for _, n in self._queued.get(peer, ()))
+        if mine < PEER_REPLY_BUDGET and self._queued_bytes < TOTAL_REPLY_BUDGET:
+            return
+        self._prune(force=True)  # the newest figures before refusing
+        mine = sum(n for _, n in self._queued.get(peer, ()))
+        if mine >= PEER_REPLY_BUDGET:
+            self.refused += 1
+            raise ProtocolError(
+                f"reply budget exceeded: {mine} bytes of earlier replies to this client "
+                f"are still unread (limit {PEER_REPLY_BUDGET}); read them, then ask again"
+            )
+        if self._queued_bytes >= TOTAL_REPLY_BUDGET:
+            self.refused += 1
+            raise ProtocolError(
+                f"reply budget exceeded: {self._queued_bytes} bytes of replies to all "
+                f"clients are still unread (limit {TOTAL_REPLY_BUDGET}); ask again later"
+            )
 
     def _dispatch(self, body: list[bytes]) -> Reply:
         if len(body) != 1:
@@ -107,8 +184,9 @@ class ControlServer:
         handler = self.handlers.get(req["cmd"])
         if handler is None:
             raise ProtocolError(
-                f"unknown cmd {req['cmd']!r} (known: {', '.join(sorted(self.handlers))})"
+                f"unknown cmd {req['cmd'][:64]!r} (known: {', '.join(sorted(self.handlers))})"
             )
+        self._check_budget(req["cmd"])
         return handler(req)
 
     def close(self) -> None:

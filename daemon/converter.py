@@ -22,6 +22,7 @@ left out of the baseline mean.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -196,6 +197,17 @@ class Converter:
         NaN for bad channel-samples.  A new array each call, so it may be kept."""
         return self._last_od
 
+    def hb_from_raw(self, intensity: np.ndarray) -> np.ndarray:
+        """[ΔHbO, ΔHbR, ΔHbT] µM (n, 3, n_ch) of intensities (n, n_ch, n_wl) against the
+        current frozen I0, without touching any state (for recomputing held samples that
+        were converted while I0 was provisional).  NaN for bad light and for channels
+        whose I0 is not frozen yet."""
+        I = np.asarray(intensity, dtype=np.float64)
+        valid = np.asarray(((I > self._lo) & (I < self._hi) & np.isfinite(I)).all(axis=2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            od = np.where(valid[:, :, None], self._log_i0 - np.log(np.where(I > 0, I, 1.0)), np.nan)
+        return np.einsum("cjw,ncw->njc", self._P3, od)
+
     # -- hot path --------------------------------------------------------------------
     def process(
         self, intensity: np.ndarray, saturated: np.ndarray | None = None
@@ -224,12 +236,12 @@ class Converter:
         # NaN fails every comparison, so "not (I > lo)" also catches NaN; +inf needs isfinite.
         low = ~((I > self._lo) & (I < np.inf))
         bad_low = low.any(axis=2)
-        quality = bad_low.astype(np.uint8) * np.uint8(LOW_LIGHT)
+        quality: Any = bad_low.astype(np.uint8) * np.uint8(LOW_LIGHT)
         if self.saturation_level is not None:
             # +inf is reported as LOW_LIGHT (non-finite), not as saturation.
             bad_sat = ((I >= self.saturation_level) & ~low).any(axis=2)
             quality |= bad_sat.astype(np.uint8) * np.uint8(SATURATED)
-            valid = ~(bad_low | bad_sat)
+            valid: Any = ~(bad_low | bad_sat)
         else:
             valid = ~bad_low
         if saturated is not None:

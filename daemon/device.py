@@ -43,14 +43,15 @@ NO_FRAME_BYTES, NO_FRAME_S = 8192, 2.0
 
 def make_driver(cfg: Config, port: str) -> Driver:
     dev = cfg.device
-    name = "nirsb" if dev.driver == "simulated" else dev.driver
+    embedded = dev.driver in ("simulated", "replay")  # an emulator speaking NIRSB
+    name = "nirsb" if embedded else dev.driver
     settings = DeviceSettings(
         port=port,
         baudrate=dev.baudrate,
         wavelengths_nm=tuple(cfg.optics.wavelengths_nm),
         rate_hz=dev.rate_hz,
         n_channels=dev.channels,
-        options=dict(dev.options),
+        options={} if embedded else dict(dev.options),
     )
     return registry.get(name)(settings)
 
@@ -60,9 +61,10 @@ class DeviceLink:
         self.cfg = cfg
         self.emulator = None
         port = cfg.device.port
-        if cfg.device.driver == "simulated":
+        if cfg.device.driver in ("simulated", "replay"):
+            start = self._start_replay if cfg.device.driver == "replay" else self._start_emulator
             try:
-                self.emulator = self._start_emulator(cfg)
+                self.emulator = start(cfg)
             except (ValueError, OverflowError, struct.error) as err:
                 raise ConfigError(
                     f"the simulated probe cannot run with these settings: {err}", "device"
@@ -112,6 +114,30 @@ class DeviceLink:
         )
         port = emu.start()
         log.info("simulator_started", port=port, channels=dev.channels, rate_hz=dev.rate_hz)
+        return emu
+
+    @staticmethod
+    def _start_replay(cfg: Config):
+        """``driver = "replay"``: a SNIRF recording played on a pty (options: file,
+        speed, loop)."""
+        from nirsd.drivers.replay_emulator import ReplayEmulator
+        from nirsd.drivers.snirf_source import read_recording
+
+        opts = cfg.device.options
+        if "file" not in opts:
+            raise ConfigError("required for driver 'replay'", "device.options.file")
+        rec = read_recording(opts["file"])
+        emu = ReplayEmulator(rec, speed=float(opts.get("speed", 1.0)), loop=bool(opts.get("loop")))
+        port = emu.start()
+        log.info(
+            "replay_started",
+            port=port,
+            file=str(rec.path),
+            samples=rec.n_samples,
+            rate_hz=rec.rate_hz,
+            gain=rec.gain,
+            stims=len(rec.stims),
+        )
         return emu
 
     def fileno(self) -> int | None:

@@ -84,50 +84,12 @@ def resolve_dpf(
     n = wl.size
     if n == 0:
         raise ConfigError("no wavelengths to resolve a DPF for", KEY)
-
     if _is_number(spec):
         return _check_positive(np.full(n, float(spec)), "DPF")  # type: ignore[arg-type]
-
     if isinstance(spec, str):
-        name = spec.strip().lower()
-        preset = PRESETS.get(name)
-        if preset is None:
-            raise ConfigError(
-                f"unknown DPF preset {spec!r}; valid presets: " + ", ".join(sorted(PRESETS)), KEY
-            )
-        if preset.value is not None:
-            return np.full(n, preset.value)
-        if age_years is None:
-            raise ConfigError("preset 'head-age' needs the subject's age in years", KEY)
-        if not _is_number(age_years) or not np.isfinite(age_years) or age_years < 0:
-            raise ConfigError(f"age must be a non-negative number of years, got {age_years!r}", KEY)
-        return _check_positive(scholkmann_wolf(wl, age_years), "head-age DPF")
-
+        return _from_preset(spec, wl, age_years)
     if isinstance(spec, Mapping):
-        table: dict[float, float] = {}
-        for k, v in spec.items():
-            try:
-                lam = float(k)
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"DPF table key {k!r} is not a wavelength in nm", KEY) from err
-            if not _is_number(v):
-                raise ConfigError(f"DPF for {k} nm must be a number, got {v!r}", KEY)
-            table[lam] = float(v)
-        missing = [w for w in wl.tolist() if w not in table]
-        extra = sorted(set(table) - set(wl.tolist()))
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append("missing " + ", ".join(f"{w:g}" for w in missing) + " nm")
-            if extra:
-                parts.append("not configured " + ", ".join(f"{w:g}" for w in extra) + " nm")
-            raise ConfigError(
-                "DPF table must cover exactly the wavelengths "
-                f"{[float(w) for w in wl]}: " + "; ".join(parts),
-                KEY,
-            )
-        return _check_positive(np.array([table[w] for w in wl.tolist()]), "DPF")
-
+        return _from_table(spec, wl)
     if isinstance(spec, (list, tuple, np.ndarray)):
         values = list(spec)
         if len(values) != n:
@@ -135,9 +97,50 @@ def resolve_dpf(
         if not all(_is_number(v) for v in values):
             raise ConfigError(f"DPF list must hold numbers, got {values!r}", KEY)
         return _check_positive(np.asarray(values, dtype=np.float64), "DPF")
-
     raise ConfigError(
         "DPF must be a number, a {wavelength: dpf} table, a list or a preset "
         f"name, got {type(spec).__name__}",
         KEY,
     )
+
+
+def _from_preset(spec: str, wl: np.ndarray, age_years: float | None) -> np.ndarray:
+    name = spec.strip().lower()
+    preset = PRESETS.get(name)
+    if preset is None:
+        raise ConfigError(
+            f"unknown DPF preset {spec!r}; valid presets: " + ", ".join(sorted(PRESETS)), KEY
+        )
+    if preset.value is not None:
+        return np.full(wl.size, preset.value)
+    if age_years is None:
+        raise ConfigError("preset 'head-age' needs the subject's age in years", KEY)
+    if not _is_number(age_years) or not np.isfinite(age_years) or age_years < 0:
+        raise ConfigError(f"age must be a non-negative number of years, got {age_years!r}", KEY)
+    return _check_positive(scholkmann_wolf(wl, age_years), "head-age DPF")
+
+
+def _from_table(spec: Mapping, wl: np.ndarray) -> np.ndarray:
+    table: dict[float, float] = {}
+    for k, v in spec.items():
+        try:
+            lam = float(k)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"DPF table key {k!r} is not a wavelength in nm", KEY) from err
+        if not _is_number(v):
+            raise ConfigError(f"DPF for {k} nm must be a number, got {v!r}", KEY)
+        table[lam] = float(v)
+    missing = [w for w in wl.tolist() if w not in table]
+    extra = sorted(set(table) - set(wl.tolist()))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(f"{w:g}" for w in missing) + " nm")
+        if extra:
+            parts.append("not configured " + ", ".join(f"{w:g}" for w in extra) + " nm")
+        raise ConfigError(
+            "DPF table must cover exactly the wavelengths "
+            f"{[float(w) for w in wl]}: " + "; ".join(parts),
+            KEY,
+        )
+    return _check_positive(np.array([table[w] for w in wl.tolist()]), "DPF")

@@ -17,14 +17,18 @@ from nirsd.core.errors import ProtocolError
 from . import wire
 from .ringbuffer import epoch_labels
 
-MAX_REPLY_BYTES = 64 * 1024 * 1024
+MAX_REPLY_BYTES = 16 * 1024 * 1024  # per reply; clients page on with `next`
+#: sample indices are clamped to this (any larger value means "the future")
+MAX_INDEX = 2**62
 
 
 def _int_field(req: dict, key: str, default: int | None) -> int | None:
+    if key in req and req[key] is None:
+        raise ProtocolError(f"{key!r} must be an integer, got nil")
     value = req.get(key, default)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise ProtocolError(f"{key!r} must be an integer")
-    return value
+    return value if value is None else max(-MAX_INDEX, min(MAX_INDEX, value))
 
 
 def history_reply(pipeline, publisher, req: dict[str, Any]) -> tuple[dict, list]:
@@ -52,7 +56,8 @@ def history_reply(pipeline, publisher, req: dict[str, Any]) -> tuple[dict, list]
             or seconds < 0
         ):
             raise ProtocolError("'seconds' must be a finite number ≥ 0")
-        since = ring.head - int(round(seconds * pipeline.info.rate_hz))
+        span = ring.capacity / pipeline.info.rate_hz  # more than this is "everything held"
+        since = ring.head - int(round(min(seconds, span + 1.0) * pipeline.info.rate_hz))
     until = _int_field(req, "until", None)
     max_samples = _int_field(req, "max_samples", None)
     if max_samples is not None and max_samples < 1:

@@ -10,12 +10,22 @@ history and published with ``covers``, so recorders can place it exactly.
 Epochs do not overlap unless ``markers.allow_overlap``: starting one while another is
 open ends the open one at the same sample.  With overlap allowed, a sample carries the
 label of the most recently started open epoch.
+
+Bounds (docs/security.md "Limits"): at most ``MAX_PENDING`` markers wait for their
+sample (more are refused, counted in ``rejected``); a device event dated more than
+``DEVICE_FUTURE_S`` after the newest sample is dated at its arrival instead (counted in
+``device_time_clamped``); at most ``SUMMARIES_PER_BLOCK`` epoch summaries are computed per
+block (the rest follow with the next blocks), and the embedded simulator keeps at most
+``MAX_SIMULATED`` exercise responses.  ``mark`` requests that start or end an epoch
+(each ends in a summary) are accepted at ``MARK_RATE_HZ`` (bursts of ``MARK_BURST``);
+more are refused and counted.  Instant markers are not rate-limited.
 """
 
 from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,23 +35,33 @@ import structlog
 from nirsd.core.errors import ProtocolError
 from nirsd.drivers.base import Event
 
+from .bounded import RateLimitedLog
 from .control import DEFERRED, Reply
 from .device import STREAMING
-from .epochs import Epoch, summarize
+from .epochs import Epoch, summarize, window_pending
 from .protocols import RunningProtocol
 from .ringbuffer import NO_EPOCH, Block
 
 log = structlog.get_logger("nirsd.markers")
 
 ACTIONS = ("start", "end", "instant")
+#: device EVENT codes that say the action (a SNIRF replay's stim onset and offset)
+STIM_CODES = {3: "start", 4: "end"}
 FUTURE_TOLERANCE_S = 1.0  # a client clock may run slightly ahead
+MAX_PENDING = 1024  # markers waiting for their sample
+DEVICE_FUTURE_S = 5.0  # a device event later than this after the newest sample is bogus
+SUMMARIES_PER_BLOCK = 16  # epoch summaries computed per published block
+MAX_SIMULATED = 16  # exercise responses the embedded simulator keeps
+MAX_CLOSED = 1024  # ended epochs waiting for their summary (more: summary dropped)
+MARK_RATE_HZ = 50.0  # epoch starts/ends by mark accepted per second (an operator: ~1/s)
+MARK_BURST = 100  # ... with bursts of this many
 
 
 @dataclass(order=True)
 class Marker:
     t: float
     id: int
-    label: str = field(compare=False)
+    label: str = field(compare=False)  # "" with action "end": whichever epoch is open
     action: str = field(compare=False)
     source: str = field(compare=False)
     extra: dict[str, Any] = field(compare=False, default_factory=dict)
@@ -60,13 +80,24 @@ class MarkerChannel:
         self.open: list[Epoch] = []
         self.pending: list[Marker] = []
         self.closed: list[Epoch] = []  # ended, summary not yet published
+        # summarised while I0 was provisional, with the msg of that summary (bounded by
+        # the epochs of one baseline window; dropped with the pipeline)
+        self.provisional: list[tuple[Epoch, int]] = []
         self._singles: dict[int, np.ndarray] = {}  # epoch index -> read-only (1,) tag
         self._last_change_seq = 0  # sample of the latest epoch start or end
         self.next_id = 1
         self.accepted = 0
         self.rejected = 0
+        self.device_time_clamped = 0
+        self.summaries_dropped = 0
+        self._tokens = float(MARK_BURST)  # the mark rate limit's bucket
+        self._tokens_at = time.monotonic()
+        self._log_summary = RateLimitedLog(log, "epoch_summary", burst=20, level="info")
         self.protocol: RunningProtocol | None = None
         self._protocol_step_marked = -1
+        #: called with (what, protocol) on every protocol event (started, step, finished,
+        #: stopped); sessions started with a protocol end with it
+        self.protocol_listeners: list[Callable[[str, RunningProtocol], None]] = []
         self.pipeline = None
         self._simulated: dict[str, Any] = {}  # open exercise responses of the simulator
         acq.control.register("mark", self._cmd_mark)
@@ -76,6 +107,7 @@ class MarkerChannel:
     # -- hooks called by the acquisition loop ----------------------------------------
     def on_pipeline(self, pipeline: Any) -> None:
         self.pipeline = pipeline
+        self.provisional = []  # a new probe description: its raw is not comparable
         pipeline.tagger = self.tag
 
     def _current(self) -> int:
@@ -104,40 +136,91 @@ class MarkerChannel:
 
     def on_block(self, block: Block) -> None:
         """Publish the summaries of epochs whose samples are now all in the ring."""
+        if self.provisional and self.pipeline is not None:
+            self._correct_provisional()
         if not self.closed or self.pipeline is None:
             return
         ring = self.pipeline.ring
-        ready = [e for e in self.closed if e.end_seq <= ring.head]
+        ready = [e for e in self.closed if e.end_seq <= ring.head][:SUMMARIES_PER_BLOCK]
         if not ready:
             return
-        self.closed = [e for e in self.closed if e.end_seq > ring.head]
-        rate = self.pipeline.info.rate_hz
+        done = {id(e) for e in ready}
+        self.closed = [e for e in self.closed if id(e) not in done]
         for epoch in ready:
-            body = summarize(
-                epoch,
-                ring,
-                int(round(self.baseline_s * rate)),
-                rate,
-                list(self.pipeline.probe.labels),
-            )
-            self.acq.publisher.publish_event("epoch", body)
-            log.info(
-                "epoch_summary", label=epoch.label, onset_seq=epoch.onset_seq, end_seq=epoch.end_seq
-            )
+            self._publish_summary(epoch)
+
+    def _correct_provisional(self) -> None:
+        """Once I0 is frozen, publish corrected summaries of epochs summarised before."""
+        p = self.pipeline
+        if not self.provisional or p is None or not p.converter.baseline_ready:
+            return
+        done, self.provisional = self.provisional, []
+        for epoch, msg in done:
+            self._publish_summary(epoch, revision=2, replaces=msg)
+
+    def _publish_summary(
+        self, epoch: Epoch, revision: int = 1, replaces: int | None = None
+    ) -> None:
+        """Summarise and publish; a window converted with a provisional I0 is recomputed
+        from the held raw intensities once I0 is frozen, else published as provisional
+        (and corrected later by :meth:`_correct_provisional`)."""
+        from .converter import BASELINE_PENDING
+
+        p = self.pipeline
+        assert p is not None  # called from on_block, which has one
+        rate = p.info.rate_hz
+        baseline_n = int(round(self.baseline_s * rate))
+        pending = window_pending(epoch, p.ring, baseline_n, BASELINE_PENDING)
+        ready = p.converter.baseline_ready
+        recompute = p.converter.hb_from_raw if pending and ready else None
+        body = summarize(epoch, p.ring, baseline_n, rate, list(p.probe.labels), recompute)
+        body["revision"] = revision
+        body["provisional"] = pending and not ready
+        body["baseline_recomputed"] = recompute is not None
+        if replaces is not None:
+            body["replaces_msg"] = replaces
+        header = self.acq.publisher.publish_event("epoch", body)
+        if body["provisional"]:
+            self.provisional.append((epoch, header["msg"]))
+        self._log_summary(
+            label=epoch.label,
+            onset_seq=epoch.onset_seq,
+            end_seq=epoch.end_seq,
+            revision=revision,
+            provisional=body["provisional"],
+        )
 
     def on_device_event(self, event: Event, arrival: float) -> bool:
-        """A device trigger or button: toggles its epoch, or an instant marker."""
-        t = self._device_time(event, arrival)
-        if event.label in self.index:
+        """A device trigger or button: toggles its epoch, or an instant marker; a
+        replayed stim's onset/offset (codes 3/4) starts/ends it.
+
+        Its time is mapped to host time by the samples' own clock, so an event stamped
+        with a sample's device time lands on that sample, even one already published.
+        """
+        t, t_dev = self._device_time(event, arrival)
+        if len(self.pending) >= MAX_PENDING:
+            self.rejected += 1  # counted; a device cannot queue without bound
+            return True
+        if event.label in self.index and event.code in STIM_CODES:
+            action = STIM_CODES[event.code]  # a replayed stim says whether it starts or ends
+        elif event.label in self.index:
             is_open = any(e.label == event.label for e in self.open) or any(
                 m.label == event.label and m.action == "start" for m in self.pending
             )
             action = "end" if is_open else "start"
         else:
             action = "instant"
-        self._enqueue(
-            Marker(t, self._new_id(), event.label, action, "device", {"code": event.code})
-        )
+        marker = Marker(t, self._new_id(), event.label, action, "device", {"code": event.code})
+        ring = self.pipeline.ring if self.pipeline is not None else None
+        last = ring.last() if ring is not None else None
+        if ring is not None and last is not None and t_dev is not None and t_dev <= last[1]:
+            # at or before a sample already tagged: the first sample at or after it by
+            # device time, exactly (host times of old samples came from an older fit)
+            found = ring.first_at_or_after(t_dev, device=True)
+            if found is not None and found[0] >= self._last_change_seq:
+                self._apply(marker, found[0], found[1], published_upto=ring.head)
+                return True
+        self._enqueue(marker)
         return True
 
     def status(self) -> dict[str, Any]:
@@ -158,6 +241,8 @@ class MarkerChannel:
                 "accepted": self.accepted,
                 "rejected": self.rejected,
                 "pending": len(self.pending),
+                "device_time_clamped": self.device_time_clamped,
+                "summaries_dropped": self.summaries_dropped,
             },
         }
 
@@ -172,15 +257,23 @@ class MarkerChannel:
     def _apply(self, m: Marker, seq: int, sample_t: float, published_upto: int) -> None:
         """Change the epoch state at sample ``seq`` and publish the marker."""
         error = None
+        ended: list[dict[str, Any]] = []  # the epochs this marker ended, for the reply
         if m.action == "start":
             if not self.allow_overlap:
                 for ep in list(self.open):
-                    self._close(ep, seq, m.id, auto=True, t=m.t)
+                    ended.append(self._close(ep, seq, m.id, auto=True, t=m.t))
             self.open.append(Epoch(m.label, m.id, seq, float(sample_t)))
         elif m.action == "end":
-            match = [e for e in self.open if e.label == m.label]
+            # no label: the most recently started open epoch
+            match = [e for e in self.open if not m.label or e.label == m.label]
             if match:
-                self._close(match[-1], seq, m.id)
+                # a stim offset ends the oldest open stim of its label (first in, first out)
+                first = m.source == "device" and m.extra.get("code") in STIM_CODES
+                target = match[0] if first else match[-1]
+                m.label = target.label
+                ended.append(self._close(target, seq, m.id))
+            elif not m.label:
+                error = "no open epoch to end"
             else:
                 error = f"no open {m.label!r} epoch to end"
         if error is None and m.action != "instant":
@@ -201,7 +294,10 @@ class MarkerChannel:
             "published_upto": published_upto,
             **m.extra,
         }
-        if seq < published_upto:
+        if m.action != "instant":
+            # what this marker ended: the epoch an end closed, or the one a start replaced
+            body["ended"] = ended[-1] if ended else None
+        if seq < published_upto and self.pipeline is not None:
             body["covers"] = [seq, published_upto]
             self.pipeline.ring.set_epoch(seq, published_upto, self._current())
         self.acq.publisher.publish_event("marker", body)
@@ -222,20 +318,41 @@ class MarkerChannel:
                 self._simulated.pop(open_label).end_s = now_s
         if action == "start" and label in AMPLITUDES_UM:
             response = ExerciseResponse(now_s, None, emu.n_channels, label)
+            kept = [r for r in emu.physiology.responses if r.end_s is None]
+            ended = [r for r in emu.physiology.responses if r.end_s is not None]
+            # every response costs the emulator thread work per sample: keep the newest
+            # (the oldest ended ones have decayed the most); a new list, so the thread
+            # iterating the old one is undisturbed
+            room = max(0, MAX_SIMULATED - 1 - len(kept))
+            emu.physiology.responses = [*kept[-(MAX_SIMULATED - 1) :], *ended[-room:][:room]]
             emu.physiology.responses.append(response)
             self._simulated[label] = response
 
     def _close(
         self, ep: Epoch, seq: int, end_id: int, auto: bool = False, t: float | None = None
-    ) -> None:
+    ) -> dict[str, Any]:
+        """End ``ep`` at ``seq``; returns what ended (label, ids, samples) for the reply."""
         self.open.remove(ep)
         ep.end_seq, ep.end_id = seq, end_id
-        self.closed.append(ep)
+        if len(self.closed) >= MAX_CLOSED:
+            self.summaries_dropped += 1
+        else:
+            self.closed.append(ep)
+        rate = self.pipeline.info.rate_hz if self.pipeline is not None else 0.0
+        ended = {
+            "label": ep.label,
+            "start_id": ep.start_id,
+            "end_id": end_id,
+            "onset_seq": ep.onset_seq,
+            "end_seq": seq,
+            "duration_s": (seq - ep.onset_seq) / rate if rate else None,
+        }
         if auto:  # the implicit end of an epoch replaced by a new start
+            ended["end_id"] = self._new_id()
             self.acq.publisher.publish_event(
                 "marker",
                 {
-                    "id": self._new_id(),
+                    "id": ended["end_id"],
                     "label": ep.label,
                     "action": "end",
                     "source": "auto",
@@ -245,11 +362,20 @@ class MarkerChannel:
                     "ended_by": end_id,
                 },
             )
+        return ended
 
     # -- control requests ------------------------------------------------------------
     def _cmd_mark(self, req: dict[str, Any]) -> Reply:
         label, action = req.get("label"), req.get("action", "start")
-        if not isinstance(label, str) or label not in self.index:
+        if isinstance(label, str) and len(label) > 256:
+            self.rejected += 1
+            raise ProtocolError(f"a label has at most 256 characters, got {len(label)}")
+        if not isinstance(action, str):
+            self.rejected += 1
+            raise ProtocolError(f"action must be one of {', '.join(ACTIONS)}")
+        if label is None and action == "end":
+            pass  # ends the most recently started open epoch, whatever its label
+        elif not isinstance(label, str) or label not in self.index:
             if not (isinstance(label, str) and label and action == "instant"):
                 self.rejected += 1
                 raise ProtocolError(
@@ -265,12 +391,21 @@ class MarkerChannel:
             raise ProtocolError("'t' must be a time in Unix seconds")
         if t > now + FUTURE_TOLERANCE_S:
             raise ProtocolError(f"marker time is {t - now:.3f} s in the future")
-        marker = Marker(float(t), self._new_id(), label, action, "control")
+        if len(self.pending) >= MAX_PENDING:
+            self.rejected += 1
+            raise ProtocolError(
+                f"{len(self.pending)} markers already wait for their sample (limit "
+                f"{MAX_PENDING}); try again when the device streams"
+            )
+        if action != "instant":
+            self._take_token()
+        marker = Marker(float(t), self._new_id(), label or "", action, "control")
         ring = self.pipeline.ring if self.pipeline is not None else None
         last = ring.last() if ring is not None else None
         if last is not None and t <= last[0]:  # late: part of it is already published
             return self._apply_late(marker, ring)
-        if ring is None or self.acq.device.state != STREAMING:
+        derived = getattr(self.acq, "derived", None)  # a device of computed values only
+        if (ring is None and derived is None) or self.acq.device.state != STREAMING:
             self._enqueue(marker)  # aligned when samples flow again
             return {
                 "id": marker.id,
@@ -283,6 +418,19 @@ class MarkerChannel:
         marker.token = self.acq.control.current
         self._enqueue(marker)
         return DEFERRED
+
+    def _take_token(self) -> None:
+        """The mark rate limit (a token bucket); ProtocolError when it is spent."""
+        now = time.monotonic()
+        self._tokens = min(MARK_BURST, self._tokens + (now - self._tokens_at) * MARK_RATE_HZ)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            self.rejected += 1
+            raise ProtocolError(
+                f"more than {MARK_RATE_HZ:g} markers per second (bursts of {MARK_BURST}): "
+                "this one is refused"
+            )
+        self._tokens -= 1.0
 
     def _apply_late(self, marker: Marker, ring: Any) -> Reply:
         found = ring.first_at_or_after(marker.t)
@@ -310,7 +458,9 @@ class MarkerChannel:
             return {"protocol": self.protocol.describe(now) if self.protocol else None}, []
         if action == "start":
             name = req.get("name")
-            if name not in self.protocols:
+            if not isinstance(name, str) or name not in self.protocols:
+                name = name if isinstance(name, str) else type(name).__name__
+                name = name[:64]
                 raise ProtocolError(
                     f"unknown protocol {name!r} (configured: {', '.join(self.protocols) or 'none'})"
                 )
@@ -389,22 +539,25 @@ class MarkerChannel:
     def _protocol_event(self, what: str, p: RunningProtocol | None = None) -> None:
         p = p or self.protocol
         body = p.describe(time.time()) if p is not None else {}
+        if p is not None:
+            for listener in self.protocol_listeners:
+                listener(what, p)
         self.acq.publisher.publish_event(
             "status", {"event": "protocol", "what": what, "protocol": body}
         )
 
     # -- device time -----------------------------------------------------------------
-    def _device_time(self, event: Event, arrival: float) -> float:
-        """Host time of a device event, through the last sample's device/host times."""
+    def _device_time(self, event: Event, arrival: float) -> tuple[float, float | None]:
+        """(host time, unwrapped device time or None) of a device event, by the same
+        DeviceClock mapping as the samples."""
         ring = self.pipeline.ring if self.pipeline is not None else None
         last = ring.last() if ring is not None else None
         if last is None:
-            return arrival
-        last_t, last_t_dev = last
-        if event.t_dev is None:
-            return last_t + 1e-9  # no device clock: the next sample
-        mod = self.pipeline.clock.modulus_s
-        delta = event.t_dev - last_t_dev
-        if mod:
-            delta = (delta + mod / 2) % mod - mod / 2  # the wrap-free difference
-        return last_t + delta
+            return arrival, None
+        mapped = None if event.t_dev is None else self.pipeline.clock.event_time(event.t_dev)
+        if mapped is None:
+            return last[0] + 1e-9, None  # no device clock: the next sample
+        if not mapped[1] - last[0] <= DEVICE_FUTURE_S:  # also NaN: no sample comes that late
+            self.device_time_clamped += 1
+            return max(arrival, last[0] + 1e-9), None
+        return mapped[1], mapped[0]

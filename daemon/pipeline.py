@@ -55,7 +55,9 @@ class Pipeline:
         self.cfg = cfg
         self.probe: Probe = build_probe(cfg, info)
         self.shape = (info.n_channels, len(info.wavelengths_nm))
-        self.clock = DeviceClock(parser_cls.clock_modulus_s, info.rate_hz)
+        self.clock = DeviceClock(
+            parser_cls.clock_modulus_s, info.rate_hz, trust=cfg.device.clock == "device"
+        )
         self.converter = Converter(
             info.wavelengths_nm,
             self.probe.distances_cm,
@@ -66,6 +68,7 @@ class Pipeline:
             light_floor=cfg.optics.light_floor,
         )
         self.ring = RingBuffer(ring_capacity(cfg, info), *self.shape, first_seq=first_seq)
+        self.baseline_seq = first_seq  # first sample of the current baseline window
         self.shape_errors = 0
         self.quality = QualityMonitor(info.n_channels, info.rate_hz)
         self._poor = np.zeros(info.n_channels, np.uint8)  # POOR_SIGNAL bits, last assessed
@@ -86,7 +89,7 @@ class Pipeline:
 
     def ingest(
         self, samples: list[Sample | SampleBlock], arrival: float
-    ) -> tuple[Block, np.ndarray] | None:
+    ) -> tuple[Block, np.ndarray | None] | None:
         """Convert and tag samples that arrived together; returns (block, od).
 
         ``samples`` mixes :class:`Sample` and :class:`SampleBlock` frames, in order.
@@ -126,7 +129,7 @@ class Pipeline:
         hb, quality = self.converter.process(raw, saturated if saturated.any() else None)
         return self._finish(t, t_dev, raw, hb, quality, flags)
 
-    def _ingest_one(self, s: Sample, arrival: float) -> tuple[Block, np.ndarray] | None:
+    def _ingest_one(self, s: Sample, arrival: float) -> tuple[Block, np.ndarray | None] | None:
         """One sample, the usual streaming case: scalar clock arithmetic, no joins."""
         if s.intensity.shape != self.shape:
             self.shape_errors += 1
@@ -149,7 +152,7 @@ class Pipeline:
         hb: np.ndarray,
         quality: np.ndarray,
         flags: np.ndarray,
-    ) -> tuple[Block, np.ndarray]:
+    ) -> tuple[Block, np.ndarray | None]:
         if self._any_poor:
             quality = quality | self._poor
         if self.srs and self.want_tsi:
@@ -165,6 +168,40 @@ class Pipeline:
             Block(self.ring.head, t, t_dev, raw, hb, quality, flags, epoch),
             self.converter.last_od,
         )
+
+    def rebaseline(self, seq: int) -> None:
+        """Restart I0 from sample ``seq`` (the next one to arrive)."""
+        self.converter.rebaseline()
+        self.baseline_seq = seq
+
+    def describe_conversion(self) -> dict:
+        """What a reader needs to redo the conversion (plain types, for ``info``)."""
+        from nirsd.core.extinction import extinction_matrix
+
+        conv, optics = self.converter, self.cfg.optics
+        i0 = conv.i0
+        from .dpf import PRESETS
+
+        preset = PRESETS.get(optics.dpf.strip().lower()) if isinstance(optics.dpf, str) else None
+        return {
+            "dpf_spec": optics.dpf
+            if isinstance(optics.dpf, (str, int, float))
+            else str(optics.dpf),
+            "dpf_source": f"{optics.dpf}: {preset.source}"
+            if preset
+            else f"optics.dpf = {optics.dpf}",
+            "extinction": optics.extinction,
+            "extinction_per_M_cm": extinction_matrix(
+                self.info.wavelengths_nm, optics.extinction
+            ).tolist(),
+            "baseline_s": self.cfg.baseline.seconds,
+            "baseline_samples": conv.baseline_samples,
+            "baseline_seq": self.baseline_seq,
+            "baseline_ready": bool(conv.baseline_ready),
+            "i0": [[None if x != x else float(x) for x in row] for row in i0.tolist()],
+            "light_floor": optics.light_floor,
+            "saturation_level": optics.saturation_level,
+        }
 
     def store(self, block: Block) -> None:
         """Keep a published block in the history ring (the quality window reads it later)."""

@@ -71,7 +71,7 @@ def build_probe(cfg: Config, info: Info) -> Probe:
             distances[ch.index] = ch.distance_mm / 10.0
         if ch.dpf is not None:
             dpf[ch.index] = resolve_dpf(ch.dpf, wl, optics.age_years)
-        for key in ("source", "detector", "source_pos_mm", "detector_pos_mm"):
+        for key in ("source", "detector", "source_pos_mm", "detector_pos_mm", "att_mm"):
             value = getattr(ch, key)
             if value is not None:
                 extra[ch.index][key] = list(value) if isinstance(value, tuple) else value

@@ -10,7 +10,6 @@ missed and backfill it from ``history``.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ import numpy as np
 import zmq
 
 from . import wire
-from .endpoints import ipc_path, remove_ipc
+from .endpoints import check_ipc_endpoint, remove_ipc, secure_socket_file
 from .ringbuffer import Block, epoch_labels
 from .security import secure_server_socket
 
@@ -29,17 +28,30 @@ COPY_LIMIT = 64 * 1024  # below this zero-copy sends cost more than copying
 SNDHWM = 1_000  # messages queued per subscriber before PUB drops for it; bounds the
 # memory a stalled subscriber costs (a reading client queues more itself)
 FLUSH_MS = 500  # on close, time given to queued messages to reach subscribers
+#: largest message a subscriber may send (subscription notices are a topic prefix; the
+#: CURVE handshake needs a few hundred bytes):
+#: ZeroMQ drops a peer that announces more, before allocating it (docs/security.md)
+SUB_MAX_MSG_BYTES = 4096
+#: distinct subscription prefixes tracked; only prefixes of a published topic can ever
+#: match, so others are counted (``subscriptions_ignored``) and not kept
+MAX_SUBSCRIPTIONS = 256
+#: a network peer that has not finished the ZeroMQ (and CURVE) handshake within this
+#: many ms is dropped: idle unauthenticated connections cannot pile up
+HANDSHAKE_MS = 5_000
 
 
-def bind_socket(sock: zmq.Socket, endpoint: str, mode: int = 0o660) -> None:
-    """Bind, creating the IPC directory and restricting the socket file to owner+group."""
-    path = ipc_path(endpoint)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+def bind_socket(
+    sock: zmq.Socket, endpoint: str, mode: int = 0o660, max_msg_bytes: int | None = None
+) -> None:
+    """Bind after checking the IPC path (ConfigError), restricting the socket file to
+    owner+group; ``max_msg_bytes`` is the largest inbound message (ZMQ_MAXMSGSIZE)."""
+    check_ipc_endpoint(endpoint)
+    if max_msg_bytes is not None:
+        sock.setsockopt(zmq.MAXMSGSIZE, max_msg_bytes)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
     secure_server_socket(sock, endpoint)  # CURVE server on network endpoints, if enabled
     sock.bind(endpoint)
-    if path is not None:
-        os.chmod(path, mode)
+    secure_socket_file(endpoint, mode)
 
 
 class Publisher:
@@ -50,10 +62,11 @@ class Publisher:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, SNDHWM)
         try:
-            bind_socket(self.sock, endpoint)
+            bind_socket(self.sock, endpoint, max_msg_bytes=SUB_MAX_MSG_BYTES)
         except BaseException:
             self.sock.close(linger=0)  # an open socket would block Context.term()
             raise
+        self.subscriptions_ignored = 0  # notices for prefixes no topic can match
         self.publish_od = publish_od
         self.counts: dict[str, int] = {t: 0 for t in wire.TOPICS}
         self.labels: Sequence[str] = ()
@@ -71,12 +84,22 @@ class Publisher:
             if not note or note[0] not in (0, 1):
                 continue  # not a subscription notice
             prefix = bytes(note[1:])
+            if not self._could_match(prefix) or (
+                prefix not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS
+            ):
+                self.subscriptions_ignored += 1
+                continue
             count = self.subscriptions.get(prefix, 0) + (1 if note[0] == 1 else -1)
             if count > 0:
                 self.subscriptions[prefix] = count
             else:
                 self.subscriptions.pop(prefix, None)
             self._wanted.clear()
+
+    @staticmethod
+    def _could_match(prefix: bytes) -> bool:
+        """Whether a subscription prefix matches any topic this daemon publishes."""
+        return any(t.encode().startswith(prefix) for t in wire.TOPICS)
 
     def wants(self, topic: str) -> bool:
         """Whether any subscriber's prefix matches ``topic``."""
@@ -142,7 +165,7 @@ class Publisher:
                 "flags": block.flags.tobytes(),
             }
             self._send(wire.encode_array("raw", raw, block.raw))
-        if want_od:
+        if want_od and od is not None:
             self.counts["od"] += 1
             head = {
                 **common,
@@ -152,6 +175,35 @@ class Publisher:
                 "wavelengths_nm": self.wavelengths_nm,
             }
             self._send(wire.encode_array("od", head, od))
+
+    def publish_derived(
+        self,
+        seq: int,
+        t: np.ndarray,
+        t_dev: np.ndarray,
+        epoch: list[str | None],
+        values: np.ndarray,
+        layout: Any,
+    ) -> None:
+        """Publish a device's computed values on ``derived``: float64 (n, n_values), NaN
+        where the device had none; the header names each column (``names``, ``units``,
+        ``channels``)."""
+        if not self.wants("derived"):
+            return
+        self.counts["derived"] += 1
+        head = {
+            "v": wire.VERSION,
+            "stream": self.stream,
+            "topic": "derived",
+            "msg": self.counts["derived"],
+            "seq": seq,
+            "n": int(values.shape[0]),
+            "t": t.tolist(),
+            "t_dev": t_dev.tolist(),
+            "epoch": epoch,
+            **layout.describe(),
+        }
+        self._send(wire.encode_array("derived", head, values.astype(np.float64, copy=False)))
 
     def publish_event(self, topic: str, body: dict[str, Any]) -> dict[str, Any]:
         """Publish an event (marker, epoch, status); returns the header sent."""

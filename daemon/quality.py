@@ -25,6 +25,8 @@ The sample rate must exceed about 5 Hz for the band split to mean anything.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .converter import LOW_LIGHT, POOR_SIGNAL, SATURATED
@@ -135,7 +137,7 @@ class QualityMonitor:
         self._acc.fill(0.0)
         self._acc_n = 0
 
-    def _push(self, x: np.ndarray, sat: np.ndarray, low: np.ndarray) -> None:
+    def _push(self, x: np.ndarray, sat: Any, low: Any) -> None:
         """Write rows (already at the analysis rate) into the window ring."""
         n = x.shape[0]
         if n >= self._size:  # only the newest window's worth matters

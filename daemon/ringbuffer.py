@@ -141,12 +141,13 @@ class RingBuffer:
         i = (self.head - 1) % self.capacity
         return float(self._t[i]), float(self._t_dev[i])
 
-    def first_at_or_after(self, t: float) -> tuple[int, float] | None:
-        """(seq, time) of the first held sample with time ≥ t, or None if none is held."""
+    def first_at_or_after(self, t: float, device: bool = False) -> tuple[int, float] | None:
+        """(seq, host time) of the first held sample with host time ≥ t (device time ≥ t
+        with ``device``), or None if none is held."""
         idx = np.arange(self.oldest, self.head) % self.capacity
-        times = self._t[idx]
+        times = (self._t_dev if device else self._t)[idx]
         i = int(np.searchsorted(times, t, side="left"))
-        return (self.oldest + i, float(times[i])) if i < times.shape[0] else None
+        return (self.oldest + i, float(self._t[idx[i]])) if i < times.shape[0] else None
 
     @staticmethod
     def _slice(block: Block, a: int, b: int) -> Block:

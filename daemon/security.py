@@ -10,7 +10,10 @@ Rules (see docs/security.md):
   one thread owning its own socket) accepts only the public keys listed in
   ``allowed_clients`` (data) and ``control_clients`` (control; default: the same list).
   An unknown key fails the handshake, so it receives nothing and can send nothing; the
-  daemon logs ``curve_client_rejected`` (first time per key, then every 100th attempt).
+  daemon logs ``curve_client_rejected`` (first time per key, then every 100th attempt,
+  and at most ``REJECT_LOG_BURST`` lines per 10 s whatever the keys: a flood of fresh
+  keys costs a counter and one ``curve_client_rejected_suppressed`` line per window).
+  Per-key counts are kept for the ``MAX_REJECTED_KEYS`` most recent keys only.
 
 Key files use ZeroMQ's zcert text format (what czmq's ``zcert_save`` and pyzmq's
 ``zmq.auth.create_certificates`` write): ``NAME.key`` holds ``public-key = "…"``,
@@ -35,10 +38,19 @@ from zmq.utils import z85
 
 from nirsd.core.errors import ConfigError, NirsdError
 
+from .bounded import LruCounter, RateLimitedLog
+
 log = structlog.get_logger("nirsd.security")
 
 LOCAL_TRANSPORTS = ("ipc://", "inproc://")
-DOMAINS = {zmq.PUB: "data", zmq.XPUB: "data", zmq.ROUTER: "control", zmq.REP: "control"}
+DOMAINS: dict[int, str] = {
+    zmq.PUB: "data",
+    zmq.XPUB: "data",
+    zmq.ROUTER: "control",
+    zmq.REP: "control",
+}
+MAX_REJECTED_KEYS = 1024  # per-key rejection counts kept (least recently seen dropped)
+REJECT_LOG_BURST = 10  # rejection log lines per 10 s at most
 
 
 def is_network(endpoint: str) -> bool:
@@ -176,20 +188,15 @@ class _AllowList:
 
     def __init__(self, keys: ServerKeys) -> None:
         self.allowed = {"data": keys.data_clients, "control": keys.control_clients}
-        self.rejected: dict[tuple[str, bytes], int] = {}
+        self.rejected = LruCounter(MAX_REJECTED_KEYS)  # (domain, key) -> attempts
+        self._log = RateLimitedLog(log, "curve_client_rejected", burst=REJECT_LOG_BURST)
 
     def callback(self, domain: str, key: bytes) -> bool:
         if key in self.allowed.get(domain, frozenset()):
             return True
-        n = self.rejected.get((domain, key), 0) + 1
-        self.rejected[(domain, key)] = n
+        n = self.rejected.add((domain, key))
         if n == 1 or n % 100 == 0:
-            log.warning(
-                "curve_client_rejected",
-                endpoint=domain,
-                client_key=key.decode("ascii", "replace"),
-                attempts=n,
-            )
+            self._log(endpoint=domain, client_key=key.decode("ascii", "replace")[:40], attempts=n)
         return False
 
 
@@ -214,7 +221,7 @@ class ServerSecurity:
     @property
     def rejected(self) -> int:
         """Handshakes refused so far."""
-        return sum(self.allow.rejected.values())
+        return self.allow.rejected.total
 
     def apply(self, sock: zmq.Socket, endpoint: str) -> None:
         """Make ``sock`` a CURVE server before it binds a network endpoint."""
@@ -233,6 +240,12 @@ class ServerSecurity:
 
 
 _ACTIVE: weakref.WeakKeyDictionary[zmq.Context, ServerSecurity] = weakref.WeakKeyDictionary()
+
+
+def rejected_handshakes(ctx: zmq.Context) -> int | None:
+    """CURVE handshakes refused on this context, or None without CURVE."""
+    active = _ACTIVE.get(ctx)
+    return None if active is None else active.rejected
 
 
 def secure_server_socket(sock: zmq.Socket, endpoint: str) -> None:

@@ -8,8 +8,16 @@
   is valid, the acquisition is rebuilt in place from it: same process, same endpoints
   (endpoint changes need a restart), the device reopened, a new stream id, the history
   ring started afresh; systemd sees RELOADING=1 then READY=1.
+- Before anything binds, both IPC endpoint paths are checked (``endpoints.check_ipc_endpoint``:
+  a directory another user could write to, a symlink or a file that is not our socket is a
+  config error, exit 78), and the soft open-file limit is raised to ``NOFILE_WANTED`` (or
+  the hard limit): idle network peers must not exhaust descriptors before ZeroMQ's
+  handshake timeout drops them.
 - ``NIRSD_TEST_HOOKS=1`` adds the control request ``test_stall`` (``seconds``), which
-  blocks the loop, so tests can see the watchdog pings stop.  Never set it in production.
+  blocks the loop, so tests can see the watchdog pings stop, and ``test_fault``
+  (``where``: ``samples`` or ``control``), which makes the next block of samples, or this
+  request, raise, so tests can see the loop guard count it and go on.  Never set it in
+  production.
 """
 
 from __future__ import annotations
@@ -32,13 +40,29 @@ from . import config as config_mod
 from . import wire
 from .acquisition import Acquisition
 from .config import Config
-from .endpoints import ipc_path
+from .endpoints import check_ipc_endpoint, ipc_path
 from .notify import Notifier
 from .security import ServerKeys, ServerSecurity, server_keys
 
 log = structlog.get_logger("nirsd.service")
 
 MAX_STALL_S = 60.0
+NOFILE_WANTED = 65_536  # as the unit's LimitNOFILE
+
+
+def raise_file_limit(wanted: int = NOFILE_WANTED) -> int:
+    """Raise the soft RLIMIT_NOFILE towards ``wanted`` (never above the hard limit)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 def _already_running(ctx: zmq.Context, control: str) -> bool:
@@ -87,6 +111,22 @@ def _stall(req: dict[str, Any]) -> tuple[dict[str, Any], list]:
     return {"stalled_s": seconds}, []
 
 
+def _fault(acq: Acquisition) -> Any:
+    def handler(req: dict[str, Any]) -> tuple[dict[str, Any], list]:
+        if req.get("where") == "samples":
+            original = acq._on_samples
+
+            def boom(*_args: Any) -> None:
+                del acq._on_samples  # the class's method again
+                raise RuntimeError("test fault in a block of samples")
+
+            acq._on_samples = boom  # type: ignore[method-assign]
+            return {"armed": "samples", "was": original.__name__}, []
+        raise RuntimeError("test fault in a control request")
+
+    return handler
+
+
 class _Lifetime:
     """What the signal handlers change: stop, or a validated config to switch to."""
 
@@ -124,6 +164,7 @@ def _start(cfg: Config, ctx: zmq.Context, notifier: Notifier) -> Acquisition:
         ) from err
     if os.environ.get("NIRSD_TEST_HOOKS") == "1":
         acq.control.register("test_stall", _stall)
+        acq.control.register("test_fault", _fault(acq))
         log.warning("test_hooks_enabled")
     return acq
 
@@ -131,6 +172,9 @@ def _start(cfg: Config, ctx: zmq.Context, notifier: Notifier) -> Acquisition:
 def run_daemon(cfg: Config, notifier: Notifier | None = None) -> int:
     """Run until SIGINT or SIGTERM (reloading on SIGHUP); returns 0 on a clean stop."""
     keys = prepare(cfg)
+    for name in ("data", "control"):  # before anything connects or binds there
+        check_ipc_endpoint(getattr(cfg.endpoints, name), f"endpoints.{name}")
+    raise_file_limit()
     notifier = notifier or Notifier()
     ctx = zmq.Context()
     try:

@@ -18,8 +18,9 @@ from nirsd.core.errors import ProtocolError
 
 VERSION = 1
 SAMPLE_TOPICS = ("raw", "hb", "od")
-EVENT_TOPICS = ("marker", "epoch", "status")
-TOPICS = SAMPLE_TOPICS + EVENT_TOPICS
+EVENT_TOPICS = ("marker", "epoch", "status", "session")
+DERIVED_TOPICS = ("derived",)  # values a device computed itself (rSO2, TOI): [n, n_values]
+TOPICS = SAMPLE_TOPICS + EVENT_TOPICS + DERIVED_TOPICS
 HB_FIELDS = ("hbo", "hbr", "hbt")  # index 1 of an hb array: ΔHbO, ΔHbR, ΔHbT in µM
 
 # JSON/msgpack have no NaN-free float convention; msgpack carries NaN fine, so it stays.
@@ -85,7 +86,7 @@ _DTYPE_STR: dict[np.dtype, str] = {}  # dtype -> its "<f8"-style name, built onc
 _DTYPES: dict[str, np.dtype] = {}  # and back, for decoding
 
 
-def encode_array(topic: str, header: dict[str, Any], array: np.ndarray) -> list[bytes]:
+def encode_array(topic: str, header: dict[str, Any], array: np.ndarray) -> list[bytes | memoryview]:
     """Frames for a sample message; adds dtype and shape to ``header`` (a fresh dict)."""
     arr = np.ascontiguousarray(array)
     if arr.dtype.byteorder == ">":
@@ -95,7 +96,8 @@ def encode_array(topic: str, header: dict[str, Any], array: np.ndarray) -> list[
         name = _DTYPE_STR[arr.dtype] = arr.dtype.str
     header["dtype"] = name
     header["shape"] = list(arr.shape)
-    payload = memoryview(arr).cast("B") if arr.size else b""  # cast refuses empty shapes
+    # cast refuses empty shapes
+    payload: bytes | memoryview = memoryview(arr).cast("B") if arr.size else b""  # type: ignore[arg-type]
     return [topic.encode(), pack(header), payload]
 
 

@@ -94,7 +94,37 @@ class SampleBlock:
         ]
 
 
-Frame = Sample | SampleBlock | Info | Event
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """Values a device computed itself (regional saturation, TOI, SmO2) for one sample.
+
+    t_dev: device clock in seconds as sent, or None (no clock).
+    values: float64 (n_values,), NaN where the device printed no value; the columns are
+    described by the driver's :meth:`Driver.derived_layout`.
+    """
+
+    t_dev: float | None
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class DerivedLayout:
+    """What each column of :attr:`Derived.values` is: a value name (``rso2``), its unit
+    (``%``) and the channel it belongs to (a label, or None)."""
+
+    names: tuple[str, ...]
+    units: tuple[str, ...]
+    channels: tuple[str | None, ...]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "names": list(self.names),
+            "units": list(self.units),
+            "channels": list(self.channels),
+        }
+
+
+Frame = Sample | SampleBlock | Info | Event | Derived
 
 
 def expand_blocks(frames: list[Frame]) -> list[Frame]:
@@ -121,6 +151,7 @@ class Counters:
     garbage_bytes: int = 0
     lost_frames: int = 0
     lines_skipped: int = 0
+    seq_backsteps: int = 0  # frame counter went back: a device restart or a reordering
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -194,6 +225,10 @@ class Driver(ABC):
     def stop_commands(self) -> bytes:
         """Bytes to write before the port closes."""
         return b""
+
+    def derived_layout(self) -> DerivedLayout | None:
+        """The columns of the :class:`Derived` frames this device sends (None: none)."""
+        return None
 
     def default_info(self) -> Info | None:
         """The description to use when the device does not send one (from settings)."""

@@ -12,8 +12,9 @@ Every column is mapped to ``"chN:WAVELENGTH"`` (or the table form), ``"time"`` o
 ``"ignore"``.  Channels must be numbered 0..N-1 and each must have every wavelength of
 ``optics.wavelengths_nm``.  Without a time column the daemon counts samples at
 ``device.rate_hz``.  A line is a sample only when it has exactly as many fields as there
-are columns and every mapped field is a finite number; anything else is skipped and
-counted.  Text has no checksum: a corrupted digit is not detectable.
+are columns and every mapped field is a finite number, with a time (if any) from 0 to
+1e10 s (``limits.MAX_DEVICE_TIME_S``); anything else is skipped and counted.  Text has
+no checksum: a corrupted digit is not detectable.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from nirsd.core.errors import ConfigError
 
 from .base import Driver, Frame, Info, Sample, SampleBlock
+from .limits import MAX_DEVICE_TIME_S
 from .lines import LineParser, parse_int_tokens, parse_numbers
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
@@ -211,7 +213,7 @@ class DelimitedParser(LineParser):
             t_dev = None
         else:
             t_dev = v[:, lay.time_column] * lay.time_scale
-            ok &= np.isfinite(t_dev) & (t_dev >= 0)
+            ok &= np.isfinite(t_dev) & (t_dev >= 0) & (t_dev <= MAX_DEVICE_TIME_S)
         block = SampleBlock(None, t_dev, np.zeros(n, np.uint8), data.reshape(n, *self._shape))
         return block, ok
 
@@ -223,13 +225,17 @@ class DelimitedParser(LineParser):
             if _all_numbers(fields):
                 self.column_mismatch += 1
                 self.mismatch_columns = len(fields)
-            return self._maybe_header(fields)
+            self._maybe_header(fields)
+            return None
         try:
             data = np.array([float(fields[i]) for i in lay.data_columns])
             t = None if lay.time_column is None else float(fields[lay.time_column])
         except ValueError:
-            return self._maybe_header(fields)
-        if not np.isfinite(data).all() or (t is not None and not (t >= 0 and np.isfinite(t))):
+            self._maybe_header(fields)
+            return None
+        if not np.isfinite(data).all() or (
+            t is not None and not 0 <= t * lay.time_scale <= MAX_DEVICE_TIME_S
+        ):
             return None
         return Sample(None, None if t is None else t * lay.time_scale, 0, data.reshape(self._shape))
 

@@ -117,7 +117,7 @@ class Emulator:
         self._data_head = nirsb.DATA_HEAD.pack(n_channels, len(self.wavelengths_nm), 0)
         self._rng = np.random.default_rng(self.faults.seed)
         self._lock = threading.Lock()
-        self._events: list[tuple[int, str]] = []
+        self._events: list[tuple[int, str, bool]] = []
         self._unplug_request: float | None = None
         #: monotonic times of the last unplug and replug (None before the first)
         self.unplugged_at: float | None = None
@@ -178,10 +178,12 @@ class Emulator:
         with self._lock:
             self._unplug_request = float(for_s)
 
-    def send_event(self, code: int, label: str) -> None:
-        """Queue an EVENT frame (code 1 trigger, 2 button); sent before the next sample."""
+    def send_event(self, code: int, label: str, after: bool = False) -> None:
+        """Queue an EVENT frame (code 1 trigger, 2 button) stamped with the next sample's
+        device time: sent before that sample, or right after it with ``after`` (a
+        footswitch pressed at the sample the device has just sent)."""
         with self._lock:
-            self._events.append((code, label))
+            self._events.append((code, label, after))
 
     @property
     def port(self) -> str | None:
@@ -299,14 +301,19 @@ class Emulator:
                 if next_garbage is not None and now >= next_garbage:
                     self._garbage()
                     next_garbage = now + f.garbage_every_s
-                due = int((now - self._stream_t0) * self.rate_hz) + 1 - (self._k - self._stream_k0)
+                due = int((now - self._stream_t0) * self.pace_hz) + 1 - (self._k - self._stream_k0)
                 if due > 0:
                     self._emit(min(due, self.max_batch))
             if self._out and now >= stall_until:
                 self._flush()
 
     def _deadline(self, k: int) -> float:
-        return self._stream_t0 + (k - self._stream_k0) / self.rate_hz
+        return self._stream_t0 + (k - self._stream_k0) / self.pace_hz
+
+    @property
+    def pace_hz(self) -> float:
+        """Samples sent per second of wall time (a replay may run faster than its rate)."""
+        return self.rate_hz
 
     # ------------------------------------------------------------------ protocol hooks
 
@@ -327,6 +334,14 @@ class Emulator:
     def _encode_event(self, seq: int, t_us: int, code: int, label: str) -> bytes:
         """Wire bytes of a device event (b"" where the protocol has none)."""
         return nirsb.encode_event(seq, t_us, code, label)
+
+    def _t_us(self, k: int) -> int:
+        """Device clock (µs, wrapping) of sample k: counted from power-on at the rate."""
+        return (self.t0_us + round((k - self._k_boot) * 1e6 / self.rate_hz)) % _CLOCK_MOD
+
+    def _scheduled_events(self, k: int) -> list[tuple[int, str, int]]:
+        """Events (code, label, t_us) the device itself sends just before sample k."""
+        return []
 
     def _start_streaming(self) -> None:
         preamble = self._preamble()
@@ -370,13 +385,11 @@ class Emulator:
             events, self._events = self._events, []
         for i in range(n):
             k = self._k
-            t_us = (self.t0_us + round((k - self._k_boot) * 1e6 / self.rate_hz)) % _CLOCK_MOD
-            for code, label in events:
-                wire = self._encode_event(self.seq0 + self._frames, t_us, code, label)
-                if wire:
-                    self._queue(wire)
-                    self._frames += 1
-            events = []
+            t_us = self._t_us(k)
+            self._send_events(events, t_us, after=False)
+            for code, label, ev_us in self._scheduled_events(k):  # the device's own
+                self._send_events([(code, label, False)], ev_us, after=False)
+            after, events = [e for e in events if e[2]], []
             seq = (self.seq0 + self._frames) % 65536
             self._frames += 1
             self._k += 1
@@ -385,6 +398,16 @@ class Emulator:
                 continue
             if self._queue(self._encode_sample(seq, t_us, counts[i])):
                 self.sent_k.append((seq, k))
+            self._send_events(after, t_us, after=True)
+
+    def _send_events(self, events: list[tuple[int, str, bool]], t_us: int, after: bool) -> None:
+        for code, label, is_after in events:
+            if is_after != after:
+                continue
+            wire = self._encode_event(self.seq0 + self._frames, t_us, code, label)
+            if wire:
+                self._queue(wire)
+                self._frames += 1
 
     def _garbage(self) -> None:
         n = int(self._rng.integers(1, max(2, self.faults.garbage_max + 1)))

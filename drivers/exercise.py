@@ -33,7 +33,7 @@ class ExerciseResponse:
     end_s: float | None
     n_channels: int
     kind: str = "extension"
-    gain: np.ndarray = field(default=None)  # per-channel factor
+    gain: np.ndarray = field(default=None)  # type: ignore[arg-type]  # per-channel factor; set after init
 
     def __post_init__(self) -> None:
         if self.gain is None:

@@ -10,8 +10,9 @@ from ``optics.wavelengths_nm``).  ``t_us`` is the device's ``micros()`` and wrap
 2**32 µs; the fast form carries no time, so the daemon counts samples at
 ``device.rate_hz``.  A line is a sample only if every field is a number, ``t_us`` is a
 whole number below 2**32, and (unless ``device.options.check_ratio = false``) the
-printed ratio equals red/ir to its printed precision: the protocol has no checksum and
-this cross-check rejects most corrupted lines.  ``t`` starts the stream, ``f`` stops it.
+printed ratio equals red/ir to its printed precision (0 when ir is 0): the protocol has
+no checksum and this cross-check rejects most corrupted lines.  ``t`` starts the stream,
+``f`` stops it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def _ratio_ok(red: np.ndarray, ir: np.ndarray, ratio: np.ndarray, decimals: int)
     tol = 0.5 * 10.0**-decimals * (1 + 1e-9) + 1e-12
     with np.errstate(divide="ignore", invalid="ignore"):
         ok = np.abs(ratio - red / ir) <= tol
-    return ok | (ir == 0)
+    # no infrared light: the HEGduino prints a ratio of 0, so only that passes (any
+    # other ratio over ir = 0 is text that happens to be digits and bars)
+    return np.where(ir == 0, np.abs(ratio) <= tol, ok)
 
 
 def _decimals(field: bytes) -> int:

@@ -161,7 +161,11 @@ class LineParser(Parser):
                 for k, good in enumerate(
                     [False] * (j - i) if parsed is None else parsed[1].tolist()
                 ):
-                    frame = parsed[0].sample(k) if good else self._line(lines[i + k])
+                    frame = (
+                        parsed[0].sample(k)
+                        if good and parsed is not None
+                        else self._line(lines[i + k])
+                    )
                     if frame is not None:
                         out.append(frame)
                 i = j

@@ -144,7 +144,12 @@ class NirsbParser(Parser):
       garbage byte and nothing else.  An undelimited run longer than ``MAX_PENDING``
       is dropped as garbage, and the rest of it up to the next 0x00 too.
     - ``lost_frames``: DATA and EVENT share the device frame counter; for each one after
-      the first, (seq − last − 1) mod 65536 is added.  INFO (seq 0) takes no part.
+      the first, (seq − last − 1) mod 65536 is added when that is below 32768.  INFO
+      (seq 0) takes no part.
+    - ``seq_backsteps``: a counter that moved back (by 32768 or more, modulo 65536): a
+      device that restarted or a frame delivered out of order, not 65 535 lost frames.
+      The frame after it is counted from whichever counter it continues (a restart
+      goes on from the new value, a reordering from the old one).
     - ``frames_ok``: frames delivered.
     """
 
@@ -156,6 +161,7 @@ class NirsbParser(Parser):
         self._pending = b""
         self._skipping = False  # inside an over-long undelimited run
         self._last_seq: int | None = None
+        self._before_back: int | None = None  # the counter before it stepped back
 
     def feed(self, data: bytes) -> list[Frame]:
         """Consume bytes (any split) and return the frames they complete, in order."""
@@ -246,8 +252,19 @@ class NirsbParser(Parser):
         return Info(version, n_ch, tuple(float(w) for w in wl), rate_mhz / 1000.0, ident)
 
     def _count_seq(self, seq: int) -> None:
-        if self._last_seq is not None:
-            self.counters.lost_frames += (seq - self._last_seq - 1) % 65536
+        last = self._last_seq
+        if last is not None:
+            skipped = (seq - last - 1) % 65536
+            if self._before_back is not None:
+                # after a step back: a frame that continues the old count means that one
+                # frame came out of order (a restart continues from the new value)
+                skipped = min(skipped, (seq - self._before_back - 1) % 65536)
+                self._before_back = None
+            if skipped < 32767:
+                self.counters.lost_frames += skipped
+            else:  # back (or more than half the counter ahead): restart or reorder
+                self.counters.seq_backsteps += 1
+                self._before_back = last
         self._last_seq = seq
 
 

@@ -24,6 +24,7 @@ BUILTIN: dict[str, str] = {
     "nirsb": "nirsd.drivers.nirsb:NirsbDriver",
     "heg": "nirsd.drivers.heg:HegDriver",
     "csv": "nirsd.drivers.delimited:DelimitedDriver",
+    "nonin": "nirsd.drivers.nonin:NoninDriver",
 }
 
 

@@ -88,13 +88,19 @@ def test_a_corrupted_time_field_does_not_pull_the_floor():
 
 
 def test_a_real_clock_step_is_accepted_after_a_few_blocks():
+    """The fit follows a host clock stepped back by 5 s, yet published times never go
+    back: they hold (rising by 1 µs) until the new host clock passes them."""
     clock = DeviceClock(modulus_s=None, rate_hz=RATE)
-    run(clock, 20, 0.0, 0.003, seed=5)
+    _, est = run(clock, 20, 0.0, 0.003, seed=5)
     t0 = 1.7e9 + 20.0 - 5.0  # the host clock stepped back by 5 s
-    for i in range(5):
+    hosts = []
+    for i in range(200):  # 10 s after the step
         t_dev = np.array([20.0 + 0.05 * i])
-        host = clock.to_host(clock.unwrap(t_dev, 1), t0 + 0.05 * i + 0.003)
-    assert abs(host[-1] - (t0 + 0.2 + 0.003)) < 1e-6
+        hosts.append(clock.to_host(clock.unwrap(t_dev, 1), t0 + 0.05 * i + 0.003)[0])
+    hosts = np.array(hosts)
+    assert hosts[0] > est[-1] and np.all(np.diff(hosts) > 0)
+    assert clock.clamped >= 90  # the 5 s (100 samples at 20 Hz) the new clock was behind
+    assert abs(hosts[-1] - (t0 + 0.05 * 199 + 0.003)) < 1e-6  # then it follows again
 
 
 def test_one_sample_path_equals_block_path_across_wraps_and_restarts():
@@ -127,3 +133,27 @@ def test_one_sample_host_time_equals_the_array_form():
         y = b.to_host(b.unwrap(np.array([t_dev]), 1), arrival)
         assert x == y[0]
     assert a._fit is not None and a._fit == b._fit
+
+
+def test_published_time_never_goes_backwards():
+    """Device time stepping back (reordered frames, a restart) and a corrupted time far
+    ahead: host times stay strictly increasing and never later than their arrival."""
+    rng = np.random.default_rng(8)
+    for one in (True, False):
+        clock = DeviceClock(modulus_s=2**32 / 1e6, rate_hz=RATE)
+        t_dev = np.arange(3000) / RATE
+        t_dev[1000:1100] = t_dev[1000:1100][::-1]  # reordered
+        t_dev[2000:] -= 7.0  # a restart of the device clock
+        t_dev[2500] += 1e4  # a corrupted value
+        out, arrivals = [], []
+        for k, td in enumerate(t_dev):
+            arrival = 1.7e9 + k / RATE + 0.003 + rng.exponential(0.002)
+            arrivals.append(arrival)
+            if one:
+                out.append(clock.to_host_one(clock.unwrap_one(float(td)), arrival))
+            else:
+                out.append(clock.to_host(clock.unwrap(np.array([td]), 1), arrival)[0])
+        out = np.array(out)
+        assert np.all(np.diff(out) > 0)
+        assert np.all(out <= np.array(arrivals) + 1e-3)
+        assert clock.clamped > 0

@@ -314,6 +314,7 @@ def test_wrong_protocol(tmp_path, fault_report, device, driver):
 # ---------------------------------------------------------------------- subscribers
 
 
+@pytest.mark.timing
 def test_slow_subscriber_and_100_subscribers(tmp_path, fault_report):
     n_subs, seconds = 100, 8.0
     proc = DaemonProcess(tmp_path, simulated_config(channels=16, rate_hz=50.0)).start()
@@ -413,6 +414,7 @@ def test_stalled_subscriber_costs_bounded_memory(tmp_path, fault_report):
     assert growth_mb < 12.0  # 100,000 queued messages: +30 MB in 8 s, and growing
 
 
+@pytest.mark.timing
 def test_markers_1000_per_second_for_10_s(tmp_path, fault_report):
     rate_s, seconds = 1000, 10.0
     proc = DaemonProcess(tmp_path, simulated_config(rate_hz=50.0)).start()
@@ -482,6 +484,8 @@ def _record(daemon: DaemonProcess, path: Path, *args: str, preexec=None) -> subp
         daemon.endpoints.data,
         "--control",
         daemon.endpoints.control,
+        "--backfill",  # these files start at the stream's sample 0 (a later flag wins)
+        "all",
         *args,
     ]
     return subprocess.Popen(

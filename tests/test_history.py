@@ -13,7 +13,9 @@ from nirsd.core.errors import NirsdError
 
 
 @pytest.fixture
-def client(daemon):
+def client(shared_daemon):
+    """A control client of the module's daemon (history requests only read the ring)."""
+    daemon = shared_daemon
     wait_for(lambda: daemon.control().status()["samples"] >= 20, 20, what="20 samples")
     c = ControlClient(daemon.endpoints.control, timeout_s=5)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -90,14 +91,14 @@ def test_lsl_hb_and_raw_match_the_subscriber(daemon, prefix):
         full = hb_in.info(timeout=10)
         chans = channels(full)
         assert [c["label"] for c in chans] == [
-            f"{lab} {f}" for lab in LABELS for f in ("HbO", "HbR", "HbT")
+            f"S{i}_D{i} {f}" for i in range(1, N_CH + 1) for f in ("hbo", "hbr")
         ]
-        assert [c["type"] for c in chans] == ["HbO", "HbR", "HbT"] * N_CH
-        assert {c["unit"] for c in chans} == {"uM"}
+        assert [c["type"] for c in chans] == ["HbO", "HbR"] * N_CH
+        assert {c["unit"] for c in chans} == {"M"}
         raw_in = pylsl.StreamInlet(resolve(f"{prefix}_raw"))
         raw_chans = channels(raw_in.info(timeout=10))
         assert [c["label"] for c in raw_chans] == [
-            f"{lab} {w}" for lab in LABELS for w in (760, 850)
+            f"S{i}_D{i} {w}" for i in range(1, N_CH + 1) for w in (760, 850)
         ]
         assert {c["unit"] for c in raw_chans} == {"counts"}
         hb_in.open_stream(timeout=10)
@@ -135,7 +136,8 @@ def test_lsl_hb_and_raw_match_the_subscriber(daemon, prefix):
                 continue
             for i in range(msg.n):
                 if msg.topic == "hb":
-                    row = msg.array[i].T.reshape(-1)  # channel-major HbO, HbR, HbT
+                    # channel-major HbO, HbR in M, as the bridge computes it
+                    row = msg.array[i : i + 1, :2].transpose(0, 2, 1).reshape(1, -1)[0] * 1e-6
                     by_value[float(row[0])] = (msg.seq + i, row, msg.header["t"][i])
                 else:
                     row = msg.array[i].reshape(-1)
@@ -185,11 +187,13 @@ def test_lsl_markers_from_nirsd_mark(daemon, prefix):
         def pull() -> bool:
             sample, ts = inlet.pull_sample(timeout=0.2)
             if sample:
-                received.append((sample[0], ts))
+                received.append((sample[0], ts, sample[4]))
             return len(received) >= 2
 
         wait_for(pull, 15, interval=0.0, what="two markers over LSL")
         assert [r[0] for r in received] == ["extension/start", "extension/end"]
+        acked = [json.loads(a) for a in acks]
+        assert [r[2] for r in received] == [str(a["seq"]) for a in acked]
         assert received[0][1] <= received[1][1]
         assert abs(received[1][1] - pylsl.local_clock()) < 10.0
     finally:
@@ -300,7 +304,7 @@ def test_lsl_follows_a_daemon_restart(daemon, prefix):
                 return len(got) >= 10
 
             wait_for(pull, 15, interval=0.0, what=f"hb samples of stream {stream}")
-            assert all(len(s) == 3 * N_CH for s in got)
+            assert all(len(s) == 2 * N_CH for s in got)  # HbO, HbR per channel
         assert bridge.poll() is None
         assert stop_bridge(bridge) == 0
         lines = bridge.stdout.read().splitlines()

@@ -9,46 +9,13 @@ import numpy as np
 import pytest
 import zmq
 
-from nirsd.cli.testing import DaemonProcess, device_config, simulated_config, wait_for
+from nirsd.cli.testing import Collector, DaemonProcess, device_config, simulated_config, wait_for
 from nirsd.daemon import wire
 from nirsd.drivers.emulator import Emulator
 from nirsd.drivers.exercise import ExerciseResponse
 from nirsd.drivers.physiology import Physiology
 
-
-class Recorder:
-    """Collects every message of a subscriber: hb samples by seq, events in order."""
-
-    def __init__(self, sub):
-        self.sub = sub
-        self.t, self.epoch, self.hb, self.t_dev = {}, {}, {}, {}
-        self.events: list = []
-
-    def pump(self, seconds: float = 0.05) -> None:
-        end = time.monotonic() + seconds
-        while True:
-            msg = self.sub.recv(max(0.0, end - time.monotonic()))
-            if msg is None:
-                return
-            if msg.topic == "hb":
-                for i in range(msg.n):
-                    s = msg.seq + i
-                    self.t[s] = msg.header["t"][i]
-                    self.t_dev[s] = msg.header["t_dev"][i]
-                    self.epoch[s] = msg.header["epoch"][i]
-                    self.hb[s] = msg.array[i]
-            else:
-                self.events.append(msg)
-
-    def until(self, cond, timeout: float = 20.0, what: str = "condition"):
-        def step():
-            self.pump()
-            return cond()
-
-        return wait_for(step, timeout, interval=0, what=what)
-
-    def of(self, topic: str) -> list[dict]:
-        return [m.header for m in self.events if m.topic == topic]
+Recorder = Collector
 
 
 def _mark(daemon, *args) -> dict:
@@ -89,7 +56,11 @@ def test_cli_markers_tag_samples_exactly_and_summarise(daemon):
     # the summary equals a recomputation from the published hb samples
     b0, b1 = summary["baseline_seq"]
     have = set(rec.hb)
-    if set(range(b0, end["seq"])) <= have:
+    if summary["baseline_recomputed"]:  # the window began while I0 was provisional
+        expect = _recomputed_summary(daemon, b0, b1, end["seq"])
+        np.testing.assert_allclose(summary["mean_hbo"], expect[0], atol=1e-9)
+        np.testing.assert_allclose(summary["mean_hbr"], expect[1], atol=1e-9)
+    elif set(range(b0, end["seq"])) <= have:
         base = np.nanmean([rec.hb[s] for s in range(b0, b1)], axis=0)
         during = np.nanmean([rec.hb[s] for s in range(start["seq"], end["seq"])], axis=0)
         np.testing.assert_allclose(summary["mean_hbo"], (during - base)[0], atol=1e-9)
@@ -107,6 +78,23 @@ def test_cli_markers_tag_samples_exactly_and_summarise(daemon):
         np.testing.assert_allclose(summary["mean_hbo"], expect[0], atol=1e-9)
 
 
+def _recomputed_summary(daemon, b0: int, b1: int, end: int) -> np.ndarray:
+    """The summary from the held raw intensities against the final I0 (the mean of the
+    first second, 10 samples): what the daemon publishes when the epoch's window holds
+    samples converted with a provisional I0."""
+    from nirsd.daemon.converter import Converter
+
+    hist = daemon.subscriber(["hb"])
+    try:
+        raw = hist.control.history(since=0, until=end)["raw"].array
+    finally:
+        hist.close()
+    conv = Converter((760.0, 850.0), np.full(8, 3.0), 6.0)
+    conv.set_baseline(raw[:10].mean(axis=0))
+    hb = conv.hb_from_raw(raw)
+    return np.nanmean(hb[b1:end], 0) - np.nanmean(hb[b0:b1], 0)
+
+
 def test_timed_protocol_emits_its_own_markers(tmp_path):
     extra = '[protocol.short]\nsteps = [["rest", 0.5], ["extension", 1.0], ["rest", 0.5]]\n'
     daemon = DaemonProcess(tmp_path, simulated_config(rate_hz=20.0, extra=extra)).start()
@@ -117,7 +105,13 @@ def test_timed_protocol_emits_its_own_markers(tmp_path):
             reply = json.loads(daemon.cli("protocol", "start", "short", check=True).stdout)
             assert reply["protocol"]["name"] == "short"
             rec.until(lambda: len(rec.of("epoch")) >= 3, what="three epoch summaries")
-            rec.pump(0.3)
+            rec.until(
+                lambda: any(
+                    s.get("event") == "protocol" and s.get("what") == "finished"
+                    for s in rec.of("status")
+                ),
+                what="the protocol's end on status",
+            )
         markers = [m for m in rec.of("marker") if m["source"] == "protocol"]
         assert [(m["label"], m["action"]) for m in markers] == [
             ("rest", "start"),
@@ -172,7 +166,8 @@ def test_device_event_frames_become_markers(exercising):
         )
         emu.send_event(2, "extension")
         rec.until(lambda: rec.of("epoch"), what="epoch summary")
-        rec.pump(0.2)
+        end_seq = rec.of("marker")[1]["seq"]
+        rec.until(lambda: max(rec.t) >= end_seq + 2, what="samples after the end")
     start, end = rec.of("marker")[:2]
     assert (start["source"], start["action"], start["code"]) == ("device", "start", 1)
     assert (end["source"], end["action"], end["code"]) == ("device", "end", 2)
@@ -180,6 +175,26 @@ def test_device_event_frames_become_markers(exercising):
     # that frame is the epoch's first sample
     assert start["t"] == pytest.approx(rec.t[start["seq"]], abs=1e-6)
     _check_tagging(rec, start, end, "extension")
+
+
+def test_device_events_stamped_with_a_sent_sample_land_on_that_sample(exercising):
+    """A footswitch pressed at the sample the device has just sent: the EVENT follows
+    that DATA frame and carries its device time; the rule "first sample at or after the
+    marker's time" gives that very sample, not the next one."""
+    emu, phys, response, daemon = exercising
+    with daemon.subscriber(["hb", "marker"]) as sub:
+        rec = Recorder(sub)
+        rec.until(lambda: len(rec.t) >= 3, what="samples")
+        for i in range(6):
+            emu.send_event(1, "extension", after=True)
+            rec.until(lambda: len(rec.of("marker")) > i, what=f"device marker {i}")
+        rec.until(lambda: max(rec.t) >= rec.of("marker")[-1]["seq"], what="tagged samples")
+    markers = rec.of("marker")
+    assert [m["action"] for m in markers] == ["start", "end"] * 3
+    for m in markers:
+        assert m["t"] == pytest.approx(rec.t[m["seq"]], abs=1e-3), m
+        assert m["covers"] == [m["seq"], m["seq"] + 1], "applied to the published sample"
+        assert rec.t[m["seq"] - 1] < m["t"]
 
 
 def test_exercise_response_is_recovered_by_the_epoch_summary(exercising):

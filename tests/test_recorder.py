@@ -18,7 +18,7 @@ if importlib.util.find_spec("snirf") is None:  # imported lazily: at import it
     pytest.skip("needs the snirf package", allow_module_level=True)  # writes pysnirf2.log
 mne = pytest.importorskip("mne")
 
-from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
+from nirsd.cli.testing import Collector, DaemonProcess, simulated_config, wait_for  # noqa: E402
 from nirsd.clients.snirf_writer import hb_copy  # noqa: E402
 
 
@@ -33,6 +33,8 @@ def _record(daemon: DaemonProcess, path, *args: str, preexec=None) -> subprocess
         daemon.endpoints.data,
         "--control",
         daemon.endpoints.control,
+        "--backfill",  # these files start at the stream's sample 0 (a later flag wins)
+        "all",
         *args,
     ]
     return subprocess.Popen(
@@ -54,27 +56,9 @@ def _journal_has(path, kind: str) -> bool:
         return False
 
 
-class Collector:
-    """A test-side subscriber: every raw/hb sample by seq, and the marker acks."""
-
-    def __init__(self, daemon: DaemonProcess) -> None:
-        self.sub = daemon.subscriber(("raw", "hb"))
-        self.raw: dict[int, np.ndarray] = {}
-        self.hb: dict[int, np.ndarray] = {}
-        self.t: dict[int, float] = {}
-
-    def pump(self, timeout_s: float = 0.05) -> int:
-        msg = self.sub.recv(timeout_s)
-        while msg is not None:
-            store = self.raw if msg.topic == "raw" else self.hb
-            for i in range(msg.n):
-                store[msg.seq + i] = msg.array[i]
-                self.t[msg.seq + i] = msg.header["t"][i]
-            msg = self.sub.recv(0)
-        return max(self.hb, default=-1)
-
-    def until(self, seq: int, timeout: float = 15.0) -> None:
-        wait_for(lambda: self.pump() >= seq, timeout, what=f"sample {seq}")
+def collector(daemon: DaemonProcess) -> Collector:
+    """Every raw/hb sample by seq."""
+    return Collector(daemon.subscriber(("raw", "hb")))
 
 
 @pytest.fixture(autouse=True)
@@ -91,6 +75,10 @@ def _valid(path) -> None:
     assert not result.errors
 
 
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _rows(path):
     with h5py.File(path, "r") as f:
         seq = f["nirs/aux1/dataTimeSeries"][:, 0].astype(int)
@@ -104,7 +92,7 @@ def _rows(path):
                 for k in f["nirs"]
                 if k.startswith("stim")
             },
-            {k: f[f"nirs/metaDataTags/{k}"][()].decode() for k in f["nirs/metaDataTags"]},
+            {k: _text(f[f"nirs/metaDataTags/{k}"][()]) for k in f["nirs/metaDataTags"]},
         )
 
 
@@ -123,21 +111,21 @@ def _mark(daemon: DaemonProcess, *args: str) -> dict:
 
 def test_record_pipeline_snirf_valid_mne_values_stims(daemon, tmp_path):
     path = tmp_path / "session.snirf"
-    col = Collector(daemon)
+    col = collector(daemon)
     rec = None
     try:
-        col.until(5)
+        col.until_seq(5)
         rest = _mark(daemon, "rest")  # before the recorder starts
         rec = _record(daemon, path, "--subject", "P012", "--group", "eperisone", "--visit", "week4")
         wait_for(lambda: _journal_has(path, "run"), 15, what="recorder writing")
-        col.until(rest["seq"] + 10)
+        col.until_seq(rest["seq"] + 10)
         rest_end = _mark(daemon, "rest", "--end")
-        col.until(rest_end["seq"] + 3)
+        col.until_seq(rest_end["seq"] + 3)
         ext = _mark(daemon, "extension")
-        col.until(ext["seq"] + 8)
+        col.until_seq(ext["seq"] + 8)
         ext_end = _mark(daemon, "extension", "--end")
         flex = _mark(daemon, "flexion", "--instant")
-        col.until(flex["seq"] + 5)
+        col.until_seq(flex["seq"] + 5)
         wait_for(lambda: _journal_has(path, "epoch") and _journal_has(path, "marker"), 10)
         last = col.pump()
         rec.send_signal(signal.SIGINT)
@@ -171,16 +159,17 @@ def test_record_pipeline_snirf_valid_mne_values_stims(daemon, tmp_path):
         return float(time_s[np.searchsorted(seq, s)])
 
     np.testing.assert_allclose(
-        stims["rest"], [[at(rest["seq"]), at(rest_end["seq"]) - at(rest["seq"]), 1]]
+        stims["rest"][:, :3], [[at(rest["seq"]), at(rest_end["seq"]) - at(rest["seq"]), 1]]
     )
     np.testing.assert_allclose(
-        stims["extension"], [[at(ext["seq"]), at(ext_end["seq"]) - at(ext["seq"]), 1]]
+        stims["extension"][:, :3], [[at(ext["seq"]), at(ext_end["seq"]) - at(ext["seq"]), 1]]
     )
-    np.testing.assert_allclose(stims["flexion"], [[at(flex["seq"]), 0, 1]])
+    np.testing.assert_allclose(stims["flexion"][:, :3], [[at(flex["seq"]), 0, 1]])
 
     # MNE reads only /nirs/data1: the raw intensities
     raw_mne = mne.io.read_raw_snirf(path, preload=True, verbose="error")
     assert set(raw_mne.get_channel_types()) == {"fnirs_cw_amplitude"}
+    assert raw_mne.info["dig"] == []  # a synthetic layout: no fsaverage head fiducials
     assert len(raw_mne.ch_names) == 16
     np.testing.assert_allclose(raw_mne.get_data().T, raw)
     ann = {(a["description"], round(a["onset"], 3)) for a in raw_mne.annotations}
@@ -200,13 +189,13 @@ def test_record_pipeline_snirf_valid_mne_values_stims(daemon, tmp_path):
 
 def test_sigkill_then_recover(daemon, tmp_path):
     path = tmp_path / "killed.snirf"
-    col = Collector(daemon)
+    col = collector(daemon)
     rec = _record(daemon, path)
     try:
         wait_for(lambda: _journal_has(path, "run"), 15, what="recorder writing")
         start = col.pump()
         flex = _mark(daemon, "flexion")
-        col.until(max(start, flex["seq"]) + 30)  # 3 s at 10 Hz
+        col.until_seq(max(start, flex["seq"]) + 30)  # 3 s at 10 Hz
         killed_at = col.pump()
         rec.kill()
         rec.wait(10)
@@ -215,8 +204,10 @@ def test_sigkill_then_recover(daemon, tmp_path):
         if rec.poll() is None:
             rec.kill()
             rec.wait()
+    assert not (tmp_path / "killed_hb.snirf").exists()  # written at the end, or by --recover
     out = daemon.cli("record", "--recover", str(path), check=True)
-    assert json.loads(out.stdout)["rows"] > 0
+    recovered = json.loads(out.stdout)
+    assert recovered["rows"] > 0 and recovered["hb_file"] == str(tmp_path / "killed_hb.snirf")
     _valid(path)
     seq, time_s, raw, hb, stims, _ = _rows(path)
     rate = 10.0
@@ -234,6 +225,8 @@ def test_sigkill_then_recover(daemon, tmp_path):
     )
     raw_mne = mne.io.read_raw_snirf(path, verbose="error")
     assert raw_mne.n_times == len(seq)
+    hb_mne = mne.io.read_raw_snirf(recovered["hb_file"], preload=True, verbose="error")
+    np.testing.assert_allclose(hb_mne.get_data().T, hb * 1e-6, rtol=1e-12, atol=0)
 
 
 def test_disk_full_gives_clear_error_and_valid_file(tmp_path):
@@ -266,10 +259,10 @@ def test_disk_full_gives_clear_error_and_valid_file(tmp_path):
 def test_daemon_gone_recorder_still_stops_on_sigint(daemon, tmp_path):
     """History first; with the daemon killed (no messages at all) SIGINT still ends it."""
     path = tmp_path / "gone.snirf"
-    col = Collector(daemon)
+    col = collector(daemon)
     rec = None
     try:
-        col.until(15)  # history for the recorder to fetch
+        col.until_seq(15)  # history for the recorder to fetch
         rec = _record(daemon, path)
         wait_for(lambda: _journal_has(path, "run"), 15, what="recorder writing")
         daemon.stop(signal.SIGKILL)

@@ -6,6 +6,8 @@ import json
 import signal
 import time
 
+import pytest
+
 from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for
 
 
@@ -21,6 +23,7 @@ def _log_events(proc: DaemonProcess, event: str) -> list[dict]:
     return out
 
 
+@pytest.mark.timing
 def test_sigterm_during_streaming_exits_0_flushed_and_clean(tmp_path):
     proc = DaemonProcess(tmp_path, simulated_config(channels=8, rate_hz=50.0))
     proc.start()

@@ -34,6 +34,7 @@ def _copy_units(tmp_path: Path) -> list[Path]:
     for src, name in (
         ("nirsd.service", "nirsd.service"),
         ("nirsd-record@.service", "nirsd-record@test.service"),
+        ("nirsd-bids@.service", "nirsd-bids@test.service"),
     ):
         text = (UNITS / src).read_text()
         assert INSTALLED_BIN in text
@@ -79,6 +80,7 @@ def test_service_exposure_is_low():
 @needs_analyze
 def test_recorder_exposure_is_low():
     assert _exposure(UNITS / "nirsd-record@.service") <= MAX_EXPOSURE
+    assert _exposure(UNITS / "nirsd-bids@.service") <= MAX_EXPOSURE
 
 
 def _directives(path: Path) -> dict[str, list[str]]:

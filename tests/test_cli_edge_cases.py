@@ -1,4 +1,4 @@
-"""Acceptance-review fixes: config edge cases, gap estimates, tail, closed pipes, csv hints."""
+"""Edge cases at the command line: config values, gap estimates, tail, closed pipes, csv."""
 
 from __future__ import annotations
 
