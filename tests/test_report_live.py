@@ -79,6 +79,7 @@ def report_epochs(root, out, source: str) -> pd.DataFrame:
     assert proc.returncode == 0, proc.stderr
     runs = pd.read_csv(out / "runs.tsv", sep="\t")
     assert runs["source"].str.split(" ").str[0].eq(source).all(), runs["source"]
+    assert (runs["dpf_source"] == "file tag nirsdDPF").all()  # the DPF the daemon used
     ep = pd.read_csv(out / "epochs.tsv", sep="\t", na_values=["n/a"], keep_default_na=False)
     return ep[ep["channel"] != "all"]
 
