@@ -176,8 +176,10 @@ def _mixed_rows(cell: pd.DataFrame, where: dict[str, str]) -> list[dict]:
 
 
 def tests_table(subjects: pd.DataFrame) -> pd.DataFrame:
-    """Between-group tests per session × trial_type × chromophore, and the mixed model."""
+    """Between-group tests per session × trial_type × chromophore, and the mixed model
+    (participants without a group, ``n/a``, are left out of them)."""
     sub = _all_channel(subjects)
+    sub = sub[sub["group"] != "n/a"]
     rows: list[dict] = []
     for (session, tt, chrom), cell in sub.groupby(["session", "trial_type", "chromophore"]):
         values = {g: c["mean_change"].to_numpy() for g, c in cell.groupby("group")}
