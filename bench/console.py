@@ -81,6 +81,39 @@ class Published:
         self.sub.close()
 
 
+class SseClient:
+    """A plain SSE reader of ``/api/stream`` (no browser): arrival time per point's seq."""
+
+    def __init__(self, url: str) -> None:
+        import http.client
+        import json
+        import urllib.parse
+
+        parts = urllib.parse.urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        self.conn.request("GET", "/api/stream?seconds=0")
+        self.resp = self.conn.getresponse()
+        self.arrivals: list[tuple[int, float]] = []
+        self.json = json
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        event = None
+        try:
+            for raw in self.resp:
+                line = raw.decode()
+                if line.startswith("event: "):
+                    event = line[7:].strip()
+                elif line.startswith("data: ") and event == "hb":
+                    seq = self.json.loads(line[6:])["seq"]
+                    self.arrivals.append((int(seq[-1]), time.time()))
+        except (OSError, ValueError, AttributeError):
+            return
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def open_tabs(url: str, tabs: int, profile: Path) -> Any:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -141,6 +174,7 @@ def measure(load: Load, tabs: int, warm_s: float, phase_s: float, work: Path) ->
         )
         url = console.stdout.readline().split(": ", 1)[1].strip()
         driver = open_tabs(url, tabs, work / "profile")
+        sse = SseClient(url)
         cproc = Proc(console.pid)
         time.sleep(warm_s)
         wait_for(lambda: all(len(a) > 5 for a in page_arrivals(driver)), 30, what="pages")
@@ -154,6 +188,8 @@ def measure(load: Load, tabs: int, warm_s: float, phase_s: float, work: Path) ->
         browser_cpu = (browser_cpu_s(work / "profile") - bc0) / span
         daemon_cpu_with = (dproc.cpu_s() - dc0) / span
         arrivals = page_arrivals(driver)
+        sse.close()
+        raw = [[seq, t * 1000.0] for seq, t in sse.arrivals]
     finally:
         if driver is not None:
             driver.quit()
@@ -163,7 +199,9 @@ def measure(load: Load, tabs: int, warm_s: float, phase_s: float, work: Path) ->
         pub.stop.set()
         pub.thread.join(5)
         daemon.stop()
-    return summarize(load, tabs, phase_s, arrivals, pub, (start_wall, end_wall)) | {
+    span = (start_wall, end_wall)
+    return summarize(load, tabs, phase_s, arrivals, pub, span) | {
+        "sse_client_latency": summarize(load, 1, phase_s, [raw], pub, span)["page_latency"],
         "console_cpu_pct": 100 * console_cpu,
         "browser_cpu_pct": 100 * browser_cpu,
         "loadavg_1m_end": os.getloadavg()[0],
@@ -206,6 +244,11 @@ def report(res: dict) -> None:
         f"| sample published → page (all tabs) | p50 {lat['p50_us'] / 1000:.1f} ms, "
         f"p99 {lat['p99_us'] / 1000:.1f} ms, max {lat['max_us'] / 1000:.1f} ms "
         f"({lat['n']} points) |"
+    )
+    sse = res["sse_client_latency"]
+    print(
+        f"| sample published → plain SSE client (no browser) | p50 {sse['p50_us'] / 1000:.1f} ms, "
+        f"p99 {sse['p99_us'] / 1000:.1f} ms ({sse['n']} points) |"
     )
     worst = max(t["p99_us"] for t in res["page_latency_per_tab"])
     print(f"| worst tab p99 | {worst / 1000:.1f} ms |")

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from nirsd.core.errors import NirsdError
+from nirsd.core.optional import require
 from nirsd.daemon.cmdline import curve, endpoint_args, endpoints
 
 HELP = """\
@@ -23,10 +24,7 @@ Follows daemon restarts.  Ctrl-C stops it.  Exit status: 0 stopped; 1 runtime er
 
 
 def cmd_console(args: argparse.Namespace) -> int:
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError as err:
-        raise NirsdError("nirsd console needs aiohttp: pip install 'nirsd[console]'") from err
+    require("aiohttp", "nirsd console", "console")
     import asyncio
 
     from nirsd.clients.console.access import is_loopback, load_token, parse_listen

@@ -35,7 +35,7 @@ import json
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pylsl
@@ -64,16 +64,19 @@ class ClockMap:
         self.offset = 0.0
 
     def _measure(self) -> float:
-        best = None
-        for _ in range(3):  # the tightest of three sandwiches
+        sandwiches: list[tuple[float, float]] = []  # (width, offset)
+        for _ in range(3):
             a = pylsl.local_clock()
             w = time.time()
             b = pylsl.local_clock()
-            if best is None or b - a < best[0]:
-                best = (b - a, (a + b) / 2.0 - w)
-        return best[1]
+            sandwiches.append((b - a, (a + b) / 2.0 - w))
+        return min(sandwiches, key=lambda s: s[0])[1]  # the tightest (the first on a tie)
 
-    def lsl(self, t: np.ndarray | float) -> np.ndarray | float:
+    @overload
+    def lsl(self, t: np.ndarray) -> np.ndarray: ...
+    @overload
+    def lsl(self, t: float) -> np.float64: ...
+    def lsl(self, t: np.ndarray | float) -> np.ndarray | np.float64:
         """LSL timestamps (s) for host times ``t`` (Unix seconds)."""
         now = time.monotonic()
         if now >= self._next:

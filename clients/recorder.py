@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import structlog
@@ -143,17 +143,31 @@ class Recorder:
         self._window_at: int | None = None  # a baseline window not yet placed on a row
         self._asked_at = -math.inf  # when the daemon was last asked for a window's I0
         self.writer: snirf_writer.SnirfWriter | None = None
-        self._journal = None
+        self._journal: TextIO | None = None
 
     def stop(self, reason: str = "stopped") -> None:
         self._stop = True
         self.stop_reason = self.stop_reason or reason
 
+    @property
+    def _snirf(self) -> snirf_writer.SnirfWriter:
+        """The open SNIRF writer; only used after ``_open`` (None there is a bug)."""
+        if self.writer is None:
+            raise RuntimeError("the recorder's SNIRF file is not open")
+        return self.writer
+
+    @property
+    def _journal_file(self) -> TextIO:
+        """The open journal; only used after ``_open`` (None there is a bug)."""
+        if self._journal is None:
+            raise RuntimeError("the recorder's journal is not open")
+        return self._journal
+
     # -- journal ------------------------------------------------------------------
     def _event(self, kind: str, body: dict[str, Any]) -> None:
         event = {"kind": kind, **wire.plain(body, drop_bytes=True)}
         self.events.append(event)
-        self._journal.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self._journal_file.write(json.dumps(event, separators=(",", ":")) + "\n")
         self._dirty = True
 
     # -- message handling ---------------------------------------------------------
@@ -180,18 +194,24 @@ class Recorder:
             self.stats.device_lost += int(h.get("lost_samples", 0))
             self._event("device_gap", h)
         elif msg.topic == "status" and h.get("event") == "baseline" and h.get("seq") is not None:
-            self.writer.add_baseline(int(h["seq"]))
+            self._snirf.add_baseline(int(h["seq"]))
             self._window_at = int(h["seq"])  # placed on its row once that row is written
             self._event("baseline", {"seq": int(h["seq"]), "seconds": h.get("seconds")})
 
     def _take(self, topic: str, limit: int) -> tuple[np.ndarray, list, np.ndarray, list]:
         msgs = self._pending[topic]
-        keep, seqs, ts, arrs, labels = [], [], [], [], []
-        quality = []
+        keep: list[Message] = []
+        seqs: list[np.ndarray] = []
+        ts: list[Any] = []
+        arrs: list[np.ndarray] = []
+        labels: list[Any] = []
+        quality: list[np.ndarray] = []
         for m in msgs:
             if m.seq + m.n > limit:
                 keep.append(m)
                 continue
+            if m.array is None:  # _on_message queues only messages with an array
+                raise RuntimeError(f"a queued {topic} message has no sample array")
             seqs.append(np.arange(m.seq, m.seq + m.n))
             ts.extend(m.header["t"])
             labels.extend(m.header.get("epoch") or [None] * m.n)
@@ -231,10 +251,10 @@ class Recorder:
         lab = np.array(labels, dtype=object)[hi]
         change = np.flatnonzero(lab[1:] != lab[:-1]) + 1
         starts = ([0] if self._label != lab[0] else []) + change.tolist()
-        for k in starts:
-            self._event("run", {"label": lab[k], "seq": int(common[k])})
+        for i in starts:
+            self._event("run", {"label": lab[i], "seq": int(common[i])})
         self._label = lab[-1]
-        self.writer.append(common, np.asarray(t)[ri], raw[ri], hb[hi], quality[hi])
+        self._snirf.append(common, np.asarray(t)[ri], raw[ri], hb[hi], quality[hi])
         if self.stats.first_seq is None:
             self.stats.first_seq = int(common[0])
         self.stats.last_seq = int(common[-1])
@@ -242,7 +262,8 @@ class Recorder:
 
     def _check_space(self) -> None:
         pending = sum(m.n for m in self._pending["hb"])
-        left, need = self.writer.space_left(), self.writer.reserve_bytes(pending)
+        writer = self._snirf
+        left, need = writer.space_left(), writer.reserve_bytes(pending)
         if left < need:
             self.stop_reason = "disk full"
             raise DiskFull(
@@ -254,23 +275,24 @@ class Recorder:
     def _flush(self) -> None:
         self._check_space()
         self._commit()
-        self._journal.flush()
+        self._journal_file.flush()
         self._complete_windows()
-        if self._dirty and self.writer.rows:
-            seq, t, _ = snirf_writer.read_index(self.writer.f)
-            self.writer.set_stims(stim_rows(self.events, seq, t))
+        writer = self._snirf
+        if self._dirty and writer.rows:
+            seq, t, _ = snirf_writer.read_index(writer.f)
+            writer.set_stims(stim_rows(self.events, seq, t))
             self._dirty = False
         last = self.stats.last_seq
         if self._window_at is not None and last is not None and last >= self._window_at:
-            self.writer.write_baseline_windows()
+            writer.write_baseline_windows()
             self._window_at = None
-        self.writer.flush()
-        self.stats.size_bytes = self.writer.size_bytes()
+        writer.flush()
+        self.stats.size_bytes = writer.size_bytes()
 
     def _complete_windows(self) -> None:
         """A baseline window that began before the file and was still open at the start
         has samples the file lacks: once it has closed, ask the daemon for its I0."""
-        conv = self.writer.conversion
+        conv = self._snirf.conversion
         for w in snirf_conversion.windows_missing_i0(
             conv, self.stats.first_seq, self.stats.last_seq
         ):
@@ -326,7 +348,7 @@ class Recorder:
             self._finish()
         return self.stats
 
-    def _messages(self, info: dict[str, Any]) -> Iterator[Message | None]:
+    def _messages(self, info: dict[str, Any]) -> Generator[Message | None, None, None]:
         """History then live data (``Subscriber.backfilled``); None every ``IDLE_S``."""
         since = int(info.get("oldest") or 0) if self.backfill_s is None else None
         return self.sub.backfilled(

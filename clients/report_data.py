@@ -186,13 +186,45 @@ def _parse_dpf(text: str, n_ch: int, wl: np.ndarray) -> np.ndarray | None:
 def file_dpf(snirf: Snirf, fallback: float) -> tuple[np.ndarray, str]:
     """(n_ch, n_wl) DPF: the file's DPF tag when it has one, else ``fallback``."""
     n_ch, wl = len(snirf.labels), snirf.wavelengths_nm
-    tags = sorted(k for k in snirf.tags if "dpf" in k.lower())
+    tags = sorted(k for k in snirf.tags if k.lower().endswith("dpf"))  # not nirsdDPFSource
     for key in sorted(tags, key=lambda k: ("channel" not in k.lower(), k)):
         parsed = _parse_dpf(snirf.tags[key], n_ch, wl)
         if parsed is not None:
             return parsed, f"file tag {key}"
         print(f"nirsd: {snirf.path.name}: unreadable DPF tag {key!r}", file=sys.stderr)
     return np.full((n_ch, len(wl)), float(fallback)), f"--dpf {fallback:g}"
+
+
+def _json_tag(snirf: Snirf, key: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A JSON number array tag of the given shape, positive and finite, else None."""
+    try:
+        value = np.asarray(json.loads(snirf.tags[key]), dtype=np.float64)
+    except (KeyError, ValueError, TypeError):
+        return None
+    ok = value.shape == shape and np.isfinite(value).all() and (value > 0).all()
+    return value if ok else None
+
+
+def _number_tag(snirf: Snirf, key: str) -> float | None:
+    try:
+        value = float(snirf.tags[key])
+    except (KeyError, ValueError):
+        return None  # absent, or "none"
+    return value if np.isfinite(value) else None
+
+
+def conversion_settings(snirf: Snirf) -> dict:
+    """Converter settings the file states (nirsd's conversion tags), else the defaults:
+    distances from the probe positions, Prahl's table, no floor or saturation level."""
+    n_ch, n_wl = len(snirf.labels), len(snirf.wavelengths_nm)
+    dist_mm = _json_tag(snirf, "nirsdDistance_mm", (n_ch,))
+    eps = _json_tag(snirf, "nirsdExtinction_per_M_cm", (n_wl, 2))
+    return {
+        "distances_cm": snirf.distances_cm if dist_mm is None else dist_mm / 10.0,
+        "extinction": "prahl" if eps is None else eps,
+        "light_floor": _number_tag(snirf, "nirsdLightFloor") or 0.0,
+        "saturation_level": _number_tag(snirf, "nirsdSaturationLevel"),
+    }
 
 
 def convert(
@@ -203,7 +235,16 @@ def convert(
     ``i0`` (n_ch, n_wl) defaults to each channel's mean good intensity; it shifts every
     sample of a channel by the same ΔHb, which no baseline-relative measure sees."""
     intensity = snirf.values
-    conv = Converter(snirf.wavelengths_nm, snirf.distances_cm, dpf, baseline_samples=1)
+    settings = conversion_settings(snirf)
+    conv = Converter(
+        snirf.wavelengths_nm,
+        settings["distances_cm"],
+        dpf,
+        extinction=settings["extinction"],
+        baseline_samples=1,
+        saturation_level=settings["saturation_level"],
+        light_floor=settings["light_floor"],
+    )
     if i0 is None:
         good = np.isfinite(intensity) & (intensity > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -217,7 +258,10 @@ def convert(
 
 def hb_to_od(snirf: Snirf, dpf: np.ndarray, hb: np.ndarray) -> np.ndarray:
     """OD (n, n_ch, n_wl) that the ΔHbO/ΔHbR (n, 2, n_ch) µM imply (for motion detection)."""
-    A, _ = mbll_matrices(snirf.wavelengths_nm, snirf.distances_cm, dpf)
+    settings = conversion_settings(snirf)
+    A, _ = mbll_matrices(
+        snirf.wavelengths_nm, settings["distances_cm"], dpf, settings["extinction"]
+    )
     return np.einsum("cwj,njc->ncw", A, hb[:, :2, :] * 1e-6)
 
 
@@ -226,7 +270,7 @@ def load_run(
 ) -> RunData:
     """Read, convert and flag one run (only this run's arrays are held)."""
     raw = read_snirf(run.path, "raw") if run.derivative is None else None
-    snirf = raw if raw is not None else read_snirf(run.derivative, "hb")
+    snirf = raw if raw is not None else read_snirf(run.derivative or run.path, "hb")
     dpf, dpf_source = file_dpf(snirf, dpf_fallback)
     if raw is not None:
         hb, bad, od = convert(raw, dpf)

@@ -73,7 +73,10 @@ def epoch_figure(
                 ax.set_xlabel(f"time from {trial_type} onset (s)")
             ax.legend(fontsize=8, loc="upper right")
     fig.suptitle(f"{trial_type}: epoch-locked mean ± SD over subjects (channel all)")
-    fig.tight_layout()
+    # fixed margins: tight_layout would draw the whole figure once more to measure it
+    top = 1 - 0.8 / (3.2 * len(sessions))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / (3.2 * len(sessions)) + 0.04)
+    fig.subplots_adjust(top=top, hspace=0.3, wspace=0.22)
     path = out / f"epochs_{safe(trial_type)}.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -115,7 +118,7 @@ def distribution_figure(out: Path, trial_type: str, subjects: pd.DataFrame) -> P
             ax.set_ylabel("subject mean change (µM)")
         ax.legend(fontsize=8)
     fig.suptitle(f"{trial_type}: subject means by group and session (channel all)")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.86, wspace=0.25)
     path = out / f"distribution_{safe(trial_type)}.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -157,15 +157,34 @@ def _reason(motion: float, bad: float, finite: bool, lim: Limits) -> str:
     return "no" if finite else "no_data"
 
 
+def _rows(
+    epoch: dict[str, Any],
+    names: list[str],
+    m: dict[str, np.ndarray],
+    fractions: tuple[np.ndarray, np.ndarray],
+    counts: list[int],
+    reasons: list[str],
+) -> list[dict[str, Any]]:
+    """One row per channel (the last is ``all``) × chromophore of one epoch."""
+    mot, bad = fractions
+    rows = []
+    for c, name in enumerate(names):
+        for k, chrom in enumerate(CHROMOPHORES):
+            row = epoch | {"channel": name, "chromophore": chrom}
+            row |= {key: float(m[key][k, c]) for key in MEASURES}
+            row |= {"motion_fraction": float(mot[c]), "bad_fraction": float(bad[c])}
+            rows.append(row | {"n_channels": counts[c], "excluded": reasons[c]})
+    return rows
+
+
 def epoch_table(data: RunData, group: str, lim: Limits) -> RunEpochs:
     """Every epoch of ``data`` × channel (and ``all``) × chromophore, as rows."""
     out = RunEpochs()
-    t, fs = data.time, data.rate_hz
+    t, fs, n_ch = data.time, data.rate_hz, len(data.labels)
     r = data.run
     ident = {"participant_id": r.participant, "session": r.session, "group": group}
     ident |= {"task": r.task, "run": r.run}
     for i, ev in enumerate(data.events):
-        onset, duration, label = ev.onset, ev.duration, ev.trial_type
         b0, i0, i1, p1 = _windows(data, i, lim.baseline_s)
         if i0 - b0 < 1 or i1 - i0 < 1:
             out.skipped += 1
@@ -173,36 +192,31 @@ def epoch_table(data: RunData, group: str, lim: Limits) -> RunEpochs:
         out.n_epochs += 1
         seg, ts = data.hb[b0:p1], t[b0:p1]
         nb, ne = i0 - b0, i1 - i0
-        m_ch = measures(seg, ts, nb, ne, onset, duration, fs)  # (3, n_ch) each
         mot = data.motion[b0:i1].mean(axis=0)
         bad = data.bad[b0:i1].mean(axis=0)
-        finite = np.isfinite(m_ch["mean_change"]).all(axis=0)
-        reasons = [_reason(mot[c], bad[c], finite[c], lim) for c in range(len(data.labels))]
+        # finite measures need a finite sample before and in the epoch, every chromophore
+        fin = np.isfinite(seg)
+        finite = fin[:nb].any(axis=0).all(axis=0) & fin[nb : nb + ne].any(axis=0).all(axis=0)
+        reasons = [_reason(mot[c], bad[c], finite[c], lim) for c in range(n_ch)]
         usable = np.array([x == "no" for x in reasons])
         out.channel_motion_excluded += reasons.count("motion")
         if usable.any():
-            avg = _nanmean(seg[:, :, usable], 2)  # (m, 3)
-            m_all = measures(avg, ts, nb, ne, onset, duration, fs)
-            all_reason, all_mot, all_bad = "no", mot[usable].mean(), bad[usable].mean()
-            base = _nanmean(avg[:nb], 0)
-            out.curves.append(Curve(label, duration, ts - onset, avg - base))
+            avg = _nanmean(seg[:, :, usable], 2)  # (m, 3): the `all` channel
+            reasons.append("no")
+            fractions = np.append(mot, mot[usable].mean()), np.append(bad, bad[usable].mean())
+            change = avg - _nanmean(avg[:nb], 0)
+            out.curves.append(Curve(ev.trial_type, ev.duration, ts - ev.onset, change))
         else:
-            m_all = {k: np.full(3, np.nan) for k in MEASURES}
-            all_reason = next((x for x in ("motion", "bad_light") if x in reasons), "no_data")
-            all_mot, all_bad = mot.mean(), bad.mean()
-            out.excluded[all_reason] = out.excluded.get(all_reason, 0) + 1
-        epoch = ident | {"trial_type": label, "onset": onset, "duration": duration}
-        for c, name in enumerate(data.labels):
-            for k, chrom in enumerate(CHROMOPHORES):
-                row = epoch | {"channel": name, "chromophore": chrom}
-                row |= {m: float(m_ch[m][k, c]) for m in MEASURES}
-                row |= {"motion_fraction": float(mot[c]), "bad_fraction": float(bad[c])}
-                out.rows.append(row | {"n_channels": 1, "excluded": reasons[c]})
-        for k, chrom in enumerate(CHROMOPHORES):
-            row = epoch | {"channel": "all", "chromophore": chrom}
-            row |= {m: float(m_all[m][k]) for m in MEASURES}
-            row |= {"motion_fraction": float(all_mot), "bad_fraction": float(all_bad)}
-            out.rows.append(row | {"n_channels": int(usable.sum()), "excluded": all_reason})
+            avg = np.full(seg.shape[:2], np.nan)
+            reason = next((x for x in ("motion", "bad_light") if x in reasons), "no_data")
+            reasons.append(reason)
+            fractions = np.append(mot, mot.mean()), np.append(bad, bad.mean())
+            out.excluded[reason] = out.excluded.get(reason, 0) + 1
+        x = np.concatenate([seg, avg[:, :, None]], axis=2)  # one pass for channels + all
+        m = measures(x, ts, nb, ne, ev.onset, ev.duration, fs)  # (3, n_ch + 1) each
+        epoch = ident | {"trial_type": ev.trial_type, "onset": ev.onset, "duration": ev.duration}
+        counts = [1] * n_ch + [int(usable.sum())]
+        out.rows += _rows(epoch, [*data.labels, "all"], m, fractions, counts, reasons)
     return out
 
 

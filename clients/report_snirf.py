@@ -140,7 +140,16 @@ def _positions(probe: h5py.Group, what: str) -> np.ndarray:
     raise NirsdError(f"probe has no {what} positions")
 
 
-WANTED_TAGS = ("LengthUnit", "ChannelLabels", "SubjectID")
+WANTED_TAGS = (
+    "LengthUnit",
+    "ChannelLabels",
+    "SubjectID",
+    # nirsd's conversion settings (nirsd.clients.snirf_conversion)
+    "nirsdDistance_mm",
+    "nirsdExtinction_per_M_cm",
+    "nirsdLightFloor",
+    "nirsdSaturationLevel",
+)
 
 
 def _tags(nirs: h5py.Group) -> dict[str, str]:

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .report_measures import MEASURES
+
+if TYPE_CHECKING:  # statsmodels (the optional report extra) is imported where it is used
+    from statsmodels.regression.mixed_linear_model import MixedLMResults
 
 KEYS = ["participant_id", "session", "group", "trial_type", "channel", "chromophore"]
 TEST_COLUMNS = [
@@ -131,7 +135,7 @@ def _between(values: dict[str, np.ndarray], where: dict[str, str]) -> list[dict]
     return rows
 
 
-def mixed_model(cell: pd.DataFrame) -> tuple[object | None, str]:
+def mixed_model(cell: pd.DataFrame) -> tuple[MixedLMResults | None, str]:
     """statsmodels MixedLM fit of mean_change ~ C(group) * C(session) | participant."""
     import statsmodels.formula.api as smf
 
@@ -172,8 +176,10 @@ def _mixed_rows(cell: pd.DataFrame, where: dict[str, str]) -> list[dict]:
 
 
 def tests_table(subjects: pd.DataFrame) -> pd.DataFrame:
-    """Between-group tests per session × trial_type × chromophore, and the mixed model."""
+    """Between-group tests per session × trial_type × chromophore, and the mixed model
+    (participants without a group, ``n/a``, are left out of them)."""
     sub = _all_channel(subjects)
+    sub = sub[sub["group"] != "n/a"]
     rows: list[dict] = []
     for (session, tt, chrom), cell in sub.groupby(["session", "trial_type", "chromophore"]):
         values = {g: c["mean_change"].to_numpy() for g, c in cell.groupby("group")}

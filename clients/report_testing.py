@@ -69,7 +69,8 @@ def response(t: np.ndarray, onset: float, duration: float, tau: float = 3.0) -> 
 
 def schedule(minutes: float) -> list[tuple[float, float, str]]:
     """The exercise epochs (not the rests) of a run of ``minutes``, onsets on 0.1 s."""
-    out, t, end = [], 10.0, minutes * 60.0
+    out: list[tuple[float, float, str]] = []
+    t, end = 10.0, minutes * 60.0
     while True:
         for label, dur in PROTOCOL:
             if t + dur > end - 10.0:

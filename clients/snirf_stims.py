@@ -92,7 +92,7 @@ def intervals(events: list[dict[str, Any]]) -> list[tuple[str, int, int | None]]
         b_end = math.inf if b[2] is None else b[2]
         return a[0] == b[0] and a[1] < b_end and b[1] < a_end
 
-    out = list(epochs)
+    out: list[tuple[str, int, int | None]] = list(epochs)
     for cand in marks + runs:
         if not any(overlaps(cand, o) for o in out):
             out.append(cand)
@@ -112,7 +112,7 @@ def stim_rows(
     """
     if len(seq) == 0:
         return {}
-    summaries = {
+    summaries: dict[tuple[str, int, int | None], dict[str, Any]] = {
         (e["label"], int(e["onset_seq"]), int(e["end_seq"])): e
         for e in events
         if e["kind"] == "epoch"

@@ -176,7 +176,7 @@ class SnirfWriter:
         for ch in range(n_ch):
             for label in ("HbO", "HbR"):
                 ml = d2.create_group(f"measurementList{k}")
-                for key, val in (
+                for key, tag in (
                     ("sourceIndex", lay.source_index[ch]),
                     ("detectorIndex", lay.detector_index[ch]),
                     ("wavelengthIndex", 1),
@@ -185,7 +185,7 @@ class SnirfWriter:
                     ("dataTypeIndex", 1),
                     ("dataUnit", "uM"),
                 ):
-                    _scalar(ml, key, val)
+                    _scalar(ml, key, tag)
                 k += 1
         write_probe(nirs, lay)
         aux = nirs.create_group("aux1")

@@ -6,6 +6,7 @@ runs is the epoch rows and one subject-mean curve per participant × session × 
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -85,6 +86,19 @@ def write_tsv(df: pd.DataFrame, path: Path) -> None:
     df.to_csv(path, sep="\t", index=False, na_rep="n/a", float_format="%.12g")
 
 
+def _describe(out: Path) -> None:
+    """dataset_description.json of a BIDS derivative, so the folder is one in its own right."""
+    from importlib.metadata import version
+
+    desc = {
+        "Name": "nirsd study report",
+        "BIDSVersion": "1.10.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "nirsd report", "Version": version("nirsd")}],
+    }
+    (out / "dataset_description.json").write_text(json.dumps(desc, indent=2) + "\n")
+
+
 def _run_row(data: report_data.RunData, ep: Any) -> dict[str, Any]:
     r = data.run
     return {
@@ -144,6 +158,7 @@ def make_report(opt: Options, progress: Progress | None = None) -> dict[str, Any
         write_tsv(df, opt.out / f"{name}.tsv")
     write_tsv(tests, opt.out / "tests.tsv")
     write_tsv(runs, opt.out / "runs.tsv")
+    _describe(opt.out)
     curves = bank.subject_means()
     figures = []
     for tt in sorted(bank.grids):

@@ -10,7 +10,7 @@ messages.  ``ControlClient`` sends control requests.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -225,7 +225,7 @@ class Subscriber:
         since: int | None = None,
         timeout_s: float | None = 10.0,
         idle_s: float | None = None,
-    ) -> Iterator[Message | None]:
+    ) -> Generator[Message | None, None, None]:
         """History then live ``hb``/``raw`` messages, contiguous in ``seq``.
 
         Waits up to ``timeout_s`` seconds (None: forever) for the first live sample
@@ -275,7 +275,7 @@ class Subscriber:
         stream = first.header.get("stream")
         last_t: dict[str, float] = {}
         restarted: dict[str, dict] = {}
-        msg: Message | None = first
+        msg = first  # typed Message | None by the first loop's recv()
         while True:
             if msg is None:
                 msg = self.recv(idle_s)

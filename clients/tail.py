@@ -35,6 +35,8 @@ from .tail_text import HumanText
 def sample_lines(msg: Message) -> Iterator[dict[str, Any]]:
     """One JSON-ready dict per sample of a ``raw``, ``hb`` or ``od`` message."""
     h, arr = msg.header, msg.array
+    if arr is None:
+        raise ValueError(f"a {msg.topic!r} message without a sample array has no sample lines")
     t, t_dev, epoch = h["t"], h.get("t_dev") or [None] * msg.n, h.get("epoch") or [None] * msg.n
     n_ch = arr.shape[-1] if msg.topic in ("hb", "derived") else arr.shape[1]
     quality = h.get("quality")

@@ -104,6 +104,8 @@ class ViewState:
 
     def _on_hb(self, msg: Message, now: float) -> None:
         arr = msg.array
+        if arr is None:
+            raise ValueError("an hb message without a sample array")  # the caller checks
         if arr.ndim != 3 or arr.shape[1] < 2 or arr.shape[2] != self.n_ch:
             self.stale = True  # not the probe we were told about: describe again
             return
@@ -170,7 +172,7 @@ class Viewer:
         self.state = ViewState(window_s)
         self.refresh_s = 1.0 / refresh_hz
         self.silence_s = silence_s
-        self.ctx = zmq.Context.instance()
+        self.ctx: zmq.Context = zmq.Context.instance()
         self.sub: Subscriber | None = None
         self.last_msg = 0.0
         self._described = 0.0
@@ -253,7 +255,7 @@ class Viewer:
         except KeyboardInterrupt:
             return 0
         finally:
-            if restore is not None:
+            if restore is not None and stdin_fd is not None:  # restore implies stdin_fd
                 import termios
 
                 termios.tcsetattr(stdin_fd, termios.TCSADRAIN, restore)

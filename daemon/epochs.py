@@ -1,7 +1,8 @@
 """Epoch summaries: the study's outcome measure, computed when an epoch ends.
 
 Per channel, the mean ΔHbO, ΔHbR and ΔHbT during the epoch minus their mean over the
-pre-epoch baseline window, plus the change of largest magnitude and its latency.
+pre-epoch baseline window, plus the change of largest magnitude and its latency, and
+the share of the baseline and epoch samples flagged as motion.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .motion import detect_live
 from .ringbuffer import RingBuffer
 from .wire import HB_FIELDS
 
@@ -89,6 +91,9 @@ def summarize(
         t_during = block.t[split:]
         latency = t_during[idx] - t_during[0]
         latency = np.where(np.isnan(peak), np.nan, latency)
+    # share of the pre-epoch window and the epoch flagged as motion (nirsd.daemon.motion)
+    moving = detect_live(block.raw, rate_hz)
+    body["motion_fraction"] = np.round(moving.mean(axis=0), 4).tolist() if len(moving) else []
     for i, name in enumerate(FIELDS):
         body[f"mean_{name}"] = mean[i].tolist()
         body[f"peak_{name}"] = peak[i].tolist()

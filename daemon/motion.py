@@ -36,6 +36,7 @@ published already.  NaN (bad light) never counts as motion: it is flagged elsewh
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,8 +119,43 @@ def detect(od: np.ndarray, rate_hz: float, params: MotionParams | None = None) -
             step = np.abs(x[k:] - x[:-k])  # lag loop: a few iterations, never per sample
             np.fmax(reach[: n - k], step, out=reach[: n - k])
         bad = (reach > p.stdev_thresh * sigma) | (reach > p.amp_thresh)
-    bad = bad.reshape(n - 1, *shape).any(axis=2)
-    out[1:] = _dilate(bad, p.mask(rate_hz))
+    per_channel = np.asarray(bad.reshape(n - 1, *shape).any(axis=2))
+    out[1:] = _dilate(per_channel, p.mask(rate_hz))
+    return out
+
+
+LIVE_RATE_HZ = 20.0  # the daemon assesses motion at about this rate (bucket means)
+LIVE_MAX_VALUES = 2_000_000  # OD values one live assessment looks at (bounds its time)
+
+
+def od_of(raw: np.ndarray) -> np.ndarray:
+    """Optical density (n, n_ch, n_wl) of raw intensities against their own mean, NaN
+    where the light is not positive (motion sees only OD differences, so any I0 does)."""
+    x = np.where(np.asarray(raw, np.float64) > 0, raw, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a channel without light
+        return np.log(np.nanmean(x, axis=0)) - np.log(x)
+
+
+def detect_live(raw: np.ndarray, rate_hz: float, params: MotionParams | None = None):
+    """:func:`detect` on intensities (n, n_ch, n_wl) with a bounded cost, for the daemon:
+    fast probes are averaged in buckets to about 20 Hz first, and long windows of big
+    probes further, to at most LIVE_MAX_VALUES values (a bucket's flag applies to its
+    samples); returns (n, n_ch) bool."""
+    n = raw.shape[0]
+    columns = int(np.prod(raw.shape[1:]))
+    k = max(1, int(rate_hz // LIVE_RATE_HZ), -(-n * columns // LIVE_MAX_VALUES))
+    m = (n // k) * k
+    if m == 0:
+        return np.zeros(raw.shape[:2], dtype=bool)
+    od = od_of(raw[n - m :])
+    if k > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            od = np.nanmean(od.reshape(m // k, k, *od.shape[1:]), axis=1)
+    flags = np.repeat(detect(od, rate_hz / k, params), k, axis=0)
+    out = np.zeros(raw.shape[:2], dtype=bool)
+    out[n - m :] = flags
     return out
 
 
@@ -195,7 +231,8 @@ class MotionMonitor:
         if self._phase >= self._period:
             self._phase = 0
             self._update_sigma()
-        return self._apply_hold(hit.reshape(n, self.n_channels, self.n_wavelengths).any(axis=2))
+        per_channel = np.asarray(hit.reshape(n, self.n_channels, self.n_wavelengths).any(axis=2))
+        return self._apply_hold(per_channel)
 
     def _update_sigma(self) -> None:
         cnt, s, ss = self._acc

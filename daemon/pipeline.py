@@ -13,12 +13,15 @@ from nirsd.drivers.base import FLAG_SATURATED, Info, Parser, Sample, SampleBlock
 from .clock import DeviceClock
 from .config import Config
 from .converter import Converter
+from .motion import MOTION, detect_live
 from .probe import Probe, build_probe
 from .quality import QualityMonitor
 from .ringbuffer import NO_EPOCH, Block, RingBuffer
 from .srs import SrsEstimator
 
 _SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
+MOTION_WINDOW_S = 10.0  # history the live motion check looks at (σ needs some)
+MOTION_RECENT_S = 1.0  # a detection this recent sets MOTION until the next assessment
 
 
 def ring_capacity(cfg: Config, info: Info) -> int:
@@ -219,7 +222,20 @@ class Pipeline:
 
         self._feed_quality()
         summary = self.quality.summary()
-        self._poor = np.where(summary["poor"], POOR_SIGNAL, 0).astype(np.uint8)
+        moving = self._recent_motion()
+        self._poor = (
+            np.where(summary["poor"], POOR_SIGNAL, 0) | np.where(moving, MOTION, 0)
+        ).astype(np.uint8)
         self._any_poor = bool(self._poor.any())
+        summary["motion"] = [bool(v) for v in moving]
         summary["channels"] = list(self.probe.labels)
         return summary
+
+    def _recent_motion(self) -> np.ndarray:
+        """Per channel: motion (nirsd.daemon.motion) within the last MOTION_RECENT_S, judged
+        on the last MOTION_WINDOW_S of the ring; once per assessment, off the frame path."""
+        rate = self.info.rate_hz
+        since = self.ring.head - int(MOTION_WINDOW_S * rate)
+        (raw,) = self.ring.columns(since, self.ring.head, ("raw",))
+        recent = max(1, int(round(MOTION_RECENT_S * rate)))
+        return detect_live(raw, rate)[-recent:].any(axis=0)

@@ -120,7 +120,8 @@ def _fault(acq: Acquisition) -> Any:
                 del acq._on_samples  # the class's method again
                 raise RuntimeError("test fault in a block of samples")
 
-            acq._on_samples = boom  # type: ignore[method-assign]
+            # Deliberate fault injection: shadow the bound method on this instance only.
+            acq._on_samples = boom  # type: ignore[method-assign, assignment]
             return {"armed": "samples", "was": original.__name__}, []
         raise RuntimeError("test fault in a control request")
 

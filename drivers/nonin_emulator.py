@@ -23,6 +23,7 @@ from typing import Any, cast
 import numpy as np
 
 from .emulator import Emulator
+from .physiology import _splitmix64
 
 
 class _Shape:
@@ -73,8 +74,11 @@ class NoninEmulator(Emulator):
         """The device's computed rSO2 (%) at sample indices k: (n, n_channels)."""
         k = np.atleast_1d(np.asarray(k, dtype=np.int64))
         wave = 2.0 * np.sin(2 * math.pi * 0.02 * k / self.rate_hz)
-        jitter = (k * 2654435761 + np.arange(self.n_channels)[:, None] * 40503) % 7 - 3.0
-        out = self.base[None, :] + wave[:, None] + jitter.T
+        key = k.astype(np.uint64)[:, None] * np.uint64(self.n_channels) + np.arange(
+            self.n_channels, dtype=np.uint64
+        )
+        jitter = (_splitmix64(key) % np.uint64(7)).astype(np.float64) - 3.0  # (n, n_ch)
+        out = self.base[None, :] + wave[:, None] + jitter
         for k0, k1, change in self.steps:
             out += np.where((k >= k0) & (k < k1), change, 0.0)[:, None]
         return np.round(out)  # the device prints whole percent

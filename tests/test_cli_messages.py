@@ -244,8 +244,11 @@ def test_record_starts_now_unless_asked_to_backfill(daemon, tmp_path):
         first = int(f["nirs/aux1/dataTimeSeries"][0, 0])
     assert first >= head  # nothing from before the command
     back = _record_summary(daemon, tmp_path / "back.snirf", "--backfill", "2")
-    assert back["backfilled_s"] == pytest.approx(2.0, abs=0.1)
-    assert back["backfilled"] == pytest.approx(40, abs=2)
+    # 2 s of history before the first live sample; a live sample or two may arrive while
+    # the history is fetched on a busy machine, and those are live, not backfill
+    assert back["backfilled_s"] == pytest.approx(2.0, abs=0.3)
+    assert back["backfilled"] == pytest.approx(40, abs=6)
+    assert back["backfilled_s"] == pytest.approx(back["backfilled"] / 20.0)
     assert back["first_seq"] <= back["last_seq"] - 40
     every = _record_summary(daemon, tmp_path / "all.snirf", "--backfill", "all")
     assert every["first_seq"] == 0 and every["backfill_asked"] == "all"

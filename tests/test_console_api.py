@@ -28,9 +28,10 @@ def config() -> str:
     return simulated_config(channels=len(CHANNELS), rate_hz=20.0, extra=PROTOCOL + chans)
 
 
-@pytest.fixture
-def daemon(tmp_path):
-    d = DaemonProcess(tmp_path, config())
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    """One daemon for the module: each test leaves no epoch, protocol or session open."""
+    d = DaemonProcess(tmp_path_factory.mktemp("console-daemon"), config())
     d.start()
     try:
         yield d
@@ -38,7 +39,7 @@ def daemon(tmp_path):
         d.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def console(daemon):
     c = ConsoleProcess(daemon).start()
     try:
@@ -75,6 +76,7 @@ def test_mark_through_the_api_reaches_the_marker_topic(console, daemon):
     assert status == 409 and "nonsense" in reply["error"]  # the daemon's own refusal
     status, reply, _ = request(console.base + "/api/mark", {"label": "rest", "action": "later"})
     assert status == 400
+    assert request(console.base + "/api/mark", {"label": "extension", "action": "end"})[0] == 200
 
 
 def test_stream_sends_a_snapshot_then_points_and_events(console):
@@ -92,12 +94,13 @@ def test_stream_sends_a_snapshot_then_points_and_events(console):
         assert all(len(e["hbo"]) == len(CHANNELS) for e in hb)
         request(console.base + "/api/mark", {"label": "flexion"})
         wait_for(lambda: stream.named("marker"), 10, what="the marker on the stream")
-        assert stream.named("marker")[0]["label"] == "flexion"
+        assert [m["label"] for m in stream.named("marker")][:1] == ["flexion"]
         wait_for(
             lambda: any((s.get("epoch") or {}).get("label") == "flexion"
                         for s in stream.named("state")),
             10,
         )  # fmt: skip
+        request(console.base + "/api/mark", {"label": "flexion", "action": "end"})
     finally:
         stream.close()
 
@@ -121,6 +124,7 @@ def test_state_changing_requests_check_origin_and_content_type(console):
     assert status == 403 and "cross-origin" in body["error"]
     status, _, _ = request(url, {"label": "rest"}, {"Origin": console.base})
     assert status == 200
+    assert request(url, {"label": "rest", "action": "end"})[0] == 200
     status, _, _ = request(url, raw=b"label=rest", headers={"Content-Type": "text/plain"})
     assert status == 415
     # DNS rebinding: a loopback console answers only to loopback host names
@@ -167,6 +171,8 @@ def test_beyond_loopback_every_request_needs_the_token(daemon, tmp_path):
         assert request(base + "/api/mark", {"label": "rest"}, origin)[0] == 200
         assert request(base + "/api/mark", {"label": "rest"}, bearer)[0] == 200
         assert request(base + "/api/mark", {"label": "rest"})[0] == 401
+        end = {"label": "rest", "action": "end"}
+        assert request(base + "/api/mark", end, bearer)[0] == 200
     finally:
         c.stop()
 
@@ -275,4 +281,23 @@ def test_a_remote_daemon_is_reached_over_curve(tmp_path):
     finally:
         for c in consoles:
             c.stop()
+        d.stop()
+
+
+def test_console_started_before_the_daemon_waits_and_then_follows_it(tmp_path):
+    d = DaemonProcess(tmp_path, config())
+    c = ConsoleProcess(d).start()  # the bedside box may start the console first
+    try:
+        body = wait_for(lambda: request(c.base + "/api/status")[1], 10)
+        assert body["connected"] is False and body["daemon_state"] == "unreachable"
+        assert request(c.base + "/api/mark", {"label": "rest"})[0] == 503
+        d.start()
+        body = wait_for(
+            lambda: (b := request(c.base + "/api/status")[1])["daemon_state"] == "streaming" and b,
+            30,
+            what="the console to find the daemon",
+        )
+        assert body["channels"] == list(CHANNELS) and body["outage_since"] is None
+    finally:
+        c.stop()
         d.stop()

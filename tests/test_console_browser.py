@@ -262,6 +262,7 @@ def test_page_shows_a_daemon_restart_and_resumes(console, daemon, driver, tmp_pa
     wait_for(lambda: driver.find_element(By.ID, "outage").is_displayed(), 20, what="the outage")
     assert "The daemon does not answer since" in text(driver, "outage")
     assert text(driver, "daemon-state") == "daemon unreachable"
+    assert text(driver, "rate").startswith("No data from the daemon since ")
     assert driver.find_element(By.ID, "mark-start-rest").get_attribute("disabled")
     save(driver, tmp_path, "operator-outage")
     daemon.start()

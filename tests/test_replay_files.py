@@ -121,22 +121,22 @@ def test_missing_h5py_names_the_extra(monkeypatch, tmp_path):
         read_recording(tmp_path / "any.snirf")
 
 
+# onsets 10 s after the first sample (time starts at 5 s): 1 s of wall time at 10x, for
+# subscribers to join first
 QUIRKS = {
-    "A": [[8.0, 6.0, 1.0], [11.0, 6.0, 1.0]],  # two stims of one label overlap
-    "B": [[12.0, 3.0, 1.0]],  # overlaps both A
-    "A_copy": [[8.0, 6.0, 1.0], [11.0, 6.0, 1.0]],  # A again under a second name
+    "A": [[15.0, 6.0, 1.0], [18.0, 6.0, 1.0]],  # two stims of one label overlap
+    "B": [[19.0, 3.0, 1.0]],  # overlaps both A
+    "A_copy": [[15.0, 6.0, 1.0], [18.0, 6.0, 1.0]],  # A again under a second name
 }
+EXPECTED = [("A", 100, 160), ("A", 130, 190), ("B", 140, 170)]
 
 
 def test_quirks_replayed_once_overlapping_in_file_time_base(tmp_path):
     path = make_snirf(tmp_path / "quirks.snirf", stims=QUIRKS)
     rec = read_recording(path)
     assert rec.duplicate_stims == ("A_copy",)
-    assert [(s.label, s.onset_k, s.end_k) for s in rec.stims] == [
-        ("A", 30, 90),
-        ("A", 60, 120),
-        ("B", 70, 100),
-    ]  # onsets in the time vector's base (it starts at 5.0 s)
+    # onsets in the time vector's base (it starts at 5.0 s)
+    assert [(s.label, s.onset_k, s.end_k) for s in rec.stims] == EXPECTED
     assert [c["distance_mm"] for c in rec.channels] == [30.0, 35.0]  # LengthUnit mm
     config = "[baseline]\nseconds = 2.0\n[markers]\nbaseline_s = 2.0\n[status]\ninterval_s = 0.5\n"
     d = DaemonProcess(tmp_path, config, args=["--replay", str(path), "--speed", "10"])
@@ -156,12 +156,8 @@ def test_quirks_replayed_once_overlapping_in_file_time_base(tmp_path):
         sub.close()
         d.stop()
     starts = [(m["label"], m["seq"]) for m in markers if m["action"] == "start"]
-    assert starts == [("A", 30), ("A", 60), ("B", 70)]  # the copy is not played
-    assert sorted((e["label"], e["onset_seq"], e["end_seq"]) for e in epochs) == [
-        ("A", 30, 90),
-        ("A", 60, 120),
-        ("B", 70, 100),
-    ]
+    assert starts == [("A", 100), ("A", 130), ("B", 140)]  # the copy is not played
+    assert sorted((e["label"], e["onset_seq"], e["end_seq"]) for e in epochs) == EXPECTED
     # against MNE's conversion of the same file (summaries do not depend on I0)
     from mne.preprocessing.nirs import beer_lambert_law, optical_density
 
@@ -218,11 +214,7 @@ def test_simulate_replay_writes_the_config_of_a_separate_daemon(tmp_path):
     assert [c["label"] for c in info["channels"]] == ["S1_D1", "S1_D2"]
     assert [c["distance_mm"] for c in info["channels"]] == [30.0, 35.0]
     assert info["device_id"] == "quirks" and info["rate_hz"] == 10.0
-    assert sorted((e["label"], e["onset_seq"], e["end_seq"]) for e in epochs) == [
-        ("A", 30, 90),
-        ("A", 60, 120),
-        ("B", 70, 100),
-    ]
+    assert sorted((e["label"], e["onset_seq"], e["end_seq"]) for e in epochs) == EXPECTED
 
 
 def test_loop_plays_the_file_again_with_its_stims(tmp_path):
@@ -241,12 +233,13 @@ def test_loop_plays_the_file_again_with_its_stims(tmp_path):
             return len(starts) >= 6
 
         wait_for(second_lap, 60, what="the stims of the second lap")
-        wait_for(lambda: d.control().status()["samples"] >= 400, 30, what="sample 400")
-        history = d.control(timeout_s=10).history(since=0, until=400)
+        wait_for(lambda: d.control().status()["samples"] >= 500, 30, what="sample 500")
+        history = d.control(timeout_s=10).history(since=0, until=500)
     finally:
         sub.close()
         d.stop()
-    assert starts[:6] == [("A", 30), ("A", 60), ("B", 70), ("A", 330), ("A", 360), ("B", 370)]
+    first = [("A", 100), ("A", 130), ("B", 140)]
+    assert starts[:6] == first + [(label, k + 300) for label, k in first]
     raw = history["raw"].array
     np.testing.assert_array_equal(raw[300:400], raw[:100])  # the same samples again
     t_dev = np.array(history["raw"].header["t_dev"])

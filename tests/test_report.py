@@ -258,6 +258,8 @@ def test_report_html_is_self_contained_and_figures_exist(study):
     assert page.count('src="data:image/png;base64,') == 4
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "epochs excluded for motion" in page and "Welch" in page and "MixedLM" in page
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "nirsd report"
     summary = json.loads(study["proc"].stdout)
     assert summary["runs"] == 18 and summary["epochs"] == 72
     assert summary["epochs excluded for motion (> --max-motion of samples)"] == 0
@@ -304,3 +306,14 @@ def test_report_html_renders_in_chromium(study, tmp_path):
     red = (pixels[:, :, 0] > 0.7) & (pixels[:, :, 1] < 0.3) & (pixels[:, :, 2] < 0.3)
     blue = (pixels[:, :, 2] > 0.6) & (pixels[:, :, 0] < 0.3)
     assert red.sum() > 500 and blue.sum() > 500
+
+
+def test_participants_without_a_group_are_left_out_of_the_tests(study):
+    from nirsd.clients import report_stats
+
+    sub = study["subjects"].copy()
+    orphan = sub[sub["participant_id"] == "sub-101"].copy()
+    orphan["participant_id"], orphan["group"] = "sub-999", "n/a"
+    tests = report_stats.tests_table(pd.concat([sub, orphan]))
+    assert not tests["comparison"].str.contains("n/a").any()
+    pd.testing.assert_frame_equal(tests, report_stats.tests_table(sub))

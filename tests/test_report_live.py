@@ -1,6 +1,7 @@
 """``nirsd report`` on a dataset recorded by nirsd itself (``nirsd record --bids``):
 its epochs.tsv equals the epoch summaries the daemon published live for the same
-epochs (mean change and peak, every channel and chromophore, to 1e-6)."""
+epochs (mean change and peak, every channel and chromophore, to 1e-6), both from the
+hemoglobin derivative and when the report converts the raw amplitudes itself."""
 
 from __future__ import annotations
 
@@ -36,13 +37,13 @@ def test_report_epochs_equal_the_live_epoch_summaries(tmp_path):
         with daemon.subscriber(("epoch", "session")) as live:
             err = tmp_path / "rec.err"
             cmd = [sys.executable, "-m", "nirsd.cli", "record", "--bids", str(root)]
-            cmd += ["--sessions", "2", "--data", daemon.endpoints.data]
+            cmd += ["--sessions", "1", "--data", daemon.endpoints.data]
             cmd += ["--control", daemon.endpoints.control]
             with open(err, "w") as fh:
                 rec = subprocess.Popen(cmd, env=daemon.env, stdout=subprocess.DEVNULL, stderr=fh)
             wait_for(lambda: "following" in err.read_text() or rec.poll() is not None, 30)
             sessions = {}  # participant → (first seq, end seq)
-            for subject, group in (("P01", "eperisone"), ("P02", "mckenzie")):
+            for subject, group in (("P01", "eperisone"),):
                 args = ["session", "start", "--subject", subject, "--session", "week0"]
                 r = daemon.cli(*args, "--group", group, "--protocol", "short")
                 assert r.returncode == 0, r.stderr
@@ -59,7 +60,15 @@ def test_report_epochs_equal_the_live_epoch_summaries(tmp_path):
             while (msg := live.recv(0.5)) is not None:
                 if msg.topic == "epoch":
                     summaries.append(msg.header)
-    out = tmp_path / "report"
+    ep = report_epochs(root, tmp_path / "from_derivative", "derivative")
+    assert compare(ep, summaries, sessions) == 4 * 4 * 3
+    for path in (root / "derivatives" / "nirsd").rglob("*_desc-hb_nirs.snirf"):
+        path.unlink()  # now the report converts the CW amplitudes with nirsd's converter
+    ep = report_epochs(root, tmp_path / "from_raw", "raw")
+    assert compare(ep, summaries, sessions) == 4 * 4 * 3
+
+
+def report_epochs(root, out, source: str) -> pd.DataFrame:
     proc = subprocess.run(
         [sys.executable, "-m", "nirsd.cli", "report", str(root), "--out", str(out)]
         + ["--baseline-s", str(BASELINE_S)],
@@ -68,10 +77,16 @@ def test_report_epochs_equal_the_live_epoch_summaries(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    ep = pd.read_csv(out / "epochs.tsv", sep="\t", na_values=["n/a"], keep_default_na=False)
     runs = pd.read_csv(out / "runs.tsv", sep="\t")
-    assert runs["source"].str.startswith("derivative").all()  # the daemon's own ΔHb
-    ep = ep[ep["channel"] != "all"]
+    assert runs["source"].str.split(" ").str[0].eq(source).all(), runs["source"]
+    assert (runs["dpf_source"] == "file tag nirsdDPF").all()  # the DPF the daemon used
+    ep = pd.read_csv(out / "epochs.tsv", sep="\t", na_values=["n/a"], keep_default_na=False)
+    return ep[ep["channel"] != "all"]
+
+
+def compare(ep: pd.DataFrame, summaries: list[dict], sessions: dict) -> int:
+    """Check every live summary whose pre-epoch window lies in a run; returns how many
+    channel × chromophore values were compared."""
     compared = 0
     for s in summaries:
         who = [p for p, (a, b) in sessions.items() if a <= s["onset_seq"] < b]
@@ -89,8 +104,8 @@ def test_report_epochs_equal_the_live_epoch_summaries(tmp_path):
         for c, name in enumerate(s["channels"]):
             for chrom in ("hbo", "hbr", "hbt"):
                 (row,) = mine[(mine["channel"] == name) & (mine["chromophore"] == chrom)].index
-                assert ep.loc[row, "mean_change"] == pytest.approx(s[f"mean_{chrom}"][c], rel=1e-6)
-                assert ep.loc[row, "peak_change"] == pytest.approx(s[f"peak_{chrom}"][c], rel=1e-6)
+                live = s[f"mean_{chrom}"][c], s[f"peak_{chrom}"][c]
+                assert ep.loc[row, "mean_change"] == pytest.approx(live[0], rel=1e-6)
+                assert ep.loc[row, "peak_change"] == pytest.approx(live[1], rel=1e-6)
                 compared += 1
-    # per session: extension, rest, flexion, rest have their pre-epoch window in the run
-    assert compared == 2 * 4 * 4 * 3
+    return compared  # per session: extension, rest, flexion, rest

@@ -24,6 +24,8 @@ from .stream import Hub, dumps
 
 MAX_TEXT = 200  # characters in a session field or label
 SESSION_TEXT = ("subject", "session", "group", "task", "protocol", "note")
+# how ControlClient says it did not reach the daemon (as opposed to the daemon's refusal)
+UNREACHABLE = ("no reply from", "no nirsd daemon at", "cannot connect to")
 
 
 def _reply(body: dict[str, Any], status: int = 200) -> web.Response:
@@ -98,7 +100,9 @@ class Api:
             reply = await loop.run_in_executor(None, self._call, cmd, fields)
         except NirsdError as err:
             text = str(err)
-            return _error(503 if text.startswith("no reply") else 409, text)
+            # the daemon's own refusal is a 409; not reaching it at all is a 503
+            absent = not self.hub.state.connected or text.startswith(UNREACHABLE)
+            return _error(503 if absent else 409, text)
         return _reply(reply)
 
     # -- routes ----------------------------------------------------------------------

@@ -70,7 +70,7 @@ class DaemonBridge(threading.Thread):
             self._loop()
         except BaseException as err:  # a thread never dies silently
             self.error = err
-            self.post("fatal", repr(err))
+            self.post("fatal", str(err) if isinstance(err, NirsdError) else repr(err))
         finally:
             if self.sub is not None:
                 self.sub.close()

@@ -191,10 +191,7 @@ class ConsoleState:
             "channels": labels,
             "labels": list(info.get("labels") or []),
             "quality": quality,
-            "rate": rate_sentence(
-                float(info.get("rate_hz") or 0), st.get("rate_hz"), self.gaps, self.missed
-            )
-            + self._outage_sentence(),
+            "rate": self._rate(now),
             "baseline_ready": st.get("baseline_ready"),
             "epoch": st.get("epoch"),
             "protocol": self._protocol(now),
@@ -205,6 +202,13 @@ class ConsoleState:
             "last_marker": self.last_marker,
             "last_epoch": self.last_epoch,
         }
+
+    def _rate(self, now: float) -> str:
+        if not self.connected:  # the last measured rate would be stale
+            return f"No data from the daemon since {_clock(self.outage_since or now)}."
+        nominal = float(self.info.get("rate_hz") or 0)
+        text = rate_sentence(nominal, self.status.get("rate_hz"), self.gaps, self.missed)
+        return text + self._outage_sentence()
 
     def _outage_sentence(self) -> str:
         if self.last_outage is None:

@@ -72,7 +72,9 @@ class Hub:
         if kind == "event":
             topic, header, seen = payload
             self.state.on_event(topic, header, seen)
-            self.broadcast(sse(topic, dumps(header)))
+            if topic != "status" or header.get("event") not in (None, "periodic"):
+                # the periodic status reaches the pages through ``state``, in words
+                self.broadcast(sse(topic, dumps(header)))
         elif kind == "described":
             self._described(payload, now)
         elif kind == "lost":

@@ -216,8 +216,8 @@ class Traces {
   annotate(quality) {
     this.cards.forEach((card, c) => {
       const q = (quality && quality[c]) || "no data";
-      card.badge.textContent = q;
-      card.badge.className = `badge ${q.replace(" ", "-")}`;
+      Nirsd.put(card.badge, q);
+      Nirsd.cls(card.badge, `badge ${q.replace(" ", "-")}`);
       const h = this.hb[c];
       const last = (s) => {
         for (let i = s.length - 1; i >= 0 && i >= s.length - 20; i--) if (s[i] !== null) return s[i];
@@ -225,9 +225,9 @@ class Traces {
       };
       const fmt = (v) => (v === null ? "–" : (v >= 0 ? "+" : "") + v.toFixed(2));
       const o = last(h[0]), r = last(h[1]);
-      card.values.textContent = `HbO ${fmt(o)} · HbR ${fmt(r)} µM`;
+      Nirsd.put(card.values, `HbO ${fmt(o)} · HbR ${fmt(r)} µM`);
       const out = [o, r].some((v) => v !== null && Math.abs(v) > this.scale);
-      card.off.textContent = out ? "off scale" : "";
+      Nirsd.put(card.off, out ? "off scale" : "");
     });
   }
 
@@ -250,9 +250,15 @@ class Traces {
     const now = performance.now();
     if (!force && now - (this.drawn || 0) < every) return;
     this.drawn = now;
-    for (const c of this.visible) {
-      if (this.charts[c]) this.charts[c].setData(this.data(c), true);
-    }
+    // a few charts per task, so that arriving points are handled between them
+    const todo = [...this.visible];
+    const batch = () => {
+      for (const c of todo.splice(0, 6)) {
+        if (this.charts[c]) this.charts[c].setData(this.data(c), true);
+      }
+      if (todo.length) setTimeout(batch, 0);
+    };
+    batch();
     this.dirty = false;
   }
 

@@ -75,6 +75,15 @@ const Nirsd = (() => {
     return m < 60 ? `${m} min ${s % 60} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
   }
 
+  // write to the page only what changed: an unchanged text or class costs no layout
+  function put(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  function cls(node, name) {
+    if (node.className !== name) node.className = name;
+  }
+
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -87,5 +96,5 @@ const Nirsd = (() => {
     return node;
   }
 
-  return {epochColour, rgba, now, syncClock, post, connect, clock, duration, el};
+  return {epochColour, rgba, now, syncClock, post, connect, clock, duration, el, put, cls};
 })();

@@ -10,12 +10,13 @@
   let consoleUp = false;
   // arrival times of the newest points (for bench/console.py): [seq, ms since epoch]
   window.nirsdArrivals = [];
+  window.nirsdTraces = traces; // for benchmarks and debugging
 
   // -- messages to the operator ------------------------------------------------------
   function say(text, bad) {
     const m = $("message");
-    m.textContent = text;
-    m.className = bad ? "message bad" : "message";
+    Nirsd.put(m, text);
+    Nirsd.cls(m, bad ? "message bad" : "message");
   }
 
   async function act(path, body, done) {
@@ -65,7 +66,7 @@
     render.labels = s.labels.join();
     render.protocols = s.protocols.join();
     renderDaemon();
-    $("rate").textContent = s.rate;
+    Nirsd.put($("rate"), s.rate);
     traces.annotate(s.quality);
     renderEpoch();
     renderProtocol();
@@ -78,26 +79,26 @@
     const pill = $("daemon-state");
     const banner = $("outage");
     if (!consoleUp) {
-      pill.textContent = "console unreachable";
-      pill.className = "pill pill-bad";
+      Nirsd.put(pill, "console unreachable");
+      Nirsd.cls(pill, "pill pill-bad");
       banner.hidden = false;
-      banner.textContent = "The console server does not answer. Reconnecting by itself…";
+      Nirsd.put(banner, "The console server does not answer. Reconnecting by itself…");
       return;
     }
     if (!state || !state.connected) {
       const since = state && state.outage_since;
-      pill.textContent = "daemon unreachable";
-      pill.className = "pill pill-bad";
+      Nirsd.put(pill, "daemon unreachable");
+      Nirsd.cls(pill, "pill pill-bad");
       banner.hidden = false;
-      banner.textContent = "The daemon does not answer" +
+      Nirsd.put(banner, "The daemon does not answer" +
         (since ? ` since ${Nirsd.clock(since)} (${Nirsd.duration(Nirsd.now() - since)})` : "") +
-        ". No data is being recorded by it. Reconnecting by itself…";
+        ". No data is being recorded by it. Reconnecting by itself…");
       return;
     }
     banner.hidden = true;
     const ds = state.daemon_state || "?";
-    pill.textContent = `daemon ${ds}` + (state.restarts ? ` · restarted ${state.restarts}×` : "");
-    pill.className = ds === "streaming" ? "pill pill-ok" : "pill pill-wait";
+    Nirsd.put(pill, `daemon ${ds}` + (state.restarts ? ` · restarted ${state.restarts}×` : ""));
+    Nirsd.cls(pill, ds === "streaming" ? "pill pill-ok" : "pill pill-wait");
   }
 
   function buildMarkers(labels) {
@@ -129,14 +130,14 @@
 
   function renderEpoch() {
     const e = openEpoch();
-    $("epoch-open").textContent = e
+    Nirsd.put($("epoch-open"), e
       ? `Open: ${e.label}, ${Nirsd.duration(Nirsd.now() - e.onset_t)}`
-      : "No epoch open.";
+      : "No epoch open.");
     for (const label of (state ? state.labels : [])) {
       const start = $(`mark-start-${label}`);
       const end = $(`mark-end-${label}`);
       if (!start || !end) continue;
-      start.textContent = e && e.label !== label ? `Start ${label} (ends ${e.label})` : `Start ${label}`;
+      Nirsd.put(start, e && e.label !== label ? `Start ${label} (ends ${e.label})` : `Start ${label}`);
       start.disabled = !state.connected || (e && e.label === label);
       end.disabled = !state.connected || !(e && e.label === label);
     }
@@ -156,12 +157,12 @@
     const p = state && state.protocol;
     const line = $("protocol-step");
     if (!p) {
-      line.textContent = "No protocol running.";
+      Nirsd.put(line, "No protocol running.");
     } else {
       const left = Math.max(0, p.step_end_t - Nirsd.now());
       const next = p.next ? ` Next: ${p.next.label} (${Nirsd.duration(p.next.seconds)}).` : " Last step.";
-      line.textContent = `${p.name}, step ${p.step + 1} of ${p.steps}: ${p.label}, ` +
-        `${Math.ceil(left)} s left.${next}`;
+      Nirsd.put(line, `${p.name}, step ${p.step + 1} of ${p.steps}: ${p.label}, ` +
+        `${Math.ceil(left)} s left.${next}`);
     }
     $("protocol-start").disabled = !!p || !state.connected || !state.protocols.length;
     $("protocol-stop").disabled = !p;
@@ -188,7 +189,7 @@
       text = `No session. The last: ${who(l)}, samples ${l.seq ?? "?"}–${l.end_seq ?? "?"}` +
         (l.reason ? ` (${l.reason})` : "") + ".";
     }
-    $("session-now").textContent = text;
+    Nirsd.put($("session-now"), text);
     const running = !!(s && s.session_id);
     for (const input of form.querySelectorAll("input, select")) input.disabled = running || !supported;
     $("session-start").disabled = running || !supported || !state.connected;
@@ -203,7 +204,7 @@
     renderSummary.key = key;
     const cap = `${e.label}, ${Number(e.duration_s || 0).toFixed(1)} s from ${Nirsd.clock(e.onset_t)}; ` +
       `change from the mean of the ${Number(e.baseline_s || 0).toFixed(0)} s before (µM)`;
-    $("summary-caption").textContent = cap;
+    Nirsd.put($("summary-caption"), cap);
     const fmt = (v) => (v === null || v === undefined ? "–" : (v >= 0 ? "+" : "") + Number(v).toFixed(2));
     const head = Nirsd.el("tr", {}, ...["Channel", "mean ΔHbO", "mean ΔHbR", "mean ΔHbT",
       "peak ΔHbO", "peak ΔHbR"].map((h) => Nirsd.el("th", {text: h})));
