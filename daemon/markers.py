@@ -70,6 +70,8 @@ class Marker:
     source: str = field(compare=False)
     extra: dict[str, Any] = field(compare=False, default_factory=dict)
     token: list[bytes] | None = field(compare=False, default=None)
+    #: a device event's own time (unwrapped device clock, s): aligned by it, exactly
+    t_dev: float | None = field(compare=False, default=None)
 
 
 class MarkerChannel:
@@ -117,15 +119,23 @@ class MarkerChannel:
     def _current(self) -> int:
         return self.index[self.open[-1].label] if self.open else NO_EPOCH
 
-    def tag(self, seq0: int, t: np.ndarray) -> np.ndarray:
-        """Epoch label indices for a block of samples (host times ``t``) starting at seq0."""
+    def tag(self, seq0: int, t: np.ndarray, t_dev: np.ndarray | None = None) -> np.ndarray:
+        """Epoch label indices for a block of samples (host times ``t``, device times
+        ``t_dev``) starting at seq0.  A device event is aligned by device time: the host
+        times of later samples come from a newer clock fit than the event's did."""
         self._protocol_markers(float(t[-1]))
         if not self.pending and t.shape[0] == 1:  # streaming, nothing to apply
             return self._single(self._current())
         out = np.full(t.shape[0], self._current(), np.int16)
-        while self.pending and self.pending[0].t <= t[-1]:
-            marker = self.pending.pop(0)
-            i = int(np.searchsorted(t, marker.t, side="left"))
+        while self.pending:
+            marker = self.pending[0]
+            times, at = t, marker.t
+            if marker.t_dev is not None and t_dev is not None:
+                times, at = t_dev, marker.t_dev
+            if not at <= times[-1]:
+                break
+            self.pending.pop(0)
+            i = int(np.searchsorted(times, at, side="left"))
             self._apply(marker, seq0 + i, t[i], published_upto=seq0)
             out[i:] = self._current()
         return out
@@ -217,7 +227,9 @@ class MarkerChannel:
             action = "end" if is_open else "start"
         else:
             action = "instant"
-        marker = Marker(t, self._new_id(), event.label, action, "device", {"code": event.code})
+        marker = Marker(
+            t, self._new_id(), event.label, action, "device", {"code": event.code}, t_dev=t_dev
+        )
         ring = self.pipeline.ring if self.pipeline is not None else None
         last = ring.last() if ring is not None else None
         if ring is not None and last is not None and t_dev is not None and t_dev <= last[1]:

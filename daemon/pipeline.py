@@ -81,7 +81,8 @@ class Pipeline:
         self.last_tsi: np.ndarray | None = None  # (n, n_groups) % for the last block
         self.want_tsi = True  # TSI travels with hb only: the loop clears this when no
         # one subscribes to hb
-        self.tagger = None  # set by the marker channel: (seq0, t (n,)) -> epoch indices (n,)
+        # set by the marker channel: (seq0, t (n,), t_dev (n,)) -> epoch indices (n,)
+        self.tagger = None
 
     @property
     def info(self) -> Info:
@@ -160,7 +161,7 @@ class Pipeline:
         else:
             self.last_tsi = None
         epoch = (
-            self.tagger(self.ring.head, t)
+            self.tagger(self.ring.head, t, t_dev)
             if self.tagger is not None
             else np.full(t.shape[0], NO_EPOCH, np.int16)
         )
