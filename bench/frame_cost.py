@@ -237,9 +237,17 @@ def _reader_cmd(target: str, load: Load, frames: int, measure: int, extra: list[
     ]
 
 
+def _env() -> dict[str, str]:
+    """The reader's environment: one BLAS thread, as ``nirsd run`` sets it (the floor
+    does not use numpy; without this its idle BLAS threads add noise)."""
+    from nirsd.daemon.cmd_run import BLAS_THREADS
+
+    return {**os.environ, **BLAS_THREADS}
+
+
 def count_calls(target: str, load: Load, warmup: int, frames: int, top: int) -> dict:
     cmd = _reader_cmd(target, load, warmup + frames, frames, ["--profile", "--top", str(top)])
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -249,7 +257,7 @@ def count_calls(target: str, load: Load, warmup: int, frames: int, top: int) -> 
 def _callgrind_ir(cmd: list[str], tmp: Path) -> int:
     path = tmp / f"cg.{time.monotonic_ns()}"
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={path}", "--dump-instr=no"]
-    out = subprocess.run(vg + cmd, capture_output=True, text=True, timeout=1800)
+    out = subprocess.run(vg + cmd, capture_output=True, text=True, timeout=1800, env=_env())
     for line in path.read_text().splitlines() if path.exists() else []:
         if line.startswith(("totals:", "summary:")):
             return int(line.split()[1])
@@ -276,8 +284,12 @@ def table(rows: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        d, f = r["nirsd"], r["floor"]
+        d, f = r.get("nirsd", {}), r.get("floor", {})
         di, fi = d.get("instructions"), f.get("instructions")
+        d, f = (
+            {"to_send": None, "turn": None, "sends": None, **d},
+            {"to_send": None, "turn": None, "sends": None, **f},
+        )
         lines.append(
             f"| {r['load']} | {d['to_send']} | {f['to_send']} "
             f"| {ratio(d['to_send'], f['to_send'])} "
@@ -296,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=150, help="frames before (baseline window)")
     p.add_argument("--no-callgrind", action="store_true", help="skip instruction counts")
     p.add_argument("--top", type=int, default=0, help="print the N most called per frame")
+    p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     p.add_argument("--json", type=Path, default=RESULTS / "frame_cost.json")
     a = p.parse_args(argv)
     loads = a.loads or DEFAULT_LOADS
@@ -305,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for load in loads:
         row: dict[str, Any] = {"load": load.label}
-        for target in TARGETS:
+        for target in a.targets:
             print(f"  {load.label} {target} ...", file=sys.stderr, flush=True)
             res = count_calls(target, load, a.warmup, a.frames, a.top)
             if use_cg:

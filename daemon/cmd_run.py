@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from . import config as config_mod
 from .cmdline import endpoint_args, load_config
 
+#: BLAS pools the daemon runs with, unless the environment says otherwise: its loop is
+#: one thread, and idle OpenBLAS workers spin for a while after each call (the clock
+#: fit, quality spectra), taking the core a subscriber is waiting for.
+BLAS_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 
 def cmd_run(args: argparse.Namespace) -> int:
+    for name, value in BLAS_THREADS.items():  # before numpy is first imported
+        os.environ.setdefault(name, value)
     from . import logs
     from .service import run_daemon
 
