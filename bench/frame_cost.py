@@ -114,6 +114,13 @@ class CallCounter:
         import zmq
 
         self._send = zmq.Socket.send.__code__
+        self.depth = 0
+
+    def _is_send(self, code: Any) -> bool:
+        """pyzmq's Python ``send``, or nirsd's ``Publisher._send`` (C-level sends)."""
+        return code is self._send or (
+            code.co_name == "_send" and code.co_filename.endswith("publisher.py")
+        )
 
     def __call__(self, frame: Any, event: str, arg: Any) -> None:
         if event == "call" or event == "c_call":
@@ -133,10 +140,12 @@ class CallCounter:
                     )
                     name = f"{mod}.{getattr(arg, '__qualname__', repr(arg))}"
                 self._turn_names[name] += 1
-            if event == "call" and frame.f_code is self._send:
-                self.sends += 1
+            if event == "call" and self._is_send(frame.f_code):
+                self.depth += 1
+                self.sends += self.depth == 1  # a message (nirsd: three frames in one _send)
         elif event == "return":
-            if frame.f_code is self._send:
+            if self._is_send(frame.f_code):
+                self.depth -= 1
                 self.last_send = self.n
             elif frame.f_code.co_name == "poll":
                 self.start = self.n  # a Python poll (zmq.Poller) just returned
@@ -242,7 +251,7 @@ def _env() -> dict[str, str]:
     does not use numpy; without this its idle BLAS threads add noise)."""
     from nirsd.daemon.cmd_run import BLAS_THREADS
 
-    return {**os.environ, **BLAS_THREADS}
+    return {**os.environ, **BLAS_THREADS, "PYTHONHASHSEED": "0"}  # the same dict layouts each run
 
 
 def count_calls(target: str, load: Load, warmup: int, frames: int, top: int) -> dict:
@@ -279,7 +288,7 @@ def ratio(a: float | None, b: float | None) -> str:
 def table(rows: list[dict]) -> str:
     lines = [
         "| load | nirsd calls to send | floor calls to send | ratio | nirsd calls per turn "
-        "| floor calls per turn | ratio | sends per frame (nirsd / floor) "
+        "| floor calls per turn | ratio | messages per frame (nirsd / floor) "
         "| nirsd instructions | floor instructions | ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -304,7 +313,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--loads", nargs="+", type=parse_load, default=None)
-    p.add_argument("--frames", type=int, default=200, help="measured frames per run")
+    p.add_argument("--frames", type=int, default=400, help="measured frames per run")
     p.add_argument("--warmup", type=int, default=150, help="frames before (baseline window)")
     p.add_argument("--no-callgrind", action="store_true", help="skip instruction counts")
     p.add_argument("--top", type=int, default=0, help="print the N most called per frame")
