@@ -19,6 +19,18 @@ from .ringbuffer import NO_EPOCH, Block, RingBuffer
 from .srs import SrsEstimator
 
 _SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
+_FLAGS_ONE: dict[int, np.ndarray] = {}  # read-only (1,) uint8 per flags value, shared
+
+
+def _flags_one(flags: int) -> np.ndarray:
+    """The flags of a one-sample block, without a new array per frame (the ring copies)."""
+    out = _FLAGS_ONE.get(flags)
+    if out is None:
+        out = np.array((flags,), np.uint8)
+        out.flags.writeable = False
+        if 0 <= flags < 256:  # a device value: the table stays bounded
+            _FLAGS_ONE[flags] = out
+    return out
 
 
 def ring_capacity(cfg: Config, info: Info) -> int:
@@ -135,7 +147,7 @@ class Pipeline:
             raw, _SATURATED_ONE if s.flags & FLAG_SATURATED else None
         )
         return self._finish(
-            np.array((t,)), np.array((t_dev,)), raw, hb, quality, np.array((s.flags,), np.uint8)
+            np.array((t,)), np.array((t_dev,)), raw, hb, quality, _flags_one(s.flags)
         )
 
     def _finish(
