@@ -18,6 +18,7 @@ from .quality import QualityMonitor
 from .ringbuffer import NO_EPOCH, Block, RingBuffer
 from .srs import SrsEstimator
 
+QUALITY_FEED_S = 0.05  # the quality window is fed about this often (s of samples)
 _SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
 _FLAGS_ONE: dict[int, np.ndarray] = {}  # read-only (1,) uint8 per flags value, shared
 
@@ -80,6 +81,7 @@ class Pipeline:
         self._poor = np.zeros(info.n_channels, np.uint8)  # POOR_SIGNAL bits, last assessed
         self._any_poor = False
         self._quality_seq = first_seq  # next ring sample the quality window has not seen
+        self._quality_every = max(1, int(np.ceil(QUALITY_FEED_S * info.rate_hz)))
         self.srs = [
             (np.array(idx), SrsEstimator(info.wavelengths_nm, dist, cfg.optics.extinction))
             for _, idx, dist in self.probe.srs_groups
@@ -178,15 +180,25 @@ class Pipeline:
     def store(self, block: Block) -> None:
         """Keep a published block in the history ring (the quality window reads it later)."""
         self.ring.append(block)
+        if self.ring.head - self._quality_seq >= self._quality_every:
+            self._feed_quality(whole_buckets=True)
 
-    def _feed_quality(self) -> None:
-        """Bring the quality window up to the ring's head, in one batch per assessment
-        rather than per frame (same data, same order; keeps the frame path short)."""
+    def _feed_quality(self, whole_buckets: bool = False) -> None:
+        """Bring the quality window up to the ring's head (or, with ``whole_buckets``, to
+        the last bucket boundary before it): every QUALITY_FEED_S of samples after a
+        publish and before each assessment, never per frame.  Buckets are only ever
+        split at an assessment, so the window is the same as when fed all at once; a
+        fast probe's status no longer averages half a second of samples in one go."""
         since = max(self._quality_seq, self.ring.oldest)
-        hb, quality = self.ring.columns(since, self.ring.head, ("hb", "quality"))
+        until = self.ring.head
+        if whole_buckets:
+            until = since + self.quality.whole_bucket_rows(until - since)
+            if until == since:
+                return
+        hb, quality = self.ring.columns(since, until, ("hb", "quality"))
         if hb.shape[0]:
             self.quality.update(hb[:, 0, :], quality)
-        self._quality_seq = self.ring.head
+        self._quality_seq = until
 
     def assess_quality(self) -> dict:
         """Per-channel quality summary (for ``status``); later samples get POOR_SIGNAL."""

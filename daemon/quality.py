@@ -130,6 +130,12 @@ class QualityMonitor:
             if self._acc_n == k:
                 self._close_bucket()
 
+    def whole_bucket_rows(self, available: int) -> int:
+        """How many of ``available`` new rows end exactly at a bucket boundary (0: none)."""
+        k = self._k
+        first = (k - self._acc_n) % k  # rows that complete the open bucket
+        return 0 if available < first else first + (available - first) // k * k
+
     def _whole_buckets(
         self,
         xs: np.ndarray,
