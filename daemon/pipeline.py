@@ -18,7 +18,8 @@ from .quality import QualityMonitor
 from .ringbuffer import NO_EPOCH, Block, RingBuffer
 from .srs import SrsEstimator
 
-QUALITY_FEED_S = 0.05  # the quality window is fed about this often (s of samples)
+QUALITY_FEED_S = 0.05  # the quality window is fed about this often (s of samples),
+QUALITY_FEED_MIN = 8  # and with at least this many samples (slow probes: not per frame)
 _SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
 _FLAGS_ONE: dict[int, np.ndarray] = {}  # read-only (1,) uint8 per flags value, shared
 
@@ -81,7 +82,7 @@ class Pipeline:
         self._poor = np.zeros(info.n_channels, np.uint8)  # POOR_SIGNAL bits, last assessed
         self._any_poor = False
         self._quality_seq = first_seq  # next ring sample the quality window has not seen
-        self._quality_every = max(1, int(np.ceil(QUALITY_FEED_S * info.rate_hz)))
+        self._quality_every = max(QUALITY_FEED_MIN, int(np.ceil(QUALITY_FEED_S * info.rate_hz)))
         self.srs = [
             (np.array(idx), SrsEstimator(info.wavelengths_nm, dist, cfg.optics.extinction))
             for _, idx, dist in self.probe.srs_groups
