@@ -19,7 +19,7 @@ from .ringbuffer import NO_EPOCH, Block, RingBuffer
 from .srs import SrsEstimator
 
 QUALITY_FEED_S = 0.05  # the quality window is fed about this often (s of samples),
-QUALITY_FEED_MIN = 8  # and with at least this many samples (slow probes: not per frame)
+QUALITY_FEED_MIN = 64  # and with at least this many (slow probes: at the status, as before)
 _SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
 _FLAGS_ONE: dict[int, np.ndarray] = {}  # read-only (1,) uint8 per flags value, shared
 
@@ -186,8 +186,8 @@ class Pipeline:
 
     def _feed_quality(self, whole_buckets: bool = False) -> None:
         """Bring the quality window up to the ring's head (or, with ``whole_buckets``, to
-        the last bucket boundary before it): every QUALITY_FEED_S of samples after a
-        publish and before each assessment, never per frame.  Buckets are only ever
+        the last bucket boundary before it): every QUALITY_FEED_S of samples (at least
+        QUALITY_FEED_MIN) after a publish and before each assessment, never per frame.  Buckets are only ever
         split at an assessment, so the window is the same as when fed all at once; a
         fast probe's status no longer averages half a second of samples in one go."""
         since = max(self._quality_seq, self.ring.oldest)
