@@ -310,6 +310,40 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def run(
+    loads: list[Load],
+    frames: int = 400,
+    warmup: int = 150,
+    callgrind: bool = True,
+    top: int = 0,
+    targets: tuple[str, ...] = TARGETS,
+    log=print,
+) -> list[dict[str, Any]]:
+    """Calls (and, with valgrind, instructions) per frame for each target at each load."""
+    use_cg = callgrind and shutil.which("valgrind") is not None
+    if callgrind and not use_cg:
+        log("  valgrind not found: instruction counts skipped", file=sys.stderr)
+    rows = []
+    for load in loads:
+        row: dict[str, Any] = {"load": load.label}
+        for target in targets:
+            log(f"  frame cost {load.label} {target} ...", file=sys.stderr)
+            try:
+                res = count_calls(target, load, warmup, frames, top)
+                if use_cg:
+                    res["instructions"] = count_instructions(target, load, warmup, frames)
+            except (RuntimeError, subprocess.TimeoutExpired) as err:
+                log(f"  {target} {load.label}: {err}", file=sys.stderr)
+                res = {}
+            row[target] = res
+            if top and res:
+                print(f"\n{target} {load.label}: calls per frame, most first")
+                for name, n in res["top"]:
+                    print(f"  {n:8.2f}  {name}")
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--loads", nargs="+", type=parse_load, default=None)
@@ -320,24 +354,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     p.add_argument("--json", type=Path, default=RESULTS / "frame_cost.json")
     a = p.parse_args(argv)
-    loads = a.loads or DEFAULT_LOADS
-    use_cg = not a.no_callgrind and shutil.which("valgrind") is not None
-    if not a.no_callgrind and not use_cg:
-        print("valgrind not found: instruction counts skipped", file=sys.stderr)
-    rows = []
-    for load in loads:
-        row: dict[str, Any] = {"load": load.label}
-        for target in a.targets:
-            print(f"  {load.label} {target} ...", file=sys.stderr, flush=True)
-            res = count_calls(target, load, a.warmup, a.frames, a.top)
-            if use_cg:
-                res["instructions"] = count_instructions(target, load, a.warmup, a.frames)
-            row[target] = res
-            if a.top:
-                print(f"\n{target} {load.label}: calls per frame, most first")
-                for name, n in res["top"]:
-                    print(f"  {n:8.2f}  {name}")
-        rows.append(row)
+    rows = run(
+        a.loads or DEFAULT_LOADS,
+        a.frames,
+        a.warmup,
+        not a.no_callgrind,
+        a.top,
+        tuple(a.targets),
+        log=print,
+    )
     print(table(rows))
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(rows, indent=1))
