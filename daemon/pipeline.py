@@ -187,9 +187,10 @@ class Pipeline:
     def _feed_quality(self, whole_buckets: bool = False) -> None:
         """Bring the quality window up to the ring's head (or, with ``whole_buckets``, to
         the last bucket boundary before it): every QUALITY_FEED_S of samples (at least
-        QUALITY_FEED_MIN) after a publish and before each assessment, never per frame.  Buckets are only ever
-        split at an assessment, so the window is the same as when fed all at once; a
-        fast probe's status no longer averages half a second of samples in one go."""
+        QUALITY_FEED_MIN) after a publish and before each assessment, never per frame.
+        Buckets are only ever split at an assessment, so the window is the same as when
+        fed all at once; a fast probe's status no longer averages half a second of
+        samples in one go."""
         since = max(self._quality_seq, self.ring.oldest)
         until = self.ring.head
         if whole_buckets:

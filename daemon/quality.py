@@ -115,8 +115,7 @@ class QualityMonitor:
         n, i, k = x.shape[0], 0, self._k
         while i < n:
             if self._acc_n == 0 and n - i >= k:  # whole buckets: all of them at once
-                pair = (sat, low) if flagged else (None, None)
-                i = self._whole_buckets(xs, finite, *pair, i)
+                i = self._whole_buckets(xs, finite, (sat, low) if flagged else None, i)
                 continue
             take = min(n - i, k - self._acc_n)
             part = slice(i, i + take)
@@ -140,8 +139,7 @@ class QualityMonitor:
         self,
         xs: np.ndarray,
         finite: np.ndarray,
-        sat: np.ndarray | None,
-        low: np.ndarray | None,
+        flags: tuple[np.ndarray, np.ndarray] | None,
         i: int,
     ) -> int:
         """Rows i… of a block as whole buckets, in a few numpy calls rather than a loop
@@ -155,10 +153,11 @@ class QualityMonitor:
         count = finite[part].reshape(shape).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / count  # NaN where no finite sample
-        if sat is None:
+        if flags is None:
             zeros = np.zeros((m, self.n_channels))
             self._push(mean, zeros, zeros)
         else:
+            sat, low = flags
             self._push(
                 mean,
                 sat[part].reshape(shape).sum(axis=1) / k,
