@@ -121,20 +121,20 @@ def main(argv: list[str] | None = None) -> int:
                 "## latency: device byte written → decoded in another process\n"
                 + latency.table(lat_rows),
                 (
-                    (
-                        "## goals: nirsd against the floor and the pyserial → pylsl script\n"
-                        "floor: poll() the pty, os.read, split on 0x00, one ZeroMQ PUB send per "
-                        "frame; a SUB that only recv's.  ok = goal met\n"
-                        + latency.goals_table(lat_rows)
-                    )
-                    if latency.goals_table(lat_rows)
-                    else None,
-                    "## work per frame (calls, instructions): nirsd against the floor relay\n"
-                    "lock-step cold path, bench/frame_cost.py; independent of machine load\n"
-                    + frame_cost.table(cost_rows),
+                    "## goals: nirsd against the floor and the pyserial → pylsl script\n"
+                    "floor: poll() the pty, os.read, split on 0x00, one ZeroMQ PUB send per "
+                    "frame; a SUB that only recv's.  ok = goal met\n"
+                    + latency.goals_table(lat_rows)
+                )
+                if latency.goals_table(lat_rows)
+                else None,
+                "## work per frame (calls, instructions): nirsd against the floor relay\n"
+                "lock-step cold path, bench/frame_cost.py; independent of machine load\n"
+                + frame_cost.table(cost_rows),
+                (
                     "## nirsd latency = transport floor + processing\n"
                     "floor: pty → read → split → ZeroMQ PUB → SUB, no processing "
-                    "(differences of percentiles)\n" + latency.split_table(lat_rows),
+                    "(differences of percentiles)\n" + latency.split_table(lat_rows)
                 )
                 if latency.split_table(lat_rows)
                 else None,
