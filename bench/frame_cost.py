@@ -162,10 +162,13 @@ class CallCounter:
         self.sends = 0
 
 
-def nirsd_config(port: str) -> str:
+BASELINE_SAMPLES = 100  # the baseline window, in frames: the warm-up covers it
+
+
+def nirsd_config(port: str, rate_hz: float) -> str:
     return (
         f'[device]\ndriver = "nirsb"\nport = "{port}"\nreconnect_s = 0.1\n'
-        "[baseline]\nseconds = 1.0\n[status]\ninterval_s = 3600\n"
+        f"[baseline]\nseconds = {BASELINE_SAMPLES / rate_hz!r}\n[status]\ninterval_s = 3600\n"
     )
 
 
@@ -186,7 +189,7 @@ def role_reader(a: argparse.Namespace) -> None:
         from nirsd.daemon import config, logs
         from nirsd.daemon.acquisition import Acquisition
 
-        (work / "nirsd.toml").write_text(nirsd_config(port))
+        (work / "nirsd.toml").write_text(nirsd_config(port, parse_load(a.load).rate_hz))
         cfg = config.load(work / "nirsd.toml")
         logs.configure("warning", json=True)
         acq = Acquisition(cfg)
@@ -348,7 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--loads", nargs="+", type=parse_load, default=None)
     p.add_argument("--frames", type=int, default=400, help="measured frames per run")
-    p.add_argument("--warmup", type=int, default=150, help="frames before (baseline window)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=150,
+        help=f"frames before (≥ the {BASELINE_SAMPLES} of the baseline)",
+    )
     p.add_argument("--no-callgrind", action="store_true", help="skip instruction counts")
     p.add_argument("--top", type=int, default=0, help="print the N most called per frame")
     p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
