@@ -12,13 +12,16 @@
 
 Helper roles (``python bench/common.py ROLE ...``):
 
-- ``hb-sub``: a nirsd Subscriber on ``hb``; the frame index is ``round(t_dev · rate)``.
+- ``hb-sub``: a ZeroMQ SUB on nirsd's ``hb`` that decodes each message as
+  docs/protocol.md says (msgpack header, ``numpy.frombuffer`` payload) and nothing
+  more; the frame index is ``round(t_dev · rate)``, worked out after the run.
 - ``lsl-inlet``: a pylsl StreamInlet; the frame index is in the first value.
 - ``serial-lsl``: a plain pyserial reader → COBS decoder → pylsl outlet, as a user
   would write it between a NIRSB device and LSL.
-- ``floor-relay``: the transport floor: pty → zmq.Poller → ``os.read`` → split on 0x00,
-  COBS-decode only for ``t_us`` → ZeroMQ PUB ``[topic, header, raw counts]``.
-- ``floor-sub``: a bare ZeroMQ SUB on that relay; the frame index is ``round(t_dev · rate)``.
+- ``floor-relay``: the transport floor: ``poll()`` on the pty → ``os.read`` → split on
+  0x00 → one ZeroMQ PUB message per frame (still COBS-encoded), nothing else.
+- ``floor-sub``: a bare ZeroMQ SUB on that relay: ``recv``, stamp, keep the bytes; the
+  frame index (``t_us`` of each DATA frame) is decoded after the run.
 """
 
 from __future__ import annotations
@@ -396,23 +399,43 @@ def _save(out: str, idx: list, ns: list) -> None:
 
 
 def role_hb_sub(a: argparse.Namespace) -> None:
-    from nirsd.clients.subscriber import Subscriber
+    """A SUB on nirsd's ``hb``: receive, decode as docs/protocol.md says (msgpack header,
+    ``numpy.frombuffer`` payload), stamp; the frame index comes from ``t_dev`` after."""
+    import msgpack
+    import zmq
 
-    idx: list[np.ndarray] = []
-    ns: list[np.ndarray] = []
-    with Subscriber(("hb",), data=a.data, control=a.control) as sub:
-        while not _Stop.flag:
-            msg = sub.recv(0.1)
-            if msg is None:
-                continue
-            now = time.monotonic_ns()
-            _ = msg.array[-1, 0, 0]  # decoded ΔHbO of the last sample
-            k = np.rint(np.asarray(msg.header["t_dev"]) * a.rate).astype(np.int64)
-            idx.append(k)
-            ns.append(np.full(k.size, now, np.int64))
-            if len(idx) == 1:
-                print("ready", flush=True)
-    _save(a.out, idx, ns)
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVHWM, 100_000)
+    sub.setsockopt(zmq.RCVTIMEO, 100)  # to see SIGTERM
+    sub.setsockopt(zmq.SUBSCRIBE, b"hb")
+    sub.connect(a.data)
+    t_dev: list = []
+    ns: list[int] = []
+    recv, unpackb, frombuffer, stamp = (
+        sub.recv_multipart,
+        msgpack.unpackb,
+        np.frombuffer,
+        time.monotonic_ns,
+    )
+    while not _Stop.flag:
+        try:
+            _, head, payload = recv()
+        except zmq.Again:
+            continue
+        header = unpackb(head)
+        _hb = frombuffer(payload, header["dtype"]).reshape(header["shape"])
+        ns.append(stamp())
+        t_dev.append(header["t_dev"])
+        if len(ns) == 1:
+            print("ready", flush=True)
+    sub.close()
+    ctx.term()
+    idx = [
+        np.rint(np.atleast_1d(np.asarray(t, np.float64)) * a.rate).astype(np.int64) for t in t_dev
+    ]
+    _save(a.out, idx, [np.full(k.size, t, np.int64) for k, t in zip(idx, ns)])
 
 
 def role_lsl_inlet(a: argparse.Namespace) -> None:
@@ -464,27 +487,25 @@ def role_serial_lsl(a: argparse.Namespace) -> None:
     _save(a.out, [], [])
 
 
-def role_floor_relay(a: argparse.Namespace) -> None:
-    """The least a pty → ZeroMQ design does: wait, read, delimit, publish raw bytes.
+def floor_relay(port: str, endpoint: str, running=lambda: not _Stop.flag) -> None:
+    """The least a pty → ZeroMQ relay does: ``poll()`` the port, ``os.read``, split on
+    0x00, send each frame (still COBS-encoded) as one message on a PUB ipc socket.
 
-    No conversion, no buffering, no clock mapping: each DATA frame is COBS-decoded only
-    to learn its ``t_us`` (device µs) and its counts go out unconverted.
+    Nothing else: no pyserial, no decoding, no header.  The subscriber identifies the
+    frames after the run (:func:`frame_index`).
     """
-    import msgpack
     import zmq
-
-    from nirsd.drivers import nirsb
 
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(a.data)
-    fd = os.open(a.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    pub.bind(endpoint)
+    fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
     os.write(fd, b"?b")  # as every reader does; the device answers with INFO
-    poller = zmq.Poller()
-    poller.register(fd, zmq.POLLIN)
-    topic, start, pending = b"hb", nirsb.HEADER_LEN + nirsb.DATA_HEAD.size, b""
-    while not _Stop.flag:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    send, pending = pub.send, b""
+    while running():
         if not poller.poll(100):
             continue
         try:
@@ -496,49 +517,62 @@ def role_floor_relay(a: argparse.Namespace) -> None:
         chunks = (pending + data if pending else data).split(b"\x00")
         pending = chunks.pop()
         for chunk in chunks:
-            try:
-                raw = nirsb.cobs.decode(chunk)
-            except nirsb.cobs.DecodeError:
-                continue
-            if len(raw) < nirsb.DATA_OVERHEAD or raw[0] != nirsb.DATA:
-                continue  # INFO, EVENT or an empty chunk
-            _, _, seq, t_us = nirsb.HEADER.unpack_from(raw)
-            head = msgpack.packb({"seq": seq, "t_dev": t_us / 1e6})
-            pub.send_multipart([topic, head, memoryview(raw)[start:-2]])
+            send(chunk)
     os.close(fd)
     pub.close()
     ctx.term()
+
+
+def frame_index(chunks: list[bytes], rate_hz: float) -> np.ndarray:
+    """Frame numbers (``round(t_us · rate / 1e6)``) of the DATA frames among COBS-encoded
+    ``chunks``; -1 for anything else (INFO, EVENT, empty, undecodable)."""
+    from nirsd.drivers import nirsb
+
+    out = np.full(len(chunks), -1, np.int64)
+    for i, chunk in enumerate(chunks):
+        try:
+            raw = nirsb.cobs.decode(chunk)
+        except nirsb.cobs.DecodeError:
+            continue
+        if len(raw) >= nirsb.DATA_OVERHEAD and raw[0] == nirsb.DATA:
+            t_us = nirsb.HEADER.unpack_from(raw)[3]
+            out[i] = int(round(t_us * rate_hz / 1e6))
+    return out
+
+
+def role_floor_relay(a: argparse.Namespace) -> None:
+    floor_relay(a.port, a.data)
     _save(a.out, [], [])
 
 
 def role_floor_sub(a: argparse.Namespace) -> None:
-    """A bare SUB on the floor relay: receive, stamp, unpack the header, view the counts."""
-    import msgpack
+    """A bare SUB on the floor relay: ``recv``, stamp, keep the bytes (decoded after)."""
     import zmq
 
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.RCVHWM, 100_000)
-    sub.setsockopt(zmq.SUBSCRIBE, b"hb")
+    sub.setsockopt(zmq.RCVTIMEO, 100)  # to see SIGTERM
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(a.data)
-    poller = zmq.Poller()
-    poller.register(sub, zmq.POLLIN)
-    idx: list[int] = []
+    chunks: list[bytes] = []
     ns: list[int] = []
+    recv, stamp, keep, keep_ns = sub.recv, time.monotonic_ns, chunks.append, ns.append
     while not _Stop.flag:
-        if not poller.poll(100):
+        try:
+            msg = recv()
+        except zmq.Again:
             continue
-        _, head, payload = sub.recv_multipart()
-        now = time.monotonic_ns()
-        _ = np.frombuffer(payload, "<i4")[-1]  # the counts, as a subscriber would view them
-        idx.append(int(round(msgpack.unpackb(head)["t_dev"] * a.rate)))
-        ns.append(now)
-        if len(idx) == 1:
+        keep_ns(stamp())
+        keep(msg)
+        if len(ns) == 1:
             print("ready", flush=True)
     sub.close()
     ctx.term()
-    _save(a.out, [np.array(idx, np.int64)], [np.array(ns, np.int64)])
+    idx = frame_index(chunks, a.rate)
+    data = idx >= 0
+    _save(a.out, [idx[data]], [np.array(ns, np.int64)[data]])
 
 
 ROLES = {

@@ -8,10 +8,10 @@ Pipelines, per load (channels x wavelengths @ Hz):
   subscriber process decodes ``hb``.  Latency = write start → ``hb`` received.
   The daemon's CPU (utime + stime per second of data, % of one core) is reported.
 - ``floor``: the transport floor under ``nirsd``: the same pty and writer, a relay
-  subprocess that only waits (zmq.Poller), reads, splits frames on 0x00 (COBS-decoding
-  each for its ``t_us``) and publishes the raw counts on a ZeroMQ PUB ipc socket as
-  ``[topic, header, payload]``, and a bare SUB subprocess.  No conversion: the least
-  any pty → ZeroMQ → Python subscriber design pays; nirsd − floor is processing.
+  subprocess that only ``poll()``s the pty, ``os.read``s, splits on 0x00 and sends each
+  frame as one message on a ZeroMQ PUB ipc socket, and a SUB subprocess that only
+  ``recv``s (frames are identified after the run).  The least any pty → ZeroMQ →
+  Python subscriber design pays; nirsd − floor is processing.
 - ``lsl``: a bare Lab Streaming Layer hop of same-size samples (float32) between two
   processes: pylsl StreamOutlet here → StreamInlet in a subprocess (push → pull).
 - ``serial-lsl``: a plain pyserial reader → COBS decoder → pylsl outlet (a subprocess,
@@ -405,12 +405,62 @@ def split_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+#: the goals nirsd is held to against the transport floor (bench/README.md)
+GOAL_P50, GOAL_P99, GOAL_CPU = 1.25, 1.5, 2.0
+
+
+def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per load: nirsd / floor at p50 and p99, nirsd against serial-lsl, CPU ratio."""
+    by = {(r["load"], r["pipeline"]): r for r in rows if "error" not in r and r.get("n")}
+    out = []
+    for lab in dict.fromkeys(r["load"] for r in rows):
+        d, f, s = (by.get((lab, name)) for name in ("nirsd", "floor", "serial-lsl"))
+        if d is None or f is None:
+            continue
+        row: dict[str, Any] = {"load": lab, "lost": d["lost"] + d.get("daemon_lost", 0)}
+        for q in ("p50", "p99"):
+            row[f"{q}_ratio"] = d[f"{q}_us"] / f[f"{q}_us"] if f[f"{q}_us"] > 0 else None
+            row[f"{q}_vs_serial_lsl"] = None if s is None else d[f"{q}_us"] - s[f"{q}_us"]
+        cpu_d, cpu_f = d.get("cpu_pct"), f.get("cpu_pct")
+        row["cpu_nirsd_pct"], row["cpu_floor_pct"] = cpu_d, cpu_f
+        row["cpu_ratio"] = cpu_d / cpu_f if cpu_d is not None and cpu_f else None
+        out.append(row)
+    return out
+
+
+def _mark(value: float | None, limit: float, spec: str = ".2f") -> str:
+    return "-" if value is None else f"{value:{spec}} {'ok' if value <= limit else 'over'}"
+
+
+def goals_table(rows: list[dict[str, Any]]) -> str:
+    """nirsd against the floor and serial-lsl, with each goal met ("ok") or not."""
+    lines = [
+        f"| load | nirsd/floor p50 (≤ {GOAL_P50}) | nirsd/floor p99 (≤ {GOAL_P99}) "
+        "| nirsd − serial-lsl p50 µs (< 0) | nirsd − serial-lsl p99 µs (< 0) "
+        f"| CPU nirsd % | CPU floor % | CPU ratio (≤ {GOAL_CPU}) | nirsd lost (0) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in goals(rows):
+        lines.append(
+            f"| {r['load']} | {_mark(r['p50_ratio'], GOAL_P50)} "
+            f"| {_mark(r['p99_ratio'], GOAL_P99)} "
+            f"| {_mark(r['p50_vs_serial_lsl'], -1e-9, '.0f')} "
+            f"| {_mark(r['p99_vs_serial_lsl'], -1e-9, '.0f')} "
+            f"| {fmt(r['cpu_nirsd_pct'], '.2f')} | {fmt(r['cpu_floor_pct'], '.2f')} "
+            f"| {_mark(r['cpu_ratio'], GOAL_CPU)} | {_mark(r['lost'], 0, 'd')} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def save(rows: list[dict[str, Any]], path: Path) -> None:
     """JSON without the latency arrays; those go to a .npz beside it (for the CDF)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = [{k: v for k, v in r.items() if k != "_lat"} for r in rows]
     path.write_text(
-        json.dumps({"machine": machine(), "rows": clean, "split": split(rows)}, indent=1)
+        json.dumps(
+            {"machine": machine(), "rows": clean, "split": split(rows), "goals": goals(rows)},
+            indent=1,
+        )
     )
     arrays = {f"{r['load']}|{r['pipeline']}": r["_lat"] for r in rows if "_lat" in r}
     np.savez(path.with_suffix(".npz"), **arrays)
@@ -438,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     if split_table(rows):
         print("\nnirsd = transport floor + processing:\n" + split_table(rows))
+    if goals_table(rows):
+        print("\nnirsd against the floor and serial-lsl:\n" + goals_table(rows))
     save(rows, a.json)
     print(f"saved {a.json}")
     return 0

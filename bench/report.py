@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import converter  # noqa: E402
+import frame_cost  # noqa: E402
 import latency  # noqa: E402
 import load  # noqa: E402
 import throughput  # noqa: E402
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     conv_res = converter.run(samples=3000 if q else 30_000, log=log)
     thr_res = throughput.run(seconds=2.0 if q else 5.0, max_hz=4000.0 if q else 16_000.0, log=log)
     par = parsers_report(q)
+    # calls are exact in any run; instructions (valgrind) take a few minutes: full run only
+    cost_rows = frame_cost.run(
+        DEFAULT_LOADS, frames=100 if q else 400, warmup=120, callgrind=not q, log=log
+    )
 
     report = "\n\n".join(
         filter(
@@ -115,6 +120,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"{info['loadavg_1m']:.2f}",
                 "## latency: device byte written → decoded in another process\n"
                 + latency.table(lat_rows),
+                (
+                    "## goals: nirsd against the floor and the pyserial → pylsl script\n"
+                    "floor: poll() the pty, os.read, split on 0x00, one ZeroMQ PUB send per "
+                    "frame; a SUB that only recv's.  ok = goal met\n"
+                    + latency.goals_table(lat_rows)
+                )
+                if latency.goals_table(lat_rows)
+                else None,
+                "## work per frame (calls, instructions): nirsd against the floor relay\n"
+                "lock-step cold path, bench/frame_cost.py; independent of machine load\n"
+                + frame_cost.table(cost_rows),
                 (
                     "## nirsd latency = transport floor + processing\n"
                     "floor: pty → read → split → ZeroMQ PUB → SUB, no processing "
@@ -138,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": info,
                 "latency": clean,
                 "latency_split": latency.split(lat_rows),
+                "goals": latency.goals(lat_rows),
+                "frame_cost": cost_rows,
                 "load": load_res,
                 "throughput": thr_res,
                 "converter": conv_res,

@@ -19,7 +19,15 @@ def absent_port(cfg: config_mod.Config) -> str | None:
     return None if os.path.exists(port) else port
 
 
+#: BLAS pools the daemon runs with, unless the environment says otherwise: its loop is
+#: one thread, and idle OpenBLAS workers spin for a while after each call (the clock
+#: fit, quality spectra), taking the core a subscriber is waiting for.
+BLAS_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    for name, value in BLAS_THREADS.items():  # before numpy is first imported
+        os.environ.setdefault(name, value)
     from . import logs
     from .service import run_daemon
 

@@ -36,6 +36,17 @@ LOW_LIGHT = 2  # non-finite, ≤ 0 or ≤ light floor
 BASELINE_PENDING = 4  # I0 still provisional (baseline window not yet complete)
 POOR_SIGNAL = 8  # set by the quality monitor (no cardiac pulsatility), not here
 
+_c_einsum: Any
+try:  # numpy's C einsum without the Python wrapper and its dispatch (numpy >= 2, < 2)
+    from numpy._core.multiarray import c_einsum as _c_einsum
+except ImportError:  # pragma: no cover - older numpy
+    try:
+        from numpy.core.multiarray import c_einsum as _c_einsum  # type: ignore[no-redef]
+    except ImportError:
+        _c_einsum = None
+# whole-array reductions as single C calls (ndarray.min/max go through Python wrappers)
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce
+
 LN10 = math.log(10.0)
 MOLAR_TO_UM = 1e6
 _PATH_MIN_BLOCK = 32  # block size from which the optimised einsum path pays off
@@ -263,6 +274,10 @@ class Converter:
         hb = np.empty((n, 3, self.n_channels))
         # Small blocks: the plain C einsum has the least call overhead; large blocks: the
         # precomputed path (BLAS-backed) is several times faster per sample.
+        if n < _PATH_MIN_BLOCK and _c_einsum is not None:
+            _c_einsum("cjw,ncw->njc", self._P3, od, out=hb)
+            self._last_od = od
+            return hb
         np.einsum(
             "cjw,ncw->njc",
             self._P3,
@@ -281,9 +296,9 @@ class Converter:
         every value is finite and usable: two reductions replace the element-wise masks,
         which matters on the per-frame path, where each numpy call costs most.
         """
-        if not I.min() > self._lo:  # NaN compares False: full checks
+        if not _MIN(I, None) > self._lo:  # NaN compares False: full checks
             return None
-        if not I.max() < self._hi:  # saturation level, else +inf
+        if not _MAX(I, None) < self._hi:  # saturation level, else +inf
             return None
         od = self._log_i0 - np.log(I)
         quality = self._no_flags if n == 1 else np.zeros((n, self.n_channels), np.uint8)

@@ -19,9 +19,23 @@ from .quality import QualityMonitor
 from .ringbuffer import NO_EPOCH, Block, RingBuffer
 from .srs import SrsEstimator
 
+QUALITY_FEED_S = 0.05  # the quality window is fed about this often (s of samples),
+QUALITY_FEED_MIN = 64  # and with at least this many (slow probes: at the status, as before)
 _SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
 MOTION_WINDOW_S = 10.0  # history the live motion check looks at (σ needs some)
 MOTION_RECENT_S = 1.0  # a detection this recent sets MOTION until the next assessment
+_FLAGS_ONE: dict[int, np.ndarray] = {}  # read-only (1,) uint8 per flags value, shared
+
+
+def _flags_one(flags: int) -> np.ndarray:
+    """The flags of a one-sample block, without a new array per frame (the ring copies)."""
+    out = _FLAGS_ONE.get(flags)
+    if out is None:
+        out = np.array((flags,), np.uint8)
+        out.flags.writeable = False
+        if 0 <= flags < 256:  # a device value: the table stays bounded
+            _FLAGS_ONE[flags] = out
+    return out
 
 
 def ring_capacity(cfg: Config, info: Info) -> int:
@@ -74,6 +88,7 @@ class Pipeline:
         self._poor = np.zeros(info.n_channels, np.uint8)  # POOR_SIGNAL bits, last assessed
         self._any_poor = False
         self._quality_seq = first_seq  # next ring sample the quality window has not seen
+        self._quality_every = max(QUALITY_FEED_MIN, int(np.ceil(QUALITY_FEED_S * info.rate_hz)))
         self.srs = [
             (np.array(idx), SrsEstimator(info.wavelengths_nm, dist, cfg.optics.extinction))
             for _, idx, dist in self.probe.srs_groups
@@ -142,7 +157,7 @@ class Pipeline:
             raw, _SATURATED_ONE if s.flags & FLAG_SATURATED else None
         )
         return self._finish(
-            np.array((t,)), np.array((t_dev,)), raw, hb, quality, np.array((s.flags,), np.uint8)
+            np.array((t,)), np.array((t_dev,)), raw, hb, quality, _flags_one(s.flags)
         )
 
     def _finish(
@@ -207,15 +222,26 @@ class Pipeline:
     def store(self, block: Block) -> None:
         """Keep a published block in the history ring (the quality window reads it later)."""
         self.ring.append(block)
+        if self.ring.head - self._quality_seq >= self._quality_every:
+            self._feed_quality(whole_buckets=True)
 
-    def _feed_quality(self) -> None:
-        """Bring the quality window up to the ring's head, in one batch per assessment
-        rather than per frame (same data, same order; keeps the frame path short)."""
+    def _feed_quality(self, whole_buckets: bool = False) -> None:
+        """Bring the quality window up to the ring's head (or, with ``whole_buckets``, to
+        the last bucket boundary before it): every QUALITY_FEED_S of samples (at least
+        QUALITY_FEED_MIN) after a publish and before each assessment, never per frame.
+        Buckets are only ever split at an assessment, so the window is the same as when
+        fed all at once; a fast probe's status no longer averages half a second of
+        samples in one go."""
         since = max(self._quality_seq, self.ring.oldest)
-        hb, quality = self.ring.columns(since, self.ring.head, ("hb", "quality"))
+        until = self.ring.head
+        if whole_buckets:
+            until = since + self.quality.whole_bucket_rows(until - since)
+            if until == since:
+                return
+        hb, quality = self.ring.columns(since, until, ("hb", "quality"))
         if hb.shape[0]:
             self.quality.update(hb[:, 0, :], quality)
-        self._quality_seq = self.ring.head
+        self._quality_seq = until
 
     def assess_quality(self) -> dict:
         """Per-channel quality summary (for ``status``); later samples get POOR_SIGNAL."""

@@ -116,6 +116,9 @@ class QualityMonitor:
         xs = np.where(finite, x, 0.0)
         n, i, k = x.shape[0], 0, self._k
         while i < n:
+            if self._acc_n == 0 and n - i >= k:  # whole buckets: all of them at once
+                i = self._whole_buckets(xs, finite, (sat, low) if flagged else None, i)
+                continue
             take = min(n - i, k - self._acc_n)
             part = slice(i, i + take)
             self._acc[0] += xs[part].sum(axis=0)
@@ -127,6 +130,42 @@ class QualityMonitor:
             i += take
             if self._acc_n == k:
                 self._close_bucket()
+
+    def whole_bucket_rows(self, available: int) -> int:
+        """How many of ``available`` new rows end exactly at a bucket boundary (0: none)."""
+        k = self._k
+        first = (k - self._acc_n) % k  # rows that complete the open bucket
+        return 0 if available < first else first + (available - first) // k * k
+
+    def _whole_buckets(
+        self,
+        xs: np.ndarray,
+        finite: np.ndarray,
+        flags: tuple[np.ndarray, np.ndarray] | None,
+        i: int,
+    ) -> int:
+        """Rows i… of a block as whole buckets, in a few numpy calls rather than a loop
+        per bucket (a 1 kHz probe's status took milliseconds); returns the next row.
+        Same sums in the same order as bucket by bucket."""
+        k = self._k
+        m = (xs.shape[0] - i) // k
+        part = slice(i, i + m * k)
+        shape = (m, k, self.n_channels)
+        total = xs[part].reshape(shape).sum(axis=1)
+        count = finite[part].reshape(shape).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total / count  # NaN where no finite sample
+        if flags is None:
+            zeros = np.zeros((m, self.n_channels))
+            self._push(mean, zeros, zeros)
+        else:
+            sat, low = flags
+            self._push(
+                mean,
+                sat[part].reshape(shape).sum(axis=1) / k,
+                low[part].reshape(shape).sum(axis=1) / k,
+            )
+        return i + m * k
 
     def _close_bucket(self) -> None:
         """Turn the k accumulated samples into one window row."""

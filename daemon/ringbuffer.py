@@ -9,6 +9,7 @@ writes; reads copy, so a reply can leave the loop safely.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class Block:
 
     @property
     def n(self) -> int:
-        return int(self.t.shape[0])
+        return len(self.t)
 
     @property
     def end(self) -> int:
@@ -50,6 +51,7 @@ def epoch_labels(epoch: np.ndarray, labels) -> list[str | None]:
 
 
 FIELDS = ("t", "t_dev", "raw", "hb", "quality", "flags", "epoch")
+_FIELDS_OF = attrgetter(*FIELDS)  # a block's fields as a tuple, in one call
 
 
 class RingBuffer:
@@ -69,6 +71,7 @@ class RingBuffer:
         self._flags = np.zeros(capacity, np.uint8)
         self._epoch = np.full(capacity, NO_EPOCH, np.int16)
         self._columns = [(name, getattr(self, "_" + name)) for name in FIELDS]
+        self._dsts = tuple(dst for _, dst in self._columns)
         self.head = first_seq  # absolute index of the next sample to be written
         self._start = first_seq  # nothing before this was ever written here
 
@@ -95,8 +98,8 @@ class RingBuffer:
         start = self.head % self.capacity
         end = start + n
         if end <= self.capacity:
-            for name, dst in self._columns:
-                dst[start:end] = getattr(block, name)
+            for dst, src in zip(self._dsts, _FIELDS_OF(block)):
+                dst[start:end] = src
         else:
             first = self.capacity - start
             for name, dst in self._columns:

@@ -220,9 +220,10 @@ class NirsbParser(Parser):
             if n_ch == 0 or n_wl == 0 or n != DATA_OVERHEAD + 4 * n_ch * n_wl:
                 c.length_errors += 1
                 return None
-            values = np.frombuffer(raw, _I4, n_ch * n_wl, HEADER_LEN + DATA_HEAD.size)
+            # the counts viewed in place, already shaped: one numpy call before the copy
+            values = np.ndarray((n_ch, n_wl), _I4, raw, HEADER_LEN + DATA_HEAD.size)
             self._count_seq(seq)
-            return Sample(seq, t_us / 1e6, flags, values.astype(np.float64).reshape(n_ch, n_wl))
+            return Sample(seq, t_us / 1e6, flags, values.astype(np.float64))
         if ftype == EVENT:
             if n < MIN_FRAME + 2 or n != MIN_FRAME + 2 + raw[HEADER_LEN + 1]:
                 c.length_errors += 1

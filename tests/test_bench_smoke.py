@@ -53,6 +53,47 @@ def test_latency_quick_prints_a_table_and_writes_json(tmp_path):
     assert split["floor_p50_us"] == rows["floor"]["p50_us"]
     assert data["machine"]["nproc"] >= 1
     assert out.with_suffix(".npz").exists()
+    # the goals table: nirsd / floor at p50 and p99, each marked against its goal
+    (goal,) = data["goals"]
+    assert goal["p50_ratio"] == rows["nirsd"]["p50_us"] / rows["floor"]["p50_us"]
+    assert goal["p99_ratio"] == rows["nirsd"]["p99_us"] / rows["floor"]["p99_us"]
+    cpu_floor = rows["floor"]["cpu_pct"]  # whole clock ticks: 0 in a short quiet run
+    cpu_ratio = rows["nirsd"]["cpu_pct"] / cpu_floor if cpu_floor else None
+    assert goal["cpu_ratio"] == cpu_ratio
+    assert goal["lost"] == 0 and goal["p50_vs_serial_lsl"] is None  # not run here
+    mark = "ok" if goal["p50_ratio"] <= 1.25 else "over"
+    assert re.search(rf"^\| 8x2@10 \| {goal['p50_ratio']:.2f} {mark} \|", proc.stdout, re.M)
+
+
+def test_frame_cost_counts_calls_per_frame_for_nirsd_and_the_floor(tmp_path):
+    out = tmp_path / "cost.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "frame_cost.py"),
+            "--loads",
+            "8x2@10",
+            "--frames",
+            "30",
+            "--warmup",
+            "40",
+            "--no-callgrind",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(out.read_text())
+    nirsd, floor = row["nirsd"], row["floor"]
+    assert nirsd["turns"] == floor["turns"] == 30  # one loop turn per frame, lock-step
+    assert nirsd["sends"] == floor["sends"] == 1  # one message per frame (hb only)
+    # the floor relay: os.read, split, pop, send between its poll and its send
+    assert floor["to_send"] == 4 and floor["turn"] >= floor["to_send"]
+    assert nirsd["to_send"] > floor["to_send"] and nirsd["turn"] >= nirsd["to_send"]
+    assert re.search(rf"^\| 8x2@10 \| {nirsd['to_send']} \| 4 \|", proc.stdout, re.M)
 
 
 def test_study_report_bench_runs_on_a_tiny_study(tmp_path):
