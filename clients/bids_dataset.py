@@ -122,12 +122,18 @@ def next_run(root: Path, subject: str, session: str, task: str, wanted: int | No
 
 # -- files --------------------------------------------------------------------------
 
+#: mode of every table and sidecar (less where the umask says so), as for recordings
+FILE_MODE = 0o640
+
 
 def write_text(path: Path, text: str) -> None:
     """Write ``path`` whole: a temporary file, fsync, then rename over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+    # a study's tables name its participants: owner read-write, group read (as the SNIRF)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    os.fchmod(fd, os.fstat(fd).st_mode & FILE_MODE)
+    with open(fd, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())

@@ -163,3 +163,19 @@ def test_att_from_the_config_and_from_the_session():
     assert sc.att_per_channel(info, [1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
     with pytest.raises(config.ConfigError, match="att_mm"):
         config.parse({"channel": [{"index": 0, "att_mm": -1}]})
+
+
+def test_dataset_files_are_not_world_readable(tmp_path):
+    """Tables and sidecars name participants: written 0640 like the recordings (umask 022)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        ds.write_tsv(tmp_path / "participants.tsv", ["participant_id"], [{"participant_id": "P1"}])
+        ds.write_json(tmp_path / "dataset_description.json", {"Name": "x"})
+    finally:
+        os.umask(old)
+    for name in ("participants.tsv", "dataset_description.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
+    assert (tmp_path / "participants.tsv").read_text().splitlines()[1] == "P1"
