@@ -4,8 +4,8 @@ runtime directory and its config, each attack scaled to run on a 2-core machine.
 Every case asserts that the daemon is alive, answers ``status`` within 1 s, kept its hb
 stream contiguous (watched by an independent subscriber process), gave the clear answer
 (an error reply, a counter, exit 78) and grew its RSS by no more than the case's stated
-bound; it reports one row to the summary table (tests/hostile_report.py).  Figures from
-the original attacks are in the tracker (issue 13); the limits are in docs/security.md.
+bound; it reports one row to the summary table (tests/hostile_report.py).  The limits
+are in docs/security.md.
 """
 
 from __future__ import annotations
