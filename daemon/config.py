@@ -179,7 +179,7 @@ def _between(low: float, high: float, integer: bool = False, open_low: bool = Fa
 
 
 #: the ranges numbers are held to (documented in docs/operations.md "Limits")
-MAX_CHANNELS = 256  # also the largest probe a device may describe (drivers/limits)
+MAX_CHANNELS = 4096  # also the largest probe a device may describe (drivers/limits)
 MAX_WAVELENGTHS = 16
 MAX_RATE_HZ = 10_000.0
 MAX_SPAN_S = 86_400.0  # a day: history span, protocol steps

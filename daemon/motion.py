@@ -89,8 +89,9 @@ def _sigma(diff: np.ndarray, robust: bool) -> np.ndarray:
     if not robust:
         return np.nanstd(diff, axis=0, ddof=1)
     median = np.median if np.isfinite(diff).all() else np.nanmedian  # nanmedian is slow
-    med = median(diff, axis=0)
-    return 1.4826 * median(np.abs(diff - med), axis=0)
+    rows = np.ascontiguousarray(diff.T)  # a median along contiguous rows is ~5x faster
+    med = median(rows, axis=1)
+    return 1.4826 * median(np.abs(rows - med[:, None]), axis=1)
 
 
 def detect(od: np.ndarray, rate_hz: float, params: MotionParams | None = None) -> np.ndarray:
@@ -125,7 +126,7 @@ def detect(od: np.ndarray, rate_hz: float, params: MotionParams | None = None) -
 
 
 LIVE_RATE_HZ = 20.0  # the daemon assesses motion at about this rate (bucket means)
-LIVE_MAX_VALUES = 2_000_000  # OD values one live assessment looks at (bounds its time)
+LIVE_MAX_VALUES = 50_000  # OD values one live assessment looks at (a few ms in the loop)
 
 
 def od_of(raw: np.ndarray) -> np.ndarray:
@@ -139,20 +140,18 @@ def od_of(raw: np.ndarray) -> np.ndarray:
 
 def detect_live(raw: np.ndarray, rate_hz: float, params: MotionParams | None = None):
     """:func:`detect` on intensities (n, n_ch, n_wl) with a bounded cost, for the daemon:
-    fast probes are averaged in buckets to about 20 Hz first, and long windows of big
-    probes further, to at most LIVE_MAX_VALUES values (a bucket's flag applies to its
-    samples); returns (n, n_ch) bool."""
+    every k-th sample is kept, k chosen so that at most about LIVE_RATE_HZ samples per
+    second and LIVE_MAX_VALUES values in all are looked at (a kept sample's flag applies
+    to the k samples from it); returns (n, n_ch) bool."""
     n = raw.shape[0]
     columns = int(np.prod(raw.shape[1:]))
     k = max(1, int(rate_hz // LIVE_RATE_HZ), -(-n * columns // LIVE_MAX_VALUES))
     m = (n // k) * k
     if m == 0:
         return np.zeros(raw.shape[:2], dtype=bool)
-    od = od_of(raw[n - m :])
-    if k > 1:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            od = np.nanmean(od.reshape(m // k, k, *od.shape[1:]), axis=1)
+    # every k-th sample (a view): the loop's cost stays a few ms whatever the probe;
+    # motion artifacts last far longer than the ~50 ms between the samples kept
+    od = od_of(raw[n - m :: k])
     flags = np.repeat(detect(od, rate_hz / k, params), k, axis=0)
     out = np.zeros(raw.shape[:2], dtype=bool)
     out[n - m :] = flags

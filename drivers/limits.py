@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .base import Info
 
-MAX_CHANNELS = 256
+MAX_CHANNELS = 4096  # the largest reference load (4096 x 2 @ 10 Hz)
 MAX_WAVELENGTHS = 16
 MIN_WAVELENGTH_NM, MAX_WAVELENGTH_NM = 200.0, 2000.0
 MIN_RATE_HZ, MAX_RATE_HZ = 0.001, 10_000.0

@@ -33,7 +33,7 @@ OUT_OF_RANGE = [
     ("buffer", "max_mb", 1e12),
     ("device", "baudrate", 2**63 - 1),
     ("device", "baudrate", 10),
-    ("device", "channels", 257),
+    ("device", "channels", 4097),
     ("device", "rate_hz", 1e6),
     ("device", "reconnect_s", 1e9),
     ("status", "interval_s", 0.001),
