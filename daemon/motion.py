@@ -126,7 +126,7 @@ def detect(od: np.ndarray, rate_hz: float, params: MotionParams | None = None) -
 
 
 LIVE_RATE_HZ = 20.0  # the daemon assesses motion at about this rate (bucket means)
-LIVE_MAX_VALUES = 50_000  # OD values one live assessment looks at (a few ms in the loop)
+LIVE_MAX_VALUES = 20_000  # OD values one live assessment looks at (a few ms in the loop)
 
 
 def od_of(raw: np.ndarray) -> np.ndarray:
@@ -138,14 +138,18 @@ def od_of(raw: np.ndarray) -> np.ndarray:
         return np.log(np.nanmean(x, axis=0)) - np.log(x)
 
 
+def live_step(n: int, columns: int, rate_hz: float) -> int:
+    """The k of :func:`detect_live` for n samples of ``columns`` values at ``rate_hz``."""
+    return max(1, int(rate_hz // LIVE_RATE_HZ), -(-n * columns // LIVE_MAX_VALUES))
+
+
 def detect_live(raw: np.ndarray, rate_hz: float, params: MotionParams | None = None):
     """:func:`detect` on intensities (n, n_ch, n_wl) with a bounded cost, for the daemon:
     every k-th sample is kept, k chosen so that at most about LIVE_RATE_HZ samples per
     second and LIVE_MAX_VALUES values in all are looked at (a kept sample's flag applies
     to the k samples from it); returns (n, n_ch) bool."""
     n = raw.shape[0]
-    columns = int(np.prod(raw.shape[1:]))
-    k = max(1, int(rate_hz // LIVE_RATE_HZ), -(-n * columns // LIVE_MAX_VALUES))
+    k = live_step(n, int(np.prod(raw.shape[1:])), rate_hz)
     m = (n // k) * k
     if m == 0:
         return np.zeros(raw.shape[:2], dtype=bool)

@@ -13,7 +13,7 @@ from nirsd.drivers.base import FLAG_SATURATED, Info, Parser, Sample, SampleBlock
 from .clock import DeviceClock
 from .config import Config
 from .converter import Converter
-from .motion import MOTION, detect_live
+from .motion import MOTION, detect, live_step, od_of
 from .probe import Probe, build_probe
 from .quality import QualityMonitor
 from .ringbuffer import NO_EPOCH, Block, RingBuffer
@@ -261,8 +261,15 @@ class Pipeline:
     def _recent_motion(self) -> np.ndarray:
         """Per channel: motion (nirsd.daemon.motion) within the last MOTION_RECENT_S, judged
         on the last MOTION_WINDOW_S of the ring; once per assessment, off the frame path."""
-        rate = self.info.rate_hz
-        since = self.ring.head - int(MOTION_WINDOW_S * rate)
-        (raw,) = self.ring.columns(since, self.ring.head, ("raw",))
-        recent = max(1, int(round(MOTION_RECENT_S * rate)))
-        return detect_live(raw, rate)[-recent:].any(axis=0)
+        rate, head = self.info.rate_hz, self.ring.head
+        n = min(int(MOTION_WINDOW_S * rate), head - self.ring.oldest)
+        n_ch, n_wl = self.shape
+        # only every k-th sample leaves the ring (as detect_live would keep): a full 10 s
+        # copy of a 256 x 2 probe at 1 kHz was 40 MB and most of a status's time
+        k = live_step(n, n_ch * n_wl, rate)
+        m = (n // k) * k
+        recent = -(-max(1, int(round(MOTION_RECENT_S * rate))) // k)
+        if m == 0:
+            return np.zeros(n_ch, dtype=bool)
+        (raw,) = self.ring.columns(head - m, head, ("raw",), step=k)
+        return np.asarray(detect(od_of(raw), rate / k)[-recent:].any(axis=0))

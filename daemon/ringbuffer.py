@@ -129,12 +129,12 @@ class RingBuffer:
         return Block(lo, *self.columns(lo, until)), missed
 
     def columns(
-        self, since: int, until: int, names: tuple[str, ...] = FIELDS
+        self, since: int, until: int, names: tuple[str, ...] = FIELDS, step: int = 1
     ) -> tuple[np.ndarray, ...]:
         """Copies of the named fields for held samples [since, until) (clipped to what
-        is held), in order."""
+        is held), in order; every ``step``-th from the first with ``step``."""
         lo = max(since, self.oldest)
-        idx = np.arange(lo, max(lo, min(until, self.head))) % self.capacity
+        idx = np.arange(lo, max(lo, min(until, self.head)), step) % self.capacity
         return tuple(getattr(self, "_" + name)[idx] for name in names)
 
     def last(self) -> tuple[float, float] | None:
