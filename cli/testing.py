@@ -290,3 +290,26 @@ class Collector:
     def of(self, topic: str) -> list[dict]:
         """Headers of the events received on ``topic``, in order."""
         return [m.header for m in self.events if m.topic == topic]
+
+
+def start_recorder(
+    daemon: DaemonProcess,
+    path: Path,
+    *args: str,
+    preexec: Callable[[], Any] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen:
+    """``nirsd record PATH --backfill all ARGS`` on ``daemon``'s endpoints, as a subprocess
+    with pipes (the file starts at the stream's first sample; a later flag wins)."""
+    cmd = [sys.executable, "-m", "nirsd.cli", "record", str(path)]
+    cmd += ["--data", daemon.endpoints.data, "--control", daemon.endpoints.control]
+    cmd += ["--backfill", "all", *args]
+    return subprocess.Popen(
+        cmd,
+        env=daemon.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec,
+        cwd=cwd,
+    )

@@ -24,7 +24,13 @@ import numpy as np
 import pytest
 import zmq
 
-from nirsd.cli.testing import DaemonProcess, device_config, simulated_config, wait_for
+from nirsd.cli.testing import (
+    DaemonProcess,
+    device_config,
+    simulated_config,
+    start_recorder,
+    wait_for,
+)
 from nirsd.core.errors import NirsdError
 from nirsd.daemon import wire
 from nirsd.drivers.emulator import Emulator, Faults
@@ -474,29 +480,7 @@ def test_markers_1000_per_second_for_10_s(tmp_path, fault_report):
 
 
 def _record(daemon: DaemonProcess, path: Path, *args: str, preexec=None) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "nirsd.cli",
-        "record",
-        str(path),
-        "--data",
-        daemon.endpoints.data,
-        "--control",
-        daemon.endpoints.control,
-        "--backfill",  # these files start at the stream's sample 0 (a later flag wins)
-        "all",
-        *args,
-    ]
-    return subprocess.Popen(
-        cmd,
-        env=daemon.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=preexec,
-        cwd=path.parent,
-    )
+    return start_recorder(daemon, path, *args, preexec=preexec, cwd=path.parent)
 
 
 def _journal_has(path: Path, kind: str) -> bool:

@@ -7,7 +7,6 @@ import json
 import resource
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -18,33 +17,12 @@ if importlib.util.find_spec("snirf") is None:  # imported lazily: at import it
     pytest.skip("needs the snirf package", allow_module_level=True)  # writes pysnirf2.log
 mne = pytest.importorskip("mne")
 
-from nirsd.cli.testing import Collector, DaemonProcess, simulated_config, wait_for  # noqa: E402
+from nirsd.cli.testing import Collector, DaemonProcess, simulated_config, start_recorder, wait_for  # noqa: E402
 from nirsd.clients.snirf_writer import hb_copy  # noqa: E402
 
 
 def _record(daemon: DaemonProcess, path, *args: str, preexec=None) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "nirsd.cli",
-        "record",
-        str(path),
-        "--data",
-        daemon.endpoints.data,
-        "--control",
-        daemon.endpoints.control,
-        "--backfill",  # these files start at the stream's sample 0 (a later flag wins)
-        "all",
-        *args,
-    ]
-    return subprocess.Popen(
-        cmd,
-        env=daemon.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=preexec,
-    )
+    return start_recorder(daemon, path, *args, preexec=preexec)
 
 
 def _journal_has(path, kind: str) -> bool:
