@@ -41,7 +41,7 @@ from .bounded import RateLimitedLog, TokenBucket
 from .control import DEFERRED, Reply
 from .device import STREAMING
 from .epochs import Epoch, summarize, window_pending
-from .protocols import RunningProtocol
+from .exercise_protocols import RunningProtocol
 from .ringbuffer import NO_EPOCH, Block
 
 log = structlog.get_logger("nirsd.markers")
