@@ -60,17 +60,7 @@ class DerivedSnirfWriter(snirf_writer.SnirfWriter):
         nirs = f.create_group("nirs")
         tags = nirs.create_group("metaDataTags")
         for key, value in {
-            "SubjectID": m.subject,
-            "MeasurementDate": "unknown",
-            "MeasurementTime": "unknown",
-            "LengthUnit": "mm",
-            "TimeUnit": "s",
-            "FrequencyUnit": "Hz",
-            "StudyGroup": m.group,
-            "Visit": m.visit,
-            "nirsdVersion": m.version,
-            "nirsdStream": m.stream,
-            "nirsdDevice": m.device,
+            **snirf_writer.meta_tags(m),
             "DerivedNames": json.dumps(d["names"]),
             "DerivedUnits": json.dumps(d["units"]),
             "DerivedChannels": json.dumps(d["channels"]),

@@ -111,6 +111,23 @@ def create_private(path: Path, mode: int = RECORDING_MODE) -> None:
         os.close(fd)
 
 
+def meta_tags(m: Meta) -> dict[str, str]:
+    """The metaDataTags every nirsd SNIRF file starts with (subject, units, visit, stream)."""
+    return {
+        "SubjectID": m.subject,
+        "MeasurementDate": "unknown",
+        "MeasurementTime": "unknown",
+        "LengthUnit": "mm",
+        "TimeUnit": "s",
+        "FrequencyUnit": "Hz",
+        "StudyGroup": m.group,
+        "Visit": m.visit,
+        "nirsdVersion": m.version,
+        "nirsdStream": m.stream,
+        "nirsdDevice": m.device,
+    }
+
+
 class SnirfWriter:
     """Append samples to a new SNIRF file; flush often; close into a valid file."""
 
@@ -137,17 +154,7 @@ class SnirfWriter:
         nirs = f.create_group("nirs")
         tags = nirs.create_group("metaDataTags")
         for key, value in {
-            "SubjectID": m.subject,
-            "MeasurementDate": "unknown",
-            "MeasurementTime": "unknown",
-            "LengthUnit": "mm",
-            "TimeUnit": "s",
-            "FrequencyUnit": "Hz",
-            "StudyGroup": m.group,
-            "Visit": m.visit,
-            "nirsdVersion": m.version,
-            "nirsdStream": m.stream,
-            "nirsdDevice": m.device,
+            **meta_tags(m),
             "ChannelLabels": json.dumps(lay.labels),
             **probe_tags(lay),
             **(snirf_conversion.conversion_tags(self.conversion) if self.conversion else {}),
