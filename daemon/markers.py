@@ -129,16 +129,35 @@ class MarkerChannel:
         out = np.full(t.shape[0], self._current(), np.int16)
         while self.pending:
             marker = self.pending[0]
-            times, at = t, marker.t
+            times, at, by_device = t, marker.t, False
             if marker.t_dev is not None and t_dev is not None:
-                times, at = t_dev, marker.t_dev
+                times, at, by_device = t_dev, marker.t_dev, True
             if not at <= times[-1]:
                 break
             self.pending.pop(0)
             i = int(np.searchsorted(times, at, side="left"))
+            if by_device:
+                prev = float(t[i - 1]) if i else self._held_t(seq0 - 1)
+                marker.t = self._on_sample_clock(at, float(t[i]), float(times[i]), prev)
             self._apply(marker, seq0 + i, t[i], published_upto=seq0)
             out[i:] = self._current()
         return out
+
+    @staticmethod
+    def _on_sample_clock(at_dev: float, t: float, t_dev: float, prev: float | None) -> float:
+        """The host time of device time ``at_dev`` by the clock fit of the sample it lands
+        on (host ``t``, device ``t_dev``), kept after the sample before (host ``prev``):
+        the fit moves between blocks, and a marker whose reported time disagreed with
+        the sample's would tag that sample differently for a reader aligning by time."""
+        host = min(t, at_dev + (t - t_dev))
+        return host if prev is None else max(host, min(t, prev + 1e-9))
+
+    def _held_t(self, seq: int) -> float | None:
+        """Host time of held sample ``seq``, or None."""
+        if self.pipeline is None or seq < 0:
+            return None
+        (t,) = self.pipeline.ring.columns(seq, seq + 1, ("t",))
+        return float(t[0]) if t.shape[0] else None
 
     def _single(self, epoch: int) -> np.ndarray:
         """A shared read-only one-sample tag (blocks are copied into the ring)."""
@@ -237,6 +256,9 @@ class MarkerChannel:
             # device time, exactly (host times of old samples came from an older fit)
             found = ring.first_at_or_after(t_dev, device=True)
             if found is not None and found[0] >= self._last_change_seq:
+                (found_dev,) = ring.columns(found[0], found[0] + 1, ("t_dev",))
+                prev = self._held_t(found[0] - 1)
+                marker.t = self._on_sample_clock(t_dev, found[1], float(found_dev[0]), prev)
                 self._apply(marker, found[0], found[1], published_upto=ring.head)
                 return True
         self._enqueue(marker)

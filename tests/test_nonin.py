@@ -158,8 +158,13 @@ def test_end_to_end_derived_epoch_tail_and_snirf(tmp_path, monkeypatch):
             stderr=subprocess.PIPE,
             text=True,
         )
+        # the whole 2 s pre-epoch window is held (and seen) before the epoch starts
         seen = len(got)
-        wait_for(lambda: pump() or len(got) >= seen + 10, 20, what="more samples")
+        wait_for(
+            lambda: pump() or (len(got) >= seen + 10 and max(got) - min(got) >= 25),
+            20,
+            what="more samples",
+        )
         start = json.loads(d.cli("mark", "extension", check=True).stdout)
         wait_for(lambda: pump() or max(got) >= start["seq"] + 15, 20, what="epoch samples")
         end = json.loads(d.cli("mark", "extension", "--end", check=True).stdout)
@@ -189,6 +194,7 @@ def test_end_to_end_derived_epoch_tail_and_snirf(tmp_path, monkeypatch):
     # the summary: mean during minus the 2 s (20 samples) before, from the device's values
     (summary,) = epochs
     assert summary["kind"] == "derived" and (summary["onset_seq"], summary["end_seq"]) == (on, off)
+    assert summary["n_baseline"] == 20 and summary["n_samples"] == off - on
     truth = np.array([emu.printed(s + offset) for s in range(on - 20, off)])
     want = truth[20:, :3].mean(0) - truth[:20, :3].mean(0)
     np.testing.assert_allclose(summary["mean_rso2"][:3], want, rtol=0, atol=1e-9)
