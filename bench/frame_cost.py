@@ -117,9 +117,11 @@ class CallCounter:
         self.depth = 0
 
     def _is_send(self, code: Any) -> bool:
-        """pyzmq's Python ``send``, or nirsd's ``Publisher._send`` (C-level sends)."""
+        """pyzmq's Python ``send``, or nirsd's ``Publisher._send`` or lean
+        ``LeanPath._publish`` (C-level sends, which the profiler does not see)."""
         return code is self._send or (
-            code.co_name == "_send" and code.co_filename.endswith("publisher.py")
+            (code.co_name == "_send" and code.co_filename.endswith("publisher.py"))
+            or (code.co_name == "_publish" and code.co_filename.endswith("fastpath.py"))
         )
 
     def __call__(self, frame: Any, event: str, arg: Any) -> None:

@@ -97,6 +97,9 @@ class Acquisition:
         from .session import SessionManager
 
         self.sessions = SessionManager(self)
+        from .fastpath import LeanPath
+
+        self.lean = LeanPath(self)  # the frame dispatch (fastpath.py)
 
     # -- device frames --------------------------------------------------------------
     def _on_info(self, info: Info) -> None:
@@ -412,10 +415,7 @@ class Acquisition:
             handled = False
             if self.device.transport.is_open:
                 if registered_fd is None or registered_fd in events:
-                    frames = self.guard.run("read", self.device.read)
-                    if frames:
-                        self.guard.run("frames", self.handle_frames, frames, time.time())
-                        handled = True
+                    handled = self.lean.turn(turn0)  # lean path, else the general one
             if not self.device.transport.is_open and registered_fd is not None:
                 poller.unregister(registered_fd)
                 registered_fd = None

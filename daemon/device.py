@@ -173,13 +173,15 @@ class DeviceLink:
         log.info("device_opened", port=self.port, driver=self.driver.name)
         return True
 
-    def read(self) -> list[Frame]:
-        """Frames from whatever bytes are waiting; on a lost port, go disconnected."""
-        try:
-            data = self.transport.read()
-        except DeviceError as err:
-            self.disconnect(str(err))
-            return []
+    def read(self, data: bytes | None = None) -> list[Frame]:
+        """Frames from whatever bytes are waiting (or from ``data``, bytes already read
+        from the port); on a lost port, go disconnected."""
+        if data is None:
+            try:
+                data = self.transport.read()
+            except DeviceError as err:
+                self.disconnect(str(err))
+                return []
         if not data:
             # polled readable yet nothing to read: end of file, the device hung up
             if self.transport.fileno() is not None:

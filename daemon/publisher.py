@@ -79,6 +79,8 @@ class Publisher:
         self.wavelengths_nm: list[float] = []
         self.subscriptions: dict[bytes, int] = {}  # prefix -> subscribe minus unsubscribe
         self._wanted: dict[str, bool] = {}
+        #: changes whenever the subscriptions do (callers may cache ``wants`` by it)
+        self.subscriptions_version = 0
 
     def read_subscriptions(self) -> None:
         """Take the (un)subscribe notices XPUB queued (at most NOTICES_PER_TURN, so a
@@ -102,6 +104,7 @@ class Publisher:
             else:
                 self.subscriptions.pop(prefix, None)
             self._wanted.clear()
+            self.subscriptions_version += 1
 
     @staticmethod
     def _could_match(prefix: bytes) -> bool:

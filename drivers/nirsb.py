@@ -236,6 +236,41 @@ class NirsbParser(Parser):
         c.decode_errors += 1
         return None
 
+    def feed_one(self, data: bytes, length: int, head: bytes) -> tuple[int, int, int, bytes] | None:
+        """:meth:`feed` for the streaming case, in a handful of C calls: ``data`` is one
+        whole DATA frame and its delimiter, nothing is pending, the CRC holds, the frame
+        is ``length`` bytes decoded with the DATA header ``head`` (n_ch, n_wl) and it
+        continues the frame counter.  Returns (seq, flags, t_us, decoded frame) after
+        counting it as :meth:`feed` would; None, with nothing changed, for anything
+        else (the caller then gives ``data`` to :meth:`feed`)."""
+        last = self._last_seq
+        if self._pending or self._skipping or self._before_back is not None or last is None:
+            return None
+        try:
+            chunk, rest = data.split(b"\x00")
+            raw = cobs.decode(chunk)
+        except (ValueError, cobs.DecodeError):  # not exactly one delimiter, or bad COBS
+            return None
+        if rest or len(raw) != length or raw[8:11] != head:
+            return None
+        if binascii.crc_hqx(raw[:-2], 0xFFFF) != raw[-2] | (raw[-1] << 8):
+            return None
+        ftype, flags, seq, t_us = HEADER.unpack_from(raw)
+        if ftype != DATA or seq != (last + 1) & 0xFFFF:
+            return None
+        self._last_seq = seq  # what _count_seq does for the next frame: nothing lost
+        self.counters.frames_ok += 1
+        return seq, flags, t_us, raw
+
+    @staticmethod
+    def data_head(n_channels: int, n_wavelengths: int) -> tuple[int, bytes]:
+        """(decoded length, header bytes) of a DATA frame of this shape, for
+        :meth:`feed_one`."""
+        return (
+            DATA_OVERHEAD + 4 * n_channels * n_wavelengths,
+            DATA_HEAD.pack(n_channels, n_wavelengths, 0)[:3],
+        )
+
     def _info(self, raw: bytes) -> Info | None:
         n = len(raw)
         p = HEADER_LEN

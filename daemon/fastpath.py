@@ -1,0 +1,298 @@
+"""The lean per-frame path: one NIRSB DATA frame from ``os.read`` to its last ``send``.
+
+A 10-100 Hz probe leaves the loop asleep between frames, so each frame runs on cold
+caches and every Python call it makes shows in the latency.  The general path
+(``DeviceLink.read`` → parser → ``Acquisition.handle_frames`` → ``Pipeline.ingest`` →
+``Publisher.publish_block`` → ring, markers, sessions) is about a hundred calls; this
+one does the same work for the common case in about twenty-five, with everything that
+does not change between frames prepared once per pipeline: the converter's matrices
+and ln I0, the quality bytes, the header constants, the ring's columns.
+
+The common case is: the port has a descriptor, the device streams and is described,
+I0 is fixed, the read brought exactly one whole DATA frame that continues the device
+counter, every intensity is good light, the device did not flag saturation, no marker
+is pending and no protocol, epoch summary or session needs the sample, and the probe
+has no multi-distance (TSI) groups.  Anything else goes to the general path, unchanged;
+the messages, the ring and every counter come out the same either way
+(``tests/test_fastpath.py`` compares them byte for byte).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nirsd.drivers.base import FLAG_SATURATED, Sample
+from nirsd.drivers.nirsb import NirsbParser
+from nirsd.drivers.transport import READ_CHUNK
+
+from . import wire
+from .converter import _c_einsum
+from .device import STREAMING
+from .publisher import _SEND, _SNDMORE, COPY_LIMIT
+from .ringbuffer import NO_EPOCH
+
+if TYPE_CHECKING:
+    from .acquisition import Acquisition
+    from .pipeline import Pipeline
+
+_I4 = np.dtype("<i4")
+_F8 = np.dtype("<f8")
+_ONE_BYTE = [bytes((i,)) for i in range(256)]  # a one-sample block's flags on the wire
+_HB_FIELDS = list(wire.HB_FIELDS)
+
+
+class Prepared:
+    """What one pipeline's lean frames share, computed once (rebuilt with the pipeline)."""
+
+    def __init__(self, p: Pipeline) -> None:
+        n_ch, n_wl = p.shape
+        self.pipeline = p
+        self.length, self.head = NirsbParser.data_head(n_ch, n_wl)
+        self.shape = (1, n_ch, n_wl)
+        self.conv = p.converter
+        self.ring = p.ring
+        self.hb_shape = [1, 3, n_ch]
+        self.raw_shape = [1, n_ch, n_wl]
+        self.hb_copy = 3 * n_ch * 8 < COPY_LIMIT
+        self.raw_copy = n_ch * n_wl * 8 < COPY_LIMIT
+        self.poor: np.ndarray | None = None  # the pipeline's POOR/MOTION bits, as last seen
+        self.quality = bytes(n_ch)
+        self.quality_row = np.zeros(n_ch, np.uint8)
+
+    def set_poor(self, poor: np.ndarray, any_poor: bool) -> None:
+        """Take a new quality assessment: a clean sample's quality is its bits."""
+        self.poor = poor
+        n_ch = self.shape[1]
+        row = poor.astype(np.uint8) if any_poor else np.zeros(n_ch, np.uint8)
+        self.quality_row, self.quality = row, row.tobytes()
+
+
+class LeanPath:
+    """The frame dispatch of the acquisition loop: the lean path when it applies, else
+    the general one."""
+
+    def __init__(self, acq: Acquisition) -> None:
+        self.acq = acq
+        self.enabled = _c_einsum is not None
+        self.now = time.time  # the arrival stamp (one per read); tests fix it
+        self.frames = 0  # frames that took the lean path (for tests and benchmarks)
+        self._prep: Prepared | None = None
+        self._subs = -1  # publisher.subscriptions_version the wants below are for
+        self._want = (False, False, False)
+
+    # -- the general path --------------------------------------------------------------
+    def general(self, data: bytes | None = None) -> bool:
+        """Read (or take ``data``), parse and handle frames as the loop always did."""
+        acq = self.acq
+        frames = acq.guard.run("read", acq.device.read, data)
+        if frames:
+            acq.guard.run("frames", acq.handle_frames, frames, self.now())
+            return True
+        return False
+
+    def _can(self) -> bool:
+        """Whether the state allows a lean frame (checked before reading)."""
+        acq = self.acq
+        dev = acq.device
+        p = acq.pipeline
+        m = acq.markers
+        return (
+            self.enabled
+            and p is not None
+            and type(dev.parser) is NirsbParser
+            and dev.transport._fd is not None
+            and dev.state == STREAMING
+            and acq.ready_sent
+            and dev.disconnected_at is None
+            and dev._rate_t0 is not None
+            and not dev._clock_reset
+            and not dev._flagged
+            and not acq._computes
+            and p.converter._all_done
+            and not p.srs
+            and p.tagger == m.tag
+            and not m.pending
+            and m.protocol is None
+            and not m.closed
+            and not m.provisional
+            and acq.sessions.current is None
+            and acq.extensions == [m, acq.sessions]
+        )
+
+    # -- one turn ------------------------------------------------------------------------
+    def turn(self, woke: float) -> bool:
+        """Handle what the port has; ``woke``: monotonic s the loop woke.  True when
+        frames were handled (periodic status then waits for them to leave)."""
+        acq = self.acq
+        try:
+            p, fd = acq.pipeline, acq.device.transport._fd
+            if p is None or fd is None or not self._can():
+                return self.general()
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except OSError:  # nothing was read: the general path reads and reports it
+                return self.general()
+            return self._frame(p, data, woke)
+        except Exception as err:  # as the general path's guard: counted, never fatal
+            acq.guard.note("frames", err)
+            return False
+
+    def _frame(self, p: Pipeline, data: bytes, woke: float) -> bool:
+        acq, dev, prep = self.acq, self.acq.device, self._prep
+        if prep is None or prep.pipeline is not p:
+            prep = self._prep = Prepared(p)
+        parser: Any = dev.parser  # a NirsbParser (_can)
+        got = parser.feed_one(data, prep.length, prep.head)
+        if got is None:
+            return self.general(data)
+        arrival = self.now()
+        # what DeviceLink.read does after a read that brought a frame
+        dev._empty_reads = dev._bytes_no_frame = 0
+        dev._no_frame_since = woke
+        seq, flags, t_us, raw = got
+        I = np.ndarray(prep.shape, _I4, raw, 12).astype(_F8)
+        conv = prep.conv
+        if (
+            flags & FLAG_SATURATED or not conv._lo < _MIN(I, None) or not _MAX(I, None) < conv._hi
+        ):  # the general path checks each value (and the clock sees the sample there)
+            sample = Sample(seq, t_us / 1e6, flags, I[0])
+            acq.guard.run("frames", acq.handle_frames, [sample], arrival)
+            return True
+        clock = p.clock
+        t_dev = clock.unwrap_one(t_us / 1e6)
+        t = clock.to_host_one(t_dev, arrival)
+        od = conv._log_i0 - np.log(I)
+        hb = _c_einsum("cjw,ncw->njc", conv._P3, od, order="C")  # C order: the wire's
+        conv._last_od = od
+        if p._poor is not prep.poor:  # a new quality assessment: its bits, once
+            prep.set_poor(p._poor, p._any_poor)
+        m = acq.markers
+        epoch = m.index[m.open[-1].label] if m.open else NO_EPOCH
+        pub = acq.publisher
+        label = pub.labels[epoch] if epoch != NO_EPOCH else None
+        ring = prep.ring
+        head = ring.head
+        if pub.subscriptions_version != self._subs:
+            self._subs = pub.subscriptions_version
+            self._want = (pub.wants("hb"), pub.wants("raw"), pub.publish_od and pub.wants("od"))
+        self._publish(pub, prep, head, t, t_dev, label, flags, I, hb, od)
+        self._store(p, ring, head, t, t_dev, I, hb, prep.quality_row, flags, epoch)
+        dev._rate_n += 1  # DeviceLink.note_block without an outage
+        dev._last_t = t
+        acq.next_seq = head + 1
+        self.frames += 1
+        return True
+
+    def _publish(
+        self,
+        pub: Any,
+        prep: Prepared,
+        seq: int,
+        t: float,
+        t_dev: float,
+        label: str | None,
+        flags: int,
+        I: np.ndarray,
+        hb: np.ndarray,
+        od: np.ndarray,
+    ) -> None:
+        """``Publisher.publish_block`` for one clean sample: the same headers (keys in the
+        same order, the same values and types), packed once each."""
+        want_hb, want_raw, want_od = self._want
+        send: Any = _SEND
+        sock, more, pack, counts = pub.sock, _SNDMORE, wire.pack, pub.counts
+        if want_hb:
+            counts["hb"] += 1
+            head = {
+                "v": wire.VERSION,
+                "stream": pub.stream,
+                "seq": seq,
+                "n": 1,
+                "t": [t],
+                "t_dev": [t_dev],
+                "epoch": [label],
+                "topic": "hb",
+                "msg": counts["hb"],
+                "fields": _HB_FIELDS,
+                "units": "uM",
+                "quality": prep.quality,
+                "dtype": "<f8",
+                "shape": prep.hb_shape,
+            }
+            send(sock, b"hb", more)
+            send(sock, pack(head), more)
+            send(sock, hb, 0, prep.hb_copy)
+        if want_raw:
+            counts["raw"] += 1
+            head = {
+                "v": wire.VERSION,
+                "stream": pub.stream,
+                "seq": seq,
+                "n": 1,
+                "t": [t],
+                "t_dev": [t_dev],
+                "epoch": [label],
+                "topic": "raw",
+                "msg": counts["raw"],
+                "units": "counts",
+                "wavelengths_nm": pub.wavelengths_nm,
+                "flags": _ONE_BYTE[flags],
+                "dtype": "<f8",
+                "shape": prep.raw_shape,
+            }
+            send(sock, b"raw", more)
+            send(sock, pack(head), more)
+            send(sock, I, 0, prep.raw_copy)
+        if want_od:
+            counts["od"] += 1
+            head = {
+                "v": wire.VERSION,
+                "stream": pub.stream,
+                "seq": seq,
+                "n": 1,
+                "t": [t],
+                "t_dev": [t_dev],
+                "epoch": [label],
+                "topic": "od",
+                "msg": counts["od"],
+                "units": "1",
+                "wavelengths_nm": pub.wavelengths_nm,
+                "dtype": "<f8",
+                "shape": prep.raw_shape,
+            }
+            send(sock, b"od", more)
+            send(sock, pack(head), more)
+            send(sock, od, 0, prep.raw_copy)
+
+    @staticmethod
+    def _store(
+        p: Pipeline,
+        ring: Any,
+        head: int,
+        t: float,
+        t_dev: float,
+        I: np.ndarray,
+        hb: np.ndarray,
+        quality: np.ndarray,
+        flags: int,
+        epoch: int,
+    ) -> None:
+        """``Pipeline.store`` of one sample: ``RingBuffer.append`` by index."""
+        i = head % ring.capacity
+        ring._t[i] = t
+        ring._t_dev[i] = t_dev
+        ring._raw[i] = I[0]
+        ring._hb[i] = hb[0]
+        ring._quality[i] = quality
+        ring._flags[i] = flags
+        ring._epoch[i] = epoch
+        ring.head = head + 1
+        if ring.head - p._quality_seq >= p._quality_every:
+            p._feed_quality(whole_buckets=True)
+
+
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce

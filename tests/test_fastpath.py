@@ -1,0 +1,201 @@
+"""The lean per-frame path (daemon/fastpath.py) publishes exactly what the general path
+publishes: the same bytes in every frame of every sample message, the same ring, the
+same counters, for the same input bytes, across the switches between the two paths
+(the baseline, a marker, a lost frame, a burst, a split frame, bad light, a saturation
+flag, an open epoch, a late subscriber to raw and od)."""
+
+from __future__ import annotations
+
+import os
+import tty
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from nirsd.cli.testing import device_config, wait_for
+from nirsd.daemon import config
+from nirsd.daemon.acquisition import Acquisition
+from nirsd.drivers import nirsb
+
+N_CH, RATE = 4, 10.0
+BASELINE_S = 1.0  # 10 frames
+SAMPLE_TOPICS = (b"hb", b"raw", b"od")
+
+
+class Pty:
+    """The device side of a real pseudo-terminal."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.port = os.ttyname(self.slave)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            os.close(fd)
+
+
+def counts(k: int) -> np.ndarray:
+    x = 30_000 + 37 * np.arange(N_CH * 2).reshape(N_CH, 2) + (k * 131) % 997
+    return x.astype(np.int32)
+
+
+def data(k: int, flags: int = 0, values: np.ndarray | None = None) -> bytes:
+    return nirsb.encode_data(
+        k % 65536, int(k * 1e6 / RATE), counts(k) if values is None else values, flags
+    )
+
+
+def script() -> list[tuple[str, object]]:
+    """Writes and actions, in order: ("write", bytes) is one read of the port."""
+    info = nirsb.encode_info(N_CH, [760, 850], int(RATE * 1000), "lean-test")
+    steps: list[tuple[str, object]] = [("write", info)]
+    k = 0
+
+    def frames(n: int) -> None:
+        nonlocal k
+        for _ in range(n):
+            steps.append(("write", data(k)))
+            k += 1
+
+    frames(15)  # the baseline (general path), then lean frames
+    steps.append(("subscribe", b"raw"))
+    frames(3)
+    steps.append(("mark", {"cmd": "mark", "label": "extension"}))  # pending, then open
+    frames(4)
+    steps.append(("write", data(k) + data(k + 1)))  # a burst: one read, two frames
+    k += 2
+    frames(2)
+    k += 1  # a lost frame: the gap goes the general way
+    frames(3)
+    whole = data(k)
+    steps += [("write", whole[:7]), ("write", whole[7:])]  # split across two reads
+    k += 1
+    frames(2)
+    bad = counts(k)
+    bad[1, 0] = 0  # no light on one channel
+    steps.append(("write", data(k, values=bad)))
+    k += 1
+    steps.append(("write", data(k, flags=nirsb.FLAG_SATURATED)))
+    k += 1
+    frames(2)
+    steps.append(("mark", {"cmd": "mark", "label": "extension", "action": "end"}))
+    frames(3)
+    steps.append(("subscribe", b"od"))
+    frames(3)
+    steps.append(("write", data(k, flags=nirsb.FLAG_AMBIENT)))
+    k += 1
+    frames(2)
+    return steps
+
+
+def run(tmp: Path, lean: bool) -> tuple[list[list[bytes]], Acquisition, dict]:
+    """Play the script through a real pty into an Acquisition; the sample messages."""
+    pty = Pty()
+    run_dir = tmp / ("lean" if lean else "general")
+    run_dir.mkdir()
+    os.environ["NIRSD_RUNTIME_DIR"] = str(run_dir)
+    (run_dir / "c.toml").write_text(device_config(pty.port, baseline_s=BASELINE_S))
+    cfg = config.load(run_dir / "c.toml")
+    ctx = zmq.Context()
+    acq = Acquisition(cfg, ctx)
+    acq.publisher.stream = "0" * 16
+    acq.lean.enabled = lean
+    clock = {"t": 1_700_000_000.0}  # the same arrival stamps on both paths
+
+    def now() -> float:
+        clock["t"] += 0.1
+        return clock["t"]
+
+    acq.lean.now = now
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"hb")
+    sub.connect(cfg.endpoints.data)
+    got: list[list[bytes]] = []
+
+    def drain() -> None:
+        while sub.poll(0):
+            msg = sub.recv_multipart()
+            if msg[0] in SAMPLE_TOPICS:
+                got.append(msg)
+
+    def subscribed(topic: str) -> bool:
+        acq.publisher.read_subscriptions()
+        return acq.publisher.wants(topic)
+
+    try:
+        wait_for(lambda: subscribed("hb"), 10, what="hb subscription")
+        assert acq.device.try_open(0.0)
+        os.read(pty.master, 100)  # the ?b start command
+        for action, arg in script():
+            if action == "write":
+                pty.write(arg)
+                fd = acq.device.fileno()
+                wait_for(lambda: _readable(fd), 10, what="bytes on the pty")
+                acq.lean.turn(0.0)
+            elif action == "mark":
+                acq.markers._cmd_mark({**arg, "t": clock["t"] + 0.15})
+            elif action == "subscribe":
+                sub.setsockopt(zmq.SUBSCRIBE, arg)
+                wait_for(lambda: subscribed(arg.decode()), 10, what="subscription")
+            drain()
+        wait_for(lambda: (drain(), len(got) >= 60)[1], 10, what="messages")
+        drain()
+        ring = acq.pipeline.ring
+        state = {
+            "ring": ring.read(0)[0],
+            "counters": acq.device.counters(),
+            "lost": acq.lost_samples,
+            "gaps": [{k: v for k, v in g.items()} for g in acq.gaps],
+            "next_seq": acq.next_seq,
+            "clock": (acq.pipeline.clock.clamped, acq.pipeline.clock.outliers),
+        }
+        return got, acq, state
+    finally:
+        sub.close(linger=0)
+        acq.close()
+        ctx.term()
+        pty.close()
+
+
+def _readable(fd: int) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("lean")
+    return run(tmp, lean=False), run(tmp, lean=True)
+
+
+def test_lean_and_general_paths_send_the_same_bytes(both):
+    (general, acq_g, _), (lean, acq_l, _) = both
+    assert acq_g.lean.frames == 0
+    assert acq_l.lean.frames >= 20  # most streaming frames went the lean way
+    assert len(lean) == len(general) > 60
+    for a, b in zip(general, lean):
+        assert a == b, (a[0], a[1])
+    topics = [m[0] for m in lean]
+    assert topics.count(b"raw") > 10 and topics.count(b"od") > 3
+
+
+def test_the_switches_keep_the_state_the_same(both):
+    (_, _, sg), (_, _, sl) = both
+    for field in ("t", "t_dev", "raw", "hb", "quality", "flags", "epoch"):
+        a, b = getattr(sg["ring"], field), getattr(sl["ring"], field)
+        assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True), field
+    assert sg["counters"] == sl["counters"]
+    assert sg["counters"]["lost_frames"] == 1
+    assert sg["lost"] == sl["lost"] == 1
+    assert sg["gaps"] == sl["gaps"] and sg["gaps"][0]["lost_samples"] == 1
+    assert sg["next_seq"] == sl["next_seq"] and sg["clock"] == sl["clock"]
+    # the marker's epoch reached the samples on both paths
+    assert (sl["ring"].epoch != -1).sum() >= 8
