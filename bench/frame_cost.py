@@ -363,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=0, help="print the N most called per frame")
     p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     p.add_argument("--json", type=Path, default=RESULTS / "frame_cost.json")
+    p.add_argument(
+        "--readme", action="store_true", help="write the table into README.md (Performance)"
+    )
     a = p.parse_args(argv)
     rows = run(
         a.loads or DEFAULT_LOADS,
@@ -377,6 +380,12 @@ def main(argv: list[str] | None = None) -> int:
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(rows, indent=1))
     print(f"saved {a.json}")
+    if a.readme:
+        import readme
+        from common import machine
+
+        readme.replace_block("frame-cost", readme.provenance(machine()) + "\n\n" + table(rows))
+        print(f"updated {readme.README}")
     return 0
 
 

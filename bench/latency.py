@@ -480,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
     p.add_argument("--quick", action="store_true", help="short smoke run (3 s per run)")
     p.add_argument("--json", type=Path, default=RESULTS / "latency.json")
+    p.add_argument(
+        "--readme", action="store_true", help="write the tables into README.md (Performance)"
+    )
     a = p.parse_args(argv)
     seconds = a.seconds if a.seconds is not None else (3.0 if a.quick else 15.0)
     warmup = 1.0 if a.quick else a.warmup
@@ -492,7 +495,20 @@ def main(argv: list[str] | None = None) -> int:
         print("\nnirsd against the floor and serial-lsl:\n" + goals_table(rows))
     save(rows, a.json)
     print(f"saved {a.json}")
+    if a.readme:
+        write_readme(rows)
     return 0
+
+
+def write_readme(rows: list[dict[str, Any]]) -> None:
+    """The latency and goals tables into README.md's ``bench:latency`` block."""
+    import readme
+
+    parts = [readme.provenance(machine()), table(rows)]
+    if goals_table(rows):
+        parts += ["Against the performance goals (same run; `ok` where met):", goals_table(rows)]
+    readme.replace_block("latency", "\n\n".join(parts))
+    print(f"updated {readme.README}")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ class LeanPath:
 
     def __init__(self, acq: Acquisition) -> None:
         self.acq = acq
-        self.enabled = _c_einsum is not None
+        # NIRSD_LEAN=0 leaves every frame to the general path (to compare the two)
+        self.enabled = _c_einsum is not None and os.environ.get("NIRSD_LEAN") != "0"
         self.now = time.time  # the arrival stamp (one per read); tests fix it
         self.frames = 0  # frames that took the lean path (for tests and benchmarks)
         self._prep: Prepared | None = None
