@@ -175,6 +175,51 @@ class DeviceClock:
         self._last_host += MIN_STEP_S
         return self._last_host
 
+    def host_one(self, value: float, arrival: float) -> tuple[float, float]:
+        """(:meth:`unwrap_one`, :meth:`to_host_one`) of one sample in one call: the lean
+        per-frame path's clock.  The streaming case (the device time moved on, the block
+        is not implausibly early, the offset estimate exists) is done here in plain float
+        arithmetic, with exactly the same results; anything else goes through the two."""
+        last, fit, floor = self._last_raw, self._fit, self._floor
+        if (
+            last is None
+            or not value >= last
+            or self.trust
+            or self._backstep
+            or self._win_start is None
+            or (fit is None and not -math.inf < floor < math.inf)
+        ):
+            t_dev = self.unwrap_one(value)
+            return t_dev, self.to_host_one(t_dev, arrival)
+        t_dev = value + self._wraps if self.modulus_s is not None else value
+        expected = floor if fit is None else fit[1] + fit[2] * (t_dev - fit[0])
+        sample_offset = arrival - t_dev
+        if sample_offset < expected - JUMP_S:  # an outlier or a step: the general way
+            t_dev = self.unwrap_one(value)
+            return t_dev, self.to_host_one(t_dev, arrival)
+        self._n_counted += 1
+        self._last_raw = value
+        self._suspect = 0
+        if sample_offset < floor:
+            self._floor = floor = sample_offset
+        if sample_offset < self._win_min:
+            self._win_min = sample_offset
+        if t_dev - self._win_start >= WINDOW_S:
+            self._minima.append((self._win_start, self._win_min))
+            self._win_start, self._win_min = t_dev, math.inf
+            if len(self._minima) >= MIN_FIT:
+                self._refit()
+            fit = self._fit
+        t = t_dev + (floor if fit is None else fit[1] + fit[2] * (t_dev - fit[0]))
+        if t > arrival + LATE_S:
+            t = arrival
+        if t > self._last_host:
+            self._last_host = t
+            return t_dev, t
+        self.clamped += 1
+        self._last_host += MIN_STEP_S
+        return t_dev, self._last_host
+
     def event_time(self, t_raw: float) -> tuple[float, float] | None:
         """(device time unwrapped like the samples', host time) of a device time read
         from the device, such as an EVENT's, without changing the mapping; None before

@@ -19,6 +19,7 @@ the messages, the ring and every counter come out the same either way
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -143,9 +144,9 @@ class LeanPath:
             return False
 
     def _frame(self, p: Pipeline, data: bytes, woke: float) -> bool:
-        acq, dev, prep = self.acq, self.acq.device, self._prep
-        if prep is None or prep.pipeline is not p:
-            prep = self._prep = Prepared(p)
+        acq, dev, old = self.acq, self.acq.device, self._prep
+        fresh = old is None or old.pipeline is not p
+        prep = self._prep = Prepared(p) if fresh or old is None else old
         parser: Any = dev.parser  # a NirsbParser (_can)
         got = parser.feed_one(data, prep.length, prep.head)
         if got is None:
@@ -164,8 +165,7 @@ class LeanPath:
             acq.guard.run("frames", acq.handle_frames, [sample], arrival)
             return True
         clock = p.clock
-        t_dev = clock.unwrap_one(t_us / 1e6)
-        t = clock.to_host_one(t_dev, arrival)
+        t_dev, t = clock.host_one(t_us / 1e6, arrival)
         od = conv._log_i0 - np.log(I)
         hb = _c_einsum("cjw,ncw->njc", conv._P3, od, order="C")  # C order: the wire's
         conv._last_od = od
@@ -186,6 +186,10 @@ class LeanPath:
         dev._last_t = t
         acq.next_seq = head + 1
         self.frames += 1
+        if fresh:  # set up for good: what exists now leaves the collector's view (once
+            # per pipeline, after its first frame left), so collections stay short
+            gc.collect()
+            gc.freeze()
         return True
 
     def _publish(

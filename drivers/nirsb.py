@@ -237,17 +237,18 @@ class NirsbParser(Parser):
         return None
 
     def feed_one(self, data: bytes, length: int, head: bytes) -> tuple[int, int, int, bytes] | None:
-        """:meth:`feed` for the streaming case, in a handful of C calls: ``data`` is one
-        whole DATA frame and its delimiter, nothing is pending, the CRC holds, the frame
-        is ``length`` bytes decoded with the DATA header ``head`` (n_ch, n_wl) and it
-        continues the frame counter.  Returns (seq, flags, t_us, decoded frame) after
-        counting it as :meth:`feed` would; None, with nothing changed, for anything
-        else (the caller then gives ``data`` to :meth:`feed`)."""
+        """:meth:`feed` for the streaming case, in a handful of C calls: ``data`` ends
+        the one DATA frame pending (large frames come in several reads) with its
+        delimiter, the CRC holds, the frame is ``length`` bytes decoded with the DATA
+        header ``head`` (n_ch, n_wl) and it continues the frame counter.  Returns (seq,
+        flags, t_us, decoded frame) after counting it as :meth:`feed` would; None, with
+        nothing changed, for anything else (the caller then gives ``data`` to
+        :meth:`feed`)."""
         last = self._last_seq
-        if self._pending or self._skipping or self._before_back is not None or last is None:
+        if self._skipping or self._before_back is not None or last is None:
             return None
         try:
-            chunk, rest = data.split(b"\x00")
+            chunk, rest = (self._pending + data if self._pending else data).split(b"\x00")
             raw = cobs.decode(chunk)
         except (ValueError, cobs.DecodeError):  # not exactly one delimiter, or bad COBS
             return None
@@ -259,6 +260,7 @@ class NirsbParser(Parser):
         if ftype != DATA or seq != (last + 1) & 0xFFFF:
             return None
         self._last_seq = seq  # what _count_seq does for the next frame: nothing lost
+        self._pending = b""
         self.counters.frames_ok += 1
         return seq, flags, t_us, raw
 

@@ -199,3 +199,36 @@ def test_the_switches_keep_the_state_the_same(both):
     assert sg["next_seq"] == sl["next_seq"] and sg["clock"] == sl["clock"]
     # the marker's epoch reached the samples on both paths
     assert (sl["ring"].epoch != -1).sum() >= 8
+
+
+def test_the_clock_in_one_call_matches_unwrap_and_to_host():
+    """DeviceClock.host_one (the lean path's) = unwrap_one + to_host_one, through the
+    floor estimate, the drift fit, wraps of the device clock, jitter, late and early
+    blocks, a restart and reordered frames."""
+    from nirsd.daemon.clock import DeviceClock
+
+    rng = np.random.default_rng(3)
+    modulus = 2**32 / 1e6
+    a, b = DeviceClock(modulus, 100.0), DeviceClock(modulus, 100.0)
+    t_dev, host = modulus - 20.0, 1.7e9  # wraps after 20 s
+    for k in range(6000):
+        t_dev += 0.01
+        host += 0.01 * (1 + 2e-5)  # a drifting crystal
+        arrival = host + 0.002 + rng.exponential(0.0005)
+        if k % 997 == 500:
+            arrival += 0.5  # a late block
+        if k % 1499 == 700:
+            arrival -= 0.4  # implausibly early: an outlier
+        if k % 1201 == 900:
+            arrival -= 0.1  # early, yet plausible: the sample is given its arrival
+        raw = t_dev % modulus
+        if k == 4000:
+            raw = 3.0  # the device restarted
+            t_dev = 3.0
+        if k in (5000, 5001):  # two frames out of order
+            raw = (t_dev + (0.01 if k == 5000 else -0.01)) % modulus
+        want_dev = a.unwrap_one(raw)
+        want = (want_dev, a.to_host_one(want_dev, arrival))
+        assert b.host_one(raw, arrival) == want, k
+    assert (a.restarts, a.outliers, a.clamped) == (b.restarts, b.outliers, b.clamped)
+    assert a._fit == b._fit and a._fit is not None and a.outliers > 0
