@@ -58,6 +58,7 @@ class Prepared:
         self.ring = p.ring
         self.hb_shape = [1, 3, n_ch]
         self.raw_shape = [1, n_ch, n_wl]
+        self.saturation = p.converter.saturation_level is not None  # else no int reaches _hi
         self.hb_copy = 3 * n_ch * 8 < COPY_LIMIT
         self.raw_copy = n_ch * n_wl * 8 < COPY_LIMIT
         self.poor: np.ndarray | None = None  # the pipeline's POOR/MOTION bits, as last seen
@@ -156,17 +157,20 @@ class LeanPath:
         dev._empty_reads = dev._bytes_no_frame = 0
         dev._no_frame_since = woke
         seq, flags, t_us, raw = got
-        I = np.ndarray(prep.shape, _I4, raw, 12).astype(_F8)
+        # the counts as sent (int32, exact in float64): their float copy for the ring and
+        # the raw topic is made after the hb send
+        values = np.ndarray(prep.shape, _I4, raw, 12)
         conv = prep.conv
         if (
-            flags & FLAG_SATURATED or not conv._lo < _MIN(I, None) or not _MAX(I, None) < conv._hi
+            flags & FLAG_SATURATED
+            or not conv._lo < _MIN(values, None)
+            or (prep.saturation and not _MAX(values, None) < conv._hi)
         ):  # the general path checks each value (and the clock sees the sample there)
-            sample = Sample(seq, t_us / 1e6, flags, I[0])
+            sample = Sample(seq, t_us / 1e6, flags, values[0].astype(_F8))
             acq.guard.run("frames", acq.handle_frames, [sample], arrival)
             return True
-        clock = p.clock
-        t_dev, t = clock.host_one(t_us / 1e6, arrival)
-        od = conv._log_i0 - np.log(I)
+        t_dev, t = p.clock.host_one(t_us / 1e6, arrival)
+        od = conv._log_i0 - np.log(values, dtype=_F8)
         hb = _c_einsum("cjw,ncw->njc", conv._P3, od, order="C")  # C order: the wire's
         conv._last_od = od
         if p._poor is not prep.poor:  # a new quality assessment: its bits, once
@@ -180,8 +184,8 @@ class LeanPath:
         if pub.subscriptions_version != self._subs:
             self._subs = pub.subscriptions_version
             self._want = (pub.wants("hb"), pub.wants("raw"), pub.publish_od and pub.wants("od"))
-        self._publish(pub, prep, head, t, t_dev, label, flags, I, hb, od)
-        self._store(p, ring, head, t, t_dev, I, hb, prep.quality_row, flags, epoch)
+        self._publish(pub, prep, head, t, t_dev, label, flags, values, hb, od)
+        self._store(p, ring, head, t, t_dev, values, hb, prep.quality_row, flags, epoch)
         dev._rate_n += 1  # DeviceLink.note_block without an outage
         dev._last_t = t
         acq.next_seq = head + 1
@@ -201,7 +205,7 @@ class LeanPath:
         t_dev: float,
         label: str | None,
         flags: int,
-        I: np.ndarray,
+        values: np.ndarray,
         hb: np.ndarray,
         od: np.ndarray,
     ) -> None:
@@ -251,7 +255,7 @@ class LeanPath:
             }
             send(sock, b"raw", more)
             send(sock, pack(head), more)
-            send(sock, I, 0, prep.raw_copy)
+            send(sock, values.astype(_F8), 0, prep.raw_copy)
         if want_od:
             counts["od"] += 1
             head = {
@@ -280,7 +284,7 @@ class LeanPath:
         head: int,
         t: float,
         t_dev: float,
-        I: np.ndarray,
+        values: np.ndarray,
         hb: np.ndarray,
         quality: np.ndarray,
         flags: int,
@@ -290,7 +294,7 @@ class LeanPath:
         i = head % ring.capacity
         ring._t[i] = t
         ring._t_dev[i] = t_dev
-        ring._raw[i] = I[0]
+        ring._raw[i] = values[0]  # int32 counts, exact as float64
         ring._hb[i] = hb[0]
         ring._quality[i] = quality
         ring._flags[i] = flags

@@ -94,13 +94,13 @@ def script() -> list[tuple[str, object]]:
     return steps
 
 
-def run(tmp: Path, lean: bool) -> tuple[list[list[bytes]], Acquisition, dict]:
+def run(tmp: Path, lean: bool, extra: str = "") -> tuple[list[list[bytes]], Acquisition, dict]:
     """Play the script through a real pty into an Acquisition; the sample messages."""
     pty = Pty()
-    run_dir = tmp / ("lean" if lean else "general")
+    run_dir = tmp / (("lean" if lean else "general") + str(len(extra)))
     run_dir.mkdir()
     os.environ["NIRSD_RUNTIME_DIR"] = str(run_dir)
-    (run_dir / "c.toml").write_text(device_config(pty.port, baseline_s=BASELINE_S))
+    (run_dir / "c.toml").write_text(device_config(pty.port, baseline_s=BASELINE_S, extra=extra))
     cfg = config.load(run_dir / "c.toml")
     ctx = zmq.Context()
     acq = Acquisition(cfg, ctx)
@@ -170,10 +170,15 @@ def _readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
 
 
-@pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory):
+#: the default optics, and a saturation level and light floor (checked on the lean path
+#: too: the frame with a 0 is then also below the floor, and one count is saturated)
+OPTICS = ("", "[optics]\nsaturation_level = 31200.0\nlight_floor = 100.0\n")
+
+
+@pytest.fixture(scope="module", params=OPTICS, ids=("default", "levels"))
+def both(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("lean")
-    return run(tmp, lean=False), run(tmp, lean=True)
+    return run(tmp, lean=False, extra=request.param), run(tmp, lean=True, extra=request.param)
 
 
 def test_lean_and_general_paths_send_the_same_bytes(both):
