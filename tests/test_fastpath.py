@@ -145,8 +145,8 @@ def run(tmp: Path, lean: bool, extra: str = "") -> tuple[list[list[bytes]], Acqu
                 sub.setsockopt(zmq.SUBSCRIBE, arg)
                 wait_for(lambda: subscribed(arg.decode()), 10, what="subscription")
             drain()
-        wait_for(lambda: (drain(), len(got) >= 60)[1], 10, what="messages")
-        drain()
+        sent = sum(acq.publisher.counts[t.decode()] for t in SAMPLE_TOPICS)
+        wait_for(lambda: (drain(), len(got) >= sent)[1], 10, what="every message")
         ring = acq.pipeline.ring
         state = {
             "ring": ring.read(0)[0],
