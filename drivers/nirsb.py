@@ -245,8 +245,8 @@ class NirsbParser(Parser):
         nothing changed, for anything else (the caller then gives ``data`` to
         :meth:`feed`)."""
         last = self._last_seq
-        if self._skipping or self._before_back is not None or last is None:
-            return None
+        if not data or data[-1] or self._skipping or self._before_back is not None or last is None:
+            return None  # (a frame still incomplete: feed keeps it, without a copy here)
         try:
             chunk, rest = (self._pending + data if self._pending else data).split(b"\x00")
             raw = cobs.decode(chunk)
