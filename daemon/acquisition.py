@@ -50,6 +50,7 @@ class Acquisition:
         self.cfg = cfg
         self.ctx = ctx or zmq.Context.instance()
         self.notifier = notifier or Notifier()
+        self.guard = LoopGuard()  # one frame or request that fails is counted, not fatal
         try:
             self.publisher = Publisher(self.ctx, cfg.endpoints.data)
         except OSError as err:  # the runtime directory cannot be made or used
@@ -59,7 +60,7 @@ class Acquisition:
                 f"directory, or run as the nirsd service)"
             ) from err
         try:
-            self.control = ControlServer(self.ctx, cfg.endpoints.control)
+            self.control = ControlServer(self.ctx, cfg.endpoints.control, self.guard)
         except Exception:
             self.publisher.close()
             raise
@@ -69,8 +70,6 @@ class Acquisition:
             self.control.close()  # open sockets would block Context.term() forever
             self.publisher.close()
             raise
-        self.guard = LoopGuard()  # one frame or request that fails is counted, not fatal
-        self.control.guard = self.guard
         self.stream = StreamAccounting(cfg.device.rate_hz)
         self.pipeline: Pipeline | None = None
         self.derived: DerivedChannel | None = None  # once a device sends computed values
