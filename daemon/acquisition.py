@@ -167,6 +167,8 @@ class Acquisition:
             self.pipeline.clock.reset()
         self.pipeline.want_tsi = self.publisher.wants("hb")
         out = self.pipeline.ingest(samples, arrival)
+        if self.markers.outbox:  # what markers due in these samples publish and reply
+            self.markers.flush()
         if out is None:
             return
         block, od = out
