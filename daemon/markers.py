@@ -44,12 +44,15 @@ from .epoch_tracker import MAX_CLOSED, STIM_CODES, EpochTracker
 from .epochs import Epoch
 from .exercise_protocols import RunningProtocol
 from .marker_align import DEVICE_FUTURE_S, Marker, align, enqueue, event_time, on_sample_clock
+from .marker_requests import ACTIONS, FUTURE_TOLERANCE_S, RefusedMark, check_mark
 from .marker_sim import MAX_SIMULATED, SimulatedResponse
 from .marker_summaries import SUMMARIES_PER_BLOCK, SummaryPublisher
 from .protocol_runner import Happening, ProtocolEvent, ProtocolRunner
 from .ringbuffer import Block
 
 __all__ = [
+    "ACTIONS",
+    "FUTURE_TOLERANCE_S",
     "DEVICE_FUTURE_S",
     "MAX_CLOSED",
     "MAX_SIMULATED",
@@ -59,8 +62,6 @@ __all__ = [
     "MarkerChannel",
 ]
 
-ACTIONS = ("start", "end", "instant")
-FUTURE_TOLERANCE_S = 1.0  # a client clock may run slightly ahead
 MAX_PENDING = 1024  # markers waiting for their sample
 MARK_RATE_HZ = 50.0  # epoch starts/ends by mark accepted per second (an operator: ~1/s)
 MARK_BURST = 100  # ... with bursts of this many
@@ -285,35 +286,6 @@ class MarkerChannel:
             hook(m.label, m.action)
 
     # -- control requests ------------------------------------------------------------
-    def _check_mark(self, req: dict[str, Any]) -> tuple[Any, str, float]:
-        """(label, action, t) of a ``mark`` request, or ProtocolError (counted)."""
-        label, action = req.get("label"), req.get("action", "start")
-        if isinstance(label, str) and len(label) > 256:
-            self.rejected += 1
-            raise ProtocolError(f"a label has at most 256 characters, got {len(label)}")
-        if not isinstance(action, str):
-            self.rejected += 1
-            raise ProtocolError(f"action must be one of {', '.join(ACTIONS)}")
-        if label is None and action == "end":
-            pass  # ends the most recently started open epoch, whatever its label
-        elif not isinstance(label, str) or label not in self.epochs.index:
-            if not (isinstance(label, str) and label and action == "instant"):
-                self.rejected += 1
-                raise ProtocolError(
-                    f"unknown label {label!r} (configured: "
-                    f"{', '.join(self.labels)}; any label may be instant)"
-                )
-        if action not in ACTIONS:
-            self.rejected += 1
-            raise ProtocolError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
-        now = time.time()
-        t = req.get("t", now)
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not np.isfinite(t):
-            raise ProtocolError("'t' must be a time in Unix seconds")
-        if t > now + FUTURE_TOLERANCE_S:
-            raise ProtocolError(f"marker time is {t - now:.3f} s in the future")
-        return label, action, t
-
     def _cmd_mark(self, req: dict[str, Any]) -> Reply:
         try:
             return self._mark(req)
@@ -321,7 +293,11 @@ class MarkerChannel:
             self.flush()  # a late marker's messages and reply
 
     def _mark(self, req: dict[str, Any]) -> Reply:
-        label, action, t = self._check_mark(req)
+        try:
+            label, action, t = check_mark(req, self.labels, time.time())
+        except RefusedMark:
+            self.rejected += 1
+            raise
         if len(self.pending) >= MAX_PENDING:
             self.rejected += 1
             raise ProtocolError(

@@ -24,6 +24,7 @@ from nirsd.daemon.marker_align import (
     enqueue,
     event_time,
 )
+from nirsd.daemon.marker_requests import RefusedMark, check_mark
 from nirsd.daemon.protocol_runner import ProtocolEvent, ProtocolRunner, StepMark
 from nirsd.daemon.ringbuffer import NO_EPOCH
 from nirsd.drivers.base import Event, Info, Sample
@@ -117,6 +118,24 @@ def test_event_time_before_samples_without_a_clock_and_far_in_the_future():
     assert event_time((1.0, float("nan")), 10.0, 5.0) == (10.0 + NEXT_SAMPLE_S, None, True)
 
 
+def test_mark_requests_are_checked_and_label_or_action_refusals_are_the_counted_kind():
+    assert check_mark({"label": "rest"}, LABELS, 50.0) == ("rest", "start", 50.0)
+    assert check_mark({"action": "end", "t": 49}, LABELS, 50.0) == (None, "end", 49)
+    assert check_mark({"label": "cough", "action": "instant"}, LABELS, 50.0)[0] == "cough"
+    for req, error in [
+        ({"label": "cough"}, "unknown label 'cough'"),
+        ({"label": "x" * 257, "action": "instant"}, "at most 256 characters, got 257"),
+        ({"label": "rest", "action": "begin"}, "got 'begin'"),
+        ({"label": "rest", "action": 1}, "action must be one of start, end, instant"),
+    ]:
+        with pytest.raises(RefusedMark, match=error):
+            check_mark(req, LABELS, 50.0)
+    for t, error in [(True, "Unix seconds"), (float("nan"), "Unix seconds"), (51.5, "1.500 s")]:
+        with pytest.raises(ProtocolError, match=error) as raised:
+            check_mark({"label": "rest", "t": t}, LABELS, 50.0)
+        assert type(raised.value) is ProtocolError  # a bad time is not counted
+
+
 # -- the epoch tracker -------------------------------------------------------------
 def test_a_start_ends_the_open_epoch_and_its_ack_says_what_it_ended():
     tr = EpochTracker(LABELS, allow_overlap=False)
@@ -178,9 +197,13 @@ def test_a_late_marker_covers_the_published_samples_and_instants_change_no_epoch
     tr = EpochTracker(LABELS, allow_overlap=False)
     done = tr.apply(marker(1.0, 1, "flexion"), 40, 1.0, 45, 10.0)
     assert done.covers == (40, 45) and done.body["covers"] == [40, 45]
+    edge = tr.apply(marker(1.5, 3, "", "end"), 44, 1.5, 45, 10.0)
+    assert edge.covers == (44, 45) and edge.body["ended"]["duration_s"] == 0.4
+    now = tr.apply(marker(1.6, 4, "flexion"), 45, 1.6, 45, 10.0)
+    assert now.covers is None and "covers" not in now.body
     instant = tr.apply(marker(2.0, 2, "cough", "instant", extra={"code": 1}), 50, 2.0, 50, 10.0)
     assert instant.covers is None and "ended" not in instant.body
-    assert instant.body["code"] == 1 and tr.last_change_seq == 40 and tr.current() == 2
+    assert instant.body["code"] == 1 and tr.last_change_seq == 45 and tr.current() == 2
 
 
 def test_ended_epochs_beyond_the_bound_are_counted_not_kept():
