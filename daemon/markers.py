@@ -9,7 +9,8 @@ history and published with ``covers``, so recorders can place it exactly.
 
 This module is the owner that wires pure parts to the loop: ``marker_align`` (which
 sample a marker lands on), ``epoch_tracker`` (what it does to the open epochs),
-``protocol_runner`` (timed protocol steps) and ``marker_sim`` (the simulated muscle).
+``protocol_runner`` (timed protocol steps), ``marker_requests`` (checking ``mark``),
+``marker_summaries`` (epoch summaries) and ``marker_sim`` (the simulated muscle).
 :meth:`MarkerChannel.tag` runs inside ``Pipeline.ingest`` and only collects what to
 publish and reply; the loop calls :meth:`MarkerChannel.flush` after ingest, before it
 publishes the block, so the wire order is: protocol status, markers, then the block.
@@ -197,10 +198,9 @@ class MarkerChannel:
         if len(self.pending) >= MAX_PENDING:
             self.rejected += 1  # counted; a device cannot queue without bound
             return True
-        marker = Marker(
-            t, self.epochs.new_id(), event.label, self._event_action(event), "device",
-            {"code": event.code}, t_dev=t_dev,
-        )  # fmt: skip
+        action = self._event_action(event)
+        extra = {"code": event.code}
+        marker = Marker(t, self.epochs.new_id(), event.label, action, "device", extra, t_dev=t_dev)
         ring = self.pipeline.ring if self.pipeline is not None else None
         last = ring.last() if ring is not None else None
         if ring is not None and last is not None and t_dev is not None and t_dev <= last[1]:
