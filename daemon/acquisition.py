@@ -174,6 +174,8 @@ class Acquisition:
         if self.device.take_clock_reset():  # reconnected: the device clock may restart
             self.pipeline.clock.reset()
         out = self.pipeline.ingest(samples, arrival)
+        if self.markers.outbox:  # what markers due in these samples publish and reply
+            self.markers.flush()
         if out is None:
             return
         block, od = out
