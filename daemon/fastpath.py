@@ -32,7 +32,7 @@ from nirsd.drivers.transport import READ_CHUNK
 
 from . import wire
 from .converter import _c_einsum
-from .device import STREAMING
+from .device import NOTHING, PORT_LOST, STREAMING, LinkEvent
 from .publisher import _SEND, _SNDMORE, COPY_LIMIT
 from .ringbuffer import NO_EPOCH
 
@@ -44,6 +44,8 @@ _I4 = np.dtype("<i4")
 _F8 = np.dtype("<f8")
 _ONE_BYTE = [bytes((i,)) for i in range(256)]  # a one-sample block's flags on the wire
 _HB_FIELDS = list(wire.HB_FIELDS)
+#: what a turn did when it handled frames (besides the link's NOTHING and PORT_LOST)
+HANDLED = LinkEvent("handled")
 
 
 class Prepared:
@@ -88,48 +90,50 @@ class LeanPath:
         self._want = (False, False, False)
 
     # -- the general path --------------------------------------------------------------
-    def general(self, data: bytes | None = None) -> bool:
-        """Read (or take ``data``), parse and handle frames as the loop always did."""
+    def general(self, data: bytes | None = None) -> Any:
+        """Read (or take ``data``), parse and handle frames as the loop always did:
+        ``HANDLED``, ``NOTHING`` or ``PORT_LOST`` (the loop then says disconnected)."""
         acq = self.acq
-        frames = acq.guard.run("read", acq.device.read, data)
-        if frames:
-            acq.guard.run("frames", acq.handle_frames, frames, self.now())
-            return True
-        return False
+        got = acq.guard.run("read", acq.device.read, data)
+        if got is PORT_LOST:
+            return PORT_LOST
+        if got is NOTHING or got is None:
+            return NOTHING
+        acq.guard.run("frames", acq.handle_frames, got, self.now())
+        return HANDLED
 
     def _can(self) -> bool:
         """Whether the state allows a lean frame (checked before reading)."""
         acq = self.acq
-        dev = acq.device
-        p = acq.pipeline
-        m = acq.markers
+        dev, st, p, m = acq.device, acq.stream, acq.pipeline, acq.markers
         return (
             self.enabled
             and p is not None
             and type(dev.parser) is NirsbParser
-            and dev.transport._fd is not None
             and dev.state == STREAMING
             and acq.ready_sent
-            and dev.disconnected_at is None
-            and dev._rate_t0 is not None
+            and st.disconnected_at is None
+            and st._rate_t0 is not None
             and not dev._clock_reset
             and not dev._flagged
             and not acq._computes
             and p.converter._all_done
             and not p.srs
             and p.tagger == m.tag
-            and not m.pending
-            and m.protocol is None
-            and not m.closed
-            and not m.provisional
+            and not m.pending  # the marker channel has nothing to apply or publish
+            and not m.outbox
+            and m.runner.protocol is None
+            and not m.epochs.closed
+            and not m.summaries.provisional
             and acq.sessions.current is None
             and acq.extensions == [m, acq.sessions]
         )
 
     # -- one turn ------------------------------------------------------------------------
-    def turn(self, woke: float) -> bool:
-        """Handle what the port has; ``woke``: monotonic s the loop woke.  True when
-        frames were handled (periodic status then waits for them to leave)."""
+    def turn(self, woke: float) -> Any:
+        """Handle what the port has; ``woke``: monotonic s the loop woke.  ``HANDLED``
+        when frames were (periodic status then waits for them to leave), else
+        ``NOTHING``, or ``PORT_LOST``."""
         acq = self.acq
         try:
             p, fd = acq.pipeline, acq.device.transport._fd
@@ -142,9 +146,9 @@ class LeanPath:
             return self._frame(p, data, woke)
         except Exception as err:  # as the general path's guard: counted, never fatal
             acq.guard.note("frames", err)
-            return False
+            return NOTHING
 
-    def _frame(self, p: Pipeline, data: bytes, woke: float) -> bool:
+    def _frame(self, p: Pipeline, data: bytes, woke: float) -> Any:
         acq, dev, old = self.acq, self.acq.device, self._prep
         fresh = old is None or old.pipeline is not p
         prep = self._prep = Prepared(p) if fresh or old is None else old
@@ -168,15 +172,15 @@ class LeanPath:
         ):  # the general path checks each value (and the clock sees the sample there)
             sample = Sample(seq, t_us / 1e6, flags, values[0].astype(_F8))
             acq.guard.run("frames", acq.handle_frames, [sample], arrival)
-            return True
+            return HANDLED
         t_dev, t = p.clock.host_one(t_us / 1e6, arrival)
         od = conv._log_i0 - np.log(values, dtype=_F8)
         hb = _c_einsum("cjw,ncw->njc", conv._P3, od, order="C")  # C order: the wire's
         conv._last_od = od
         if p._poor is not prep.poor:  # a new quality assessment: its bits, once
             prep.set_poor(p._poor, p._any_poor)
-        m = acq.markers
-        epoch = m.index[m.open[-1].label] if m.open else NO_EPOCH
+        ep = acq.markers.epochs  # EpochTracker.current(), inline
+        epoch = ep.index[ep.open[-1].label] if ep.open else NO_EPOCH
         pub = acq.publisher
         label = pub.labels[epoch] if epoch != NO_EPOCH else None
         ring = prep.ring
@@ -186,15 +190,16 @@ class LeanPath:
             self._want = (pub.wants("hb"), pub.wants("raw"), pub.publish_od and pub.wants("od"))
         self._publish(pub, prep, head, t, t_dev, label, flags, values, hb, od)
         self._store(p, ring, head, t, t_dev, values, hb, prep.quality_row, flags, epoch)
-        dev._rate_n += 1  # DeviceLink.note_block without an outage
-        dev._last_t = t
-        acq.next_seq = head + 1
+        st = acq.stream  # StreamAccounting.note_block without an outage
+        st._rate_n += 1
+        st._last_t = t
+        st.next_seq = head + 1
         self.frames += 1
         if fresh:  # set up for good: what exists now leaves the collector's view (once
             # per pipeline, after its first frame left), so collections stay short
             gc.collect()
             gc.freeze()
-        return True
+        return HANDLED
 
     def _publish(
         self,

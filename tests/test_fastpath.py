@@ -151,8 +151,8 @@ def run(tmp: Path, lean: bool, extra: str = "") -> tuple[list[list[bytes]], Acqu
         state = {
             "ring": ring.read(0)[0],
             "counters": acq.device.counters(),
-            "lost": acq.lost_samples,
-            "gaps": [{k: v for k, v in g.items()} for g in acq.gaps],
+            "lost": acq.stream.lost_samples,
+            "gaps": [dict(g) for g in acq.stream.gaps],
             "next_seq": acq.next_seq,
             "clock": (acq.pipeline.clock.clamped, acq.pipeline.clock.outliers),
         }
