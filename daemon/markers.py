@@ -351,7 +351,7 @@ class MarkerChannel:
         emu = getattr(self.acq.device, "emulator", None)
         if emu is None or emu.physiology is None:
             return
-        from nirsd.drivers.exercise import AMPLITUDES_UM, ExerciseResponse
+        from nirsd.drivers.sim.exercise import AMPLITUDES_UM, ExerciseResponse
 
         now_s = emu.samples_sent / emu.rate_hz
         for open_label in list(self._simulated):

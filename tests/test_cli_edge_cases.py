@@ -19,7 +19,7 @@ from nirsd.daemon import config
 from nirsd.daemon.device import DeviceLink
 from nirsd.daemon.wire import Message, decode, encode_array
 from nirsd.drivers.delimited import DelimitedParser, parse_layout
-from nirsd.drivers.text_emulator import DelimitedEmulator
+from nirsd.drivers.sim.csv_emulator import DelimitedEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 

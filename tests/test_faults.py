@@ -33,8 +33,8 @@ from nirsd.cli.testing import (
 )
 from nirsd.core.errors import NirsdError
 from nirsd.daemon import wire
-from nirsd.drivers.emulator import Emulator, Faults
-from nirsd.drivers.text_emulator import HegEmulator
+from nirsd.drivers.sim.emulator import Emulator, Faults
+from nirsd.drivers.sim.heg_emulator import HegEmulator
 
 pytestmark = pytest.mark.faults
 HAS_SNIRF = importlib.util.find_spec("h5py") and importlib.util.find_spec("snirf")
@@ -157,7 +157,7 @@ def test_unplug_replug_20_cycles(tmp_path, fault_report):
             wait_for(lambda: emu.replugged_at != before and emu.streaming, 10, what="replug")
             n0 = len(stream.raw)
             stream.until(lambda: len(stream.raw) >= n0 + 5, 10, "samples after replug")
-            resume.append(time.monotonic() - emu._stream_t0)
+            resume.append(time.monotonic() - emu.stream_t0)
             survived += proc.proc.poll() is None
         status = proc.control().status()
         lost = stream.lost()

@@ -30,7 +30,7 @@ from nirsd.daemon import wire
 from nirsd.daemon.endpoints import Endpoints
 from nirsd.daemon.security import ClientKeys, generate_keypair
 from nirsd.drivers import nirsb
-from nirsd.drivers.emulator import Emulator
+from nirsd.drivers.sim.emulator import Emulator
 
 pytestmark = pytest.mark.hostile
 

@@ -23,8 +23,9 @@ import numpy as np
 
 from nirsd.drivers import registry
 from nirsd.drivers.base import DeviceSettings, Event, Info, Sample
-from nirsd.drivers.emulator import Emulator
-from nirsd.drivers.text_emulator import DelimitedEmulator, HegEmulator
+from nirsd.drivers.sim.csv_emulator import DelimitedEmulator
+from nirsd.drivers.sim.emulator import Emulator
+from nirsd.drivers.sim.heg_emulator import HegEmulator
 
 HERE = Path(__file__).resolve().parent
 RATE = 20.0
