@@ -42,7 +42,7 @@ class Emulator:
     default :class:`Physiology` when none is given); seq0 is the first frame counter,
     t0_us the device clock (µs) at sample 0.  ``encoder`` (default NIRSB) and ``source``
     (default the physiology) make it another device; ``speed`` plays that many samples
-    per sample period of wall time.
+    per sample period of wall time (0: only when asked, :meth:`step`).
     """
 
     def __init__(
@@ -116,12 +116,20 @@ class Emulator:
         the pty is closed, the link removed, then a new pty behind the same link)."""
         self.transport.unplug(for_s)
 
+    def stall(self, for_s: float) -> None:
+        """Stop writing for ``for_s`` seconds; the samples keep coming, in a burst after."""
+        self.transport.stall(for_s)
+
     def send_event(self, code: int, label: str, after: bool = False) -> None:
         """Queue an EVENT frame (code 1 trigger, 2 button) stamped with the next sample's
         device time: sent before that sample, or right after it with ``after`` (a
         footswitch pressed at the sample the device has just sent)."""
         with self._lock:
             self._events.append((code, label, after))
+
+    def step(self, n: int = 1) -> None:
+        """With ``speed=0``: send the next ``n`` samples now (a lock-step reader)."""
+        self.transport.step(n)
 
     def truth(self, k: np.ndarray) -> np.ndarray:
         """True [ΔHbO, ΔHbR] (µM) at sample indices k, (n, 2, n_channels)."""

@@ -4,8 +4,10 @@
 streaming it asks its :class:`Producer` for the samples due at absolute deadlines
 ``start + k / pace_hz`` (late samples are produced at once, never skipped, at most
 ``max_batch`` per pass so commands stay responsive) and writes the output queue when
-``select`` reports the pty writable.  It reads host command bytes and hands them to the
-producer, stalls and injects garbage as :class:`~.faults.Faults` say, and unplugs (on
+``select`` reports the pty writable.  With ``pace_hz`` 0 samples go out only when
+asked (:meth:`PacedTransport.step`), for a reader driven in lock-step.  It reads host
+command bytes and hands them to the producer, stalls and injects garbage as
+:class:`~.faults.Faults` say (or :meth:`PacedTransport.stall` asks), and unplugs (on
 request or periodically) and plugs a new pty back in after the pause.
 
 What goes on the wire is the producer's business (an emulator with its encoder); the
@@ -70,12 +72,14 @@ class PacedTransport:
         self._rng = rng
         self._lock = threading.Lock()
         self._unplug_request: float | None = None
+        self._stall_request: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.streaming = False
         #: monotonic time streaming (re)started, and samples produced since
         self.stream_t0 = 0.0
         self._streamed = 0
+        self._steps = 0  # samples asked for by step() (pace_hz 0)
         #: monotonic times of the last unplug and replug (None before the first)
         self.unplugged_at: float | None = None
         self.replugged_at: float | None = None
@@ -109,6 +113,16 @@ class PacedTransport:
         """Pull the cable at the next pass; plug back in after ``for_s`` seconds."""
         with self._lock:
             self._unplug_request = float(for_s)
+
+    def stall(self, for_s: float) -> None:
+        """Stop writing for ``for_s`` seconds from the next pass (samples pile up)."""
+        with self._lock:
+            self._stall_request = float(for_s)
+
+    def step(self, n: int = 1) -> None:
+        """With ``pace_hz`` 0: produce ``n`` more samples at the next pass."""
+        with self._lock:
+            self._steps += n
 
     def begin_stream(self) -> None:
         """Streaming starts now: sample deadlines count from this moment."""
@@ -153,6 +167,9 @@ class PacedTransport:
                 continue
             with self._lock:
                 request, self._unplug_request = self._unplug_request, None
+                stall, self._stall_request = self._stall_request, None
+            if stall is not None:
+                clock.stall_until = now + stall
             if request is not None or clock.unplug_due(now):
                 self._unplug()
                 self.unplugs += 1
@@ -164,9 +181,11 @@ class PacedTransport:
     def _pass(self, clock: FaultClock, now: float) -> None:
         """One turn: wait for a command, the next deadline or room; then act."""
         timeout = 0.05
-        if self.streaming:
+        if self.streaming and self.pace_hz > 0:
             deadline = self.stream_t0 + self._streamed / self.pace_hz
             timeout = max(0.0, min(timeout, deadline - now))
+        elif self.streaming:
+            timeout = 0.001  # step() comes from another thread: look again soon
         want_write = self.pty.pending and not clock.stalled(now)
         master = self.pty.master
         r, _, _ = select.select([master], [master] if want_write else [], [], timeout)
@@ -178,8 +197,16 @@ class PacedTransport:
             if clock.streaming_tick(now):
                 end = self.producer.garbage_end
                 self.pty.queue(garbage(self._rng, self.faults.garbage_max, end))
-            due = int((now - self.stream_t0) * self.pace_hz) + 1 - self._streamed
+            due = self._due(now)
             if due > 0:
                 self._streamed += self.producer.produce(min(due, self.max_batch))
         if self.pty.pending and not clock.stalled(now):
             self.pty.flush()
+
+    def _due(self, now: float) -> int:
+        """Samples due now: behind the deadlines, or asked for by step()."""
+        if self.pace_hz > 0:
+            return int((now - self.stream_t0) * self.pace_hz) + 1 - self._streamed
+        with self._lock:
+            due, self._steps = self._steps, 0
+        return due
