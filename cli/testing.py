@@ -223,11 +223,12 @@ class _Closing:
 
 class Collector:
     """A test-side subscriber that keeps what it receives: samples by ``seq`` per topic
-    (``raw``, ``hb``, ``od``), their host and device times and epoch labels, every other
-    message as an event, and when each arrived.  One collector for every test that reads
-    the stream, so each reads it the same way."""
+    (``raw``, ``hb``, ``od``, ``derived``), their host and device times and epoch labels,
+    the newest header of each topic, every other message as an event, and when each
+    arrived.  One collector for every test that reads the stream, so each reads it the
+    same way."""
 
-    SAMPLE_TOPICS = ("raw", "hb", "od")
+    SAMPLE_TOPICS = ("raw", "hb", "od", "derived")
 
     def __init__(self, sub: Any) -> None:
         self.sub = sub
@@ -244,6 +245,7 @@ class Collector:
         self.latency: dict[str, list[float]] = {t: [] for t in self.SAMPLE_TOPICS}
         #: live samples received again with a ``seq`` already held (a duplicate)
         self.repeated: dict[str, int] = dict.fromkeys(self.SAMPLE_TOPICS, 0)
+        self.last_header: dict[str, dict] = {}
         self._event_arrivals: list[float] = []
 
     @property
@@ -263,6 +265,7 @@ class Collector:
             self.arrivals.append((now, msg.topic, None, None))
             return
         store, header = self.samples[msg.topic], msg.header
+        self.last_header[msg.topic] = header
         for i in range(msg.n):
             s = msg.seq + i
             if live:
