@@ -28,6 +28,7 @@ from nirsd.cli.testing import (
     Collector,
     DaemonProcess,
     device_config,
+    finish,
     simulated_config,
     start_recorder,
     wait_for,
@@ -59,6 +60,23 @@ def device_samples_only(stream: Collector, emu: Emulator) -> bool:
     index = {row.tobytes(): k for k, row in enumerate(flat)}
     ks = [index.get(r.reshape(-1).tobytes(), -1) for r in raw]
     return min(ks) >= 0 and all(b > a for a, b in zip(ks, ks[1:]))
+
+
+def device_outcome(
+    stream: Collector, proc: DaemonProcess, emu: Emulator
+) -> tuple[dict, int, bool, bool]:
+    """After a device fault: the daemon's status, the accepted samples ``stream`` lost,
+    whether every published sample is the device's own, whether the daemon runs."""
+    status = proc.control().status()
+    lost = stream.lost()
+    return status, lost, device_samples_only(stream, emu), proc.proc.poll() is None
+
+
+def stop_all(stream: Collector, proc: DaemonProcess, emu: Emulator) -> None:
+    """Close the client, stop the daemon and the emulator."""
+    stream.close()
+    proc.stop()
+    emu.stop()
 
 
 def device_k(emu: Emulator, sample: np.ndarray) -> int:
@@ -109,13 +127,9 @@ def test_unplug_replug_20_cycles(tmp_path, fault_report):
             stream.until(lambda: len(stream.raw) >= n0 + 5, 10, "samples after replug")
             resume.append(time.monotonic() - emu._stream_t0)
             survived += proc.proc.poll() is None
-        status = proc.control().status()
-        lost = stream.lost()
-        clean = device_samples_only(stream, emu)
+        status, lost, clean, _ = device_outcome(stream, proc, emu)
     finally:
-        stream.close()
-        proc.stop()
-        emu.stop()
+        stop_all(stream, proc, emu)
     seqs = sorted(stream.raw)
     gaps = [g for g in stream.status("gap") if g.get("cause") == "disconnect"]
     fault_report(
@@ -137,14 +151,9 @@ def test_corrupt_bytes_one_percent(tmp_path, fault_report):
     stream = collect(proc)
     try:
         stream.until(lambda: len(stream.raw) >= 400, 30, "400 intact samples")
-        status = proc.control().status()
-        lost = stream.lost()
-        clean = device_samples_only(stream, emu)
-        alive = proc.proc.poll() is None
+        status, lost, clean, alive = device_outcome(stream, proc, emu)
     finally:
-        stream.close()
-        proc.stop()
-        emu.stop()
+        stop_all(stream, proc, emu)
     c = status["counters"]
     bad = c["crc_errors"] + c["length_errors"] + c["decode_errors"]
     fault_report(
@@ -209,14 +218,9 @@ def test_stalled_device_10_s(tmp_path, fault_report):
             15,
             "the stalled samples after the stall",
         )
-        status = proc.control().status()
-        lost = stream.lost()
-        clean = device_samples_only(stream, emu)
-        alive = proc.proc.poll() is None
+        status, lost, clean, alive = device_outcome(stream, proc, emu)
     finally:
-        stream.close()
-        proc.stop()
-        emu.stop()
+        stop_all(stream, proc, emu)
     fault_report(
         "stalled device (no bytes for 10 s)",
         1,
@@ -629,12 +633,7 @@ def test_recorder_on_a_full_filesystem(tmp_path, fault_report, monkeypatch):
     try:
         with DaemonProcess(tmp_path, simulated_config(channels=64, rate_hz=100.0)) as proc:
             rec = _record(proc, path, "--backfill", "0", "--duration", "40", preexec=small_files)
-            try:
-                out, err = rec.communicate(timeout=45)
-            finally:
-                if rec.poll() is None:
-                    rec.kill()
-                    rec.wait()
+            out, err = finish(rec, 45)
             alive = proc.proc.poll() is None
         summary = json.loads(out.strip().splitlines()[-1])
         seq = _snirf_seqs(path)
