@@ -15,19 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from suite_report import markdown_table, print_summary, recorder
+from suite_report import SuiteRow, markdown_table, print_summary, recorder
 
 
 @dataclass
-class FaultRow:
-    case: str
-    tried: int
-    survived: int
+class FaultRow(SuiteRow):
     lost: int
     note: str = ""
 
     def __post_init__(self) -> None:
-        self.tried, self.survived, self.lost = int(self.tried), int(self.survived), int(self.lost)
+        super().__post_init__()
+        self.lost = int(self.lost)
 
 
 ROWS: list[FaultRow] = []

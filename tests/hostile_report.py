@@ -18,21 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from suite_report import markdown_table, print_summary, recorder
+from suite_report import SuiteRow, markdown_table, print_summary, recorder
 
 
 @dataclass
-class HostileRow:
-    case: str
-    tried: int
-    survived: int
+class HostileRow(SuiteRow):
     rss_before_mb: float
     rss_after_mb: float
     hb_gap_ms: float
     note: str = ""
-
-    def __post_init__(self) -> None:
-        self.tried, self.survived = int(self.tried), int(self.survived)
 
 
 ROWS: list[HostileRow] = []

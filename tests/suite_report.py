@@ -8,10 +8,23 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 Row = TypeVar("Row")
+
+
+@dataclass
+class SuiteRow:
+    """What every case reports: its name, how many faults it tried and how many of them
+    the daemon survived (whole numbers, whatever the case counted them in)."""
+
+    case: str
+    tried: int
+    survived: int
+
+    def __post_init__(self) -> None:
+        self.tried, self.survived = int(self.tried), int(self.survived)
 
 
 def recorder(rows: list[Row], make: Callable[..., Row]) -> Callable[..., Row]:

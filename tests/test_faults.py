@@ -67,9 +67,16 @@ def device_outcome(
 ) -> tuple[dict, int, bool, bool]:
     """After a device fault: the daemon's status, the accepted samples ``stream`` lost,
     whether every published sample is the device's own, whether the daemon runs."""
+    status, lost, alive = daemon_outcome(stream, proc)
+    return status, lost, device_samples_only(stream, emu), alive
+
+
+def daemon_outcome(stream: Collector, proc: DaemonProcess) -> tuple[dict, int, bool]:
+    """After a fault: the daemon's status, the accepted samples ``stream`` lost (after
+    catching up), whether the daemon still runs."""
     status = proc.control().status()
     lost = stream.lost()
-    return status, lost, device_samples_only(stream, emu), proc.proc.poll() is None
+    return status, lost, proc.proc.poll() is None
 
 
 def stop_all(stream: Collector, proc: DaemonProcess, emu: Emulator) -> None:
@@ -423,9 +430,7 @@ def test_markers_1000_per_second_for_10_s(tmp_path, fault_report):
         while len(reply_lat) < sent and time.monotonic() < deadline:
             drain(100)
         stream.until(lambda: len(stream.of("marker")) >= sent, 10, "every marker published")
-        status = proc.control().status()
-        lost = stream.lost()
-        alive = proc.proc.poll() is None
+        status, lost, alive = daemon_outcome(stream, proc)
     finally:
         dealer.close(linger=0)
         stream.close()
@@ -769,9 +774,7 @@ def test_20_malformed_control_requests(tmp_path, fault_report):
             stream.pump(0.01)
         after = max(stream.raw) + 10  # and the stream goes on
         stream.until(lambda: max(stream.raw) >= after, what="samples after the bad requests")
-        status = proc.control().status()
-        lost = stream.lost()
-        alive = proc.proc.poll() is None
+        status, lost, alive = daemon_outcome(stream, proc)
     finally:
         dealer.close(linger=0)
         stream.close()
