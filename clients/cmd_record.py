@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from nirsd.core.errors import NirsdError
@@ -155,8 +156,6 @@ class Progress:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     require("h5py", "nirsd record")
     if args.bids is not None:
         if args.file is not None:
@@ -174,7 +173,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     return _record(args, path)
 
 
-def _recover(path: Any) -> int:
+def _recover(path: Path) -> int:
     """``--recover``: make what a killed recorder wrote a valid file; its summary."""
     from nirsd.clients import recorder
 
@@ -214,7 +213,7 @@ def stopping_on_signals(rec: Any) -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def _record(args: argparse.Namespace, path: Any) -> int:
+def _record(args: argparse.Namespace, path: Path) -> int:
     """Record into ``path`` until stopped; the summary on stdout; the exit status."""
     from nirsd.clients import recorder
 
@@ -231,7 +230,7 @@ def _record(args: argparse.Namespace, path: Any) -> int:
         return code
 
 
-def _recorder_for(sub: Any, path: Any, args: argparse.Namespace, progress: Progress) -> Any:
+def _recorder_for(sub: Any, path: Path, args: argparse.Namespace, progress: Progress) -> Any:
     """The recorder for what the daemon streams: ``Recorder`` for an optical probe,
     ``DerivedRecorder`` for a device of computed values (no optical channels)."""
     from nirsd.clients import recorder
@@ -268,7 +267,7 @@ def _run(rec: Any, progress: Progress) -> int:
     return 0
 
 
-def _summary(rec: Any, path: Any, args: argparse.Namespace) -> dict[str, Any]:
+def _summary(rec: Any, path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The summary line: file, stop reason, counters, backfill, the ΔHb file if any."""
     from nirsd.clients import recorder
 
@@ -284,7 +283,7 @@ def _summary(rec: Any, path: Any, args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _say_recorded(summary: dict[str, Any], path: Any) -> None:
+def _say_recorded(summary: dict[str, Any], path: Path) -> None:
     """The closing sentence on a terminal."""
     back = summary["backfilled_s"]
     print(
