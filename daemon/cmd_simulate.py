@@ -45,6 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_fault_args(p: argparse.ArgumentParser) -> None:
+    """The protocol options and the fault-injection flags, shared by every emulator."""
+    add_protocol_args(p)
+    add_injection_args(p)
+
+
+def add_protocol_args(p: argparse.ArgumentParser) -> None:
+    """Options of one wire protocol (each help says which)."""
     proto = p.add_argument_group("protocol options")
     proto.add_argument(
         "--fast", action="store_true", help="heg: the 3-field form red|ir|ratio (no time field)"
@@ -75,6 +82,10 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
         choices=["s", "ms", "us", "none"],
         help="csv: unit of the time column, or none (default ms)",
     )
+
+
+def add_injection_args(p: argparse.ArgumentParser) -> None:
+    """Faults the emulator injects: corrupt bytes, lost frames, garbage, stalls, unplugs."""
     g = p.add_argument_group("fault injection")
     g.add_argument(
         "--corrupt-rate", type=float, default=0.0, help="probability per byte of a flipped bit"
