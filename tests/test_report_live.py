@@ -19,6 +19,8 @@ pytest.importorskip("statsmodels")
 if importlib.util.find_spec("nirsd.clients.bids_recorder") is None:
     pytest.skip("nirsd record --bids is not in this tree", allow_module_level=True)
 
+from stream_support import joined, recv_topic  # noqa: E402
+
 from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
 
 RATE = 10.0
@@ -36,7 +38,8 @@ def test_report_epochs_equal_the_live_epoch_summaries(tmp_path):
     root = tmp_path / "study"
     config = simulated_config(channels=4, rate_hz=RATE, extra=EXTRA)
     with DaemonProcess(tmp_path / "d", config) as daemon:
-        with daemon.subscriber(("epoch", "session")) as live:
+        with daemon.subscriber(("epoch", "session", "status")) as live:
+            joined(live)  # every epoch summary of the session reaches this subscriber
             err = tmp_path / "rec.err"
             cmd = [sys.executable, "-m", "nirsd.cli", "record", "--bids", str(root)]
             cmd += ["--sessions", "1", "--data", daemon.endpoints.data]
@@ -59,9 +62,8 @@ def test_report_epochs_equal_the_live_epoch_summaries(tmp_path):
                 sessions[f"sub-{subject}"] = (ack["seq"], end["end_seq"])
             assert rec.wait(60) == 0, err.read_text()
             summaries = []
-            while (msg := live.recv(0.5)) is not None:
-                if msg.topic == "epoch":
-                    summaries.append(msg.header)
+            while (msg := recv_topic(live, "epoch", 0.5)) is not None:
+                summaries.append(msg.header)
     raw_only = tmp_path / "study-raw"
     shutil.copytree(root, raw_only)
     for path in (raw_only / "derivatives" / "nirsd").rglob("*_desc-hb_nirs.snirf"):
