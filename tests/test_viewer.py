@@ -87,34 +87,11 @@ class PtyView:
 
 @pytest.fixture
 def daemon(tmp_path):
-    """A daemon of the test's own, not started: for a test that stops and restarts it."""
     d = DaemonProcess(tmp_path, config_text())
     try:
         yield d
     finally:
         d.stop()
-
-
-@pytest.fixture(scope="module")
-def shared_view_daemon(tmp_path_factory):
-    """One started daemon (baseline taken) for the module's tests that do not restart it."""
-    d = DaemonProcess(tmp_path_factory.mktemp("view"), config_text())
-    try:
-        start(d)
-        yield d
-    finally:
-        d.stop()
-
-
-@pytest.fixture
-def shared(shared_view_daemon):
-    """The module's daemon, with no epoch open before and after the test (the tests mark
-    and end epochs, which is all they change)."""
-    d = shared_view_daemon
-    assert d.control().status().get("epoch") is None
-    yield d
-    if d.control().status().get("epoch") is not None:
-        d.cli("mark", "--end", check=True)
 
 
 def _row_values(frame: str, label: str) -> tuple[float, float]:
@@ -125,9 +102,8 @@ def _row_values(frame: str, label: str) -> tuple[float, float]:
     raise AssertionError(f"no row for {label!r} in frame:\n{frame}")
 
 
-def test_view_shows_channels_with_daemon_values_and_quits_on_q(shared):
-    daemon = shared
-    stream = daemon.control().info()["stream"]
+def test_view_shows_channels_with_daemon_values_and_quits_on_q(daemon):
+    stream = start(daemon)
     view = PtyView(daemon.env)
     try:
         wait_for(lambda: view.text().count("q quits") >= 6, 20, what="six frames")
@@ -189,8 +165,8 @@ def test_view_recovers_when_the_daemon_restarts(daemon):
         view.close()
 
 
-def test_view_once_prints_one_frame(shared):
-    daemon = shared
+def test_view_once_prints_one_frame(daemon):
+    start(daemon)
     out = subprocess.run(
         [sys.executable, "-m", "nirsd.cli", "view", "--once"],
         env={**daemon.env, "COLUMNS": "120"},
@@ -223,8 +199,8 @@ def _epoch_now(daemon: DaemonProcess):
     return epoch["label"] if epoch else None
 
 
-def test_view_keys_start_and_end_markers(shared):
-    daemon = shared
+def test_view_keys_start_and_end_markers(daemon):
+    start(daemon)
     view = PtyView(daemon.env)
     try:
         wait_for(lambda: "keys: 1 rest · 2 extension · 3 flexion" in view.last_frame(), 20)
@@ -236,24 +212,12 @@ def test_view_keys_start_and_end_markers(shared):
             wait_for(lambda: _epoch_now(daemon) is None, 10, what="extension ended")
             wait_for(lambda: "ended extension (started by marker" in view.last_frame(), 10)
             summary = sub.recv(10.0).header
-
         # at 120 columns the table shows the last epoch per channel: the daemon's values
-        # (wait for this epoch's: the module's daemon may have shown an earlier one)
-        def shown() -> list[tuple[float, float]] | None:
-            frame = view.last_frame()
-            if "last epoch ΔHbO/ΔHbR" not in frame:
-                return None
-            rows = [next(x for x in frame.splitlines() if x.startswith(lab)) for lab in LABELS]
-            values = [tuple(float(x) for x in row.split()[-1].split("/")) for row in rows]
-            close = all(
-                abs(hbo - summary["mean_hbo"][i]) <= 0.005 + 1e-9
-                and abs(hbr - summary["mean_hbr"][i]) <= 0.005 + 1e-9
-                for i, (hbo, hbr) in enumerate(values)
-            )
-            return values if close else None
-
-        values = wait_for(shown, 10, what="this epoch's values in the table")
-        for i, (hbo, hbr) in enumerate(values):
+        wait_for(lambda: "last epoch ΔHbO/ΔHbR" in view.last_frame(), 10)
+        frame = view.last_frame()
+        for i, label in enumerate(LABELS):
+            row = next(line for line in frame.splitlines() if line.startswith(label))
+            hbo, hbr = (float(x) for x in row.split()[-1].split("/"))
             assert hbo == pytest.approx(summary["mean_hbo"][i], abs=0.005 + 1e-9)
             assert hbr == pytest.approx(summary["mean_hbr"][i], abs=0.005 + 1e-9)
         os.write(view.master, b"3")
@@ -269,7 +233,7 @@ def test_view_keys_start_and_end_markers(shared):
 
 
 def test_view_fits_80_columns_with_a_labelled_last_epoch(daemon):
-    start(daemon)  # its own daemon: the last epoch on screen can only be this test's
+    start(daemon)
     view = PtyView(daemon.env, cols=80)
     try:
         ack = json.loads(daemon.cli("mark", "extension", check=True).stdout)
