@@ -13,32 +13,41 @@ are appended and the file flushed, so a killed recorder loses at most that much.
 Gaps (sample indices that neither PUB nor ``history`` could deliver) are counted,
 logged and recorded in the journal; samples are never invented.  Markers, epoch
 summaries, epoch-label runs and gaps go to a JSON-lines journal beside the file
-(``FILE.snirf.journal.jsonl``), flushed before the SNIRF file, from which the stims
-are computed (and recomputed by :func:`recover_file`).
+(``FILE.snirf.journal.jsonl``, :mod:`~nirsd.clients.recorder_journal`), flushed before
+the SNIRF file, from which the stims are computed (and recomputed by
+:func:`~nirsd.clients.recorder_journal.recover_file`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import structlog
 
 from nirsd.core.errors import NirsdError
-from nirsd.daemon import wire
 from nirsd.daemon.wire import Message
 
 from . import snirf_conversion, snirf_hb, snirf_writer
+from .recorder_journal import Journal, journal_path, read_journal, recover_file
 from .snirf_stims import intervals, stim_rows
-
-__all__ = ["Recorder", "Stats", "intervals", "recover_file", "stim_rows"]
 from .subscriber import Subscriber
+
+# re-exported: callers read journals and recover files through nirsd.clients.recorder
+__all__ = [
+    "Recorder",
+    "Stats",
+    "intervals",
+    "journal_path",
+    "read_journal",
+    "recover_file",
+    "stim_rows",
+]
 
 log = structlog.get_logger("nirsd.record")
 
@@ -47,35 +56,6 @@ IDLE_S = 0.1  # longest wait for a message before checking stop, duration, flush
 ASK_EVERY_S = 1.0  # how often the daemon is asked for the I0 of a window begun earlier
 ASK_TIMEOUT_S = 1.0  # and how long such a question may take
 TOPICS = ("raw", "hb", "marker", "epoch", "status")
-
-
-def journal_path(path: str | Path) -> Path:
-    return Path(str(path) + ".journal.jsonl")
-
-
-def read_journal(path: str | Path) -> list[dict[str, Any]]:
-    """Journal events; a torn last line (killed mid-write) is skipped."""
-    events = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return events
-
-
-def recover_file(path: str | Path, hb: bool = False) -> dict[str, Any]:
-    """Make ``path`` valid after a crash: truncate tails, rewrite stims from the journal;
-    with ``hb``, (re)write the hemoglobin file beside it (``FILE_hb.snirf``)."""
-    jpath = journal_path(path)
-    events = read_journal(jpath) if jpath.exists() else None
-    stims_for = None if events is None else (lambda seq, t, t0: stim_rows(events, seq, t))
-    rows = snirf_writer.recover(path, stims_for)
-    out = {"file": str(path), "rows": rows, "journal": str(jpath) if events else None}
-    if hb:
-        out["hb_file"] = str(snirf_hb.write_hb_file(path))
-    return out
 
 
 # -- recording ------------------------------------------------------------------------
@@ -132,7 +112,7 @@ class Recorder:
         self.timeout_s = timeout_s
         self.hb_file = hb_file
         self.stats = Stats()
-        self.events: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []  # the journal's, in memory
         self.stop_reason: str | None = None
         self._stop = False
         self._pending: dict[str, list[Message]] = {"raw": [], "hb": []}
@@ -143,7 +123,7 @@ class Recorder:
         self._window_at: int | None = None  # a baseline window not yet placed on a row
         self._asked_at = -math.inf  # when the daemon was last asked for a window's I0
         self.writer: snirf_writer.SnirfWriter | None = None
-        self._journal: TextIO | None = None
+        self._journal: Journal | None = None
 
     def stop(self, reason: str = "stopped") -> None:
         self._stop = True
@@ -157,7 +137,7 @@ class Recorder:
         return self.writer
 
     @property
-    def _journal_file(self) -> TextIO:
+    def _journal_file(self) -> Journal:
         """The open journal; only used after ``_open`` (None there is a bug)."""
         if self._journal is None:
             raise RuntimeError("the recorder's journal is not open")
@@ -165,9 +145,7 @@ class Recorder:
 
     # -- journal ------------------------------------------------------------------
     def _event(self, kind: str, body: dict[str, Any]) -> None:
-        event = {"kind": kind, **wire.plain(body, drop_bytes=True)}
-        self.events.append(event)
-        self._journal_file.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self._journal_file.write(kind, body)
         self._dirty = True
 
     # -- message handling ---------------------------------------------------------
@@ -321,7 +299,7 @@ class Recorder:
             snirf_hb.hb_path(self.path).unlink(missing_ok=True)
         if conversion is not None:
             self._window_at = conversion.windows[0]["start_seq"]
-        self._journal = open(journal_path(self.path), "w", encoding="utf-8")
+        self._journal = Journal(self.path, self.events)
         self._event(
             "header",
             {
@@ -393,11 +371,7 @@ class Recorder:
 
     def _finish(self) -> None:
         if self._journal is not None:
-            try:
-                self._journal.flush()
-                self._journal.close()
-            except OSError:
-                pass
+            self._journal.close()
         if self.writer is None:
             return
         try:

@@ -48,7 +48,8 @@ log = structlog.get_logger("nirsd.control")
 
 
 class ControlServer:
-    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: str, guard: LoopGuard | None = None) -> None:
+        """``guard``: where failing handlers are counted (the acquisition loop's own)."""
         self.endpoint = endpoint
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -63,7 +64,7 @@ class ControlServer:
         self.rejected = 0
         self.refused = 0  # bulk requests refused: the client's replies are unread
         self.failed = 0  # handler exceptions answered "internal error"
-        self.guard = LoopGuard()  # the acquisition loop shares its own
+        self.guard = guard or LoopGuard()
         self.current: list[bytes] | None = None  # envelope of the request being handled
         # bulk replies still queued: peer identity -> [(tracker, bytes)]
         self._queued: dict[bytes, list[tuple[zmq.MessageTracker, int]]] = {}

@@ -56,10 +56,11 @@ class DerivedChannel:
         seq0 = self.head
         markers = getattr(self.acq, "markers", None)
         epoch = markers.tag(seq0, t) if markers is not None else np.full(n, NO_EPOCH, np.int16)
+        if markers is not None and markers.outbox:
+            markers.flush()  # the markers due in these values go out before them
         idx = np.arange(seq0, seq0 + n) % self.capacity
         self._t[idx], self._values[idx] = t, values
-        self.head += n
-        self.acq.next_seq = self.head
+        self.head += n  # the stream accounting takes it from the returned seq and n
         self.acq.publisher.publish_derived(
             seq0, t, t_dev, epoch_labels(epoch, self.acq.publisher.labels), values, self.layout
         )

@@ -1,18 +1,19 @@
 """The daemon's side of one device: driver, transport and parser, with reconnection.
 
-``DeviceLink`` opens the port when it can, reads and parses without blocking, and turns
-a vanished port into the "disconnected" state; the loop retries every
-``device.reconnect_s``, by path, so a udev symlink that is re-pointed works too.
+``DeviceLink`` opens the port when it can (:meth:`try_open`), and :meth:`read` says
+what happened, gpsd-style: the frames parsed from the bytes waiting, ``NOTHING``, or
+``PORT_LOST`` when the port vanished (the state is "disconnected" then); the loop
+retries every ``device.reconnect_s``, by path, so a udev symlink that is re-pointed
+works too.  The link owns its state fields (``state``, ``last_error``, ``reconnects``):
+others change them through its methods.
 
 Hot-plug: a port that errors (EIO) or reports end of file (a USB hang-up reads 0 bytes
 when polled readable) is closed at once.  On reopening, the parser is new (a power-cycled
 device restarts its frame counter, which must not count as lost frames) and the device
-clock fit is restarted (:meth:`take_clock_reset`).  The outage is reported once samples
-flow again (:meth:`note_block`): its time span between the last sample before and the
-first after, and an estimate of the samples missed (``lost_samples_estimated``: what the
-device would have sent at its measured rate; what it really produced is unknowable).  With
-``driver = "simulated"`` it first starts the embedded
-emulator on a pseudo-terminal, so the real serial path is exercised on any machine.
+clock fit is restarted (:meth:`take_clock_reset`).  The outage itself (its span, the
+samples it cost) is accounted by :class:`~nirsd.daemon.stream_accounting.StreamAccounting`.
+With ``driver = "simulated"`` it first starts the embedded emulator on a
+pseudo-terminal, so the real serial path is exercised on any machine.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import os
 import struct
 import time
-from typing import Any
 
 import structlog
 
@@ -34,6 +34,24 @@ from .config import Config
 log = structlog.get_logger("nirsd.device")
 
 CONNECTING, STREAMING, DISCONNECTED = "connecting", "streaming", "disconnected"
+INFO_PROBLEM = "device describes itself"  # how last_error starts for a refused INFO
+
+
+class LinkEvent:
+    """What a read brought instead of frames (compared by identity)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name.upper()
+
+
+NOTHING = LinkEvent("nothing")  # no complete frame in the bytes read (or none waiting)
+PORT_LOST = LinkEvent("port_lost")  # the port vanished and is closed now (disconnected)
+ReadResult = list[Frame] | LinkEvent
 
 #: consecutive empty reads of a polled-readable port taken as a hang-up
 EOF_READS = 3
@@ -80,11 +98,7 @@ class DeviceLink:
         self.last_error: str | None = None
         self._next_try = 0.0
         self.lost_counters: dict[str, int] = {}  # counters of parsers retired on reconnect
-        self.disconnected_at: float | None = None  # wall time the port was lost
         self._clock_reset = False
-        self._last_t: float | None = None  # host time of the newest sample
-        self._rate_t0: float | None = None  # host time of the first sample since (re)open
-        self._rate_n = 0  # samples since then (for the measured rate)
         self._empty_reads = 0
         self._bytes_no_frame = 0  # bytes received since the last valid frame
         self._no_frame_since = 0.0  # monotonic s of the last valid frame or open
@@ -92,8 +106,8 @@ class DeviceLink:
 
     @staticmethod
     def _start_emulator(cfg: Config):
-        from nirsd.drivers.emulator import Emulator
-        from nirsd.drivers.physiology import Physiology
+        from nirsd.drivers.sim.emulator import Emulator
+        from nirsd.drivers.sim.physiology import Physiology
 
         dev, optics = cfg.device, cfg.optics
         dpf = optics.dpf if isinstance(optics.dpf, (int, float)) else 6.0
@@ -120,7 +134,7 @@ class DeviceLink:
     def _start_replay(cfg: Config):
         """``driver = "replay"``: a SNIRF recording played on a pty (options: file,
         speed, loop)."""
-        from nirsd.drivers.replay_emulator import ReplayEmulator
+        from nirsd.drivers.sim.replay_emulator import ReplayEmulator
         from nirsd.drivers.snirf_source import read_recording
 
         opts = cfg.device.options
@@ -173,13 +187,14 @@ class DeviceLink:
         log.info("device_opened", port=self.port, driver=self.driver.name)
         return True
 
-    def read(self) -> list[Frame]:
-        """Frames from whatever bytes are waiting; on a lost port, go disconnected."""
+    def read(self) -> ReadResult:
+        """The frames in whatever bytes are waiting, else ``NOTHING``; ``PORT_LOST``
+        when the port was lost (it is closed then, and retried later)."""
         try:
             data = self.transport.read()
         except DeviceError as err:
             self.disconnect(str(err))
-            return []
+            return PORT_LOST
         if not data:
             # polled readable yet nothing to read: end of file, the device hung up
             if self.transport.fileno() is not None:
@@ -188,11 +203,25 @@ class DeviceLink:
                     "://" not in self.port and not os.path.exists(self.port)
                 ):
                     self.disconnect(f"serial port {self.port} hung up (end of file)")
-            return []
+                    return PORT_LOST
+            return NOTHING
         self._empty_reads = 0
         frames = self.parser.feed_blocks(data)
         self._check_protocol(len(data), bool(frames))
-        return frames
+        return frames or NOTHING
+
+    def mark_streaming(self) -> None:
+        """Samples flow: the state status and ``info`` report."""
+        self.state = STREAMING
+
+    def info_rejected(self, description: str, reason: str) -> None:
+        """Say in ``last_error`` that the device's description cannot be used."""
+        self.last_error = f"{INFO_PROBLEM} as {description}: {reason}"
+
+    def info_accepted(self) -> None:
+        """A usable description ends an earlier complaint about one (no other error)."""
+        if (self.last_error or "").startswith(INFO_PROBLEM):
+            self.last_error = None
 
     def _check_protocol(self, n_bytes: int, got_frames: bool) -> None:
         """Say in ``last_error`` when bytes keep coming but none makes a valid frame."""
@@ -227,49 +256,8 @@ class DeviceLink:
         reset, self._clock_reset = self._clock_reset, False
         return reset
 
-    def note_block(self, seq: int, t_first: float, t_last: float, n: int) -> dict[str, Any] | None:
-        """Record a published block (absolute ``seq``, host times in s); after an outage,
-        the ``gap`` status event to publish (span in s between the samples around it)."""
-        gap = None
-        if self.disconnected_at is not None and self._last_t is not None:
-            span_s = t_first - self._last_t
-            rate = self.sample_rate_hz()
-            gap = {
-                "event": "gap",
-                "cause": "disconnect",
-                "seq": seq,
-                "lost_samples": max(0, round(span_s * rate) - 1),
-                "lost_samples_estimated": True,
-                "rate_hz": round(rate, 6),
-                "span_s": round(span_s, 6),
-                "t_before": self._last_t,
-                "t_after": t_first,
-                "disconnected_at": self.disconnected_at,
-                "reconnects": self.reconnects,
-            }
-            log.info(
-                "device_resumed", seq=seq, span_s=gap["span_s"], lost_samples=gap["lost_samples"]
-            )
-        if self.disconnected_at is not None or self._rate_t0 is None:
-            self._rate_t0, self._rate_n = t_first, 0
-        self.disconnected_at = None
-        self._rate_n += n
-        self._last_t = t_last
-        return gap
-
-    def sample_rate_hz(self) -> float:
-        """Samples per second measured over the host times since the last (re)open
-        (at least 1 s of them), else the configured ``device.rate_hz``."""
-        if self._rate_t0 is not None and self._last_t is not None:
-            span = self._last_t - self._rate_t0
-            if span >= 1.0 and self._rate_n > 1:
-                return (self._rate_n - 1) / span
-        return self.cfg.device.rate_hz
-
     def disconnect(self, reason: str) -> None:
         log.warning("device_disconnected", port=self.port, reason=reason)
-        if self.disconnected_at is None:
-            self.disconnected_at = time.time()
         self.transport.close()
         self.state = DISCONNECTED
         self.last_error = reason

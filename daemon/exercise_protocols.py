@@ -1,8 +1,9 @@
 """Timed exercise protocols: a fixed schedule of epochs the daemon marks itself.
 
 A protocol is a list of (label, seconds) steps from the config.  Step boundaries are
-scheduled host times; the marker channel turns each boundary into markers aligned to
-the first sample at or after it, so a protocol is as sample-exact as a manual marker.
+scheduled host times; the protocol runner (``protocol_runner.py``) turns each boundary
+into markers, which the marker channel aligns to the first sample at or after it, so a
+protocol is as sample-exact as a manual marker.
 """
 
 from __future__ import annotations

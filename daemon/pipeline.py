@@ -94,14 +94,17 @@ class Pipeline:
             for _, idx, dist in self.probe.srs_groups
         ]
         self.last_tsi: np.ndarray | None = None  # (n, n_groups) % for the last block
-        self.want_tsi = True  # TSI travels with hb only: the loop clears this when no
-        # one subscribes to hb
+        self.want_tsi = True  # TSI travels with hb only: off while no one subscribes to hb
         # set by the marker channel: (seq0, t (n,), t_dev (n,)) -> epoch indices (n,)
         self.tagger = None
 
     @property
     def info(self) -> Info:
         return self.probe.info
+
+    def set_want_tsi(self, wanted: bool) -> None:
+        """Compute TSI for the blocks to come (only while someone subscribes to hb)."""
+        self.want_tsi = wanted
 
     def ingest(
         self, samples: list[Sample | SampleBlock], arrival: float

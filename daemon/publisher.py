@@ -80,6 +80,14 @@ class Publisher:
         self.subscriptions: dict[bytes, int] = {}  # prefix -> subscribe minus unsubscribe
         self._wanted: dict[str, bool] = {}
 
+    def set_labels(self, labels: Sequence[str]) -> None:
+        """The epoch label table sample headers name their epochs from (index → label)."""
+        self.labels = labels
+
+    def set_wavelengths(self, wavelengths_nm: Sequence[float]) -> None:
+        """The probe's wavelengths, which ``raw`` and ``od`` headers carry."""
+        self.wavelengths_nm = list(wavelengths_nm)
+
     def read_subscriptions(self) -> None:
         """Take the (un)subscribe notices XPUB queued (at most NOTICES_PER_TURN, so a
         flood of them cannot hold the loop); call when its socket is readable."""

@@ -141,7 +141,7 @@ class _Lifetime:
     def on_stop(self, signum: int, _frame: FrameType | None) -> None:
         self.stop = True
         if self.acq is not None:
-            self.acq.stop_requested = True
+            self.acq.request_stop()
         log.info("stop_requested", signal=signal.Signals(signum).name)
 
     def on_reload(self, _signum: int, _frame: FrameType | None) -> None:
@@ -153,7 +153,7 @@ class _Lifetime:
             return
         log.info("reload_requested", config=self.cfg.source)
         if self.acq is not None:
-            self.acq.stop_requested = True
+            self.acq.request_stop()
 
 
 def _start(cfg: Config, ctx: zmq.Context, notifier: Notifier) -> Acquisition:
@@ -203,7 +203,8 @@ def run_daemon(cfg: Config, notifier: Notifier | None = None) -> int:
                 port=acq.device.port,
                 pid=os.getpid(),
             )
-            acq.stop_requested = life.stop or life.pending is not None
+            if life.stop or life.pending is not None:  # a signal came during start-up
+                acq.request_stop()
             # start-up objects (modules, config, sockets) leave the collector's view:
             # full collections then walk only what the loop creates and stay short
             gc.freeze()

@@ -16,10 +16,11 @@ import pytest
 from nirsd.cli.testing import DaemonProcess, free_port, simulated_config, wait_for
 from nirsd.clients.tail import sample_lines
 from nirsd.daemon import config
-from nirsd.daemon.device import DeviceLink
+from nirsd.daemon.device import NOTHING, DeviceLink
+from nirsd.daemon.stream_accounting import StreamAccounting
 from nirsd.daemon.wire import Message, decode, encode_array
 from nirsd.drivers.delimited import DelimitedParser, parse_layout
-from nirsd.drivers.text_emulator import DelimitedEmulator
+from nirsd.drivers.sim.csv_emulator import DelimitedEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,32 +125,38 @@ def test_client_flags_are_validated(tmp_path):
 
 
 def test_disconnect_gap_estimates_the_lost_samples():
-    cfg = config.parse(
-        {"device": {"driver": "nirsb", "port": "/nonexistent/probe", "rate_hz": 10.0}}
-    )
-    link = DeviceLink(cfg)
+    stream = StreamAccounting(10.0)
     t = 1000.0 + np.arange(100) / 50.0  # 2 s at 50 Hz (the configured 10 Hz is wrong)
-    assert link.note_block(0, t[0], t[49], 50) is None
-    assert link.note_block(50, t[50], t[99], 50) is None
-    link.disconnect("unplugged")
+    assert stream.note_block(0, t[0], t[49], 50, 0) is None
+    assert stream.note_block(50, t[50], t[99], 50, 0) is None
+    stream.disconnected(2000.0)  # unplugged
     t_after = t[99] + 1.5  # 1.5 s from the last sample to the next
-    gap = link.note_block(100, t_after, t_after + 0.2, 11)
+    gap = stream.note_block(100, t_after, t_after + 0.2, 11, 1)
     assert gap["cause"] == "disconnect" and gap["seq"] == 100
     assert gap["span_s"] == pytest.approx(1.5)
     assert gap["rate_hz"] == pytest.approx(50.0)
     assert gap["lost_samples"] == 74 and gap["lost_samples_estimated"] is True
-    assert link.note_block(111, t_after + 0.22, t_after + 0.3, 5) is None
+    assert gap["disconnected_at"] == 2000.0 and gap["reconnects"] == 1
+    assert list(stream.gaps) == [gap] and stream.next_seq == 111
+    assert stream.note_block(111, t_after + 0.22, t_after + 0.3, 5, 1) is None
 
 
 def test_short_run_before_unplug_uses_the_configured_rate():
-    cfg = config.parse(
-        {"device": {"driver": "nirsb", "port": "/nonexistent/probe", "rate_hz": 20.0}}
-    )
-    link = DeviceLink(cfg)
-    link.note_block(0, 10.0, 10.05, 2)
-    link.disconnect("unplugged")
-    gap = link.note_block(2, 10.06, 10.06, 1)  # back at once: nothing lost
+    stream = StreamAccounting(20.0)
+    stream.note_block(0, 10.0, 10.05, 2, 0)
+    stream.disconnected(11.0)
+    gap = stream.note_block(2, 10.06, 10.06, 1, 1)  # back at once: nothing lost
     assert gap["lost_samples"] == 0 and gap["rate_hz"] == 20.0
+
+
+def test_lost_frames_make_one_gap_each_time_the_count_grows():
+    stream = StreamAccounting(10.0)
+    assert stream.note_lost(0, 0, 10.0) is None
+    gap = stream.note_lost(3, 40, 10.0)
+    assert gap == {"event": "gap", "seq": 40, "lost_samples": 3, "span_s": 0.3}
+    assert stream.note_lost(3, 50, 10.0) is None  # no new loss
+    assert stream.note_lost(5, 60, None) is None  # no probe description yet: not a gap
+    assert stream.lost_samples == 3 and stream.gaps.appended == 1
 
 
 # ---------------------------------------------------------------------- tail
@@ -285,7 +292,7 @@ def test_csv_board_with_more_channels_than_mapped_is_explained(tmp_path):
 
         def flagged():
             if link.try_open(time.monotonic()) and select.select([link.fileno()], [], [], 0.1)[0]:
-                assert link.read() == []
+                assert link.read() is NOTHING  # bytes, but no valid frame
             return link.last_error
 
         error = wait_for(flagged, 20, interval=0.0, what="no-valid-frame error")

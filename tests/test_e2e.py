@@ -10,8 +10,8 @@ import pytest
 
 from nirsd.cli.testing import DaemonProcess, device_config, simulated_config, wait_for
 from nirsd.daemon.converter import BASELINE_PENDING
-from nirsd.drivers.emulator import Emulator
-from nirsd.drivers.physiology import Physiology
+from nirsd.drivers.sim.emulator import Emulator
+from nirsd.drivers.sim.physiology import Physiology
 
 RATE = 20.0
 N_CH = 4

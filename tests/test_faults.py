@@ -33,8 +33,8 @@ from nirsd.cli.testing import (
 )
 from nirsd.core.errors import NirsdError
 from nirsd.daemon import wire
-from nirsd.drivers.emulator import Emulator, Faults
-from nirsd.drivers.text_emulator import HegEmulator
+from nirsd.drivers.sim.emulator import Emulator, Faults
+from nirsd.drivers.sim.heg_emulator import HegEmulator
 
 pytestmark = pytest.mark.faults
 HAS_SNIRF = importlib.util.find_spec("h5py") and importlib.util.find_spec("snirf")
@@ -157,7 +157,7 @@ def test_unplug_replug_20_cycles(tmp_path, fault_report):
             wait_for(lambda: emu.replugged_at != before and emu.streaming, 10, what="replug")
             n0 = len(stream.raw)
             stream.until(lambda: len(stream.raw) >= n0 + 5, 10, "samples after replug")
-            resume.append(time.monotonic() - emu._stream_t0)
+            resume.append(time.monotonic() - emu.stream_t0)
             survived += proc.proc.poll() is None
         status = proc.control().status()
         lost = stream.lost()
@@ -211,28 +211,19 @@ def test_corrupt_bytes_one_percent(tmp_path, fault_report):
     assert seqs == list(range(len(seqs)))  # rejected frames leave no hole in seq
 
 
-class StallingEmulator(Emulator):
-    """Stops writing while ``stall_until`` (monotonic s) is ahead; samples pile up."""
-
-    stall_until = 0.0
-
-    def _flush(self) -> None:
-        if time.monotonic() >= self.stall_until:
-            super()._flush()
-
-
 def test_stalled_device_10_s(tmp_path, fault_report):
     rate, stall_s = 20.0, 10.0
-    emu = StallingEmulator(n_channels=2, rate_hz=rate)
+    emu = Emulator(n_channels=2, rate_hz=rate)
     proc = emulated(tmp_path, emu)
     stream = Stream(proc)
     try:
         stream.until(lambda: len(stream.raw) >= 10, what="samples before the stall")
-        emu.stall_until = time.monotonic() + stall_s
+        stall_until = time.monotonic() + stall_s
+        emu.stall(stall_s)
         stream.pump(0.5)
         n_stall = len(stream.raw)
         states, replies, rates = set(), [], []
-        while time.monotonic() < emu.stall_until - 0.5:  # during the stall
+        while time.monotonic() < stall_until - 0.5:  # during the stall
             t0 = time.monotonic()
             st = proc.control().status()
             replies.append(time.monotonic() - t0)

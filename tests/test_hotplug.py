@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from nirsd.cli.testing import DaemonProcess
-from nirsd.drivers.emulator import Emulator
-from nirsd.drivers.text_emulator import HegEmulator
+from nirsd.drivers.sim.emulator import Emulator
+from nirsd.drivers.sim.heg_emulator import HegEmulator
 
 RATE = 50.0
 OUTAGE_S = 1.5
@@ -95,14 +95,14 @@ def test_unplug_replug(driver, tmp_path):
                 lambda: (
                     emu.replugged_at is not None
                     and emu.streaming
-                    and c.samples_after(emu._stream_t0) >= 25
+                    and c.samples_after(emu.stream_t0) >= 25
                 ),
                 10,
                 "resumed samples",
             )
-            first_after = min(w for w, _, _, _ in c.raw if w >= emu._stream_t0)
-            resumed_after = first_after - emu._stream_t0
-            reopened_after = emu._stream_t0 - emu.replugged_at
+            first_after = min(w for w, _, _, _ in c.raw if w >= emu.stream_t0)
+            resumed_after = first_after - emu.stream_t0
+            reopened_after = emu.stream_t0 - emu.replugged_at
             c.pump_until(lambda: c.events("gap"), 3, "gap event")
             status = proc.control().status()
         assert proc.proc.poll() is None  # the daemon kept running

@@ -14,9 +14,9 @@ import pytest
 from nirsd.cli.testing import DaemonProcess, device_config, wait_for
 from nirsd.core.errors import ConfigError
 from nirsd.drivers.base import Derived, DeviceSettings
-from nirsd.drivers.emulator import Faults
 from nirsd.drivers.nonin import ComputedValuesParser, NoninDriver
-from nirsd.drivers.nonin_emulator import NoninEmulator
+from nirsd.drivers.sim.emulator import Faults
+from nirsd.drivers.sim.nonin_emulator import NoninEmulator
 
 NAN = float("nan")
 

@@ -1,0 +1,106 @@
+"""The daemon's status: what the ``status`` request answers and the ``status`` topic carries,
+and when the periodic one goes out.
+
+:func:`assemble_status` reads the acquisition's parts (device link, pipeline, stream
+accounting, control server, loop guard, publisher, extensions) and changes none of them,
+except that assessing quality marks later samples (``Pipeline.assess_quality``).
+:class:`StatusSchedule` times the periodic message within the loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .security import rejected_handshakes
+
+STATUS_SLACK_S = 0.25  # how long periodic status waits for a frame to follow
+STATUS_QUIET_MAX_S = 0.02  # and then at most this long for that frame to be delivered
+GAPS_SHOWN = 10  # the newest gap events in a status message
+
+
+def assemble_status(acq: Any) -> dict[str, Any]:
+    """The status body (docs/protocol.md "status") of ``acq``
+    (a :class:`~nirsd.daemon.acquisition.Acquisition`)."""
+    p, device, stream, control = acq.pipeline, acq.device, acq.stream, acq.control
+    body: dict[str, Any] = {
+        "state": device.state,
+        "port": device.port,
+        "driver": device.driver.name,
+        "samples": stream.next_seq,
+        "rate_hz": round(stream.rate_hz, 3),
+        "uptime_s": round(time.time() - acq.started, 3),
+        "counters": {
+            **device.counters(),
+            "reconnects": device.reconnects,
+            "shape_errors": p.shape_errors if p else 0,
+            "clock_restarts": p.clock.restarts if p else 0,
+            "clock_outliers": p.clock.outliers if p else 0,
+            "clock_clamped": p.clock.clamped if p else 0,
+            "lost_samples": stream.lost_samples,
+            "control_served": control.served,
+            "control_rejected": control.rejected,
+            "control_refused": control.refused,
+            "control_failed": control.failed,
+            "loop_errors": acq.guard.errors,
+            "subscriptions_ignored": acq.publisher.subscriptions_ignored,
+            "info_ignored": acq.info_ignored,
+            "gaps": stream.gaps.appended,
+        },
+        "gaps": stream.gaps[-GAPS_SHOWN:],
+        "last_error": device.last_error,
+        "last_loop_error": acq.guard.last_error,
+        "loop_turn_max_ms": round(acq.turn_max_s * 1e3, 3),
+    }
+    if p is not None:
+        body["quality"] = p.assess_quality()
+        body["baseline_ready"] = bool(p.converter.baseline_ready)
+        body["oldest"] = p.ring.oldest
+    curve_rejected = rejected_handshakes(acq.ctx)
+    if curve_rejected is not None:
+        body["counters"]["curve_rejected"] = curve_rejected
+    for ext in acq.extensions:
+        body.update(ext.status())
+    return body
+
+
+class StatusSchedule:
+    """When the periodic status goes out: every ``interval_s``, placed after a frame.
+
+    Periodic status (quality spectra: about a millisecond, more for big probes) waits
+    for a frame and then for a third of a frame period: by then that frame has reached
+    its subscribers (on a small machine status work would compete with them for a core)
+    and the next frame is still far.  Without frames it goes out STATUS_SLACK_S late.
+    """
+
+    def __init__(self, interval_s: float, now: float) -> None:
+        self.interval_s = interval_s
+        self.next_s = now + interval_s  # monotonic s the next one is due
+        self.at_s: float | None = None  # when the due one goes out (after a frame)
+
+    def timeout_ms(self, timeout_ms: int, now: float) -> int:
+        """The poll timeout: ``timeout_ms``, or shorter when a status is about to go."""
+        if self.at_s is None:
+            return timeout_ms
+        return min(timeout_ms, max(0, int((self.at_s - now) * 1000) + 1))
+
+    def due(self, now: float, handled_frame: bool, rate_hz: Callable[[], float]) -> bool:
+        """True when the periodic status should go out now (the next is then scheduled);
+        ``handled_frame``: this loop turn delivered frames of a probe at ``rate_hz()``
+        (asked only then).  Callers check ``now >= next_s`` first, sparing a call on
+        most loop turns."""
+        if now < self.next_s:
+            return False
+        if handled_frame and self.at_s is None:
+            self.at_s = now + quiet_s(rate_hz())
+        if (self.at_s is not None and now >= self.at_s) or now >= self.next_s + STATUS_SLACK_S:
+            self.next_s = now + self.interval_s
+            self.at_s = None
+            return True
+        return False
+
+
+def quiet_s(rate_hz: float) -> float:
+    """How long after a frame periodic status waits (a third of a frame period)."""
+    return min(STATUS_QUIET_MAX_S, 1.0 / (3.0 * rate_hz)) if rate_hz > 0 else 0.0
