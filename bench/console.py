@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,18 +37,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, Load, Proc, parse_load, save_results, stats  # noqa: E402
 
-from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
+from nirsd.cli.testing import (  # noqa: E402
+    DaemonProcess,
+    headless_chromium,
+    simulated_config,
+    wait_for,
+)
 
-CHROME_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # a bedside screen is never "in the background": measure it as it runs there
+#: a bedside screen is never "in the background": measure it as it runs there
+FOREGROUND_FLAGS = (
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
@@ -115,16 +111,7 @@ class SseClient:
 
 
 def open_tabs(url: str, tabs: int, profile: Path) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    for flag in CHROME_FLAGS:
-        opts.add_argument(flag)
-    opts.add_argument(f"--user-data-dir={profile}")
-    opts.add_argument("--window-size=1400,900")
-    opts.binary_location = shutil.which("chromium") or "chromium"
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    driver = headless_chromium(profile, flags=FOREGROUND_FLAGS, logs=False)
     for i in range(tabs):
         if i:
             driver.switch_to.new_window("window")

@@ -59,23 +59,17 @@ def role_device(a: argparse.Namespace) -> None:
     import zmq
 
     load = parse_load(a.load)
-    dev = PtyDevice(load)
+    dev = PtyDevice(load, lockstep=True)
     print(dev.port, flush=True)
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.SUBSCRIBE, a.topic.encode())
     sub.connect(a.data)
-    deadline = time.monotonic() + 60
-    while b"?b" not in dev.commands:
-        if time.monotonic() > deadline:
-            raise SystemExit("the reader never sent ?b")
-        time.sleep(0.01)
-        dev.on_readable()
-    dev.write(dev.info())
+    dev.wait_streaming(timeout_s=60)  # the reader's ?b (the emulator answers ? with INFO)
     got = expected = 0 if a.topic else -1  # the floor relays the INFO frame too
     for k in range(a.frames):
-        dev.write(dev.frame(k))
+        dev.step()
         expected = k + 1 if a.topic else k + 2
         while got < expected:
             # the first frames may precede the subscription: do not wait long for those
@@ -85,12 +79,10 @@ def role_device(a: argparse.Namespace) -> None:
             sub.recv_multipart()
             got += 1
         time.sleep(GAP_S)
-        dev.on_readable()
     os.kill(os.getppid(), signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while a.topic and not dev.commands.endswith(b"s") and time.monotonic() < deadline:
+    while a.topic and dev.streaming and time.monotonic() < deadline:
         time.sleep(0.01)  # nirsd writes its stop command before it closes the port
-        dev.on_readable()
     sub.close()
     ctx.term()
     dev.close()

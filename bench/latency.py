@@ -3,7 +3,7 @@ subscriber process, against the anchors most labs use today, in the same run.
 
 Pipelines, per load (channels x wavelengths @ Hz):
 
-- ``nirsd``: this process writes each frame to the master side of a pty; ``nirsd run``
+- ``nirsd``: nirsd's NIRSB emulator in this process writes each frame to a pty; ``nirsd run``
   (a subprocess, driver nirsb, port = the pty) reads, converts and publishes; a
   subscriber process decodes ``hb``.  Latency = write start → ``hb`` received.
   The daemon's CPU (utime + stime per second of data, % of one core) is reported.
@@ -62,14 +62,8 @@ PIPELINES = ("nirsd", "floor", "lsl", "serial-lsl")
 
 
 def _await_command(dev: PtyDevice, alive: Callable[[], None], timeout_s: float = 30.0) -> None:
-    """Wait for the reader's ``?b`` on the pty, then answer with INFO."""
-    deadline = time.monotonic_ns() + int(timeout_s * 1e9)
-    while b"?b" not in dev.commands:
-        alive()
-        if time.monotonic_ns() > deadline:
-            raise TimeoutError("the reader never sent ?b")
-        wait_io(min(deadline, time.monotonic_ns() + 100_000_000), [dev])
-    dev.write(dev.info())
+    """Wait for the reader's ``?b`` on the pty (the emulator answers ``?`` with INFO)."""
+    dev.wait_streaming(alive, timeout_s)
 
 
 def _result(
@@ -140,32 +134,15 @@ def run_nirsd(
         )
         cpu = CpuWindow(d.proc.pid)
 
-        pending: list[bytes] = []
-
-        def send(k: int) -> None:
-            if burst_s:
-                pending.append(dev.frame(k))
-            else:
-                dev.write(dev.frame(k))
-            if send_hook is not None:
-                send_hook(k)
-
-        def flush() -> None:
-            if pending:
-                dev.write(b"".join(pending))
-                pending.clear()
-
-        p = paced(
-            load,
-            send,
-            [dev, sub],
+        # the emulator paces the frames and batches late ones itself (burst_s unused)
+        p = dev.stream(
+            [sub],
             lambda: sub.ready,
             seconds,
             warmup_s,
-            burst_s,
             max_wait_s=max_wait_s,
             on_measure=cpu,
-            flush=flush,
+            on_frame=send_hook,
         )
         try:
             wait_for(
@@ -178,7 +155,7 @@ def run_nirsd(
             pass  # reported as lost samples below
         status = d.control(2.0).status()
         mem = Proc(d.proc.pid).mem_kb()
-        wait_io(time.monotonic_ns() + int(grace_s * 1e9), [dev])
+        wait_io(time.monotonic_ns() + int(grace_s * 1e9), [])
         idx, ns = sub.finish()
         sub = None
     finally:
@@ -225,16 +202,8 @@ def _relayed(
         _await_command(dev, alive)
         sink = make_sink()
         cpu = CpuWindow(middle.proc.pid)
-        p = paced(
-            load,
-            lambda k: dev.write(dev.frame(k)),
-            [dev, sink, middle],
-            lambda: sink.ready,
-            seconds,
-            warmup_s,
-            on_measure=cpu,
-        )
-        wait_io(time.monotonic_ns() + 1_000_000_000, [dev, sink])
+        p = dev.stream([sink, middle], lambda: sink.ready, seconds, warmup_s, on_measure=cpu)
+        wait_io(time.monotonic_ns() + 1_000_000_000, [sink])
         idx, ns = sink.finish()
         sink = None
     finally:

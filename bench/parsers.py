@@ -24,7 +24,7 @@ import numpy as np
 from nirsd.drivers import nirsb
 from nirsd.drivers.delimited import DelimitedParser, parse_layout
 from nirsd.drivers.heg import HegParser, format_line
-from nirsd.drivers.physiology import Physiology
+from nirsd.drivers.sim.physiology import Physiology
 
 SERIAL_3MBAUD = 0.3  # MB/s
 USB_FULL_SPEED = 1.0  # MB/s

@@ -91,14 +91,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak", type=float, default=60.0, help="RSS soak s (600: full)")
     a = p.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    q = a.quick
     info = machine()
     log(
         f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, "
         f"load average {info['loadavg_1m']:.2f}, {info['date']}",
         file=sys.stderr,
     )
+    res = run_all(a)
+    report = report_text(info, res)
+    print(report)
+    (RESULTS / "report.md").write_text(report + "\n")
+    save_json(info, res, RESULTS / "report.json")
+    print(
+        f"\nsaved {RESULTS / 'report.json'}, {RESULTS / 'report.md'}, {RESULTS / 'latency_cdf.png'}"
+    )
+    return 0
 
+
+def run_all(a: argparse.Namespace) -> dict[str, Any]:
+    """Every benchmark in turn (shorter with ``--quick``); the latency JSON and CDF are
+    saved as soon as they exist."""
+    q = a.quick
     lat_rows = latency.run(DEFAULT_LOADS, 3.0 if q else a.seconds, 1.0 if q else 2.0, log=log)
     latency.save(lat_rows, RESULTS / "latency.json")
     cdf_png(lat_rows, RESULTS / "latency_cdf.png")
@@ -110,8 +123,20 @@ def main(argv: list[str] | None = None) -> int:
     cost_rows = frame_cost.run(
         DEFAULT_LOADS, frames=100 if q else 400, warmup=120, callgrind=not q, log=log
     )
+    return {
+        "latency": lat_rows,
+        "load": load_res,
+        "converter": conv_res,
+        "throughput": thr_res,
+        "parsers": par,
+        "frame_cost": cost_rows,
+    }
 
-    report = "\n\n".join(
+
+def report_text(info: dict[str, Any], res: dict[str, Any]) -> str:
+    """The Markdown report: the machine, then one section per benchmark."""
+    lat_rows, par = res["latency"], res["parsers"]
+    return "\n\n".join(
         filter(
             None,
             [
@@ -130,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 else None,
                 "## work per frame (calls, instructions): nirsd against the floor relay\n"
                 "lock-step cold path, bench/frame_cost.py; independent of machine load\n"
-                + frame_cost.table(cost_rows),
+                + frame_cost.table(res["frame_cost"]),
                 (
                     "## nirsd latency = transport floor + processing\n"
                     "floor: pty → read → split → ZeroMQ PUB → SUB, no processing "
@@ -138,37 +163,36 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if latency.split_table(lat_rows)
                 else None,
-                "## daemon CPU and memory\n" + load.table(load_res),
-                "## throughput\n" + throughput.table(thr_res),
-                "## converter\n" + converter.table(conv_res),
+                "## daemon CPU and memory\n" + load.table(res["load"]),
+                "## throughput\n" + throughput.table(res["throughput"]),
+                "## converter\n" + converter.table(res["converter"]),
                 ("## parsers\n" + par) if par else None,
             ],
         )
     )
-    print(report)
-    (RESULTS / "report.md").write_text(report + "\n")
+
+
+def save_json(info: dict[str, Any], res: dict[str, Any], path: Path) -> None:
+    """Every figure as JSON (the latency rows without their raw samples)."""
+    lat_rows = res["latency"]
     clean = [{k: v for k, v in r.items() if k != "_lat"} for r in lat_rows]
-    (RESULTS / "report.json").write_text(
+    path.write_text(
         json.dumps(
             {
                 "machine": info,
                 "latency": clean,
                 "latency_split": latency.split(lat_rows),
                 "goals": latency.goals(lat_rows),
-                "frame_cost": cost_rows,
-                "load": load_res,
-                "throughput": thr_res,
-                "converter": conv_res,
-                "parsers": par,
+                "frame_cost": res["frame_cost"],
+                "load": res["load"],
+                "throughput": res["throughput"],
+                "converter": res["converter"],
+                "parsers": res["parsers"],
             },
             indent=1,
             default=str,
         )
     )
-    print(
-        f"\nsaved {RESULTS / 'report.json'}, {RESULTS / 'report.md'}, {RESULTS / 'latency_cdf.png'}"
-    )
-    return 0
 
 
 if __name__ == "__main__":

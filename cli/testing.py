@@ -8,6 +8,7 @@ directory and config, waits until it streams, and stops it with SIGTERM.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,6 +86,48 @@ def device_config(
         f'[device]\ndriver = "{driver}"\nport = "{port}"\nreconnect_s = 0.1\n'
         f"[baseline]\nseconds = {baseline_s}\n[status]\ninterval_s = 0.5\n{extra}"
     )
+
+
+#: headless Chromium as tests and benchmarks run it: no GPU, no network of its own
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def chromium() -> tuple[str, str] | None:
+    """(chromium, chromedriver) paths, or None when Debian's packages are not installed."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+def headless_chromium(
+    profile: Path, size: str = "1400,900", flags: tuple[str, ...] = (), logs: bool = True
+) -> Any:
+    """Headless Chromium through Selenium with a fresh profile (``flags`` added to
+    CHROME_FLAGS); with ``logs``, the page's console log is kept for reading."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    found = chromium()
+    if found is None:
+        raise RuntimeError("needs Debian's chromium and chromium-driver")
+    opts = webdriver.ChromeOptions()
+    for flag in (*CHROME_FLAGS, *flags):
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={profile}")
+    opts.add_argument(f"--window-size={size}")
+    opts.binary_location = found[0]
+    if logs:
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(found[1]), options=opts)
 
 
 class DaemonProcess:
@@ -223,11 +266,12 @@ class _Closing:
 
 class Collector:
     """A test-side subscriber that keeps what it receives: samples by ``seq`` per topic
-    (``raw``, ``hb``, ``od``), their host and device times and epoch labels, every other
-    message as an event, and each message's arrival time.  One collector for every test
-    that reads the stream, so each reads it the same way."""
+    (``raw``, ``hb``, ``od``, ``derived``), their host and device times and epoch labels,
+    the newest header of each topic, every other message as an event, and when each
+    arrived.  One collector for every test that reads the stream, so each reads it the
+    same way."""
 
-    SAMPLE_TOPICS = ("raw", "hb", "od")
+    SAMPLE_TOPICS = ("raw", "hb", "od", "derived")
 
     def __init__(self, sub: Any) -> None:
         self.sub = sub
@@ -238,6 +282,14 @@ class Collector:
         self.events: list[Any] = []
         #: (monotonic arrival, topic, first seq or None, the message's newest sample time)
         self.arrivals: list[tuple[float, str, int | None, float | None]] = []
+        #: monotonic arrival of each live sample, per topic and ``seq``
+        self.received: dict[str, dict[int, float]] = {t: {} for t in self.SAMPLE_TOPICS}
+        #: wall-clock receipt minus the newest sample time ``t`` of each live message, s
+        self.latency: dict[str, list[float]] = {t: [] for t in self.SAMPLE_TOPICS}
+        #: live samples received again with a ``seq`` already held (a duplicate)
+        self.repeated: dict[str, int] = dict.fromkeys(self.SAMPLE_TOPICS, 0)
+        self.last_header: dict[str, dict] = {}
+        self._event_arrivals: list[float] = []
 
     @property
     def hb(self) -> dict[int, Any]:
@@ -247,23 +299,31 @@ class Collector:
     def raw(self) -> dict[int, Any]:
         return self.samples["raw"]
 
-    def take(self, msg: Any) -> None:
-        """Keep one message."""
+    def take(self, msg: Any, live: bool = True) -> None:
+        """Keep one message; ``live=False`` for history (no arrival, latency or repeat)."""
         now = time.monotonic()
-        if msg.topic in self.samples:
-            store, header = self.samples[msg.topic], msg.header
-            for i in range(msg.n):
-                s = msg.seq + i
-                store[s] = msg.array[i]
-                self.t[s] = header["t"][i]
-                if "t_dev" in header:
-                    self.t_dev[s] = header["t_dev"][i]
-                if "epoch" in header:
-                    self.epoch[s] = header["epoch"][i]
-            self.arrivals.append((now, msg.topic, msg.seq, header["t"][-1] if msg.n else None))
-        else:
+        if msg.topic not in self.samples:
             self.events.append(msg)
+            self._event_arrivals.append(now)
             self.arrivals.append((now, msg.topic, None, None))
+            return
+        store, header = self.samples[msg.topic], msg.header
+        self.last_header[msg.topic] = header
+        for i in range(msg.n):
+            s = msg.seq + i
+            if live:
+                self.repeated[msg.topic] += s in store
+                self.received[msg.topic].setdefault(s, now)
+            store[s] = msg.array[i]
+            self.t[s] = header["t"][i]
+            if "t_dev" in header:
+                self.t_dev[s] = header["t_dev"][i]
+            if "epoch" in header:
+                self.epoch[s] = header["epoch"][i]
+        if live:
+            self.arrivals.append((now, msg.topic, msg.seq, header["t"][-1] if msg.n else None))
+            if msg.n:
+                self.latency[msg.topic].append(time.time() - header["t"][-1])
 
     def pump(self, seconds: float = 0.05) -> int:
         """Receive for ``seconds``; the newest sample ``seq`` held (-1 if none)."""
@@ -291,6 +351,37 @@ class Collector:
         """Headers of the events received on ``topic``, in order."""
         return [m.header for m in self.events if m.topic == topic]
 
+    def timed(self, topic: str, after: float = 0.0) -> list[tuple[float, dict]]:
+        """(monotonic arrival, header) of the events on ``topic`` that came at ``after``
+        or later."""
+        return [
+            (when, m.header)
+            for when, m in zip(self._event_arrivals, self.events)
+            if m.topic == topic and when >= after
+        ]
+
+    def status(self, event: str) -> list[dict]:
+        """Headers of the ``status`` messages announcing ``event`` (e.g. ``gap``)."""
+        return [h for h in self.of("status") if h.get("event") == event]
+
+    def backfill(self, topic: str = "raw") -> None:
+        """Take from history every ``topic`` sample before the first one received."""
+        first = min(self.samples[topic])
+        if first > 0:
+            self.take(self.sub.control.history(since=0, until=first)[topic], live=False)
+
+    def lost(self, topic: str = "raw", timeout: float = 10.0) -> int:
+        """Samples [0, head) the daemon accepted that this collector does not hold after
+        catching up live to the head and backfilling the start from history."""
+        head = self.sub.control.info()["seq"]
+        held = self.samples[topic]
+        self.until(lambda: max(held, default=-1) >= head - 1, timeout, "catch up to head")
+        self.backfill(topic)
+        return sum(1 for s in range(head) if s not in held)
+
+    def close(self) -> None:
+        self.sub.close()
+
 
 def start_recorder(
     daemon: DaemonProcess,
@@ -313,3 +404,14 @@ def start_recorder(
         preexec_fn=preexec,
         cwd=cwd,
     )
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[Any, Any]:
+    """``proc.communicate(timeout=timeout)``; a process still running after it (timed
+    out, or the caller's error) is killed, never left behind."""
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

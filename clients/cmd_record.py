@@ -12,6 +12,9 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from nirsd.core.errors import NirsdError
@@ -153,12 +156,7 @@ class Progress:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     require("h5py", "nirsd record")
-    from nirsd.clients import recorder
-    from nirsd.clients.snirf_writer import Meta
-
     if args.bids is not None:
         if args.file is not None:
             raise NirsdError("give FILE.snirf or --bids ROOT, not both")
@@ -169,41 +167,95 @@ def cmd_record(args: argparse.Namespace) -> int:
         raise NirsdError("give FILE.snirf (or --bids ROOT)")
     path = Path(args.file)
     if args.recover:
-        if not path.exists():
-            raise NirsdError(f"{path}: no such file")
-        print(json.dumps(recorder.recover_file(path, hb=True)))
-        return 0
+        return _recover(path)
     if path.exists() and not args.force:
         raise NirsdError(f"{path} exists (use --force to overwrite, --recover to repair)")
+    return _record(args, path)
+
+
+def _recover(path: Path) -> int:
+    """``--recover``: make what a killed recorder wrote a valid file; its summary."""
+    from nirsd.clients import recorder
+
+    if not path.exists():
+        raise NirsdError(f"{path}: no such file")
+    print(json.dumps(recorder.recover_file(path, hb=True)))
+    return 0
+
+
+@contextmanager
+def subscribed(args: argparse.Namespace, topics: Any) -> Iterator[Any]:
+    """A ``Subscriber`` on the command's endpoints with its ``--timeout`` for control
+    requests; warnings only in the log (progress has its own lines)."""
     from nirsd.daemon import logs
 
     from .subscriber import Subscriber
 
     logs.configure("warning")
-    meta = Meta(subject=args.subject, group=args.group, visit=args.visit)
-    progress = Progress()
-    topics = (*recorder.TOPICS, "derived")  # a device of computed values sends these
     with Subscriber(topics, endpoints=endpoints(args), curve=curve(args)) as sub:
         sub.control.timeout_s = args.timeout
-        kind = recorder.Recorder
-        if "derived" in (info := sub.control.info()) and not info.get("n_channels"):
-            from .derived_recorder import DerivedRecorder as kind  # type: ignore[assignment]
-        rec = kind(
-            path,
-            sub,
-            meta,
-            duration_s=args.duration,
-            backfill_s=args.backfill,
-            progress=progress,
-            timeout_s=args.timeout,
-            hb_file=True,
-        )
+        yield sub
 
-        def on_signal(signum: int, frame: Any) -> None:
-            rec.stop(signal.Signals(signum).name)
 
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        code = 0
+@contextmanager
+def stopping_on_signals(rec: Any) -> Iterator[None]:
+    """SIGINT and SIGTERM stop ``rec`` (which then ends its file cleanly) while the
+    block runs; the previous handlers come back after it."""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        rec.stop(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _record(args: argparse.Namespace, path: Path) -> int:
+    """Record into ``path`` until stopped; the summary on stdout; the exit status."""
+    from nirsd.clients import recorder
+
+    progress = Progress()
+    topics = (*recorder.TOPICS, "derived")  # a device of computed values sends these
+    with subscribed(args, topics) as sub:
+        rec = _recorder_for(sub, path, args, progress)
+        code = _run(rec, progress)
+        progress.end()
+        summary = _summary(rec, path, args)
+        if progress.tty:
+            _say_recorded(summary, path)
+        print(json.dumps(summary))
+        return code
+
+
+def _recorder_for(sub: Any, path: Path, args: argparse.Namespace, progress: Progress) -> Any:
+    """The recorder for what the daemon streams: ``Recorder`` for an optical probe,
+    ``DerivedRecorder`` for a device of computed values (no optical channels)."""
+    from nirsd.clients import recorder
+    from nirsd.clients.snirf_writer import Meta
+
+    meta = Meta(subject=args.subject, group=args.group, visit=args.visit)
+    kind = recorder.Recorder
+    if "derived" in (info := sub.control.info()) and not info.get("n_channels"):
+        from .derived_recorder import DerivedRecorder as kind  # type: ignore[assignment]
+    return kind(
+        path,
+        sub,
+        meta,
+        duration_s=args.duration,
+        backfill_s=args.backfill,
+        progress=progress,
+        timeout_s=args.timeout,
+        hb_file=True,
+    )
+
+
+def _run(rec: Any, progress: Progress) -> int:
+    """Run ``rec`` until it stops; a write error after the file exists is reported and
+    gives the exit status (74 for a full disk), an error before it is raised."""
+    with stopping_on_signals(rec):
         try:
             rec.run()
         except NirsdError as err:
@@ -211,27 +263,32 @@ def cmd_record(args: argparse.Namespace) -> int:
                 raise
             progress.end()
             print(f"nirsd: {err}", file=sys.stderr)
-            code = EXIT_IOERR if rec.stop_reason in ("disk full", "write failed") else 1
-        finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
-        progress.end()
-        summary = {
-            "file": str(path),
-            "reason": rec.stop_reason,
-            **rec.stats.as_dict(),
-            **backfill_summary(rec, args.backfill),
-        }
-        hb_file = recorder.snirf_hb.hb_path(path)
-        if hb_file.exists():
-            summary["hb_file"] = str(hb_file)
-        if progress.tty:
-            back = summary["backfilled_s"]
-            print(
-                f"nirsd: recorded {summary['samples']} samples into {path}"
-                + (f", of which {back:g} s from before the start (--backfill)" if back else "")
-                + f"; {summary['reason']}",
-                file=sys.stderr,
-            )
-        print(json.dumps(summary))
-        return code
+            return EXIT_IOERR if rec.stop_reason in ("disk full", "write failed") else 1
+    return 0
+
+
+def _summary(rec: Any, path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The summary line: file, stop reason, counters, backfill, the ΔHb file if any."""
+    from nirsd.clients import recorder
+
+    summary = {
+        "file": str(path),
+        "reason": rec.stop_reason,
+        **rec.stats.as_dict(),
+        **backfill_summary(rec, args.backfill),
+    }
+    hb_file = recorder.snirf_hb.hb_path(path)
+    if hb_file.exists():
+        summary["hb_file"] = str(hb_file)
+    return summary
+
+
+def _say_recorded(summary: dict[str, Any], path: Path) -> None:
+    """The closing sentence on a terminal."""
+    back = summary["backfilled_s"]
+    print(
+        f"nirsd: recorded {summary['samples']} samples into {path}"
+        + (f", of which {back:g} s from before the start (--backfill)" if back else "")
+        + f"; {summary['reason']}",
+        file=sys.stderr,
+    )

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from nirsd.core.errors import NirsdError
-from nirsd.daemon.cmdline import curve, endpoints
 
-from .cmd_record import EXIT_IOERR
+from .cmd_record import EXIT_IOERR, stopping_on_signals, subscribed
 
 
 def cmd_record_bids(args: argparse.Namespace) -> int:
@@ -41,17 +39,10 @@ def cmd_record_bids(args: argparse.Namespace) -> int:
 
 
 def _follow(args: argparse.Namespace, root: Path, bids_recorder: Any) -> int:
-    from nirsd.daemon import logs
-
-    from .subscriber import Subscriber
-
-    logs.configure("warning")
-
     def on_run(result: Any) -> None:
         print(json.dumps(result.summary()), flush=True)
 
-    with Subscriber(bids_recorder.TOPICS, endpoints=endpoints(args), curve=curve(args)) as sub:
-        sub.control.timeout_s = args.timeout
+    with subscribed(args, bids_recorder.TOPICS) as sub:
         rec = bids_recorder.BidsRecorder(
             root,
             sub,
@@ -60,23 +51,16 @@ def _follow(args: argparse.Namespace, root: Path, bids_recorder: Any) -> int:
             timeout_s=args.timeout,
             on_run=on_run,
         )
-
-        def on_signal(signum: int, frame: Any) -> None:
-            rec.stop(signal.Signals(signum).name)
-
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         code = 0
-        try:
-            rec.run(ready=lambda: _say({"event": "following", "root": str(root)}))
-        except NirsdError as err:
-            failed = rec.runs[-1].reason if rec.runs else None
-            if failed not in ("disk full", "write failed"):
-                raise
-            print(f"nirsd: {err}", file=sys.stderr)
-            rec.stop_reason, code = failed, EXIT_IOERR
-        finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
+        with stopping_on_signals(rec):
+            try:
+                rec.run(ready=lambda: _say({"event": "following", "root": str(root)}))
+            except NirsdError as err:
+                failed = rec.runs[-1].reason if rec.runs else None
+                if failed not in ("disk full", "write failed"):
+                    raise
+                print(f"nirsd: {err}", file=sys.stderr)
+                rec.stop_reason, code = failed, EXIT_IOERR
         print(json.dumps({"root": str(root), "runs": len(rec.runs), "reason": rec.stop_reason}))
     return code
 

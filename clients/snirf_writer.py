@@ -149,23 +149,43 @@ class SnirfWriter:
         self.f.flush()
 
     def _build(self) -> None:
-        f, lay, m = self.f, self.layout, self.meta
-        f.create_dataset("formatVersion", data=_s("1.1"))
-        nirs = f.create_group("nirs")
+        """The file's fixed part: tags, both data blocks' measurement lists, the probe,
+        the aux series; the time series start empty and grow with ``append``."""
+        self.f.create_dataset("formatVersion", data=_s("1.1"))
+        nirs = self.f.create_group("nirs")
+        tags = self._write_tags(nirs)
+        self._raw_block(nirs.create_group("data1"))
+        self._hb_block(nirs.create_group("data2"))
+        write_probe(nirs, self.layout)
+        aux = nirs.create_group("aux1")
+        _scalar(aux, "name", "nirsd_seq")
+        _series(aux, 1)
+        aux = nirs.create_group("aux2")
+        _scalar(aux, "name", "nirsd_quality")
+        _series(aux, self.layout.n_channels)
+        if self.conversion is not None:
+            snirf_conversion.write_windows(tags, self.conversion, np.zeros(0), np.zeros(0))
+
+    def _write_tags(self, nirs: Any) -> Any:
+        """metaDataTags: the recording's, the channel labels, probe and conversion tags."""
         tags = nirs.create_group("metaDataTags")
         for key, value in {
-            **meta_tags(m),
-            "ChannelLabels": json.dumps(lay.labels),
-            **probe_tags(lay),
+            **meta_tags(self.meta),
+            "ChannelLabels": json.dumps(self.layout.labels),
+            **probe_tags(self.layout),
             **(snirf_conversion.conversion_tags(self.conversion) if self.conversion else {}),
-            **m.extra,
+            **self.meta.extra,
         }.items():
             _scalar(tags, key, value)
-        n_ch, n_wl = lay.n_channels, len(lay.wavelengths_nm)
-        d1 = nirs.create_group("data1")
-        _series(d1, n_ch * n_wl)
+        return tags
+
+    def _raw_block(self, d1: Any) -> None:
+        """data1: raw intensities (CW amplitude), one column per channel × wavelength."""
+        lay = self.layout
+        n_wl = len(lay.wavelengths_nm)
+        _series(d1, lay.n_channels * n_wl)
         k = 1
-        for ch in range(n_ch):
+        for ch in range(lay.n_channels):
             for w in range(n_wl):
                 ml = d1.create_group(f"measurementList{k}")
                 for key, val in (
@@ -177,10 +197,13 @@ class SnirfWriter:
                 ):
                     _scalar(ml, key, val)
                 k += 1
-        d2 = nirs.create_group("data2")
-        _series(d2, 2 * n_ch)
+
+    def _hb_block(self, d2: Any) -> None:
+        """data2: ΔHbO and ΔHbR (processed, µM), two columns per channel."""
+        lay = self.layout
+        _series(d2, 2 * lay.n_channels)
         k = 1
-        for ch in range(n_ch):
+        for ch in range(lay.n_channels):
             for label in ("HbO", "HbR"):
                 ml = d2.create_group(f"measurementList{k}")
                 for key, tag in (
@@ -194,15 +217,6 @@ class SnirfWriter:
                 ):
                     _scalar(ml, key, tag)
                 k += 1
-        write_probe(nirs, lay)
-        aux = nirs.create_group("aux1")
-        _scalar(aux, "name", "nirsd_seq")
-        _series(aux, 1)
-        aux = nirs.create_group("aux2")
-        _scalar(aux, "name", "nirsd_quality")
-        _series(aux, n_ch)
-        if self.conversion is not None:
-            snirf_conversion.write_windows(tags, self.conversion, np.zeros(0), np.zeros(0))
 
     def append(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -244,10 +245,19 @@ class Subscriber:
         old id), ``end_seq`` (the old stream's next sample index) and ``gap_s``
         (seconds between the old stream's last sample and the new one's first).
         """
-        first = None
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         pending: list[Message] = []
-        while first is None:
+        first = yield from self._first_live_sample(timeout_s, idle_s, pending)
+        expected = yield from self._history_before(first, seconds, since)
+        yield from pending
+        yield from self._live_from(first, expected, idle_s)
+
+    def _first_live_sample(
+        self, timeout_s: float | None, idle_s: float | None, pending: list[Message]
+    ) -> Generator[None, None, Message]:
+        """Wait for the first live ``hb``/``raw`` message (yielding None every ``idle_s``);
+        messages of other topics that come before it go to ``pending``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             wait = left if idle_s is None else idle_s if left is None else min(idle_s, left)
             msg = self.recv(wait)
@@ -259,57 +269,54 @@ class Subscriber:
                     )
                 yield None
             elif msg.topic in wire.SAMPLE_TOPICS:
-                first = msg
+                return msg
             else:
                 pending.append(msg)
-        start = since if since is not None else None
+
+    def _history_before(
+        self, first: Message, seconds: float | None, since: int | None
+    ) -> Generator[Message, None, dict[str, int]]:
+        """The ring buffer's samples up to ``first``; returns the next ``seq`` per topic."""
         hist = self.control.history(
-            since=start, seconds=None if start is not None else (seconds or 0.0), until=first.seq
+            since=since, seconds=None if since is not None else (seconds or 0.0), until=first.seq
         )
         expected: dict[str, int] = {}
         for topic in ("raw", "hb"):
             if topic in self.topics and hist[topic].n:
                 yield hist[topic]
             expected[topic] = first.seq
-        yield from pending
-        stream = first.header.get("stream")
-        last_t: dict[str, float] = {}
-        restarted: dict[str, dict] = {}
-        msg = first  # typed Message | None by the first loop's recv()
+        return expected
+
+    def _live_from(
+        self, first: Message, expected: dict[str, int], idle_s: float | None
+    ) -> Generator[Message | None, None, None]:
+        """Live messages from ``first`` on, gaps filled from history, restarts noted."""
+        joint = _Continuity(first.header.get("stream"), expected, self.topics)
+        msg: Message | None = first
         while True:
+            if msg is not None:
+                yield from self._in_sequence(msg, joint)
+            msg = self.recv(idle_s)
             if msg is None:
-                msg = self.recv(idle_s)
-                if msg is None:
-                    yield None
-                continue
-            if msg.topic not in wire.SAMPLE_TOPICS:
-                yield msg
-                msg = None
-                continue
-            if msg.header.get("stream", stream) != stream:
-                # the daemon restarted: the new stream numbers its samples from 0 again
-                restarted = {
-                    topic: {"stream": stream, "end_seq": end} for topic, end in expected.items()
-                }
-                stream = msg.header.get("stream")
-                expected = {topic: 0 for topic in ("raw", "hb") if topic in self.topics}
-            want = expected.get(msg.topic, msg.seq)
-            if msg.seq + msg.n <= want:
-                msg = None  # already delivered from history
-                continue
-            out = [msg]
-            if msg.seq > want and msg.topic in ("raw", "hb"):
-                out = [*self._fill(msg.topic, want, msg.seq), msg]
-            expected[msg.topic] = msg.seq + msg.n
-            note = restarted.pop(msg.topic, None)
-            if note is not None:
-                t_old = last_t.get(msg.topic)
-                note["gap_s"] = None if t_old is None else out[0].header["t"][0] - t_old
-                out[0].header["restart"] = note
-            if msg.header.get("t"):
-                last_t[msg.topic] = msg.header["t"][-1]
-            yield from out
-            msg = None
+                yield None
+
+    def _in_sequence(self, msg: Message, joint: _Continuity) -> list[Message]:
+        """What ``msg`` adds to the contiguous stream: nothing when history already
+        delivered it, the missing samples from history before it after a gap."""
+        if msg.topic not in wire.SAMPLE_TOPICS:
+            return [msg]
+        joint.follow_restart(msg)
+        want = joint.expected.get(msg.topic, msg.seq)
+        if msg.seq + msg.n <= want:
+            return []  # already delivered from history
+        out = [msg]
+        if msg.seq > want and msg.topic in ("raw", "hb"):
+            out = [*self._fill(msg.topic, want, msg.seq), msg]
+        joint.expected[msg.topic] = msg.seq + msg.n
+        joint.note_restart(msg.topic, out[0])
+        if msg.header.get("t"):
+            joint.last_t[msg.topic] = msg.header["t"][-1]
+        return out
 
     def _fill(self, topic: str, since: int, until: int) -> Iterator[Message]:
         hist = self.control.history(since=since, until=until)[topic]
@@ -325,3 +332,35 @@ class Subscriber:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass
+class _Continuity:
+    """Where ``Subscriber.backfilled`` stands: the daemon's stream id, the next ``seq``
+    expected per topic, each topic's newest sample time, and the restart notes that the
+    first message of each topic from a new stream carries."""
+
+    stream: Any
+    expected: dict[str, int]
+    topics: tuple[str, ...]
+    last_t: dict[str, float] = field(default_factory=dict)
+    restarted: dict[str, dict] = field(default_factory=dict)
+
+    def follow_restart(self, msg: Message) -> None:
+        """A new stream id: the daemon restarted and numbers its samples from 0 again."""
+        if msg.header.get("stream", self.stream) == self.stream:
+            return
+        self.restarted = {
+            topic: {"stream": self.stream, "end_seq": end} for topic, end in self.expected.items()
+        }
+        self.stream = msg.header.get("stream")
+        self.expected = {topic: 0 for topic in ("raw", "hb") if topic in self.topics}
+
+    def note_restart(self, topic: str, first: Message) -> None:
+        """Put the pending restart note of ``topic`` on ``first``, with the time gap."""
+        note = self.restarted.pop(topic, None)
+        if note is None:
+            return
+        t_old = self.last_t.get(topic)
+        note["gap_s"] = None if t_old is None else first.header["t"][0] - t_old
+        first.header["restart"] = note

@@ -45,6 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_fault_args(p: argparse.ArgumentParser) -> None:
+    """The protocol options and the fault-injection flags, shared by every emulator."""
+    add_protocol_args(p)
+    add_injection_args(p)
+
+
+def add_protocol_args(p: argparse.ArgumentParser) -> None:
+    """Options of one wire protocol (each help says which)."""
     proto = p.add_argument_group("protocol options")
     proto.add_argument(
         "--fast", action="store_true", help="heg: the 3-field form red|ir|ratio (no time field)"
@@ -75,6 +82,10 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
         choices=["s", "ms", "us", "none"],
         help="csv: unit of the time column, or none (default ms)",
     )
+
+
+def add_injection_args(p: argparse.ArgumentParser) -> None:
+    """Faults the emulator injects: corrupt bytes, lost frames, garbage, stalls, unplugs."""
     g = p.add_argument_group("fault injection")
     g.add_argument(
         "--corrupt-rate", type=float, default=0.0, help="probability per byte of a flipped bit"
@@ -112,9 +123,10 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_simulator(args: argparse.Namespace) -> int:
-    from nirsd.drivers.emulator import Emulator
-    from nirsd.drivers.physiology import Physiology
-    from nirsd.drivers.text_emulator import DelimitedEmulator, HegEmulator
+    from nirsd.drivers.sim.csv_emulator import DelimitedEmulator
+    from nirsd.drivers.sim.emulator import Emulator
+    from nirsd.drivers.sim.heg_emulator import HegEmulator
+    from nirsd.drivers.sim.physiology import Physiology
 
     if getattr(args, "replay", None):
         return run_replay(args, faults_from(args))
@@ -179,7 +191,7 @@ def serve(emu: Any, link: str | None, on_port: Any = None) -> int:
 
 def run_nonin(args: argparse.Namespace, faults: Any) -> int:
     """``--driver nonin``: a tissue oximeter printing rSO2 lines (the Nonin 1 layout)."""
-    from nirsd.drivers.nonin_emulator import NoninEmulator
+    from nirsd.drivers.sim.nonin_emulator import NoninEmulator
 
     try:
         missing = tuple(int(x) - 1 for x in args.missing.split(",") if x.strip())
@@ -200,7 +212,7 @@ def run_nonin(args: argparse.Namespace, faults: Any) -> int:
 
 
 def faults_from(args: argparse.Namespace) -> Any:
-    from nirsd.drivers.emulator import Faults
+    from nirsd.drivers.sim.emulator import Faults
 
     return Faults(
         corrupt_rate=args.corrupt_rate,
@@ -218,7 +230,7 @@ def run_replay(args: argparse.Namespace, faults: Any) -> int:
     a daemon needs to read it (channels, labels, device clock)."""
     from pathlib import Path
 
-    from nirsd.drivers.replay_emulator import ReplayEmulator
+    from nirsd.drivers.sim.replay_emulator import ReplayEmulator
     from nirsd.drivers.snirf_source import read_recording
 
     from . import config as config_mod

@@ -106,8 +106,8 @@ class DeviceLink:
 
     @staticmethod
     def _start_emulator(cfg: Config):
-        from nirsd.drivers.emulator import Emulator
-        from nirsd.drivers.physiology import Physiology
+        from nirsd.drivers.sim.emulator import Emulator
+        from nirsd.drivers.sim.physiology import Physiology
 
         dev, optics = cfg.device, cfg.optics
         dpf = optics.dpf if isinstance(optics.dpf, (int, float)) else 6.0
@@ -134,7 +134,7 @@ class DeviceLink:
     def _start_replay(cfg: Config):
         """``driver = "replay"``: a SNIRF recording played on a pty (options: file,
         speed, loop)."""
-        from nirsd.drivers.replay_emulator import ReplayEmulator
+        from nirsd.drivers.sim.replay_emulator import ReplayEmulator
         from nirsd.drivers.snirf_source import read_recording
 
         opts = cfg.device.options

@@ -4,7 +4,7 @@ A hook of the embedded simulator (``device.driver = "simulated"``): called with 
 accepted marker's label and action, it adds an exercise response to the emulator's
 physiology at its current sample time and ends it when the exercise ends, so the
 simulated ΔHb changes with the epochs an operator marks (the ground truth is
-``nirsd.drivers.exercise``).
+``nirsd.drivers.sim.exercise``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class SimulatedResponse:
         physiology = emu.physiology
         if physiology is None:
             return
-        from nirsd.drivers.exercise import AMPLITUDES_UM, ExerciseResponse
+        from nirsd.drivers.sim.exercise import AMPLITUDES_UM, ExerciseResponse
 
         now_s = emu.samples_sent / emu.rate_hz
         for open_label in list(self._open):

@@ -92,6 +92,28 @@ def parse_layout(options: dict[str, Any], wavelengths_nm: tuple[float, ...]) -> 
             raise ConfigError(
                 f"unknown option (known: {', '.join(OPTIONS)})", f"device.options.{key}"
             )
+    delim, header, unit, wrap = _format_options(options)
+    columns: Any = options.get("columns")  # a list once _map_columns accepts it
+    time_col, mapped = _map_columns(columns)
+    n_channels, order = _channel_major_order(mapped, wavelengths_nm)
+    if wrap is not None and time_col is None:
+        raise ConfigError("time_wrap needs a 'time' column", "device.options.time_wrap")
+    scale = TIME_UNITS[unit]
+    return Layout(
+        len(columns),
+        n_channels,
+        tuple(float(w) for w in wavelengths_nm),
+        order,
+        time_col,
+        DELIMITERS[delim],
+        header,
+        scale,
+        None if wrap is None else float(wrap) * scale,
+    )
+
+
+def _format_options(options: dict[str, Any]) -> tuple[str, bool, str, Any]:
+    """(delimiter, header, time_unit, time_wrap) as given, each checked."""
     delim = options.get("delimiter", ",")
     if not isinstance(delim, str) or delim not in DELIMITERS:
         raise ConfigError(
@@ -108,7 +130,11 @@ def parse_layout(options: dict[str, Any], wavelengths_nm: tuple[float, ...]) -> 
         isinstance(wrap, bool) or not isinstance(wrap, (int, float)) or wrap <= 0
     ):
         raise ConfigError("must be a positive number (in time_unit)", "device.options.time_wrap")
-    columns = options.get("columns")
+    return delim, header, unit, wrap
+
+
+def _map_columns(columns: Any) -> tuple[int | None, dict[tuple[int, float], int]]:
+    """The time column's index (or None) and the column of each (channel, wavelength)."""
     key = "device.options.columns"
     if not isinstance(columns, list) or not columns:
         raise ConfigError("required: a list mapping each column", key)
@@ -125,6 +151,15 @@ def parse_layout(options: dict[str, Any], wavelengths_nm: tuple[float, ...]) -> 
             mapped[what] = i
     if not mapped:
         raise ConfigError("no column is mapped to a channel", key)
+    return time_col, mapped
+
+
+def _channel_major_order(
+    mapped: dict[tuple[int, float], int], wavelengths_nm: tuple[float, ...]
+) -> tuple[int, tuple[int, ...]]:
+    """(number of channels, the column of each channel × wavelength in channel-major
+    order); every channel 0..N-1 must have every configured wavelength."""
+    key = "device.options.columns"
     wanted = sorted(set(wavelengths_nm))
     channels = sorted({ch for ch, _ in mapped})
     if channels != list(range(len(channels))):
@@ -137,21 +172,7 @@ def parse_layout(options: dict[str, Any], wavelengths_nm: tuple[float, ...]) -> 
                 f"optics.wavelengths_nm = {list(wavelengths_nm)}",
                 key,
             )
-    order = tuple(mapped[(ch, float(wl))] for ch in channels for wl in wavelengths_nm)
-    if wrap is not None and time_col is None:
-        raise ConfigError("time_wrap needs a 'time' column", "device.options.time_wrap")
-    scale = TIME_UNITS[unit]
-    return Layout(
-        len(columns),
-        len(channels),
-        tuple(float(w) for w in wavelengths_nm),
-        order,
-        time_col,
-        DELIMITERS[delim],
-        header,
-        scale,
-        None if wrap is None else float(wrap) * scale,
-    )
+    return len(channels), tuple(mapped[(ch, float(wl))] for ch in channels for wl in wavelengths_nm)
 
 
 def _all_numbers(fields: list[str]) -> bool:

@@ -134,71 +134,20 @@ def read_recording(path: str | Path) -> Recording:
             raise ConfigError(f"{path}: malformed SNIRF ({err})", "--replay") from None
 
 
-def _where(path: Path, what: str) -> str:
-    return f"{path.name}: {what}"
+def _refused(path: Path, what: str) -> ConfigError:
+    """The error for what a replay cannot play, named with the file (``--replay``)."""
+    return ConfigError(f"{path.name}: {what}", "--replay")
 
 
 def _read(fh: Any, path: Path) -> Recording:
-    nirs_groups = sorted(k for k in fh if k.startswith("nirs"))
-    if not nirs_groups:
-        raise ConfigError(_where(path, "no /nirs group"), "--replay")
-    if len(nirs_groups) > 1:
-        raise ConfigError(
-            _where(
-                path,
-                f"{len(nirs_groups)} /nirs groups ({', '.join(nirs_groups)}); "
-                "replay plays one recording",
-            ),
-            "--replay",
-        )
-    nirs = fh[nirs_groups[0]]
-    blocks = sorted(k for k in nirs if k.startswith("data"))
-    if len(blocks) != 1:
-        raise ConfigError(
-            _where(
-                path,
-                f"{len(blocks)} data blocks ({', '.join(blocks) or 'none'}); "
-                "replay plays exactly one CW amplitude block",
-            ),
-            "--replay",
-        )
-    data = nirs[blocks[0]]
+    nirs = _one_nirs_group(fh, path)
+    block, data = _one_data_block(nirs, path)
     meta = nirs["metaDataTags"] if "metaDataTags" in nirs else {}
-    probe = nirs["probe"] if "probe" in nirs else None
-    if probe is None:
-        raise ConfigError(_where(path, "no /nirs/probe"), "--replay")
-    wavelengths = (
-        np.asarray(probe["wavelengths"][()], np.float64).reshape(-1)
-        if ("wavelengths" in probe)
-        else np.zeros(0)
-    )
-    if wavelengths.size < 2:
-        raise ConfigError(
-            _where(path, f"probe/wavelengths lists {wavelengths.size} wavelengths (need 2+)"),
-            "--replay",
-        )
-    columns = _measurements(data, path, blocks[0])
-    amp = np.asarray(data["dataTimeSeries"][()], np.float64)
-    if amp.ndim != 2 or amp.shape[0] < 2 or amp.shape[1] != len(columns):
-        raise ConfigError(
-            _where(
-                path,
-                f"{blocks[0]}/dataTimeSeries is {amp.shape}, expected "
-                f"(samples ≥ 2, {len(columns)} measurements)",
-            ),
-            "--replay",
-        )
+    probe, wavelengths = _probe_wavelengths(nirs, path)
+    columns = _measurements(data, path, block)
+    amp = _amplitudes(data, block, len(columns), path)
     time_s, rate = _time(data, meta, amp.shape[0], path)
-    unit = _text(meta["LengthUnit"][()]) if "LengthUnit" in meta else ""
-    if unit not in LENGTH_TO_MM:
-        raise ConfigError(
-            _where(
-                path,
-                f"metaDataTags/LengthUnit is {unit or 'missing'!r} "
-                f"(supported: {', '.join(LENGTH_TO_MM)})",
-            ),
-            "--replay",
-        )
+    unit = _length_unit(meta, path)
     channels, order = _channels(probe, columns, wavelengths.size, LENGTH_TO_MM[unit], path)
     amplitude = amp[:, order].reshape(amp.shape[0], len(channels), wavelengths.size)
     stims, dupes = _stims(nirs, float(time_s[0]), rate, amp.shape[0])
@@ -217,6 +166,71 @@ def _read(fh: Any, path: Path) -> Recording:
     )
 
 
+def _one_nirs_group(fh: Any, path: Path) -> Any:
+    """The file's one ``/nirs`` group (a replay plays one recording)."""
+    nirs_groups = sorted(k for k in fh if k.startswith("nirs"))
+    if not nirs_groups:
+        raise _refused(path, "no /nirs group")
+    if len(nirs_groups) > 1:
+        raise _refused(
+            path,
+            f"{len(nirs_groups)} /nirs groups ({', '.join(nirs_groups)}); "
+            "replay plays one recording",
+        )
+    return fh[nirs_groups[0]]
+
+
+def _one_data_block(nirs: Any, path: Path) -> tuple[str, Any]:
+    """(name, group) of the recording's one data block."""
+    blocks = sorted(k for k in nirs if k.startswith("data"))
+    if len(blocks) != 1:
+        raise _refused(
+            path,
+            f"{len(blocks)} data blocks ({', '.join(blocks) or 'none'}); "
+            "replay plays exactly one CW amplitude block",
+        )
+    return blocks[0], nirs[blocks[0]]
+
+
+def _probe_wavelengths(nirs: Any, path: Path) -> tuple[Any, np.ndarray]:
+    """The probe group and its wavelengths (at least two)."""
+    probe = nirs["probe"] if "probe" in nirs else None
+    if probe is None:
+        raise _refused(path, "no /nirs/probe")
+    wavelengths = (
+        np.asarray(probe["wavelengths"][()], np.float64).reshape(-1)
+        if ("wavelengths" in probe)
+        else np.zeros(0)
+    )
+    if wavelengths.size < 2:
+        raise _refused(path, f"probe/wavelengths lists {wavelengths.size} wavelengths (need 2+)")
+    return probe, wavelengths
+
+
+def _amplitudes(data: Any, block: str, n_columns: int, path: Path) -> np.ndarray:
+    """``dataTimeSeries`` as float64 (samples ≥ 2, one column per measurement)."""
+    amp = np.asarray(data["dataTimeSeries"][()], np.float64)
+    if amp.ndim != 2 or amp.shape[0] < 2 or amp.shape[1] != n_columns:
+        raise _refused(
+            path,
+            f"{block}/dataTimeSeries is {amp.shape}, expected "
+            f"(samples ≥ 2, {n_columns} measurements)",
+        )
+    return amp
+
+
+def _length_unit(meta: Any, path: Path) -> str:
+    """``metaDataTags/LengthUnit``, one of LENGTH_TO_MM (the probe positions' unit)."""
+    unit = _text(meta["LengthUnit"][()]) if "LengthUnit" in meta else ""
+    if unit not in LENGTH_TO_MM:
+        raise _refused(
+            path,
+            f"metaDataTags/LengthUnit is {unit or 'missing'!r} "
+            f"(supported: {', '.join(LENGTH_TO_MM)})",
+        )
+    return unit
+
+
 def _measurements(data: Any, path: Path, block: str) -> list[tuple[int, int, int]]:
     """(source, detector, wavelength) indices (1-based) of each dataTimeSeries column."""
     names = sorted(
@@ -224,21 +238,18 @@ def _measurements(data: Any, path: Path, block: str) -> list[tuple[int, int, int
         key=lambda k: int(k[15:]),
     )
     if not names:
-        raise ConfigError(_where(path, f"{block} has no measurementList"), "--replay")
+        raise _refused(path, f"{block} has no measurementList")
     out = []
     for name in names:
         ml = data[name]
         dtype = int(np.asarray(ml["dataType"][()]).reshape(-1)[0])
         if dtype != CW_AMPLITUDE:
             label = _text(ml["dataTypeLabel"][()]) if "dataTypeLabel" in ml else ""
-            raise ConfigError(
-                _where(
-                    path,
-                    f"{block}/{name} has dataType {dtype}"
-                    f"{' (' + label + ')' if label else ''}, not CW amplitude (1): "
-                    "replay plays raw continuous-wave intensities only",
-                ),
-                "--replay",
+            raise _refused(
+                path,
+                f"{block}/{name} has dataType {dtype}"
+                f"{' (' + label + ')' if label else ''}, not CW amplitude (1): "
+                "replay plays raw continuous-wave intensities only",
             )
         out.append(
             tuple(
@@ -253,27 +264,22 @@ def _time(data: Any, meta: Any, n: int, path: Path) -> tuple[np.ndarray, float]:
     t = np.asarray(data["time"][()], np.float64).reshape(-1)
     unit = _text(meta["TimeUnit"][()]) if "TimeUnit" in meta else "s"
     if unit not in TIME_TO_S:
-        raise ConfigError(
-            _where(path, f"metaDataTags/TimeUnit {unit!r} is not s or ms"), "--replay"
-        )
+        raise _refused(path, f"metaDataTags/TimeUnit {unit!r} is not s or ms")
     t = t * TIME_TO_S[unit]
     if t.size == 2 and n != 2:  # the SNIRF short form: [start, period]
         t = t[0] + t[1] * np.arange(n)
     if t.size != n:
-        raise ConfigError(_where(path, f"time has {t.size} values for {n} samples"), "--replay")
+        raise _refused(path, f"time has {t.size} values for {n} samples")
     steps = np.diff(t)
     if not np.all(np.isfinite(t)) or np.any(steps <= 0):
-        raise ConfigError(_where(path, "time vector is not strictly increasing"), "--replay")
+        raise _refused(path, "time vector is not strictly increasing")
     rate = (n - 1) / (t[-1] - t[0])
     jitter = float(np.max(np.abs(t - (t[0] + np.arange(n) / rate)))) * rate
     if jitter > MAX_JITTER:
-        raise ConfigError(
-            _where(
-                path,
-                f"irregular time vector: samples deviate up to {jitter:.1%} of a "
-                f"period from a regular {rate:.4g} Hz grid (limit {MAX_JITTER:.0%})",
-            ),
-            "--replay",
+        raise _refused(
+            path,
+            f"irregular time vector: samples deviate up to {jitter:.1%} of a "
+            f"period from a regular {rate:.4g} Hz grid (limit {MAX_JITTER:.0%})",
         )
     return t, float(rate)
 
@@ -286,11 +292,8 @@ def _positions(probe: Any, kind: str, scale: float, path: Path) -> tuple[np.ndar
             pos = pos.reshape(-1, 3 if dim == "3D" else 2) * scale
             break
     else:
-        raise ConfigError(
-            _where(
-                path, f"probe has no {kind}Pos3D or {kind}Pos2D: channel distances cannot be known"
-            ),
-            "--replay",
+        raise _refused(
+            path, f"probe has no {kind}Pos3D or {kind}Pos2D: channel distances cannot be known"
         )
     key = f"{kind}Labels"
     prefix = "S" if kind == "source" else "D"
@@ -312,18 +315,13 @@ def _channels(
     channels, order = [], []
     for i, (s, d) in enumerate(pairs):
         if not (1 <= s <= len(src_pos) and 1 <= d <= len(det_pos)):
-            raise ConfigError(
-                _where(path, f"measurement S{s}-D{d} has no probe position"), "--replay"
-            )
+            raise _refused(path, f"measurement S{s}-D{d} has no probe position")
         for w in range(1, n_wl + 1):
             if (s, d, w) not in where:
-                raise ConfigError(
-                    _where(
-                        path,
-                        f"channel {src_lab[s - 1]}_{det_lab[d - 1]} lacks "
-                        f"wavelength {w} of probe/wavelengths",
-                    ),
-                    "--replay",
+                raise _refused(
+                    path,
+                    f"channel {src_lab[s - 1]}_{det_lab[d - 1]} lacks "
+                    f"wavelength {w} of probe/wavelengths",
                 )
             order.append(where[(s, d, w)])
         sp, dp = src_pos[s - 1], det_pos[d - 1]
@@ -334,13 +332,10 @@ def _channels(
         )
         distance = float(np.linalg.norm(sp3 - dp3))
         if not distance > 0:
-            raise ConfigError(
-                _where(
-                    path,
-                    f"channel {src_lab[s - 1]}_{det_lab[d - 1]}: source and "
-                    "detector at the same position",
-                ),
-                "--replay",
+            raise _refused(
+                path,
+                f"channel {src_lab[s - 1]}_{det_lab[d - 1]}: source and "
+                "detector at the same position",
             )
         channels.append(
             {

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,18 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from nirsd.cli.testing import DaemonProcess, wait_for
-
-CHROME_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
+from nirsd.cli.testing import DaemonProcess, headless_chromium, wait_for
+from nirsd.cli.testing import chromium as chromium  # the browser tests' skip check
 
 
 class ConsoleProcess:
@@ -168,25 +157,6 @@ class EventStream:
         self.conn.close()
 
 
-def chromium() -> tuple[str, str] | None:
-    """(chromium, chromedriver) paths, or None when Debian's packages are not installed."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
 def browser(user_data_dir: Path, size: str = "1400,900") -> Any:
     """Headless Chromium through Selenium, with a fresh profile; logs kept for reading."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    found = chromium()
-    assert found is not None
-    opts = webdriver.ChromeOptions()
-    for flag in CHROME_FLAGS:
-        opts.add_argument(flag)
-    opts.add_argument(f"--user-data-dir={user_data_dir}")
-    opts.add_argument(f"--window-size={size}")
-    opts.binary_location = found[0]
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(found[1]), options=opts)
+    return headless_chromium(user_data_dir, size)

@@ -10,22 +10,22 @@ also written there as JSON.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from suite_report import SuiteRow, markdown_table, print_summary, recorder
 
 
 @dataclass
-class FaultRow:
-    case: str
-    tried: int
-    survived: int
+class FaultRow(SuiteRow):
     lost: int
     note: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.lost = int(self.lost)
 
 
 ROWS: list[FaultRow] = []
@@ -34,38 +34,28 @@ ROWS: list[FaultRow] = []
 @pytest.fixture
 def fault_report() -> Callable[..., FaultRow]:
     """``fault_report(case, tried=, survived=, lost=, note=)`` records one summary row."""
-
-    def report(case: str, tried: int, survived: int, lost: int, note: str = "") -> FaultRow:
-        row = FaultRow(case, int(tried), int(survived), int(lost), note)
-        ROWS.append(row)
-        return row
-
-    return report
+    return recorder(ROWS, FaultRow)
 
 
 def table(rows: list[FaultRow]) -> list[str]:
     """The summary as Markdown table lines (the README's Reliability table)."""
-    out = [
-        "| case | tried | survived | accepted samples lost | figures |",
-        "|---|---:|---:|---:|---|",
+    columns = [
+        ("case", "<"),
+        ("tried", ">"),
+        ("survived", ">"),
+        ("accepted samples lost", ">"),
+        ("figures", "<"),
     ]
-    out += [f"| {r.case} | {r.tried} | {r.survived} | {r.lost} | {r.note} |" for r in rows]
-    return out
+    return markdown_table(columns, [[r.case, r.tried, r.survived, r.lost, r.note] for r in rows])
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not ROWS:
         return
-    terminalreporter.section("fault suite")
-    for line in table(ROWS):
-        terminalreporter.write_line(line)
     tried = sum(r.tried for r in ROWS)
     survived = sum(r.survived for r in ROWS)
     lost = sum(r.lost for r in ROWS)
-    terminalreporter.write_line(
-        f"total: {tried} tried, {survived} survived, {lost} accepted samples lost"
+    total = f"total: {tried} tried, {survived} survived, {lost} accepted samples lost"
+    print_summary(
+        terminalreporter, "fault suite", [*table(ROWS), total], ROWS, "NIRSD_FAULT_REPORT"
     )
-    path = os.environ.get("NIRSD_FAULT_REPORT")
-    if path:
-        with open(path, "w") as fh:
-            json.dump([asdict(r) for r in ROWS], fh, indent=1)

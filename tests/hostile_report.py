@@ -10,22 +10,19 @@ are also written there as JSON.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from suite_report import SuiteRow, markdown_table, print_summary, recorder
 
 
 @dataclass
-class HostileRow:
-    case: str
-    tried: int
-    survived: int
+class HostileRow(SuiteRow):
     rss_before_mb: float
     rss_after_mb: float
     hb_gap_ms: float
@@ -39,23 +36,7 @@ ROWS: list[HostileRow] = []
 def hostile_report() -> Callable[..., HostileRow]:
     """``hostile_report(case, tried, survived, rss_before_mb, rss_after_mb, hb_gap_ms,
     note)`` records one summary row."""
-
-    def report(
-        case: str,
-        tried: int,
-        survived: int,
-        rss_before_mb: float,
-        rss_after_mb: float,
-        hb_gap_ms: float,
-        note: str = "",
-    ) -> HostileRow:
-        row = HostileRow(
-            case, int(tried), int(survived), rss_before_mb, rss_after_mb, hb_gap_ms, note
-        )
-        ROWS.append(row)
-        return row
-
-    return report
+    return recorder(ROWS, HostileRow)
 
 
 def _fmt(value: float) -> str:
@@ -64,32 +45,36 @@ def _fmt(value: float) -> str:
 
 def table(rows: list[HostileRow]) -> list[str]:
     """The summary as Markdown table lines."""
-    out = [
-        "| case | tried | survived | RSS before → after (MB) | longest hb gap (ms) | figures |",
-        "|---|---:|---:|---:|---:|---|",
+    columns = [
+        ("case", "<"),
+        ("tried", ">"),
+        ("survived", ">"),
+        ("RSS before → after (MB)", ">"),
+        ("longest hb gap (ms)", ">"),
+        ("figures", "<"),
     ]
-    out += [
-        f"| {r.case} | {r.tried} | {r.survived} | {_fmt(r.rss_before_mb)} → "
-        f"{_fmt(r.rss_after_mb)} | {_fmt(r.hb_gap_ms)} | {r.note} |"
+    lines = [
+        [
+            r.case,
+            r.tried,
+            r.survived,
+            f"{_fmt(r.rss_before_mb)} → {_fmt(r.rss_after_mb)}",
+            _fmt(r.hb_gap_ms),
+            r.note,
+        ]
         for r in rows
     ]
-    return out
+    return markdown_table(columns, lines)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not ROWS:
         return
-    terminalreporter.section("hostile-input suite")
-    terminalreporter.write_line(
+    machine = (
         f"{time.strftime('%Y-%m-%d', time.gmtime())}, {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    for line in table(ROWS):
-        terminalreporter.write_line(line)
     tried = sum(r.tried for r in ROWS)
     survived = sum(r.survived for r in ROWS)
-    terminalreporter.write_line(f"total: {tried} tried, {survived} survived")
-    path = os.environ.get("NIRSD_HOSTILE_REPORT")
-    if path:
-        with open(path, "w") as fh:
-            json.dump([asdict(r) for r in ROWS], fh, indent=1)
+    lines = [machine, *table(ROWS), f"total: {tried} tried, {survived} survived"]
+    print_summary(terminalreporter, "hostile-input suite", lines, ROWS, "NIRSD_HOSTILE_REPORT")

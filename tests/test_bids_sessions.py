@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import snirf
 
-from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for
+from nirsd.cli.testing import Collector, DaemonProcess, simulated_config, wait_for
 from nirsd.clients.bids_dataset import iso_time, read_tsv
 
 RATE = 10.0
@@ -112,44 +112,71 @@ def ended(daemon: DaemonProcess, session_id: str) -> dict | None:
     return last if last and last["session_id"] == session_id else None
 
 
-def drain(sub) -> list:
-    out = []
-    while (msg := sub.recv(0.3)) is not None:
-        out.append(msg)
-    return out
+PLAN = [
+    ("P01", "week0", "eperisone", ["--age", "52", "--sex", "F", "--att-mm", "6.5"]),
+    ("P02", "week0", "mckenzie", ["--att-mm", "4,5,6,7"]),
+    ("P01", "week4", "eperisone", []),
+    ("P02", "week4", "mckenzie", []),
+]
 
 
 def test_four_sessions_dataset(daemon, follow, tmp_path):
     root = tmp_path / "study"
-    with daemon.subscriber(("marker", "session")) as truth:
+    with daemon.subscriber(("marker", "session")) as sub:
+        truth = Collector(sub)
         follower = follow(root, "--sessions", "4")
-        plan = [
-            ("P01", "week0", "eperisone", ["--age", "52", "--sex", "F", "--att-mm", "6.5"]),
-            ("P02", "week0", "mckenzie", ["--att-mm", "4,5,6,7"]),
-            ("P01", "week4", "eperisone", []),
-            ("P02", "week4", "mckenzie", []),
-        ]
-        sessions = []
-        for i, (subject, visit, group, extra) in enumerate(plan):
+        sessions = [run_first_session_refusing_a_second(daemon, truth, *PLAN[0])]
+        for subject, visit, group, extra in PLAN[1:]:
             args = ("--subject", subject, "--session", visit, "--group", group, *extra)
-            if i == 0:  # while one runs, a second is refused with a clear message
-                r = daemon.cli("session", "start", *args, "--protocol", "short")
-                ack = json.loads(r.stdout)
-                refused = daemon.cli("session", "start", "--subject", "P09", "--session", "x1")
-                assert refused.returncode == 1
-                assert "one session at a time" in refused.stderr
-                assert ack["session_id"] in refused.stderr
-                end = wait_for(lambda: ended(daemon, ack["session_id"]), 30, 0.1)
-                sessions.append({"ack": ack, "end": end})
-            else:
-                sessions.append(run_session(daemon, *args))
+            sessions.append(run_session(daemon, *args))
         assert follower.proc.wait(60) == 0, follower.err.read_text()
-        published = drain(truth)
+        last, end_seq = sessions[-1]["ack"]["session_id"], sessions[-1]["end"]["end_seq"]
+        truth.until(  # everything the last session published has arrived
+            lambda: (
+                any(h["session_id"] == last for h in session_events(truth, "end"))
+                and any(m["seq"] == end_seq and m["action"] == "end" for m in truth.of("marker"))
+            ),
+            what="the last session's end message and its last marker",
+        )
     runs = follower.lines()[:-1]
     assert [r["reason"] for r in runs] == ["session ended"] * 4
     assert follower.lines()[-1]["runs"] == 4
+    check_participants(root)
+    starts = {h["session_id"]: h for h in session_events(truth, "start")}
+    for (subject, visit, _, _), s, run in zip(PLAN, sessions, runs):
+        sid, seq = s["ack"]["session_id"], s["ack"]["seq"]
+        assert starts[sid]["seq"] == seq and run["seq"] == seq
+        assert run["end_seq"] == s["end"]["end_seq"]
+        assert s["end"]["reason"] == "protocol finished"
+        check_run(root, subject, visit, s, truth.of("marker"))
 
-    # participants, sessions, scans
+    report = validate(root)
+    assert report["issues"]["errors"] == [], report["issues"]["errors"]
+    lengths = [s["end"]["end_seq"] - s["ack"]["seq"] for s in sessions]
+    check_mne_bids(root, [(s, v) for s, v, _, _ in PLAN], lengths=lengths)
+
+
+def session_events(truth: Collector, event: str) -> list[dict]:
+    """Headers of the ``session`` messages ``event`` (start, end) received so far."""
+    return [h for h in truth.of("session") if h["event"] == event]
+
+
+def run_first_session_refusing_a_second(
+    daemon: DaemonProcess, truth: Collector, subject: str, visit: str, group: str, extra: list
+) -> dict:
+    """While one session runs, a second is refused with a clear message."""
+    args = ("--subject", subject, "--session", visit, "--group", group, *extra)
+    r = daemon.cli("session", "start", *args, "--protocol", "short")
+    ack = json.loads(r.stdout)
+    refused = daemon.cli("session", "start", "--subject", "P09", "--session", "x1")
+    assert refused.returncode == 1
+    assert "one session at a time" in refused.stderr
+    assert ack["session_id"] in refused.stderr
+    return {"ack": ack, "end": wait_for(lambda: ended(daemon, ack["session_id"]), 30, 0.1)}
+
+
+def check_participants(root: Path) -> None:
+    """participants.tsv and each subject's sessions.tsv."""
     parts = {r["participant_id"]: r for r in read_tsv(root / "participants.tsv")}
     assert set(parts) == {"sub-P01", "sub-P02"}
     assert parts["sub-P01"]["group"] == "eperisone" and parts["sub-P02"]["group"] == "mckenzie"
@@ -159,67 +186,63 @@ def test_four_sessions_dataset(daemon, follow, tmp_path):
         rows = read_tsv(root / f"sub-{subject}" / f"sub-{subject}_sessions.tsv")
         assert [r["session_id"] for r in rows] == ["ses-week0", "ses-week4"]
 
-    starts = {
-        m.header["session_id"]: m.header
-        for m in published
-        if m.topic == "session" and m.header["event"] == "start"
-    }
-    markers = [m.header for m in published if m.topic == "marker"]
-    for (subject, visit, _, _), s, run in zip(plan, sessions, runs):
-        sid, seq, end_seq = s["ack"]["session_id"], s["ack"]["seq"], s["end"]["end_seq"]
-        assert starts[sid]["seq"] == seq and run["seq"] == seq and run["end_seq"] == end_seq
-        assert s["end"]["reason"] == "protocol finished"
-        nirs = root / f"sub-{subject}" / f"ses-{visit}" / "nirs"
-        prefix = f"sub-{subject}_ses-{visit}_task-lumbar_run-01"
-        # exactly the session's samples: first = the session's first sample, no backfill
-        with h5py.File(nirs / f"{prefix}_nirs.snirf", "r") as f:
-            rows = f["nirs/aux1/dataTimeSeries"][:, 0].astype(int)
-            raw_tags = {k: f["nirs/metaDataTags"][k][()] for k in f["nirs/metaDataTags"]}
-            tags = {k: v.decode() for k, v in raw_tags.items() if isinstance(v, bytes)}
-        np.testing.assert_array_equal(rows, np.arange(seq, end_seq))
-        assert tags["SubjectID"] == subject and tags["Visit"] == visit
-        sidecar = json.loads((nirs / f"{prefix}_nirs.json").read_text())
-        assert sidecar["SamplingFrequency"] == RATE and sidecar["NIRSChannelCount"] == 8
-        assert sidecar["CapManufacturer"] == "none"
-        assert sidecar["RecordingDuration"] == pytest.approx((end_seq - seq) / RATE, abs=0.05)
-        scans = read_tsv(nirs.parent / f"sub-{subject}_ses-{visit}_scans.tsv")
-        assert [r["filename"] for r in scans] == [f"nirs/{prefix}_nirs.snirf"]
-        assert scans[0]["acq_time"] == iso_time(s["ack"]["t"])  # the first sample's time
-        assert scans[0]["nirsd_session"] == sid and scans[0]["nirsd_end"] == "session ended"
-        # events equal the protocol's markers to the sample
-        mine = [m for m in markers if m.get("protocol") == "short" and seq <= m["seq"] <= end_seq]
-        step_starts = [m for m in mine if m["action"] == "start"]
-        step_ends = [m for m in mine if m["action"] == "end"]
-        events = read_tsv(nirs / f"{prefix}_events.tsv")
-        assert [e["trial_type"] for e in events] == [label for label, _ in STEPS]
-        assert [int(e["nirsd_seq"]) for e in events] == [m["seq"] for m in step_starts]
-        assert [int(e["nirsd_end_seq"]) for e in events] == [m["seq"] for m in step_ends]
-        assert [int(e["sample"]) for e in events] == [m["seq"] - seq for m in step_starts]
-        assert [int(e["marker_id"]) for e in events] == [m["id"] for m in step_starts]
-        assert step_starts[0]["seq"] == seq and step_ends[-1]["seq"] == end_seq
-        for e, (_, secs) in zip(events, STEPS):
-            assert abs(float(e["duration"]) - secs) <= 1.5 / RATE
-        # ATT per channel in channels.tsv and in the SNIRF metadata
-        chans = read_tsv(nirs / f"{prefix}_channels.tsv")
-        att = [c["att_mm"] for c in chans]
-        if subject == "P01" and visit == "week0":
-            assert att == ["6.5"] * 8
-            assert json.loads(tags["AdiposeTissueThickness_mm"]) == [6.5] * 4
-        elif subject == "P02" and visit == "week0":
-            assert att == ["4", "4", "5", "5", "6", "6", "7", "7"]
-        else:
-            assert att == ["n/a"] * 8
-        deriv = root / "derivatives" / "nirsd" / nirs.relative_to(root)
-        for path in (nirs / f"{prefix}_nirs.snirf", deriv / f"{prefix}_desc-hb_nirs.snirf"):
-            assert snirf.validateSnirf(str(path)).is_valid(), path
-        epochs = read_tsv(deriv / f"{prefix}_epochs.tsv")
-        assert len(epochs) == 3 * 4  # three epochs × four channels
-        assert not list(nirs.glob("*.journal.jsonl"))  # the run finished
 
-    report = validate(root)
-    assert report["issues"]["errors"] == [], report["issues"]["errors"]
-    lengths = [s["end"]["end_seq"] - s["ack"]["seq"] for s in sessions]
-    check_mne_bids(root, [(s, v) for s, v, _, _ in plan], lengths=lengths)
+def check_run(root: Path, subject: str, visit: str, session: dict, markers: list) -> None:
+    """One session's run: its files, events, channels and derivatives."""
+    seq, end_seq = session["ack"]["seq"], session["end"]["end_seq"]
+    nirs = root / f"sub-{subject}" / f"ses-{visit}" / "nirs"
+    prefix = f"sub-{subject}_ses-{visit}_task-lumbar_run-01"
+    # exactly the session's samples: first = the session's first sample, no backfill
+    with h5py.File(nirs / f"{prefix}_nirs.snirf", "r") as f:
+        rows = f["nirs/aux1/dataTimeSeries"][:, 0].astype(int)
+        raw_tags = {k: f["nirs/metaDataTags"][k][()] for k in f["nirs/metaDataTags"]}
+        tags = {k: v.decode() for k, v in raw_tags.items() if isinstance(v, bytes)}
+    np.testing.assert_array_equal(rows, np.arange(seq, end_seq))
+    assert tags["SubjectID"] == subject and tags["Visit"] == visit
+    sidecar = json.loads((nirs / f"{prefix}_nirs.json").read_text())
+    assert sidecar["SamplingFrequency"] == RATE and sidecar["NIRSChannelCount"] == 8
+    assert sidecar["CapManufacturer"] == "none"
+    assert sidecar["RecordingDuration"] == pytest.approx((end_seq - seq) / RATE, abs=0.05)
+    scans = read_tsv(nirs.parent / f"sub-{subject}_ses-{visit}_scans.tsv")
+    assert [r["filename"] for r in scans] == [f"nirs/{prefix}_nirs.snirf"]
+    assert scans[0]["acq_time"] == iso_time(session["ack"]["t"])  # the first sample's time
+    assert scans[0]["nirsd_session"] == session["ack"]["session_id"]
+    assert scans[0]["nirsd_end"] == "session ended"
+    check_events(read_tsv(nirs / f"{prefix}_events.tsv"), markers, seq, end_seq)
+    check_att(read_tsv(nirs / f"{prefix}_channels.tsv"), tags, subject, visit)
+    deriv = root / "derivatives" / "nirsd" / nirs.relative_to(root)
+    for path in (nirs / f"{prefix}_nirs.snirf", deriv / f"{prefix}_desc-hb_nirs.snirf"):
+        assert snirf.validateSnirf(str(path)).is_valid(), path
+    epochs = read_tsv(deriv / f"{prefix}_epochs.tsv")
+    assert len(epochs) == 3 * 4  # three epochs × four channels
+    assert not list(nirs.glob("*.journal.jsonl"))  # the run finished
+
+
+def check_events(events: list[dict], markers: list[dict], seq: int, end_seq: int) -> None:
+    """events.tsv equals the protocol's markers to the sample."""
+    mine = [m for m in markers if m.get("protocol") == "short" and seq <= m["seq"] <= end_seq]
+    step_starts = [m for m in mine if m["action"] == "start"]
+    step_ends = [m for m in mine if m["action"] == "end"]
+    assert [e["trial_type"] for e in events] == [label for label, _ in STEPS]
+    assert [int(e["nirsd_seq"]) for e in events] == [m["seq"] for m in step_starts]
+    assert [int(e["nirsd_end_seq"]) for e in events] == [m["seq"] for m in step_ends]
+    assert [int(e["sample"]) for e in events] == [m["seq"] - seq for m in step_starts]
+    assert [int(e["marker_id"]) for e in events] == [m["id"] for m in step_starts]
+    assert step_starts[0]["seq"] == seq and step_ends[-1]["seq"] == end_seq
+    for e, (_, secs) in zip(events, STEPS):
+        assert abs(float(e["duration"]) - secs) <= 1.5 / RATE
+
+
+def check_att(chans: list[dict], tags: dict, subject: str, visit: str) -> None:
+    """ATT per channel in channels.tsv and in the SNIRF metadata, as the session gave it."""
+    att = [c["att_mm"] for c in chans]
+    if subject == "P01" and visit == "week0":
+        assert att == ["6.5"] * 8
+        assert json.loads(tags["AdiposeTissueThickness_mm"]) == [6.5] * 4
+    elif subject == "P02" and visit == "week0":
+        assert att == ["4", "4", "5", "5", "6", "6", "7", "7"]
+    else:
+        assert att == ["n/a"] * 8
 
 
 def check_mne_bids(

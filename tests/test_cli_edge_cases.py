@@ -20,7 +20,7 @@ from nirsd.daemon.device import NOTHING, DeviceLink
 from nirsd.daemon.stream_accounting import StreamAccounting
 from nirsd.daemon.wire import Message, decode, encode_array
 from nirsd.drivers.delimited import DelimitedParser, parse_layout
-from nirsd.drivers.text_emulator import DelimitedEmulator
+from nirsd.drivers.sim.csv_emulator import DelimitedEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+from stream_support import joined, recv_topic
 
 from nirsd.cli.testing import DaemonProcess, device_config, simulated_config, wait_for
 from nirsd.core.errors import NirsdError
@@ -110,9 +111,13 @@ def test_an_existing_socket_file_is_still_waited_for(tmp_path):
     assert took >= 0.9
 
 
-@pytest.fixture
-def daemon(tmp_path):
-    d = DaemonProcess(tmp_path, simulated_config(channels=2, rate_hz=20.0))
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    """One daemon for the module: each test leaves no epoch open (the recording test only
+    reads, and finds the history it needs already held)."""
+    d = DaemonProcess(
+        tmp_path_factory.mktemp("messages"), simulated_config(channels=2, rate_hz=20.0)
+    )
     d.start()
     try:
         yield d
@@ -144,12 +149,13 @@ def test_mark_end_without_label_ends_the_open_epoch(daemon):
 
 
 def test_a_start_says_which_epoch_it_ended(daemon):
-    with daemon.subscriber(["marker"]) as sub:
+    with daemon.subscriber(["marker", "status"]) as sub:
+        joined(sub)  # a marker published before the subscription reached the daemon is lost
         ext, _ = _mark(daemon, "extension")
         flex, err = _mark(daemon, "flexion")
         seen = []
         wait_for(
-            lambda: seen.append(sub.recv(0.2)) or len([m for m in seen if m]) >= 3,
+            lambda: seen.append(recv_topic(sub, "marker", 0.2)) or len([m for m in seen if m]) >= 3,
             10,
             what="three marker messages",
         )
@@ -161,6 +167,8 @@ def test_a_start_says_which_epoch_it_ended(daemon):
     auto = [m.header for m in seen if m and m.header.get("source") == "auto"]
     assert [a["id"] for a in auto] == [ended["end_id"]] and auto[0]["label"] == "extension"
     assert f"nirsd: ended extension (started by marker {ext['id']}" in err
+    _mark(daemon, "--end")  # the module's daemon is left with no open epoch
+    assert daemon.control().status()["epoch"] is None
 
 
 def test_check_config_warns_that_the_port_is_absent_now(tmp_path):

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
 pytest.importorskip("aiohttp")
 
 from console_support import ConsoleProcess, EventStream, request  # noqa: E402
+from stream_support import joined, recv_topic  # noqa: E402
 
 from nirsd.cli.testing import DaemonProcess, free_port, simulated_config, wait_for  # noqa: E402
 from nirsd.daemon.endpoints import Endpoints  # noqa: E402
@@ -63,13 +63,13 @@ def test_status_describes_the_probe_and_the_daemon(console):
 
 
 def test_mark_through_the_api_reaches_the_marker_topic(console, daemon):
-    with daemon.subscriber(("marker",)) as sub:
-        time.sleep(0.3)  # SUB joins asynchronously; a marker before that is not seen
+    with daemon.subscriber(("marker", "status")) as sub:
+        joined(sub)  # SUB joins asynchronously; a marker before that is not seen
         status, reply, _ = request(
             console.base + "/api/mark", {"label": "extension", "action": "start"}
         )
         assert status == 200 and reply["ok"] and reply["label"] == "extension"
-        msg = sub.recv(5.0)
+        msg = recv_topic(sub, "marker")
     assert msg is not None and msg.header["label"] == "extension"
     assert msg.header["action"] == "start" and msg.header["id"] == reply["id"]
     status, reply, _ = request(console.base + "/api/mark", {"label": "nonsense"})
@@ -210,12 +210,12 @@ def test_port_in_use_is_a_clear_error(console, daemon):
 def test_session_start_and_stop_through_the_api(console, daemon):
     wait_for(lambda: request(console.base + "/api/status")[1].get("connected"), 20)
     body = {"subject": "P01", "session": "week0", "group": "eperisone", "task": "lumbar"}
-    with daemon.subscriber(("session",)) as sub:
-        time.sleep(0.3)
+    with daemon.subscriber(("session", "status")) as sub:
+        joined(sub)
         status, reply, _ = request(console.base + "/api/session/start", body)
         assert status == 200, reply
         assert reply["subject"] == "P01" and isinstance(reply["seq"], int)
-        msg = sub.recv(5.0)
+        msg = recv_topic(sub, "session")
         assert msg is not None and msg.header["session_id"] == reply["session_id"]
         state = wait_for(
             lambda: (s := request(console.base + "/api/status")[1])["session"] and s, 10
@@ -227,7 +227,7 @@ def test_session_start_and_stop_through_the_api(console, daemon):
         assert status == 400  # no session label
         status, stopped, _ = request(console.base + "/api/session/stop", {})
         assert status == 200 and stopped["end_seq"] > reply["seq"]
-        msg = sub.recv(5.0)
+        msg = recv_topic(sub, "session")
         assert msg is not None and msg.header["event"] == "end"
     state = wait_for(
         lambda: (s := request(console.base + "/api/status")[1])["last_session"] and s, 10

@@ -20,6 +20,7 @@ pytest.importorskip("aiohttp")
 pytest.importorskip("selenium")
 
 from console_support import ConsoleProcess, browser, chromium  # noqa: E402
+from stream_support import joined, recv_topic  # noqa: E402
 
 from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
 from nirsd.core.errors import NirsdError  # noqa: E402
@@ -121,12 +122,20 @@ def test_operator_page_loads_without_errors_and_the_traces_move(console, driver,
     ]
     first = plot_pixels(driver)
     save(driver, tmp_path, "operator-1")
-    time.sleep(2.0)  # the test is about what two seconds of data do to the plots
-    second = plot_pixels(driver)
-    save(driver, tmp_path, "operator-2")
-    assert first.shape == second.shape
-    changed = np.mean(np.any(np.abs(first - second) > 0.05, axis=-1))
-    assert changed > 0.005, f"only {changed:.2%} of the plot area changed in 2 s"
+    shown = []  # (fraction of the plot area changed since the first screenshot, pixels)
+
+    def moved() -> bool:
+        second = plot_pixels(driver)
+        assert first.shape == second.shape
+        shown.append((float(np.mean(np.any(np.abs(first - second) > 0.05, axis=-1))), second))
+        return shown[-1][0] > 0.005
+
+    # the traces move as data arrives: wait for it (with a deadline), never a fixed sleep
+    try:
+        wait_for(moved, 20, interval=0.2, what="the plots to move")
+    finally:
+        save(driver, tmp_path, "operator-2")
+    assert shown[-1][0] > 0.005, f"only {shown[-1][0]:.2%} of the plot area changed"
     assert errors(driver) == []
 
 
@@ -136,7 +145,7 @@ def test_extension_button_puts_a_marker_on_the_daemons_topic_within_a_second(
 ):
     open_operator(driver, console)
     with daemon.subscriber(("marker", "status")) as sub:
-        time.sleep(0.3)  # let the SUB socket join before the click
+        joined(sub)  # the SUB socket has joined before the click
         button = driver.find_element(By.ID, "mark-start-extension")
         clicked = time.monotonic()
         button.click()
@@ -216,15 +225,15 @@ def test_session_form_starts_a_session_on_the_session_topic(console, daemon, dri
         pytest.skip("this daemon answers 'unknown command' to session_status (no sessions yet)")
     open_operator(driver, console)
     ended_epoch(driver)
-    with daemon.subscriber(("session",)) as sub:
-        time.sleep(0.3)
+    with daemon.subscriber(("session", "status")) as sub:
+        joined(sub)
         form = driver.find_element(By.ID, "session-form")
         for name, value in {"subject": "P07", "session": "week0", "group": "mckenzie"}.items():
             form.find_element(By.NAME, name).send_keys(value)
         form.find_element(By.NAME, "task").send_keys("lumbar")
         form.find_element(By.CSS_SELECTOR, "select[name=protocol] option[value=lumbar]").click()
         driver.find_element(By.ID, "session-start").click()
-        msg = sub.recv(5.0)
+        msg = recv_topic(sub, "session")
     assert msg is not None and msg.header["event"] == "start"
     assert (msg.header["subject"], msg.header["session"]) == ("P07", "week0")
     assert msg.header["group"] == "mckenzie" and msg.header["protocol"] == "lumbar"
@@ -246,11 +255,23 @@ def test_session_form_starts_a_session_on_the_session_topic(console, daemon, dri
     assert errors(driver) == []
 
 
+#: samples (1 s at 20 Hz) the page has shown inside the epoch before it ends
+EPOCH_SAMPLES = 20
+
+
+def newest_shown(driver) -> int:
+    """The newest sample seq whose point the page has drawn (-1 before any)."""
+    return driver.execute_script(
+        "const a = window.nirsdArrivals; return a.length ? a[a.length - 1][0] : -1"
+    )
+
+
 def ended_epoch(driver) -> None:
-    """A two-second extension epoch, so that the summary table has something to show."""
+    """A one-second extension epoch, so that the summary table has something to show."""
     driver.find_element(By.ID, "mark-start-extension").click()
     wait_for(lambda: text(driver, "epoch-open").startswith("Open: extension"), 5)
-    time.sleep(2.0)  # the epoch's length
+    opened = newest_shown(driver)
+    wait_for(lambda: newest_shown(driver) >= opened + EPOCH_SAMPLES, 10, what="the epoch's data")
     driver.find_element(By.ID, "mark-end-extension").click()
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#summary tbody tr"), 10)
 

@@ -16,7 +16,7 @@ import numpy as np
 from nirsd.drivers import nirsb
 from nirsd.drivers.base import Sample
 from nirsd.drivers.heg import HegParser, format_line
-from nirsd.drivers.physiology import Physiology
+from nirsd.drivers.sim.physiology import Physiology
 
 BER = 0.01
 SECONDS = 60.0

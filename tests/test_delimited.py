@@ -9,8 +9,8 @@ from nirsd.core.errors import ConfigError
 from nirsd.drivers import registry
 from nirsd.drivers.base import DeviceSettings
 from nirsd.drivers.delimited import DelimitedDriver, DelimitedParser, parse_layout
+from nirsd.drivers.sim.csv_emulator import DelimitedEmulator
 from nirsd.drivers.testing import PortReader
-from nirsd.drivers.text_emulator import DelimitedEmulator
 
 WL = (760.0, 850.0)
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from nirsd.cli.testing import DaemonProcess
-from nirsd.drivers.emulator import Emulator
-from nirsd.drivers.text_emulator import DelimitedEmulator, HegEmulator
+from nirsd.drivers.sim.csv_emulator import DelimitedEmulator
+from nirsd.drivers.sim.emulator import Emulator
+from nirsd.drivers.sim.heg_emulator import HegEmulator
 
 RATE = 50.0
 

@@ -10,20 +10,22 @@ import pytest
 
 from nirsd.cli.testing import DaemonProcess, device_config, simulated_config, wait_for
 from nirsd.daemon.converter import BASELINE_PENDING
-from nirsd.drivers.emulator import Emulator
-from nirsd.drivers.physiology import Physiology
+from nirsd.drivers.sim.emulator import Emulator
+from nirsd.drivers.sim.physiology import Physiology
 
 RATE = 20.0
 N_CH = 4
 
 
-@pytest.fixture
-def emulated(tmp_path):
-    """A noise-free NIRSB emulator whose truth is known, and a daemon reading it."""
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory):
+    """A noise-free NIRSB emulator whose truth is known, and a daemon reading it: one for
+    the module (its tests only subscribe, fetch history and tail; the 600 s ring keeps
+    sample 0 for the backfill test)."""
     phys = Physiology(N_CH, (760.0, 850.0), RATE, distance_cm=3.0, dpf=6.0, noise=0.0, seed=3)
     emu = Emulator(n_channels=N_CH, rate_hz=RATE, physiology=phys, device_id="e2e")
     port = emu.start()
-    daemon = DaemonProcess(tmp_path, device_config(port, baseline_s=1.0))
+    daemon = DaemonProcess(tmp_path_factory.mktemp("e2e"), device_config(port, baseline_s=1.0))
     try:
         daemon.start()
         yield emu, phys, daemon

@@ -13,9 +13,9 @@ import serial
 
 from nirsd.cli.testing import wait_for
 from nirsd.drivers.base import Event, Info, Sample
-from nirsd.drivers.emulator import Emulator, Faults
 from nirsd.drivers.nirsb import NirsbParser
-from nirsd.drivers.physiology import Physiology
+from nirsd.drivers.sim.emulator import Emulator, Faults
+from nirsd.drivers.sim.physiology import Physiology
 from nirsd.drivers.testing import PortReader
 
 

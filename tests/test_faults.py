@@ -25,16 +25,18 @@ import pytest
 import zmq
 
 from nirsd.cli.testing import (
+    Collector,
     DaemonProcess,
     device_config,
+    finish,
     simulated_config,
     start_recorder,
     wait_for,
 )
 from nirsd.core.errors import NirsdError
 from nirsd.daemon import wire
-from nirsd.drivers.emulator import Emulator, Faults
-from nirsd.drivers.text_emulator import HegEmulator
+from nirsd.drivers.sim.emulator import Emulator, Faults
+from nirsd.drivers.sim.heg_emulator import HegEmulator
 
 pytestmark = pytest.mark.faults
 HAS_SNIRF = importlib.util.find_spec("h5py") and importlib.util.find_spec("snirf")
@@ -44,77 +46,50 @@ needs_snirf = pytest.mark.skipif(not HAS_SNIRF, reason="needs h5py and snirf")
 # ---------------------------------------------------------------------- helpers
 
 
-class Stream:
-    """A client that keeps every raw sample by seq, the status events, and latencies."""
-
-    def __init__(self, daemon: DaemonProcess, topics=("raw", "status")) -> None:
-        self.daemon = daemon
-        self.sub = daemon.subscriber(topics)
-        self.raw: dict[int, np.ndarray] = {}
-        self.t: dict[int, float] = {}
-        self.status: list[dict] = []
-        self.latency: list[float] = []  # receive time - sample time, s (live only)
-        self.markers = 0
-
-    def _take(self, msg, live: bool = True) -> None:
-        if msg.topic == "raw":
-            for i in range(msg.n):
-                self.raw[msg.seq + i] = msg.array[i]
-                self.t[msg.seq + i] = msg.header["t"][i]
-            if live:
-                self.latency.append(time.time() - msg.header["t"][-1])
-        elif msg.topic == "status":
-            self.status.append(msg.header)
-        elif msg.topic == "marker":
-            self.markers += 1
-
-    def pump(self, seconds: float = 0.05) -> None:
-        end = time.monotonic() + seconds
-        while True:
-            msg = self.sub.recv(max(0.0, end - time.monotonic()))
-            if msg is None:
-                return
-            self._take(msg)
-
-    def until(self, cond, timeout: float = 15.0, what: str = "condition") -> None:
-        def step():
-            self.pump()
-            return cond()
-
-        wait_for(step, timeout, interval=0, what=what)
-
-    def backfill(self) -> None:
-        """Everything published before this client's first live sample (from seq 0)."""
-        first = min(self.raw)
-        if first > 0:
-            self._take(self.sub.control.history(since=0, until=first)["raw"], live=False)
-
-    def lost(self) -> int:
-        """Accepted samples [0, head) this client does not hold, after catching up."""
-        head = self.daemon.control().info()["seq"]
-        self.until(lambda: max(self.raw, default=-1) >= head - 1, 10, "catch up to head")
-        self.backfill()
-        return sum(1 for s in range(head) if s not in self.raw)
-
-    def seqs(self) -> list[int]:
-        return sorted(self.raw)
-
-    def events(self, name: str) -> list[dict]:
-        return [h for h in self.status if h.get("event") == name]
-
-    def close(self) -> None:
-        self.sub.close()
+def collect(daemon: DaemonProcess, topics=("raw", "status")) -> Collector:
+    """The shared collector on ``daemon``: raw samples by seq, status events, latencies."""
+    return Collector(daemon.subscriber(topics))
 
 
-def device_samples_only(stream: Stream, emu: Emulator) -> bool:
+def device_samples_only(stream: Collector, emu: Emulator) -> bool:
     """Every published sample is one the device produced, in order, none twice."""
-    seqs = stream.seqs()
+    seqs = sorted(stream.raw)
     raw = np.stack([stream.raw[s] for s in seqs])
     produced = emu.physiology.counts(np.arange(emu.samples_sent)).astype(np.float64)
     flat = produced.reshape(len(produced), -1)
     index = {row.tobytes(): k for k, row in enumerate(flat)}
     ks = [index.get(r.reshape(-1).tobytes(), -1) for r in raw]
     return min(ks) >= 0 and all(b > a for a, b in zip(ks, ks[1:]))
+
+
+def device_outcome(
+    stream: Collector, proc: DaemonProcess, emu: Emulator
+) -> tuple[dict, int, bool, bool]:
+    """After a device fault: the daemon's status, the accepted samples ``stream`` lost,
+    whether every published sample is the device's own, whether the daemon runs."""
+    status, lost, alive = daemon_outcome(stream, proc)
+    return status, lost, device_samples_only(stream, emu), alive
+
+
+def daemon_outcome(stream: Collector, proc: DaemonProcess) -> tuple[dict, int, bool]:
+    """After a fault: the daemon's status, the accepted samples ``stream`` lost (after
+    catching up), whether the daemon still runs."""
+    status = proc.control().status()
+    lost = stream.lost()
+    return status, lost, proc.proc.poll() is None
+
+
+def stop_all(stream: Collector, proc: DaemonProcess, emu: Emulator) -> None:
+    """Close the client, stop the daemon and the emulator."""
+    stream.close()
+    proc.stop()
+    emu.stop()
+
+
+def device_k(emu: Emulator, sample: np.ndarray) -> int:
+    """The device's index k of a published raw sample (its counts are unique)."""
+    produced = emu.physiology.counts(np.arange(emu.samples_sent)).astype(np.float64)
+    return int(np.flatnonzero((produced == sample).all(axis=(1, 2)))[0])
 
 
 def rss_kb(pid: int) -> int:
@@ -147,7 +122,7 @@ def test_unplug_replug_20_cycles(tmp_path, fault_report):
     cycles, outage = 20, 0.3
     emu = Emulator(n_channels=2, rate_hz=50.0, link=str(tmp_path / "probe"))
     proc = emulated(tmp_path, emu)
-    stream = Stream(proc)
+    stream = collect(proc)
     survived, resume = 0, []
     try:
         stream.until(lambda: len(stream.raw) >= 10, what="samples before the first unplug")
@@ -157,17 +132,13 @@ def test_unplug_replug_20_cycles(tmp_path, fault_report):
             wait_for(lambda: emu.replugged_at != before and emu.streaming, 10, what="replug")
             n0 = len(stream.raw)
             stream.until(lambda: len(stream.raw) >= n0 + 5, 10, "samples after replug")
-            resume.append(time.monotonic() - emu._stream_t0)
+            resume.append(time.monotonic() - emu.stream_t0)
             survived += proc.proc.poll() is None
-        status = proc.control().status()
-        lost = stream.lost()
-        clean = device_samples_only(stream, emu)
+        status, lost, clean, _ = device_outcome(stream, proc, emu)
     finally:
-        stream.close()
-        proc.stop()
-        emu.stop()
-    seqs = stream.seqs()
-    gaps = [g for g in stream.events("gap") if g.get("cause") == "disconnect"]
+        stop_all(stream, proc, emu)
+    seqs = sorted(stream.raw)
+    gaps = [g for g in stream.status("gap") if g.get("cause") == "disconnect"]
     fault_report(
         "unplug/replug (0.3 s outages)",
         cycles,
@@ -184,17 +155,12 @@ def test_unplug_replug_20_cycles(tmp_path, fault_report):
 def test_corrupt_bytes_one_percent(tmp_path, fault_report):
     emu = Emulator(n_channels=4, rate_hz=100.0, faults=Faults(corrupt_rate=0.01, seed=8))
     proc = emulated(tmp_path, emu)
-    stream = Stream(proc)
+    stream = collect(proc)
     try:
         stream.until(lambda: len(stream.raw) >= 400, 30, "400 intact samples")
-        status = proc.control().status()
-        lost = stream.lost()
-        clean = device_samples_only(stream, emu)
-        alive = proc.proc.poll() is None
+        status, lost, clean, alive = device_outcome(stream, proc, emu)
     finally:
-        stream.close()
-        proc.stop()
-        emu.stop()
+        stop_all(stream, proc, emu)
     c = status["counters"]
     bad = c["crc_errors"] + c["length_errors"] + c["decode_errors"]
     fault_report(
@@ -207,32 +173,45 @@ def test_corrupt_bytes_one_percent(tmp_path, fault_report):
     )
     assert alive and clean and lost == 0
     assert bad > 0 and c["lost_frames"] > 0 and status["state"] == "streaming"
-    seqs = stream.seqs()
+    seqs = sorted(stream.raw)
     assert seqs == list(range(len(seqs)))  # rejected frames leave no hole in seq
 
 
-class StallingEmulator(Emulator):
-    """Stops writing while ``stall_until`` (monotonic s) is ahead; samples pile up."""
+def watch_written(emu: Emulator) -> list[int]:
+    """``[n]``: the samples wholly written to the pty so far (updated when its queue
+    empties; frozen while the emulator stalls, since nothing is flushed then)."""
+    pty, written = emu.transport.pty, [0]
+    flush = pty.flush
 
-    stall_until = 0.0
+    def counted() -> None:
+        flush()
+        if not pty.pending:
+            written[0] = emu.samples_sent
 
-    def _flush(self) -> None:
-        if time.monotonic() >= self.stall_until:
-            super()._flush()
+    pty.flush = counted
+    return written
 
 
 def test_stalled_device_10_s(tmp_path, fault_report):
     rate, stall_s = 20.0, 10.0
-    emu = StallingEmulator(n_channels=2, rate_hz=rate)
+    emu = Emulator(n_channels=2, rate_hz=rate)
     proc = emulated(tmp_path, emu)
-    stream = Stream(proc)
+    stream = collect(proc)
     try:
         stream.until(lambda: len(stream.raw) >= 10, what="samples before the stall")
-        emu.stall_until = time.monotonic() + stall_s
-        stream.pump(0.5)
+        last = max(stream.raw)
+        offset = device_k(emu, stream.raw[last]) - last  # device sample k is seq k - offset
+        written = watch_written(emu)
+        stall_until = time.monotonic() + stall_s
+        emu.stall(stall_s)
+        stream.until(
+            lambda: emu.transport.pty.pending and max(stream.raw) + offset >= written[0] - 1,
+            5,
+            "every sample written before the stall",
+        )
         n_stall = len(stream.raw)
         states, replies, rates = set(), [], []
-        while time.monotonic() < emu.stall_until - 0.5:  # during the stall
+        while time.monotonic() < stall_until - 0.5:  # during the stall
             t0 = time.monotonic()
             st = proc.control().status()
             replies.append(time.monotonic() - t0)
@@ -242,17 +221,12 @@ def test_stalled_device_10_s(tmp_path, fault_report):
         during = len(stream.raw) - n_stall
         stream.until(
             lambda: len(stream.raw) >= n_stall + rate * stall_s,
-            15,
+            30,  # generous: a loaded machine
             "the stalled samples after the stall",
         )
-        status = proc.control().status()
-        lost = stream.lost()
-        clean = device_samples_only(stream, emu)
-        alive = proc.proc.poll() is None
+        status, lost, clean, alive = device_outcome(stream, proc, emu)
     finally:
-        stream.close()
-        proc.stop()
-        emu.stop()
+        stop_all(stream, proc, emu)
     fault_report(
         "stalled device (no bytes for 10 s)",
         1,
@@ -392,11 +366,12 @@ def test_stalled_subscriber_costs_bounded_memory(tmp_path, fault_report):
     slow.setsockopt(zmq.LINGER, 0)
     slow.setsockopt(zmq.RCVHWM, 1)
     slow.setsockopt(zmq.SUBSCRIBE, b"")
-    stream = Stream(proc, ("raw",))
+    stream = collect(proc, ("raw",))
     try:
         stream.until(lambda: len(stream.t) >= 400, what="2 s of samples")
         slow.connect(proc.endpoints.data)
-        stream.pump(3.0)  # its queues (about 1,000 messages) fill
+        n0 = len(stream.t)  # its queues (about 1,000 messages) fill in 3 s of samples
+        stream.until(lambda: len(stream.t) >= n0 + 600, 30, "3 s of samples after it joined")
         rss0, t0 = rss_kb(proc.proc.pid), time.monotonic()
         while time.monotonic() - t0 < 8.0:  # 8 s = about 16 MB it never reads
             stream.pump(0.2)
@@ -427,7 +402,7 @@ def test_markers_1000_per_second_for_10_s(tmp_path, fault_report):
     dealer = zmq.Context.instance().socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
     dealer.connect(proc.endpoints.control)
-    stream = Stream(proc, ("raw", "marker"))
+    stream = collect(proc, ("raw", "marker"))
     sent, ok, reply_lat, sent_at = 0, 0, [], []
     try:
         stream.until(lambda: len(stream.raw) >= 5, what="samples")
@@ -453,27 +428,26 @@ def test_markers_1000_per_second_for_10_s(tmp_path, fault_report):
         deadline = time.monotonic() + 15
         while len(reply_lat) < sent and time.monotonic() < deadline:
             drain(100)
-        stream.until(lambda: stream.markers >= sent, 10, "every marker published")
-        status = proc.control().status()
-        lost = stream.lost()
-        alive = proc.proc.poll() is None
+        stream.until(lambda: len(stream.of("marker")) >= sent, 10, "every marker published")
+        status, lost, alive = daemon_outcome(stream, proc)
     finally:
         dealer.close(linger=0)
         stream.close()
         proc.stop()
+    markers, latency = len(stream.of("marker")), stream.latency["raw"]
     fault_report(
         "1,000 markers/s for 10 s (DEALER)",
         sent,
         ok,
         lost,
-        f"{ok}/{sent} acknowledged, {stream.markers} published; reply p50 "
+        f"{ok}/{sent} acknowledged, {markers} published; reply p50 "
         f"{pct(reply_lat, 50):.2f} ms, p99 {pct(reply_lat, 99):.2f} ms; sample "
-        f"latency p99 {pct(stream.latency, 99):.1f} ms",
+        f"latency p99 {pct(latency, 99):.1f} ms",
     )
-    assert alive and sent == rate_s * seconds and ok == sent and stream.markers == sent
+    assert alive and sent == rate_s * seconds and ok == sent and markers == sent
     assert elapsed < seconds + 0.5  # the requests really went at 1,000 per second
     assert lost == 0 and status["state"] == "streaming"
-    assert pct(stream.latency, 99) < 100.0
+    assert pct(latency, 99) < 100.0
 
 
 # ---------------------------------------------------------------------- crashes
@@ -506,7 +480,7 @@ def test_sigkill_recorder_three_times(tmp_path, fault_report, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the snirf validator writes pysnirf2.log here
     rate, kills = 20.0, 3
     proc = DaemonProcess(tmp_path, simulated_config(rate_hz=rate)).start()
-    stream = Stream(proc, ("raw",))
+    stream = collect(proc, ("raw",))
     survived, lost, behind = 0, 0, []
     try:
         for i in range(kills):
@@ -663,12 +637,7 @@ def test_recorder_on_a_full_filesystem(tmp_path, fault_report, monkeypatch):
     try:
         with DaemonProcess(tmp_path, simulated_config(channels=64, rate_hz=100.0)) as proc:
             rec = _record(proc, path, "--backfill", "0", "--duration", "40", preexec=small_files)
-            try:
-                out, err = rec.communicate(timeout=45)
-            finally:
-                if rec.poll() is None:
-                    rec.kill()
-                    rec.wait()
+            out, err = finish(rec, 45)
             alive = proc.proc.poll() is None
         summary = json.loads(out.strip().splitlines()[-1])
         seq = _snirf_seqs(path)
@@ -792,7 +761,7 @@ def test_20_malformed_control_requests(tmp_path, fault_report):
     dealer = zmq.Context.instance().socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
     dealer.connect(proc.endpoints.control)
-    stream = Stream(proc)
+    stream = collect(proc)
     replies = []
     try:
         stream.until(lambda: len(stream.raw) >= 5, what="samples")
@@ -802,10 +771,9 @@ def test_20_malformed_control_requests(tmp_path, fault_report):
             assert dealer.poll(5000), f"no reply to {frames!r:.80}"
             replies.append(wire.unpack(dealer.recv_multipart()[-1]))
             stream.pump(0.01)
-        stream.pump(0.5)
-        status = proc.control().status()
-        lost = stream.lost()
-        alive = proc.proc.poll() is None
+        after = max(stream.raw) + 10  # and the stream goes on
+        stream.until(lambda: max(stream.raw) >= after, what="samples after the bad requests")
+        status, lost, alive = daemon_outcome(stream, proc)
     finally:
         dealer.close(linger=0)
         stream.close()
@@ -829,4 +797,4 @@ def test_20_malformed_control_requests(tmp_path, fault_report):
     )
     assert len(BAD_REQUESTS) == 20 and len(clear) == 20, [r for r in replies if r not in clear]
     assert alive and lost == 0 and status["state"] == "streaming"
-    assert stream.seqs() == list(range(len(stream.raw)))
+    assert sorted(stream.raw) == list(range(len(stream.raw)))

@@ -10,8 +10,8 @@ from nirsd.daemon.clock import DeviceClock
 from nirsd.drivers import registry
 from nirsd.drivers.base import DeviceSettings
 from nirsd.drivers.heg import HegDriver, HegParser, format_line
+from nirsd.drivers.sim.heg_emulator import HegEmulator
 from nirsd.drivers.testing import PortReader
-from nirsd.drivers.text_emulator import HegEmulator
 
 
 def test_both_forms_and_skipped_lines():

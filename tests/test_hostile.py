@@ -30,7 +30,8 @@ from nirsd.daemon import wire
 from nirsd.daemon.endpoints import Endpoints
 from nirsd.daemon.security import ClientKeys, generate_keypair
 from nirsd.drivers import nirsb
-from nirsd.drivers.emulator import Emulator
+from nirsd.drivers.sim.emulator import Emulator
+from nirsd.drivers.sim.encoders import NirsbEncoder
 
 pytestmark = pytest.mark.hostile
 
@@ -612,16 +613,34 @@ def test_curve_handshakes_with_fresh_keys(curve, hostile_report):
 # ---------------------------------------------------------------------- the device
 
 
-class HostileEmulator(Emulator):
-    """A NIRSB device whose frames an attack can bend: counters stepping back, clock
-    stepping back, and raw frames injected before the next sample."""
+class BentNirsb(NirsbEncoder):
+    """NIRSB whose sample frames an attack can bend: every Nth frame's counter steps
+    back by 5, every Nth frame's clock by 0.3 s."""
 
-    def __init__(self, **kw) -> None:
-        super().__init__(**kw)
-        self.seq_back_every = 0  # every Nth frame's counter steps back by 5
-        self.t_back_every = 0  # every Nth frame's clock steps back by 0.3 s
-        self._inject: list[bytes] = []
+    def __init__(self, n_channels: int, rate_hz: float) -> None:
+        super().__init__(n_channels, (760.0, 850.0), rate_hz, "nirsd-sim")
+        self.seq_back_every = 0
+        self.t_back_every = 0
         self._n = 0
+
+    def sample(self, seq: int, t_us: int, values) -> bytes:
+        self._n += 1
+        if self.seq_back_every and self._n % self.seq_back_every == 0:
+            seq = (seq - 5) % 65536
+        if self.t_back_every and self._n % self.t_back_every == 0:
+            t_us = max(0, t_us - 300_000)
+        return super().sample(seq, t_us, values)
+
+
+class HostileEmulator(Emulator):
+    """A NIRSB device with bent frames (:class:`BentNirsb`) and raw frames injected
+    before the next sample."""
+
+    def __init__(self, n_channels: int, rate_hz: float, link: str) -> None:
+        self.bent = BentNirsb(n_channels, rate_hz)
+        super().__init__(n_channels=n_channels, rate_hz=rate_hz, link=link, encoder=self.bent)
+        self.info_wire = self.bent.info_wire
+        self._inject: list[bytes] = []
 
     def inject(self, wire: bytes) -> None:
         with self._lock:
@@ -631,16 +650,8 @@ class HostileEmulator(Emulator):
         with self._lock:
             extra, self._inject = self._inject, []
         for w in extra:
-            self._out += w  # past queue_limit: an attack is not throttled
+            self.transport.pty._out += w  # past queue_limit: an attack is not throttled
         super()._emit(n)
-
-    def _encode_sample(self, seq: int, t_us: int, counts) -> bytes:
-        self._n += 1
-        if self.seq_back_every and self._n % self.seq_back_every == 0:
-            seq = (seq - 5) % 65536
-        if self.t_back_every and self._n % self.t_back_every == 0:
-            t_us = max(0, t_us - 300_000)
-        return super()._encode_sample(seq, t_us, counts)
 
 
 @pytest.fixture(scope="module")
@@ -718,11 +729,11 @@ def test_counter_and_clock_stepping_back(device, hostile_report):
     no 65,535-frame losses, published ``t`` strictly increasing, ``gaps`` bounded."""
     st0 = device.status()[0]["counters"]
     with Case(device, "seq and device time stepping back (200 frames)", 20, hostile_report) as c:
-        device.emu.seq_back_every, device.emu.t_back_every = 10, 3
+        device.emu.bent.seq_back_every, device.emu.bent.t_back_every = 10, 3
         try:
             frames_later(device, 200)
         finally:
-            device.emu.seq_back_every = device.emu.t_back_every = 0
+            device.emu.bent.seq_back_every = device.emu.bent.t_back_every = 0
         frames_later(device, 5)
     st = device.status()[0]
     lost = st["counters"]["lost_frames"] - st0["lost_frames"]

@@ -14,9 +14,9 @@ import time
 import numpy as np
 import pytest
 
-from nirsd.cli.testing import DaemonProcess
-from nirsd.drivers.emulator import Emulator
-from nirsd.drivers.text_emulator import HegEmulator
+from nirsd.cli.testing import Collector, DaemonProcess
+from nirsd.drivers.sim.emulator import Emulator
+from nirsd.drivers.sim.heg_emulator import HegEmulator
 
 RATE = 50.0
 OUTAGE_S = 1.5
@@ -31,41 +31,14 @@ def config(driver: str, port: str) -> str:
     )
 
 
-class Collector:
-    """Everything published on raw and status, with the monotonic time of arrival."""
+def samples_after(c: Collector, t0: float) -> int:
+    """Raw samples that arrived at monotonic time ``t0`` or later."""
+    return sum(1 for when in c.received["raw"].values() if when >= t0)
 
-    def __init__(self, sub) -> None:
-        self.sub = sub
-        self.raw: list[tuple[float, int, np.ndarray, np.ndarray]] = []  # (arrival, seq, raw, t)
-        self.status: list[tuple[float, dict]] = []
 
-    def pump_until(self, cond, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not cond():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{what} not within {timeout} s")
-            msg = self.sub.recv(timeout_s=min(left, 0.1))
-            if msg is None:
-                continue
-            now = time.monotonic()
-            if msg.topic == "raw":
-                self.raw.append(
-                    (
-                        now,
-                        msg.header["seq"],
-                        msg.array.copy(),
-                        np.asarray(msg.header["t"], dtype=np.float64),
-                    )
-                )
-            else:
-                self.status.append((now, msg.header))
-
-    def samples_after(self, t0: float) -> int:
-        return sum(len(a) for when, _, a, _ in self.raw if when >= t0)
-
-    def events(self, name: str, after: float = 0.0) -> list[tuple[float, dict]]:
-        return [(w, h) for w, h in self.status if h.get("event") == name and w >= after]
+def events(c: Collector, name: str, after: float = 0.0) -> list[tuple[float, dict]]:
+    """(arrival, header) of the status events ``name`` that came at ``after`` or later."""
+    return [(w, h) for w, h in c.timed("status", after) if h.get("event") == name]
 
 
 @pytest.mark.parametrize("driver", ["nirsb", "heg"])
@@ -83,27 +56,31 @@ def test_unplug_replug(driver, tmp_path):
         with proc.subscriber(("raw", "status")) as sub:
             c = Collector(sub)
             t_sub = time.monotonic()
-            c.pump_until(lambda: c.samples_after(t_sub) >= 25, 10, "samples before unplug")
+            c.until(lambda: samples_after(c, t_sub) >= 25, 10, "samples before unplug")
             emu.unplug(OUTAGE_S)
-            c.pump_until(
-                lambda: emu.unplugged_at is not None and c.events("disconnected", emu.unplugged_at),
+            c.until(
+                lambda: (
+                    emu.unplugged_at is not None and events(c, "disconnected", emu.unplugged_at)
+                ),
                 3,
                 "disconnected",
             )
-            disconnected_after = c.events("disconnected", emu.unplugged_at)[0][0] - emu.unplugged_at
-            c.pump_until(
+            disconnected_after = (
+                events(c, "disconnected", emu.unplugged_at)[0][0] - emu.unplugged_at
+            )
+            c.until(
                 lambda: (
                     emu.replugged_at is not None
                     and emu.streaming
-                    and c.samples_after(emu._stream_t0) >= 25
+                    and samples_after(c, emu.stream_t0) >= 25
                 ),
                 10,
                 "resumed samples",
             )
-            first_after = min(w for w, _, _, _ in c.raw if w >= emu._stream_t0)
-            resumed_after = first_after - emu._stream_t0
-            reopened_after = emu._stream_t0 - emu.replugged_at
-            c.pump_until(lambda: c.events("gap"), 3, "gap event")
+            first_after = min(w for w in c.received["raw"].values() if w >= emu.stream_t0)
+            resumed_after = first_after - emu.stream_t0
+            reopened_after = emu.stream_t0 - emu.replugged_at
+            c.until(lambda: events(c, "gap"), 3, "gap event")
             status = proc.control().status()
         assert proc.proc.poll() is None  # the daemon kept running
     finally:
@@ -118,9 +95,10 @@ def test_unplug_replug(driver, tmp_path):
     assert disconnected_after < 1.0
     assert resumed_after < 1.0
     # sample indices continue: no duplicate, no hole, no invented value
-    seqs = np.concatenate([s + np.arange(len(a)) for _, s, a, _ in c.raw])
+    seqs = np.array(list(c.raw))  # in the order they arrived
+    assert c.repeated["raw"] == 0
     assert np.array_equal(seqs, np.arange(seqs[0], seqs[0] + len(seqs)))
-    raw = np.concatenate([a for _, _, a, _ in c.raw])
+    raw = np.stack([c.raw[s] for s in seqs])
     # every published sample is one the device produced, in the device's order
     k0 = next(
         k for k in range(emu.samples_sent) if np.array_equal(emu.physiology.counts([k])[0], raw[0])
@@ -130,13 +108,13 @@ def test_unplug_replug(driver, tmp_path):
     assert matches == sorted(set(matches))  # strictly increasing: no duplicates
     assert len(matches) == len(raw)
     # the gap: between the sample indices where the outage happened, its span in time
-    ((_, gap),) = c.events("gap")
+    ((_, gap),) = events(c, "gap")
     assert gap["cause"] == "disconnect" and gap["lost_samples_estimated"] is True
     assert OUTAGE_S <= gap["span_s"] < OUTAGE_S + 2.0
     # what a device streaming on at RATE would have sent between the samples around it
     assert abs(gap["lost_samples"] - (round(gap["span_s"] * RATE) - 1)) <= 1
     assert gap["rate_hz"] == pytest.approx(RATE, rel=0.02)
-    t = np.concatenate([tt for _, _, _, tt in c.raw])
+    t = np.array([c.t[s] for s in seqs])
     i = gap["seq"] - seqs[0]
     assert t[i] - t[i - 1] == pytest.approx(gap["span_s"], abs=1e-3)
     assert np.all(np.diff(t) > 0)  # host time keeps going forward across the restart

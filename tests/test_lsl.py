@@ -25,15 +25,25 @@ def config_text() -> str:
     return simulated_config(channels=N_CH, rate_hz=20.0, extra=chans)
 
 
-@pytest.fixture
-def daemon(tmp_path):
-    d = DaemonProcess(tmp_path, config_text())
+def _started(d: DaemonProcess):
     d.start()
     try:
         wait_for(lambda: d.control().status().get("baseline_ready"), 20, what="baseline")
         yield d
     finally:
         d.stop()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    """A daemon of the test's own (the restart test stops and starts it)."""
+    yield from _started(DaemonProcess(tmp_path, config_text()))
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One daemon for the tests that only read its stream or mark a closed epoch."""
+    yield from _started(DaemonProcess(tmp_path_factory.mktemp("lsl"), config_text()))
 
 
 @pytest.fixture
@@ -76,7 +86,8 @@ def channels(info: pylsl.StreamInfo) -> list[dict[str, str]]:
     return out
 
 
-def test_lsl_hb_and_raw_match_the_subscriber(daemon, prefix):
+def test_lsl_hb_and_raw_match_the_subscriber(shared, prefix):
+    daemon = shared
     stream = daemon.control().info()["stream"]
     sub = daemon.subscriber(("hb", "raw"))
     bridge = start_bridge(daemon, prefix)
@@ -161,7 +172,8 @@ def test_lsl_hb_and_raw_match_the_subscriber(daemon, prefix):
         sub.close()
 
 
-def test_lsl_markers_from_nirsd_mark(daemon, prefix):
+def test_lsl_markers_from_nirsd_mark(shared, prefix):
+    daemon = shared
     probe = daemon.cli("mark", "--help")
     if probe.returncode != 0:
         pytest.skip("nirsd mark not available")

@@ -11,9 +11,9 @@ import zmq
 
 from nirsd.cli.testing import Collector, DaemonProcess, device_config, simulated_config, wait_for
 from nirsd.daemon import wire
-from nirsd.drivers.emulator import Emulator
-from nirsd.drivers.exercise import ExerciseResponse
-from nirsd.drivers.physiology import Physiology
+from nirsd.drivers.sim.emulator import Emulator
+from nirsd.drivers.sim.exercise import ExerciseResponse
+from nirsd.drivers.sim.physiology import Physiology
 
 Recorder = Collector
 

@@ -7,16 +7,17 @@ import json
 import signal
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
 
-from nirsd.cli.testing import DaemonProcess, device_config, wait_for
+from nirsd.cli.testing import Collector, DaemonProcess, device_config
 from nirsd.core.errors import ConfigError
 from nirsd.drivers.base import Derived, DeviceSettings
-from nirsd.drivers.emulator import Faults
 from nirsd.drivers.nonin import ComputedValuesParser, NoninDriver
-from nirsd.drivers.nonin_emulator import NoninEmulator
+from nirsd.drivers.sim.emulator import Faults
+from nirsd.drivers.sim.nonin_emulator import NoninEmulator
 
 NAN = float("nan")
 
@@ -132,66 +133,69 @@ def test_end_to_end_derived_epoch_tail_and_snirf(tmp_path, monkeypatch):
     emu = NoninEmulator(rate_hz=10.0, missing=(3,), link=str(link), faults=Faults(0.0, 0.0, 0.3))
     extra = "[markers]\nbaseline_s = 2.0\n"
     d = DaemonProcess(tmp_path, device_config(str(link), driver="nonin", extra=extra))
+    out = tmp_path / "derived.snirf"
+    c: Collector | None = None
     emu.start()
     try:
         d.start(timeout=30)
-        sub = d.subscriber(("derived", "epoch", "marker"))
-        got: dict[int, tuple] = {}
-        epochs = []
-
-        def pump() -> None:
-            while (msg := sub.recv(0.05)) is not None:
-                if msg.topic == "derived":
-                    assert msg.header["names"] == ["rso2"] * 4
-                    assert msg.header["units"] == ["%"] * 4 and msg.array.dtype == np.float64
-                    for i in range(msg.n):
-                        got[msg.seq + i] = (msg.array[i], msg.header["epoch"][i])
-                elif msg.topic == "epoch":
-                    epochs.append(msg.header)
-
-        wait_for(lambda: pump() or len(got) >= 5, 20, what="derived samples")
-        out = tmp_path / "derived.snirf"
-        rec = subprocess.Popen(
-            [sys.executable, "-m", "nirsd.cli", "record", str(out)],
-            env=d.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        # the whole 2 s pre-epoch window is held (and seen) before the epoch starts
-        seen = len(got)
-        wait_for(
-            lambda: pump() or (len(got) >= seen + 10 and max(got) - min(got) >= 25),
-            20,
-            what="more samples",
-        )
-        start = json.loads(d.cli("mark", "extension", check=True).stdout)
-        wait_for(lambda: pump() or max(got) >= start["seq"] + 15, 20, what="epoch samples")
-        end = json.loads(d.cli("mark", "extension", "--end", check=True).stdout)
-        wait_for(lambda: pump() or epochs, 20, what="derived epoch summary")
-        tail = d.cli("tail", "--topic", "derived", "--json", "-n", "2", check=True)
-        # one more second: the recorder, on the same PUB stream, has the epoch by then
-        wait_for(lambda: pump() or max(got) >= end["seq"] + 10, 20, what="samples after")
-        rec.send_signal(signal.SIGTERM)
-        stdout, stderr = rec.communicate(timeout=60)
-        assert rec.returncode == 0, stderr
+        c = Collector(d.subscriber(("derived", "epoch", "marker")))
+        start, end, tail = record_an_epoch(d, c, out)
         counters = d.control().status()["counters"]
     finally:
-        sub.close()
+        if c is not None:
+            c.close()
         d.stop()
         emu.stop()
     # every published row is one the device printed, in order, NaN for ---
     assert counters["lines_skipped"] > 3 and counters["garbage_bytes"] > 0
+    header, got = c.last_header["derived"], c.samples["derived"]
+    assert header["names"] == ["rso2"] * 4 and header["units"] == ["%"] * 4
+    assert all(row.dtype == np.float64 for row in got.values()) and c.repeated["derived"] == 0
     seqs = sorted(got)
     assert seqs == list(range(seqs[0], seqs[-1] + 1))
-    offset = _match_offset(emu, got)
+    offset = _match_offset(emu, {s: (got[s], c.epoch[s]) for s in seqs})
     for s in seqs:
-        np.testing.assert_array_equal(got[s][0], emu.printed(s + offset))
+        np.testing.assert_array_equal(got[s], emu.printed(s + offset))
     # tagged with the epoch between the markers
     on, off = start["seq"], end["seq"]
-    assert {got[s][1] for s in seqs if on <= s < off} == {"extension"}
-    assert all(got[s][1] is None for s in seqs if s < on or s >= off)
-    # the summary: mean during minus the 2 s (20 samples) before, from the device's values
+    assert {c.epoch[s] for s in seqs if on <= s < off} == {"extension"}
+    assert all(c.epoch[s] is None for s in seqs if s < on or s >= off)
+    check_epoch_summary(c.of("epoch"), emu, offset, on, off)
+    check_tail(tail)
+    check_snirf(out, snirf, h5py, emu, offset, (off - on) / 10.0)
+
+
+def record_an_epoch(d: DaemonProcess, c: Collector, out) -> tuple[dict, dict, Any]:
+    """``nirsd record`` while an extension epoch is marked and ``nirsd tail`` reads the
+    derived values; (start marker, end marker, the tail run)."""
+    got = c.samples["derived"]
+    c.until(lambda: len(got) >= 5, 20, what="derived samples")
+    rec = subprocess.Popen(
+        [sys.executable, "-m", "nirsd.cli", "record", str(out)],
+        env=d.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # the whole 2 s pre-epoch window is held (and seen) before the epoch starts
+    seen = len(got)
+    c.until(lambda: len(got) >= seen + 10 and max(got) - min(got) >= 25, 20, what="more samples")
+    start = json.loads(d.cli("mark", "extension", check=True).stdout)
+    c.until(lambda: max(got) >= start["seq"] + 15, 20, what="epoch samples")
+    end = json.loads(d.cli("mark", "extension", "--end", check=True).stdout)
+    c.until(lambda: c.of("epoch"), 20, what="derived epoch summary")
+    tail = d.cli("tail", "--topic", "derived", "--json", "-n", "2", check=True)
+    # one more second: the recorder, on the same PUB stream, has the epoch by then
+    c.until(lambda: max(got) >= end["seq"] + 10, 20, what="samples after")
+    rec.send_signal(signal.SIGTERM)
+    stdout, stderr = rec.communicate(timeout=60)
+    assert rec.returncode == 0, stderr
+    return start, end, tail
+
+
+def check_epoch_summary(epochs: list[dict], emu: NoninEmulator, offset: int, on: int, off: int):
+    """The summary: mean during minus the 2 s (20 samples) before, from the device's
+    values."""
     (summary,) = epochs
     assert summary["kind"] == "derived" and (summary["onset_seq"], summary["end_seq"]) == (on, off)
     assert summary["n_baseline"] == 20 and summary["n_samples"] == off - on
@@ -199,11 +203,17 @@ def test_end_to_end_derived_epoch_tail_and_snirf(tmp_path, monkeypatch):
     want = truth[20:, :3].mean(0) - truth[:20, :3].mean(0)
     np.testing.assert_allclose(summary["mean_rso2"][:3], want, rtol=0, atol=1e-9)
     assert summary["mean_rso2"][3] is None or np.isnan(summary["mean_rso2"][3])
-    # nirsd tail --topic derived --json: seq, t, epoch and one list per value name
+
+
+def check_tail(tail: Any) -> None:
+    """nirsd tail --topic derived --json: seq, t, epoch and one list per value name."""
     lines = [json.loads(x) for x in tail.stdout.splitlines()]
     assert len(lines) == 2 and set(lines[0]) >= {"seq", "t", "epoch", "rso2"}
     assert len(lines[0]["rso2"]) == 4 and lines[0]["rso2"][3] is None
-    # the SNIRF file: valid, the published rows, the epoch as a stim
+
+
+def check_snirf(out, snirf, h5py, emu: NoninEmulator, offset: int, epoch_s: float) -> None:
+    """The SNIRF file: valid, the published rows, the epoch as a stim."""
     assert snirf.validateSnirf(str(out)).is_valid()
     with h5py.File(out) as f:
         rows = f["nirs/data1/dataTimeSeries"][:]
@@ -218,4 +228,4 @@ def test_end_to_end_derived_epoch_tail_and_snirf(tmp_path, monkeypatch):
     for s, row in zip(seq, rows):
         np.testing.assert_array_equal(row, emu.printed(s + offset))
     (stim,) = stims["extension"]
-    assert stim[1] == pytest.approx((off - on) / 10.0, abs=0.25)
+    assert stim[1] == pytest.approx(epoch_s, abs=0.25)

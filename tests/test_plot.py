@@ -206,13 +206,15 @@ def test_file_values_agree_with_the_daemons_epoch_summaries(tmp_path):
 
     from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for
 
-    cfg = simulated_config(channels=3, rate_hz=20.0, extra="[markers]\nbaseline_s = 2.0\n")
+    # 40 Hz with a 1 s pre-epoch window: the same sample counts as 20 Hz and 2 s, in half
+    # the wall time (the comparison is per sample, not per second)
+    cfg = simulated_config(channels=3, rate_hz=40.0, extra="[markers]\nbaseline_s = 1.0\n")
     d = DaemonProcess(tmp_path, cfg)
     d.start()
     path = tmp_path / "rec.snirf"
     rec = None
     try:
-        wait_for(lambda: d.control().info()["seq"] >= 60, 20, what="3 s of samples")
+        wait_for(lambda: d.control().info()["seq"] >= 60, 20, what="1.5 s of samples")
         rec = subprocess.Popen(
             [sys.executable, "-m", "nirsd.cli", "record", str(path), "--backfill", "all"],
             env=d.env,
@@ -223,7 +225,7 @@ def test_file_values_agree_with_the_daemons_epoch_summaries(tmp_path):
         wait_for(lambda: any(e["kind"] == "run" for e in _journal(path)), 20, what="recording")
         for label in ("extension", "flexion", "extension"):
             ack = json.loads(d.cli("mark", label, check=True).stdout)
-            wait_for(lambda: d.control().info()["seq"] >= ack["seq"] + 30, 10, what="1.5 s")
+            wait_for(lambda: d.control().info()["seq"] >= ack["seq"] + 30, 10, what="0.75 s")
         d.cli("mark", "--end", check=True)
         wait_for(
             lambda: sum(e["kind"] == "epoch" for e in _journal(path)) == 3, 20, what="summaries"
@@ -237,9 +239,9 @@ def test_file_values_agree_with_the_daemons_epoch_summaries(tmp_path):
         d.stop()
     s = plot.read_session(path)
     daemon_epochs = [e for e in _journal(path) if e["kind"] == "epoch"]
-    assert s.epoch_baseline_s(10.0) == pytest.approx(2.0)
+    assert s.epoch_baseline_s(10.0) == pytest.approx(1.0)
     for label in ("extension", "flexion"):
-        mine = epoch_stats.changes(s, label, 2.0)
+        mine = epoch_stats.changes(s, label, 1.0)
         theirs = [e for e in daemon_epochs if e["label"] == label]
         assert mine.n == len(theirs)
         for k, kind in enumerate(("hbo", "hbr", "hbt")):

@@ -11,8 +11,8 @@ from nirsd.cli.testing import DaemonProcess, device_config, wait_for
 from nirsd.core.extinction import extinction_matrix
 from nirsd.daemon.converter import LOW_LIGHT, POOR_SIGNAL, SATURATED
 from nirsd.daemon.srs import H_PER_NM
-from nirsd.drivers.emulator import Emulator
-from nirsd.drivers.physiology import Physiology
+from nirsd.drivers.sim.emulator import Emulator
+from nirsd.drivers.sim.physiology import Physiology
 
 RATE = 20.0
 

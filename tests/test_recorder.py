@@ -17,7 +17,14 @@ if importlib.util.find_spec("snirf") is None:  # imported lazily: at import it
     pytest.skip("needs the snirf package", allow_module_level=True)  # writes pysnirf2.log
 mne = pytest.importorskip("mne")
 
-from nirsd.cli.testing import Collector, DaemonProcess, simulated_config, start_recorder, wait_for  # noqa: E402
+from nirsd.cli.testing import (  # noqa: E402
+    Collector,
+    DaemonProcess,
+    finish,
+    simulated_config,
+    start_recorder,
+    wait_for,
+)
 from nirsd.clients.snirf_writer import hb_copy  # noqa: E402
 
 
@@ -217,12 +224,7 @@ def test_disk_full_gives_clear_error_and_valid_file(tmp_path):
     path = tmp_path / "full.snirf"
     with DaemonProcess(tmp_path, simulated_config(channels=16, rate_hz=100.0)) as daemon:
         rec = _record(daemon, path, "--backfill", "0", "--duration", "40", preexec=small_files)
-        try:
-            out, err = rec.communicate(timeout=45)
-        finally:
-            if rec.poll() is None:
-                rec.kill()
-                rec.wait()
+        out, err = finish(rec, 45)
     assert rec.returncode == 74, err
     assert "disk full" in err and "Traceback" not in err
     summary = json.loads(out.strip().splitlines()[-1])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 
@@ -18,11 +19,14 @@ pytest.importorskip("statsmodels")
 if importlib.util.find_spec("nirsd.clients.bids_recorder") is None:
     pytest.skip("nirsd record --bids is not in this tree", allow_module_level=True)
 
+from stream_support import joined, recv_topic  # noqa: E402
+
 from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
 
 RATE = 10.0
 BASELINE_S = 1.5
-STEPS = [("rest", 3.0), ("extension", 3.0), ("rest", 2.0), ("flexion", 3.0), ("rest", 1.5)]
+# each epoch is preceded by at least BASELINE_S of the session (its pre-epoch window)
+STEPS = [("rest", 2.0), ("extension", 2.0), ("rest", 2.0), ("flexion", 2.0), ("rest", 1.5)]
 EXTRA = (
     f"[markers]\nbaseline_s = {BASELINE_S}\n[protocol.short]\nsteps = ["
     + ", ".join(f'["{label}", {s}]' for label, s in STEPS)
@@ -34,7 +38,8 @@ def test_report_epochs_equal_the_live_epoch_summaries(tmp_path):
     root = tmp_path / "study"
     config = simulated_config(channels=4, rate_hz=RATE, extra=EXTRA)
     with DaemonProcess(tmp_path / "d", config) as daemon:
-        with daemon.subscriber(("epoch", "session")) as live:
+        with daemon.subscriber(("epoch", "session", "status")) as live:
+            joined(live)  # every epoch summary of the session reaches this subscriber
             err = tmp_path / "rec.err"
             cmd = [sys.executable, "-m", "nirsd.cli", "record", "--bids", str(root)]
             cmd += ["--sessions", "1", "--data", daemon.endpoints.data]
@@ -57,26 +62,40 @@ def test_report_epochs_equal_the_live_epoch_summaries(tmp_path):
                 sessions[f"sub-{subject}"] = (ack["seq"], end["end_seq"])
             assert rec.wait(60) == 0, err.read_text()
             summaries = []
-            while (msg := live.recv(0.5)) is not None:
-                if msg.topic == "epoch":
-                    summaries.append(msg.header)
-    ep = report_epochs(root, tmp_path / "from_derivative", "derivative")
-    assert compare(ep, summaries, sessions) == 4 * 4 * 3
-    for path in (root / "derivatives" / "nirsd").rglob("*_desc-hb_nirs.snirf"):
-        path.unlink()  # now the report converts the CW amplitudes with nirsd's converter
-    ep = report_epochs(root, tmp_path / "from_raw", "raw")
-    assert compare(ep, summaries, sessions) == 4 * 4 * 3
+            while (msg := recv_topic(live, "epoch", 0.5)) is not None:
+                summaries.append(msg.header)
+    raw_only = tmp_path / "study-raw"
+    shutil.copytree(root, raw_only)
+    for path in (raw_only / "derivatives" / "nirsd").rglob("*_desc-hb_nirs.snirf"):
+        path.unlink()  # here the report converts the CW amplitudes with nirsd's converter
+    # the two reports are independent processes: run side by side
+    procs = [start_report(root, tmp_path / "from_derivative")]
+    procs.append(start_report(raw_only, tmp_path / "from_raw"))
+    try:
+        ep = report_epochs(procs[0], tmp_path / "from_derivative", "derivative")
+        assert compare(ep, summaries, sessions) == 4 * 4 * 3
+        ep = report_epochs(procs[1], tmp_path / "from_raw", "raw")
+        assert compare(ep, summaries, sessions) == 4 * 4 * 3
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
-def report_epochs(root, out, source: str) -> pd.DataFrame:
-    proc = subprocess.run(
+def start_report(root, out) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "nirsd.cli", "report", str(root), "--out", str(out)]
         + ["--baseline-s", str(BASELINE_S)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr
+
+
+def report_epochs(proc: subprocess.Popen, out, source: str) -> pd.DataFrame:
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
     runs = pd.read_csv(out / "runs.tsv", sep="\t")
     assert runs["source"].str.split(" ").str[0].eq(source).all(), runs["source"]
     assert (runs["dpf_source"] == "file tag nirsdDPF").all()  # the DPF the daemon used

@@ -295,7 +295,8 @@ def test_docs_script_when_the_recording_starts_inside_the_baseline(tmp_path):
         assert not d.control().status().get("baseline_ready")
         path = tmp_path / "session.snirf"
         ep = ("--data", d.endpoints.data, "--control", d.endpoints.control)
-        d.cli("record", str(path), "--backfill", "0", "--duration", "6", *ep, check=True)
+        # 5 s from a first sample past 5: the file ends well after the window (sample 80)
+        d.cli("record", str(path), "--backfill", "0", "--duration", "5", *ep, check=True)
     finally:
         d.stop()
     with h5py.File(path, "r") as f:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -235,8 +236,9 @@ def test_view_fits_80_columns_with_a_labelled_last_epoch(daemon):
     start(daemon)
     view = PtyView(daemon.env, cols=80)
     try:
-        daemon.cli("mark", "extension", check=True)
-        wait_for(lambda: daemon.control().status()["samples"] > 0, 5)
+        ack = json.loads(daemon.cli("mark", "extension", check=True).stdout)
+        # the epoch holds samples before it ends (its summary is their mean ± SD)
+        wait_for(lambda: daemon.control().info()["seq"] >= ack["seq"] + 5, 10, what="epoch data")
         daemon.cli("mark", "--end", check=True)
         pattern = re.compile(
             r"ΔHbO [+-]\d+\.\d{3} ± \d+\.\d{3}   ΔHbR [+-]\d+\.\d{3} ± \d+\.\d{3}"

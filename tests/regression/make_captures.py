@@ -23,8 +23,9 @@ import numpy as np
 
 from nirsd.drivers import registry
 from nirsd.drivers.base import DeviceSettings, Event, Info, Sample
-from nirsd.drivers.emulator import Emulator
-from nirsd.drivers.text_emulator import DelimitedEmulator, HegEmulator
+from nirsd.drivers.sim.csv_emulator import DelimitedEmulator
+from nirsd.drivers.sim.emulator import Emulator
+from nirsd.drivers.sim.heg_emulator import HegEmulator
 
 HERE = Path(__file__).resolve().parent
 RATE = 20.0
@@ -91,14 +92,14 @@ def stream(
 ) -> list[bytes]:
     """Wire units (one per frame or line), as the emulator would send them."""
     counts = emu.physiology.counts(np.arange(n))
-    units = [emu._greeting(), emu._preamble()]
+    units = [emu.encoder.greeting(), emu.encoder.preamble()]
     seq = seq0
     for k in range(n):
         t_us = (t0_us + round(k * 1e6 / emu.rate_hz)) % (1 << 32)
         if k == event_at:
-            units.append(emu._encode_event(seq % 65536, t_us, 1, "extension"))
+            units.append(emu.encoder.event(seq % 65536, t_us, 1, "extension"))
             seq += 1
-        units.append(emu._encode_sample(seq % 65536, t_us, counts[k]))
+        units.append(emu.encoder.sample(seq % 65536, t_us, counts[k]))
         seq += 1
     return [u for u in units if u]
 

@@ -1,0 +1,251 @@
+"""Helper roles of the nirsd benchmarks, each run as a subprocess by
+:class:`common.Consumer` (``python bench/roles.py ROLE ...``); a role prints ``ready``
+and, on SIGTERM, saves what it received (frame index, receive time in ns).
+
+- ``hb-sub``: a ZeroMQ SUB on nirsd's ``hb`` that decodes each message as
+  docs/protocol.md says (msgpack header, ``numpy.frombuffer`` payload) and nothing
+  more; the frame index is ``round(t_dev · rate)``, worked out after the run.
+- ``lsl-inlet``: a pylsl StreamInlet; the frame index is in the first value.
+- ``serial-lsl``: a plain pyserial reader → COBS decoder → pylsl outlet, as a user
+  would write it between a NIRSB device and LSL.
+- ``floor-relay``: the transport floor: ``poll()`` on the pty → ``os.read`` → split on
+  0x00 → one ZeroMQ PUB message per frame (still COBS-encoded), nothing else.
+- ``floor-sub``: a bare ZeroMQ SUB on that relay: ``recv``, stamp, keep the bytes; the
+  frame index (``t_us`` of each DATA frame) is decoded after the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MARK  # noqa: E402  (also keeps LSL on this machine)
+
+
+class _Stop:
+    flag = False
+
+
+def _on_term(*_: object) -> None:
+    _Stop.flag = True
+
+
+def _save(out: str, idx: list, ns: list) -> None:
+    i = np.concatenate(idx) if idx else np.empty(0, np.int64)
+    t = np.concatenate(ns) if ns else np.empty(0, np.int64)
+    with open(out, "wb") as f:
+        np.savez(f, idx=i.astype(np.int64), ns=t.astype(np.int64))
+
+
+def role_hb_sub(a: argparse.Namespace) -> None:
+    """A SUB on nirsd's ``hb``: receive, decode as docs/protocol.md says (msgpack header,
+    ``numpy.frombuffer`` payload), stamp; the frame index comes from ``t_dev`` after."""
+    import msgpack
+    import zmq
+
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVHWM, 100_000)
+    sub.setsockopt(zmq.RCVTIMEO, 100)  # to see SIGTERM
+    sub.setsockopt(zmq.SUBSCRIBE, b"hb")
+    sub.connect(a.data)
+    t_dev: list = []
+    ns: list[int] = []
+    recv, unpackb, frombuffer, stamp = (
+        sub.recv_multipart,
+        msgpack.unpackb,
+        np.frombuffer,
+        time.monotonic_ns,
+    )
+    while not _Stop.flag:
+        try:
+            _, head, payload = recv()
+        except zmq.Again:
+            continue
+        header = unpackb(head)
+        _hb = frombuffer(payload, header["dtype"]).reshape(header["shape"])
+        ns.append(stamp())
+        t_dev.append(header["t_dev"])
+        if len(ns) == 1:
+            print("ready", flush=True)
+    sub.close()
+    ctx.term()
+    idx = [
+        np.rint(np.atleast_1d(np.asarray(t, np.float64)) * a.rate).astype(np.int64) for t in t_dev
+    ]
+    _save(a.out, idx, [np.full(k.size, t, np.int64) for k, t in zip(idx, ns)])
+
+
+def role_lsl_inlet(a: argparse.Namespace) -> None:
+    import pylsl
+
+    found = pylsl.resolve_byprop("name", a.name, 1, 30.0)
+    if not found:
+        raise SystemExit(f"no LSL stream named {a.name}")
+    inlet = pylsl.StreamInlet(found[0], max_buflen=60)
+    inlet.open_stream(10.0)
+    print("ready", flush=True)
+    idx: list[int] = []
+    ns: list[int] = []
+    while not _Stop.flag:
+        sample, _ = inlet.pull_sample(timeout=0.1)
+        if sample is not None:
+            ns.append(time.monotonic_ns())
+            idx.append(int(round(sample[0])) - MARK)
+    inlet.close_stream()
+    _save(a.out, [np.array(idx)], [np.array(ns)])
+
+
+def role_serial_lsl(a: argparse.Namespace) -> None:
+    """What a user writes: read the port, split on 0x00, COBS-decode, push to LSL."""
+    import pylsl
+    import serial
+    from cobs import cobs
+
+    n = a.channels * a.wavelengths
+    info = pylsl.StreamInfo(a.name, "NIRS", n, a.rate, pylsl.cf_float32, a.name)
+    outlet = pylsl.StreamOutlet(info)
+    ser = serial.Serial(a.port, 115200, timeout=0.1)
+    ser.write(b"?b")
+    buf = b""
+    while not _Stop.flag:
+        buf += ser.read(ser.in_waiting or 1)
+        while b"\x00" in buf:
+            chunk, buf = buf.split(b"\x00", 1)
+            try:
+                raw = cobs.decode(chunk)
+            except cobs.DecodeError:
+                continue
+            if len(raw) < 14 or raw[0] != 1:
+                continue  # not a DATA frame
+            values = np.frombuffer(raw[12:-2], "<i4")
+            if values.size == n:
+                outlet.push_sample(values.astype(np.float32))
+    ser.close()
+    _save(a.out, [], [])
+
+
+def floor_relay(port: str, endpoint: str, running=lambda: not _Stop.flag) -> None:
+    """The least a pty → ZeroMQ relay does: ``poll()`` the port, ``os.read``, split on
+    0x00, send each frame (still COBS-encoded) as one message on a PUB ipc socket.
+
+    Nothing else: no pyserial, no decoding, no header.  The subscriber identifies the
+    frames after the run (:func:`frame_index`).
+    """
+    import zmq
+
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(endpoint)
+    fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    os.write(fd, b"?b")  # as every reader does; the device answers with INFO
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    send, pending = pub.send, b""
+    while running():
+        if not poller.poll(100):
+            continue
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            continue
+        except OSError:
+            break  # the device side closed
+        chunks = (pending + data if pending else data).split(b"\x00")
+        pending = chunks.pop()
+        for chunk in chunks:
+            send(chunk)
+    os.close(fd)
+    pub.close()
+    ctx.term()
+
+
+def frame_index(chunks: list[bytes], rate_hz: float) -> np.ndarray:
+    """Frame numbers (``round(t_us · rate / 1e6)``) of the DATA frames among COBS-encoded
+    ``chunks``; -1 for anything else (INFO, EVENT, empty, undecodable)."""
+    from nirsd.drivers import nirsb
+
+    out = np.full(len(chunks), -1, np.int64)
+    for i, chunk in enumerate(chunks):
+        try:
+            raw = nirsb.cobs.decode(chunk)
+        except nirsb.cobs.DecodeError:
+            continue
+        if len(raw) >= nirsb.DATA_OVERHEAD and raw[0] == nirsb.DATA:
+            t_us = nirsb.HEADER.unpack_from(raw)[3]
+            out[i] = int(round(t_us * rate_hz / 1e6))
+    return out
+
+
+def role_floor_relay(a: argparse.Namespace) -> None:
+    floor_relay(a.port, a.data)
+    _save(a.out, [], [])
+
+
+def role_floor_sub(a: argparse.Namespace) -> None:
+    """A bare SUB on the floor relay: ``recv``, stamp, keep the bytes (decoded after)."""
+    import zmq
+
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVHWM, 100_000)
+    sub.setsockopt(zmq.RCVTIMEO, 100)  # to see SIGTERM
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(a.data)
+    chunks: list[bytes] = []
+    ns: list[int] = []
+    recv, stamp, keep, keep_ns = sub.recv, time.monotonic_ns, chunks.append, ns.append
+    while not _Stop.flag:
+        try:
+            msg = recv()
+        except zmq.Again:
+            continue
+        keep_ns(stamp())
+        keep(msg)
+        if len(ns) == 1:
+            print("ready", flush=True)
+    sub.close()
+    ctx.term()
+    idx = frame_index(chunks, a.rate)
+    data = idx >= 0
+    _save(a.out, [idx[data]], [np.array(ns, np.int64)[data]])
+
+
+ROLES = {
+    "hb-sub": role_hb_sub,
+    "lsl-inlet": role_lsl_inlet,
+    "serial-lsl": role_serial_lsl,
+    "floor-relay": role_floor_relay,
+    "floor-sub": role_floor_sub,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="benchmark helper roles")
+    p.add_argument("role", choices=list(ROLES))
+    p.add_argument("--out", required=True)
+    p.add_argument("--data")
+    p.add_argument("--control")
+    p.add_argument("--rate", type=float, default=10.0)
+    p.add_argument("--name")
+    p.add_argument("--port")
+    p.add_argument("--channels", type=int, default=8)
+    p.add_argument("--wavelengths", type=int, default=2)
+    a = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_term)
+    ROLES[a.role](a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Test helpers for subscribers: know that a SUB socket has joined before acting.
+
+A ZeroMQ SUB socket joins asynchronously: a message published before its subscription
+has reached the daemon's PUB socket is never delivered to it.  A fixed sleep before
+acting is a race on a loaded machine; instead, subscribe to ``status`` as the last
+topic and wait for a status message (the daemon publishes one every ``interval_s``).
+Subscriptions travel in order on one connection, so once ``status`` arrives every
+earlier topic is subscribed too.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nirsd.cli.testing import wait_for
+
+
+def joined(sub: Any, timeout: float = 20.0) -> None:
+    """Wait until ``sub`` (subscribed to ``status`` last) receives a status message."""
+    if not sub.topics or sub.topics[-1] != "status":
+        raise ValueError(f"subscribe to 'status' as the last topic, not {sub.topics!r}")
+
+    def status_seen() -> bool:
+        msg = sub.recv(0.2)
+        return msg is not None and msg.topic == "status"
+
+    wait_for(status_seen, timeout, interval=0, what="the subscription to reach the daemon")
+
+
+def recv_topic(sub: Any, topic: str, timeout: float = 5.0) -> Any:
+    """The next message on ``topic`` (others skipped), or None after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        msg = sub.recv(left)
+        if msg is not None and msg.topic == topic:
+            return msg
+    return None
