@@ -106,6 +106,9 @@ class Session:
     end_seq: int | None = None  # first sample after the session
     reason: str | None = None
     state: str = STARTING
+    #: asked for while no sample could follow (device not streaming): starts on the
+    #: first sample that comes, whatever the clock fit dates it (it came after the ask)
+    on_next_sample: bool = field(default=False, compare=False)
 
     def ack(self) -> dict[str, Any]:
         """The acknowledgement and the body of ``session`` messages (plain types)."""
@@ -200,7 +203,9 @@ class SessionManager:
         if s is None:
             return
         if s.seq is None:
-            seq = first_at_or_after(block.seq, block.t, s.start_t)
+            seq = (
+                block.seq if s.on_next_sample else first_at_or_after(block.seq, block.t, s.start_t)
+            )
             if seq is None:
                 return
             s.seq, s.t, s.state = seq, float(block.t[seq - block.seq]), RUNNING
@@ -287,6 +292,7 @@ class SessionManager:
             s.start_t = time.time()
         self.current = s
         if self.acq.device.state != STREAMING:
+            s.on_next_sample = s.protocol is None  # a protocol's steps keep their own times
             return {**s.ack(), "pending": True}, []  # aligned when samples flow again
         self._start_token = self.acq.control.current
         return DEFERRED
