@@ -37,12 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, Load, Proc, parse_load, save_results, stats  # noqa: E402
 
-from nirsd.cli.testing import (  # noqa: E402
-    DaemonProcess,
-    headless_chromium,
-    simulated_config,
-    wait_for,
-)
+from nirsd.cli.browser_testing import headless_chromium  # noqa: E402
+from nirsd.cli.testing import DaemonProcess, simulated_config, wait_for  # noqa: E402
 
 #: a bedside screen is never "in the background": measure it as it runs there
 FOREGROUND_FLAGS = (

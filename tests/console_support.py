@@ -18,8 +18,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from nirsd.cli.testing import DaemonProcess, headless_chromium, wait_for
-from nirsd.cli.testing import chromium as chromium  # the browser tests' skip check
+from nirsd.cli.browser_testing import chromium as chromium  # the browser tests' skip check
+from nirsd.cli.browser_testing import headless_chromium
+from nirsd.cli.testing import DaemonProcess, wait_for
 
 
 class ConsoleProcess:
