@@ -114,10 +114,12 @@ def _stall(req: dict[str, Any]) -> tuple[dict[str, Any], list]:
 def _fault(acq: Acquisition) -> Any:
     def handler(req: dict[str, Any]) -> tuple[dict[str, Any], list]:
         if req.get("where") == "samples":
-            original = acq._on_samples
+            original, lean = acq._on_samples, acq.lean.enabled
+            acq.lean.enabled = False  # the next frame takes the general path, through here
 
             def boom(*_args: Any) -> None:
                 del acq._on_samples  # the class's method again
+                acq.lean.enabled = lean
                 raise RuntimeError("test fault in a block of samples")
 
             # Deliberate fault injection: shadow the bound method on this instance only.
