@@ -210,6 +210,8 @@ def dealer(endpoint: str, stalled: bool = False) -> zmq.Socket:
     if stalled:  # otherwise its own queue would take the replies off the daemon
         sock.setsockopt(zmq.RCVHWM, 1)
         sock.setsockopt(zmq.RCVBUF, 4096)
+    else:  # a reading client takes every reply in (a full pipe would drop the rest)
+        sock.setsockopt(zmq.RCVHWM, 0)
     sock.connect(endpoint)
     return sock
 
