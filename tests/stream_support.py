@@ -36,3 +36,17 @@ def recv_topic(sub: Any, topic: str, timeout: float = 5.0) -> Any:
         if msg is not None and msg.topic == topic:
             return msg
     return None
+
+
+def loop_config(tmp_path: Any, **sections: Any) -> Any:
+    """The config of an in-process ``Acquisition``: a NIRSB port that is never opened and
+    IPC endpoints in ``tmp_path`` (``sections`` added, e.g. ``protocol=…``)."""
+    from nirsd.daemon import config
+
+    return config.parse(
+        {
+            "device": {"driver": "nirsb", "port": str(tmp_path / "tty")},
+            "endpoints": {"data": f"ipc://{tmp_path}/data", "control": f"ipc://{tmp_path}/control"},
+            **sections,
+        }
+    )

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import zmq
+from stream_support import loop_config
 
-from nirsd.daemon import config
 from nirsd.daemon.acquisition import Acquisition
 from nirsd.drivers.base import Info
 
 
 def test_unusable_info_is_reported_and_the_loop_keeps_its_pipeline(tmp_path):
-    cfg = config.parse(
-        {
-            "device": {"driver": "nirsb", "port": str(tmp_path / "tty")},
-            "endpoints": {"data": f"ipc://{tmp_path}/data", "control": f"ipc://{tmp_path}/control"},
-        }
-    )
+    cfg = loop_config(tmp_path)
     ctx = zmq.Context()
     acq = Acquisition(cfg, ctx)
     try:

@@ -10,10 +10,11 @@ import time
 import numpy as np
 import pytest
 import zmq
+from stream_support import loop_config
 
 from nirsd.cli.testing import wait_for
 from nirsd.core.errors import ProtocolError
-from nirsd.daemon import config, wire
+from nirsd.daemon import wire
 from nirsd.daemon.acquisition import Acquisition
 from nirsd.daemon.epoch_tracker import MAX_CLOSED, EpochTracker
 from nirsd.daemon.marker_align import (
@@ -287,12 +288,7 @@ RATE_HZ = 50.0
 
 @pytest.fixture
 def acq(tmp_path):
-    cfg = config.parse(
-        {
-            "device": {"driver": "nirsb", "port": str(tmp_path / "tty")},
-            "endpoints": {"data": f"ipc://{tmp_path}/data", "control": f"ipc://{tmp_path}/control"},
-        }
-    )
+    cfg = loop_config(tmp_path)
     ctx = zmq.Context()
     acq = Acquisition(cfg, ctx)
     acq._on_info(Info(1, 2, (760.0, 850.0), RATE_HZ, "probe"))

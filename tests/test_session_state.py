@@ -14,9 +14,10 @@ import time
 import numpy as np
 import pytest
 import zmq
+from stream_support import loop_config
 
 from nirsd.cli.testing import wait_for
-from nirsd.daemon import config, wire
+from nirsd.daemon import wire
 from nirsd.daemon.acquisition import Acquisition
 from nirsd.drivers.base import Info, Sample
 
@@ -26,13 +27,7 @@ STEPS = [["rest", 0.1], ["extension", 0.12]]
 
 @pytest.fixture
 def rig(tmp_path):
-    cfg = config.parse(
-        {
-            "device": {"driver": "nirsb", "port": str(tmp_path / "tty")},
-            "endpoints": {"data": f"ipc://{tmp_path}/data", "control": f"ipc://{tmp_path}/control"},
-            "protocol": {"p": {"steps": STEPS}},
-        }
-    )
+    cfg = loop_config(tmp_path, protocol={"p": {"steps": STEPS}})
     ctx = zmq.Context()
     acq = Acquisition(cfg, ctx)
     acq._on_info(Info(1, 2, (760.0, 850.0), 1 / PERIOD_S, "probe"))
