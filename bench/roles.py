@@ -23,6 +23,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,21 @@ from common import MARK  # noqa: E402  (also keeps LSL on this machine)
 
 class _Stop:
     flag = False
+
+
+def _subscriber(endpoint: str, topic: bytes) -> tuple[Any, Any]:
+    """(context, SUB) as both stamping subscribers use them: a queue deep enough for a
+    whole run, a receive timeout so SIGTERM is seen."""
+    import zmq
+
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVHWM, 100_000)
+    sub.setsockopt(zmq.RCVTIMEO, 100)  # to see SIGTERM
+    sub.setsockopt(zmq.SUBSCRIBE, topic)
+    sub.connect(endpoint)
+    return ctx, sub
 
 
 def _on_term(*_: object) -> None:
@@ -51,13 +67,7 @@ def role_hb_sub(a: argparse.Namespace) -> None:
     import msgpack
     import zmq
 
-    ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.RCVHWM, 100_000)
-    sub.setsockopt(zmq.RCVTIMEO, 100)  # to see SIGTERM
-    sub.setsockopt(zmq.SUBSCRIBE, b"hb")
-    sub.connect(a.data)
+    ctx, sub = _subscriber(a.data, b"hb")
     t_dev: list = []
     ns: list[int] = []
     recv, unpackb, frombuffer, stamp = (
@@ -196,13 +206,7 @@ def role_floor_sub(a: argparse.Namespace) -> None:
     """A bare SUB on the floor relay: ``recv``, stamp, keep the bytes (decoded after)."""
     import zmq
 
-    ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.RCVHWM, 100_000)
-    sub.setsockopt(zmq.RCVTIMEO, 100)  # to see SIGTERM
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(a.data)
+    ctx, sub = _subscriber(a.data, b"")
     chunks: list[bytes] = []
     ns: list[int] = []
     recv, stamp, keep, keep_ns = sub.recv, time.monotonic_ns, chunks.append, ns.append
