@@ -205,7 +205,11 @@ def test_stalled_device_10_s(tmp_path, fault_report):
         stall_until = time.monotonic() + stall_s
         emu.stall(stall_s)
         stream.until(
-            lambda: emu.transport.pty.pending and max(stream.raw) + offset >= written[0] - 1,
+            # the stall has begun (no write until it ends: ``written`` is frozen), a sample
+            # is held back, and every sample written before it has come out
+            lambda: emu.transport.stalled_until > time.monotonic()
+            and emu.transport.pty.pending
+            and max(stream.raw) + offset >= written[0] - 1,
             5,
             "every sample written before the stall",
         )

@@ -73,6 +73,9 @@ class PacedTransport:
         self._lock = threading.Lock()
         self._unplug_request: float | None = None
         self._stall_request: float | None = None
+        #: monotonic time a stall asked for by :meth:`stall` ends, once the thread has
+        #: taken it up (from then on nothing is written until that time)
+        self.stalled_until = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.streaming = False
@@ -169,7 +172,7 @@ class PacedTransport:
                 request, self._unplug_request = self._unplug_request, None
                 stall, self._stall_request = self._stall_request, None
             if stall is not None:
-                clock.stall_until = now + stall
+                clock.stall_until = self.stalled_until = now + stall
             if request is not None or clock.unplug_due(now):
                 self._unplug()
                 self.unplugs += 1
