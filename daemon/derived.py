@@ -76,10 +76,9 @@ class DerivedChannel:
 
     def _summaries(self, markers: Any) -> None:
         """Summaries of the epochs that ended and whose samples are all held."""
-        ready = [e for e in markers.closed if e.end_seq <= self.head]
+        ready = markers.epochs.take_ended(self.head)
         if not ready:
             return
-        markers.closed = [e for e in markers.closed if e.end_seq > self.head]
         baseline_n = int(round(markers.baseline_s * self.rate_hz))
         for epoch in ready:
             base_from = max(self.first, epoch.onset_seq - baseline_n)

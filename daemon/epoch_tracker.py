@@ -101,6 +101,15 @@ class EpochTracker:
         done.published.append(body)
         return done
 
+    def take_ended(self, head: int, limit: int | None = None) -> list[Epoch]:
+        """Remove and return (at most ``limit`` of) the ended epochs whose samples are
+        all held (end before ``head``), oldest first; the others stay for later."""
+        ready = [e for e in self.closed if e.end_seq is not None and e.end_seq <= head][:limit]
+        if ready:
+            done = {id(e) for e in ready}
+            self.closed = [e for e in self.closed if id(e) not in done]
+        return ready
+
     def _close(
         self,
         ep: Epoch,

@@ -36,13 +36,7 @@ class SummaryPublisher:
             self._correct_provisional(pipeline)
         if not epochs.closed:
             return
-        head = pipeline.ring.head
-        ready = [e for e in epochs.closed if e.end_seq <= head][:SUMMARIES_PER_BLOCK]
-        if not ready:
-            return
-        done = {id(e) for e in ready}
-        epochs.closed = [e for e in epochs.closed if id(e) not in done]
-        for epoch in ready:
+        for epoch in epochs.take_ended(pipeline.ring.head, SUMMARIES_PER_BLOCK):
             self._publish(pipeline, epoch)
 
     def _correct_provisional(self, pipeline: Any) -> None:

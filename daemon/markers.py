@@ -101,7 +101,7 @@ class MarkerChannel:
             self.marker_hooks.append(sim)
         self.pipeline: Any = None
         acq.control.register("mark", self._cmd_mark)
-        acq.control.register("protocol", self._cmd_protocol)
+        acq.control.register("protocol", self.protocol_request)
         acq.extensions.append(self)
 
     # -- state kept by the parts (names other modules use) ---------------------------
@@ -121,15 +121,11 @@ class MarkerChannel:
     def closed(self) -> list[Epoch]:
         return self.epochs.closed
 
-    @closed.setter
-    def closed(self, value: list[Epoch]) -> None:
-        self.epochs.closed = value
-
     # -- hooks called by the acquisition loop ----------------------------------------
     def on_pipeline(self, pipeline: Any) -> None:
         self.pipeline = pipeline
         self.summaries.provisional = []  # a new probe description: raw not comparable
-        pipeline.tagger = self.tag
+        pipeline.set_tagger(self.tag)
 
     def tag(self, seq0: int, t: np.ndarray, t_dev: np.ndarray | None = None) -> np.ndarray:
         """Epoch label indices for a block of samples (host times ``t``, device times
@@ -352,7 +348,7 @@ class MarkerChannel:
         self._apply(marker, seq, sample_t, published_upto=ring.head)
         return DEFERRED
 
-    def _cmd_protocol(self, req: dict[str, Any]) -> Reply:
+    def protocol_request(self, req: dict[str, Any]) -> Reply:
         """``protocol`` requests (also called by sessions): the listeners have heard and
         the status is out when it returns."""
         try:

@@ -6,6 +6,8 @@ itself differently (absolute sample indices carry on across the rebuild).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from nirsd.drivers.base import FLAG_SATURATED, Info, Parser, Sample, SampleBlock
@@ -24,6 +26,7 @@ QUALITY_FEED_MIN = 64  # and with at least this many (slow probes: at the status
 _SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
 MOTION_WINDOW_S = 10.0  # history the live motion check looks at (σ needs some)
 MOTION_RECENT_S = 1.0  # a detection this recent sets MOTION until the next assessment
+Tagger = Callable[[int, np.ndarray, "np.ndarray | None"], np.ndarray]
 _FLAGS_ONE: dict[int, np.ndarray] = {}  # read-only (1,) uint8 per flags value, shared
 
 
@@ -96,7 +99,11 @@ class Pipeline:
         self.last_tsi: np.ndarray | None = None  # (n, n_groups) % for the last block
         self.want_tsi = True  # TSI travels with hb only: off while no one subscribes to hb
         # set by the marker channel: (seq0, t (n,), t_dev (n,)) -> epoch indices (n,)
-        self.tagger = None
+        self.tagger: Tagger | None = None
+
+    def set_tagger(self, tagger: Tagger) -> None:
+        """The marker channel's ``tag``: epoch label indices for each block."""
+        self.tagger = tagger
 
     @property
     def info(self) -> Info:

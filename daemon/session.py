@@ -285,7 +285,7 @@ class SessionManager:
                 raise ProtocolError(
                     f"protocol {markers.protocol.name!r} is running; stop it before a session"
                 )
-            markers._cmd_protocol({"action": "start", "name": s.protocol})
+            markers.protocol_request({"action": "start", "name": s.protocol})
             self._protocol = markers.protocol
             s.start_t = self._protocol.start_t  # its first step starts on our first sample
         else:
@@ -305,7 +305,7 @@ class SessionManager:
             raise ProtocolError(f"session {s.session_id} is already ending")
         token = self.acq.control.current
         if self._protocol is not None and self.acq.markers.protocol is self._protocol:
-            self.acq.markers._cmd_protocol({"action": "stop"})  # ends the session too
+            self.acq.markers.protocol_request({"action": "stop"})  # ends the session too
         else:
             self._begin_end(time.time(), "stopped")
         if self.current is None:  # ended at once (not streaming)
