@@ -359,15 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         "--readme", action="store_true", help="write the table into README.md (Performance)"
     )
     a = p.parse_args(argv)
-    rows = run(
-        a.loads or DEFAULT_LOADS,
-        a.frames,
-        a.warmup,
-        not a.no_callgrind,
-        a.top,
-        tuple(a.targets),
-        log=print,
-    )
+    loads = a.loads or DEFAULT_LOADS
+    rows = run(loads, a.frames, a.warmup, not a.no_callgrind, a.top, tuple(a.targets), print)
     print(table(rows))
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(rows, indent=1))

@@ -104,6 +104,31 @@ class CpuWindow:
         return (c1 - c0) / max(1e-9, (t1 - t0) / 1e9)
 
 
+def _hb_consumer(d: DaemonProcess, load: Load, workdir: Path) -> Consumer:
+    """The stamping subscriber of the daemon's ``hb`` topic (its own process)."""
+    ep = d.endpoints
+    return Consumer(
+        "hb-sub",
+        workdir / "hb.npz",
+        *("--data", ep.data, "--control", ep.control, "--rate", repr(load.rate_hz)),
+    )
+
+
+def _caught_up(d: DaemonProcess, written: int) -> dict[str, Any]:
+    """The daemon's status once it has taken every written sample (or after 15 s: what
+    it has not taken is reported as lost)."""
+    try:
+        wait_for(
+            lambda: d.control(2.0).status().get("samples", 0) >= written,
+            15,
+            interval=0.05,
+            what="daemon caught up",
+        )
+    except TimeoutError:
+        pass
+    return d.control(2.0).status()
+
+
 def run_nirsd(
     load: Load,
     seconds: float,
@@ -129,17 +154,7 @@ def run_nirsd(
                 raise RuntimeError(f"daemon exited with {d.proc.returncode}:\n{d.log()}")
 
         _await_command(dev, alive)
-        ep = d.endpoints
-        sub = Consumer(
-            "hb-sub",
-            workdir / "hb.npz",
-            "--data",
-            ep.data,
-            "--control",
-            ep.control,
-            "--rate",
-            repr(load.rate_hz),
-        )
+        sub = _hb_consumer(d, load, workdir)
         cpu = CpuWindow(d.proc.pid)
 
         # the emulator paces the frames and batches late ones itself (burst_s unused)
@@ -152,16 +167,7 @@ def run_nirsd(
             on_measure=cpu,
             on_frame=send_hook,
         )
-        try:
-            wait_for(
-                lambda: d.control(2.0).status().get("samples", 0) >= p.end,
-                15,
-                interval=0.05,
-                what="daemon caught up",
-            )
-        except TimeoutError:
-            pass  # reported as lost samples below
-        status = d.control(2.0).status()
+        status = _caught_up(d, p.end)
         mem = Proc(d.proc.pid).mem_kb()
         wait_io(time.monotonic_ns() + int(grace_s * 1e9), [])
         idx, ns = sub.finish()

@@ -1,4 +1,5 @@
-"""Stims from the recorder's journal: epochs as onset/duration rows, with summaries.
+"""Stims from the recorder's journal: epochs as onset/duration rows, with summaries;
+and their writing into a SNIRF file (:func:`write_stims`).
 
 ``/nirs/stim{k}`` holds one group per epoch label; ``data`` rows are ``[onset duration
 1.0]`` (s, on the file's time axis).  When the daemon sent epoch summaries, every row has
@@ -11,9 +12,11 @@ markers or epoch-label runs, instants) hold NaN there.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
+import h5py
 import numpy as np
 
 BASE_LABELS = ["Onset", "Duration", "Amplitude"]
@@ -138,3 +141,26 @@ def stim_rows(
             row += _summary_columns(summaries.get((label, on, end)), n_ch)
         out.setdefault(label, []).append(row)
     return {k: np.array(sorted(v)) for k, v in out.items()}
+
+
+def _channel_labels(f: h5py.File) -> list[str]:
+    try:
+        return list(json.loads(f["nirs/metaDataTags/ChannelLabels"][()].decode()))
+    except (KeyError, ValueError):
+        return []
+
+
+def write_stims(f: h5py.File, stims: dict[str, np.ndarray]) -> None:
+    """Replace the stims; rows with more than 3 columns get the summary ``dataLabels``."""
+    nirs = f["nirs"]
+    channels = _channel_labels(f)
+    for key in [k for k in nirs if k.startswith("stim")]:
+        del nirs[key]
+    for k, (label, rows) in enumerate(sorted(stims.items()), start=1):
+        g = nirs.create_group(f"stim{k}")
+        g.create_dataset("name", data=str(label).encode())
+        data = np.asarray(rows, "f8")
+        data = data.reshape(len(data), -1) if data.size else np.zeros((0, 3))
+        g.create_dataset("data", data=data)
+        labels = data_labels(data.shape[1], channels)
+        g.create_dataset("dataLabels", data=[x.encode() for x in labels])

@@ -39,9 +39,10 @@ import numpy as np
 
 from nirsd.core.errors import NirsdError
 
-from . import snirf_conversion, snirf_hb, snirf_stims
+from . import snirf_conversion, snirf_hb
 from .snirf_conversion import Conversion
 from .snirf_probe import Layout, layout_from_info, probe_tags, write_probe
+from .snirf_stims import write_stims
 
 __all__ = ["Conversion", "Layout", "Meta", "SnirfWriter", "hb_copy", "layout_from_info"]
 
@@ -306,29 +307,6 @@ class SnirfWriter:
     def close(self) -> None:
         if self.f.id.valid:
             self.f.close()
-
-
-def _channel_labels(f: h5py.File) -> list[str]:
-    try:
-        return list(json.loads(f["nirs/metaDataTags/ChannelLabels"][()].decode()))
-    except (KeyError, ValueError):
-        return []
-
-
-def write_stims(f: h5py.File, stims: dict[str, np.ndarray]) -> None:
-    """Replace the stims; rows with more than 3 columns get the summary ``dataLabels``."""
-    nirs = f["nirs"]
-    channels = _channel_labels(f)
-    for key in [k for k in nirs if k.startswith("stim")]:
-        del nirs[key]
-    for k, (label, rows) in enumerate(sorted(stims.items()), start=1):
-        g = nirs.create_group(f"stim{k}")
-        g.create_dataset("name", data=_s(label))
-        data = np.asarray(rows, "f8")
-        data = data.reshape(len(data), -1) if data.size else np.zeros((0, 3))
-        g.create_dataset("data", data=data)
-        labels = snirf_stims.data_labels(data.shape[1], channels)
-        g.create_dataset("dataLabels", data=[_s(x) for x in labels])
 
 
 def read_index(f: h5py.File) -> tuple[np.ndarray, np.ndarray, float | None]:

@@ -240,6 +240,26 @@ class LeanPath:
             send(sock, b"hb", more)
             send(sock, pack(head), more)
             send(sock, hb, 0, prep.hb_copy)
+        if want_raw or want_od:
+            self._publish_raw_od(pub, prep, seq, t, t_dev, label, flags, values, od)
+
+    def _publish_raw_od(
+        self,
+        pub: Any,
+        prep: Prepared,
+        seq: int,
+        t: float,
+        t_dev: float,
+        label: str | None,
+        flags: int,
+        values: np.ndarray,
+        od: np.ndarray,
+    ) -> None:
+        """The ``raw`` and ``od`` messages of :meth:`_publish` (apart: most frames have
+        only hb subscribers)."""
+        _, want_raw, want_od = self._want
+        send: Any = _SEND
+        sock, more, pack, counts = pub.sock, _SNDMORE, wire.pack, pub.counts
         if want_raw:
             counts["raw"] += 1
             head = {

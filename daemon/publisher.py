@@ -153,29 +153,45 @@ class Publisher:
         t = block.t.tolist()
         t_dev = block.t_dev.tolist()
         epoch = epoch_labels(block.epoch, self.labels)
-        # hb first: it is what most subscribers wait for; its header is one literal
-        # (the same keys, in the same order, as the other sample topics' headers)
+        # hb first: it is what most subscribers wait for
         if want_hb:
-            self.counts["hb"] += 1
-            hb = {
-                "v": wire.VERSION,
-                "stream": self.stream,
-                "seq": block.seq,
-                "n": len(t),
-                "t": t,
-                "t_dev": t_dev,
-                "epoch": epoch,
-                "topic": "hb",
-                "msg": self.counts["hb"],
-                "fields": _HB_FIELDS,
-                "units": "uM",
-                "quality": block.quality.tobytes(),
-            }
-            if tsi is not None:
-                hb["tsi"] = tsi.tolist()
-            self._send(wire.encode_array("hb", hb, block.hb))
-        if not (want_raw or want_od):
-            return
+            self._send_hb(block, t, t_dev, epoch, tsi)
+        if want_raw or want_od:
+            self._send_raw_od(block, t, t_dev, epoch, od if want_od else None, want_raw)
+
+    def _send_hb(
+        self, block: Block, t: list, t_dev: list, epoch: Any, tsi: np.ndarray | None
+    ) -> None:
+        # one literal header: the same keys, in the same order, as the other sample
+        # topics' headers
+        self.counts["hb"] += 1
+        hb = {
+            "v": wire.VERSION,
+            "stream": self.stream,
+            "seq": block.seq,
+            "n": len(t),
+            "t": t,
+            "t_dev": t_dev,
+            "epoch": epoch,
+            "topic": "hb",
+            "msg": self.counts["hb"],
+            "fields": _HB_FIELDS,
+            "units": "uM",
+            "quality": block.quality.tobytes(),
+        }
+        if tsi is not None:
+            hb["tsi"] = tsi.tolist()
+        self._send(wire.encode_array("hb", hb, block.hb))
+
+    def _send_raw_od(
+        self,
+        block: Block,
+        t: list,
+        t_dev: list,
+        epoch: Any,
+        od: np.ndarray | None,
+        want_raw: bool,
+    ) -> None:
         common = {
             "v": wire.VERSION,
             "stream": self.stream,
@@ -196,7 +212,7 @@ class Publisher:
                 "flags": block.flags.tobytes(),
             }
             self._send(wire.encode_array("raw", raw, block.raw))
-        if want_od and od is not None:
+        if od is not None:
             self.counts["od"] += 1
             head = {
                 **common,
