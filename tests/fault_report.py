@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from suite_report import SuiteRow, markdown_table, print_summary, recorder
+from suite_report import SuiteRow, collect, markdown_table, print_summary, recorder
 
 
 @dataclass
@@ -32,9 +32,13 @@ ROWS: list[FaultRow] = []
 
 
 @pytest.fixture
-def fault_report() -> Callable[..., FaultRow]:
+def fault_report(request: pytest.FixtureRequest) -> Callable[..., FaultRow]:
     """``fault_report(case, tried=, survived=, lost=, note=)`` records one summary row."""
-    return recorder(ROWS, FaultRow)
+    return recorder(request.node, "fault_row", FaultRow)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    collect(report, "fault_row", FaultRow, ROWS)
 
 
 def table(rows: list[FaultRow]) -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from suite_report import SuiteRow, markdown_table, print_summary, recorder
+from suite_report import SuiteRow, collect, markdown_table, print_summary, recorder
 
 
 @dataclass
@@ -33,10 +33,14 @@ ROWS: list[HostileRow] = []
 
 
 @pytest.fixture
-def hostile_report() -> Callable[..., HostileRow]:
+def hostile_report(request: pytest.FixtureRequest) -> Callable[..., HostileRow]:
     """``hostile_report(case, tried, survived, rss_before_mb, rss_after_mb, hb_gap_ms,
     note)`` records one summary row."""
-    return recorder(ROWS, HostileRow)
+    return recorder(request.node, "hostile_row", HostileRow)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    collect(report, "hostile_row", HostileRow, ROWS)
 
 
 def _fmt(value: float) -> str:

@@ -11,6 +11,8 @@ earlier topic is subscribed too.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from nirsd.cli.testing import wait_for
@@ -50,3 +52,26 @@ def loop_config(tmp_path: Any, **sections: Any) -> Any:
             **sections,
         }
     )
+
+
+@contextmanager
+def in_process(cfg: Any) -> Iterator[tuple[Any, Any]]:
+    """``(acquisition, context)`` of an in-process loop, closed however the test ends.
+
+    The context is destroyed with every socket still open on it closed at once: a
+    context left to the garbage collector with open sockets (a test that failed half-way)
+    blocks in ``Context.term()`` forever, which would stall the whole run later on.
+    """
+    import zmq
+
+    from nirsd.daemon.acquisition import Acquisition
+
+    ctx = zmq.Context()
+    acq = None
+    try:
+        acq = Acquisition(cfg, ctx)
+        yield acq, ctx
+    finally:
+        if acq is not None:
+            acq.close()
+        ctx.destroy(linger=0)

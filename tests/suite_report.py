@@ -27,14 +27,23 @@ class SuiteRow:
         self.tried, self.survived = int(self.tried), int(self.survived)
 
 
-def recorder(rows: list[Row], make: Callable[..., Row]) -> Callable[..., Row]:
-    """A fixture's value: called with a row's fields, it keeps the row and returns it."""
+def recorder(node: Any, key: str, make: Callable[..., Row]) -> Callable[..., Row]:
+    """A fixture's value: called with a row's fields, it makes the row, keeps it in the
+    test's ``user_properties`` under ``key`` (so that the row travels with the test's
+    report, from a worker process too) and returns it."""
 
     def report(*fields: Any, **named: Any) -> Row:
-        rows.append(make(*fields, **named))
-        return rows[-1]
+        row = make(*fields, **named)
+        node.user_properties.append((key, asdict(row)))
+        return row
 
     return report
+
+
+def collect(report: Any, key: str, make: Callable[..., Row], rows: list[Row]) -> None:
+    """``pytest_runtest_logreport``: the rows a finished test recorded, into ``rows``."""
+    if report.when == "teardown":
+        rows.extend(make(**fields) for name, fields in report.user_properties if name == key)
 
 
 def markdown_table(columns: list[tuple[str, str]], lines: list[list[Any]]) -> list[str]:

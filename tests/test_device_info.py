@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import zmq
-from stream_support import loop_config
+from stream_support import in_process, loop_config
 
-from nirsd.daemon.acquisition import Acquisition
 from nirsd.drivers.base import Info
 
 
 def test_unusable_info_is_reported_and_the_loop_keeps_its_pipeline(tmp_path):
     cfg = loop_config(tmp_path)
-    ctx = zmq.Context()
-    acq = Acquisition(cfg, ctx)
-    try:
+    with in_process(cfg) as (acq, _):
         good = Info(1, 2, (760.0, 850.0), 10.0, "probe")
         acq._on_info(good)
         assert acq.pipeline is not None and acq.pipeline.info == good
@@ -26,6 +22,3 @@ def test_unusable_info_is_reported_and_the_loop_keeps_its_pipeline(tmp_path):
             acq._on_info(bad)  # no exception escapes the loop
             assert acq.pipeline.info == good
             assert "describes itself" in acq.device.last_error
-    finally:
-        acq.close()
-        ctx.term()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from stream_support import in_process
 
 from nirsd.cli.testing import device_config, wait_for
 from nirsd.daemon import config
@@ -102,66 +103,62 @@ def run(tmp: Path, lean: bool, extra: str = "") -> tuple[list[list[bytes]], Acqu
     os.environ["NIRSD_RUNTIME_DIR"] = str(run_dir)
     (run_dir / "c.toml").write_text(device_config(pty.port, baseline_s=BASELINE_S, extra=extra))
     cfg = config.load(run_dir / "c.toml")
-    ctx = zmq.Context()
-    acq = Acquisition(cfg, ctx)
-    acq.publisher.stream = "0" * 16
-    acq.lean.enabled = lean
-    clock = {"t": 1_700_000_000.0}  # the same arrival stamps on both paths
+    with in_process(cfg) as (acq, ctx):  # closes the SUB below too
+        acq.publisher.stream = "0" * 16
+        acq.lean.enabled = lean
+        clock = {"t": 1_700_000_000.0}  # the same arrival stamps on both paths
 
-    def now() -> float:
-        clock["t"] += 0.1
-        return clock["t"]
+        def now() -> float:
+            clock["t"] += 0.1
+            return clock["t"]
 
-    acq.lean.now = now
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"hb")
-    sub.connect(cfg.endpoints.data)
-    got: list[list[bytes]] = []
+        acq.lean.now = now
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"hb")
+        sub.connect(cfg.endpoints.data)
+        got: list[list[bytes]] = []
 
-    def drain() -> None:
-        while sub.poll(0):
-            msg = sub.recv_multipart()
-            if msg[0] in SAMPLE_TOPICS:
-                got.append(msg)
+        def drain() -> None:
+            while sub.poll(0):
+                msg = sub.recv_multipart()
+                if msg[0] in SAMPLE_TOPICS:
+                    got.append(msg)
 
-    def subscribed(topic: str) -> bool:
-        acq.publisher.read_subscriptions()
-        return acq.publisher.wants(topic)
+        def subscribed(topic: str) -> bool:
+            acq.publisher.read_subscriptions()
+            return acq.publisher.wants(topic)
 
-    try:
-        wait_for(lambda: subscribed("hb"), 10, what="hb subscription")
-        assert acq.device.try_open(0.0)
-        os.read(pty.master, 100)  # the ?b start command
-        for action, arg in script():
-            if action == "write":
-                pty.write(arg)
-                fd = acq.device.fileno()
-                wait_for(lambda: _readable(fd), 10, what="bytes on the pty")
-                acq.lean.turn(0.0)
-            elif action == "mark":
-                acq.markers._cmd_mark({**arg, "t": clock["t"] + 0.15})
-            elif action == "subscribe":
-                sub.setsockopt(zmq.SUBSCRIBE, arg)
-                wait_for(lambda: subscribed(arg.decode()), 10, what="subscription")
-            drain()
-        sent = sum(acq.publisher.counts[t.decode()] for t in SAMPLE_TOPICS)
-        wait_for(lambda: (drain(), len(got) >= sent)[1], 10, what="every message")
-        ring = acq.pipeline.ring
-        state = {
-            "ring": ring.read(0)[0],
-            "counters": acq.device.counters(),
-            "lost": acq.stream.lost_samples,
-            "gaps": [dict(g) for g in acq.stream.gaps],
-            "next_seq": acq.next_seq,
-            "clock": (acq.pipeline.clock.clamped, acq.pipeline.clock.outliers),
-        }
-        return got, acq, state
-    finally:
-        sub.close(linger=0)
-        acq.close()
-        ctx.term()
-        pty.close()
+        try:
+            wait_for(lambda: subscribed("hb"), 10, what="hb subscription")
+            assert acq.device.try_open(0.0)
+            os.read(pty.master, 100)  # the ?b start command
+            for action, arg in script():
+                if action == "write":
+                    pty.write(arg)
+                    fd = acq.device.fileno()
+                    wait_for(lambda: _readable(fd), 10, what="bytes on the pty")
+                    acq.lean.turn(0.0)
+                elif action == "mark":
+                    acq.markers._cmd_mark({**arg, "t": clock["t"] + 0.15})
+                elif action == "subscribe":
+                    sub.setsockopt(zmq.SUBSCRIBE, arg)
+                    wait_for(lambda: subscribed(arg.decode()), 10, what="subscription")
+                drain()
+            sent = sum(acq.publisher.counts[t.decode()] for t in SAMPLE_TOPICS)
+            wait_for(lambda: (drain(), len(got) >= sent)[1], 10, what="every message")
+            ring = acq.pipeline.ring
+            state = {
+                "ring": ring.read(0)[0],
+                "counters": acq.device.counters(),
+                "lost": acq.stream.lost_samples,
+                "gaps": [dict(g) for g in acq.stream.gaps],
+                "next_seq": acq.next_seq,
+                "clock": (acq.pipeline.clock.clamped, acq.pipeline.clock.outliers),
+            }
+            return got, acq, state
+        finally:
+            pty.close()
 
 
 def _readable(fd: int) -> bool:

@@ -207,9 +207,11 @@ def test_stalled_device_10_s(tmp_path, fault_report):
         stream.until(
             # the stall has begun (no write until it ends: ``written`` is frozen), a sample
             # is held back, and every sample written before it has come out
-            lambda: emu.transport.stalled_until > time.monotonic()
-            and emu.transport.pty.pending
-            and max(stream.raw) + offset >= written[0] - 1,
+            lambda: (
+                emu.transport.stalled_until > time.monotonic()
+                and emu.transport.pty.pending
+                and max(stream.raw) + offset >= written[0] - 1
+            ),
             5,
             "every sample written before the stall",
         )

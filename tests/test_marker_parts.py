@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from stream_support import loop_config
+from stream_support import in_process, loop_config
 
 from nirsd.cli.testing import wait_for
 from nirsd.core.errors import ProtocolError
@@ -288,30 +288,20 @@ RATE_HZ = 50.0
 
 @pytest.fixture
 def acq(tmp_path):
-    cfg = loop_config(tmp_path)
-    ctx = zmq.Context()
-    acq = Acquisition(cfg, ctx)
-    acq._on_info(Info(1, 2, (760.0, 850.0), RATE_HZ, "probe"))
-    sockets = []
+    with in_process(loop_config(tmp_path)) as (acq, ctx):
+        acq._on_info(Info(1, 2, (760.0, 850.0), RATE_HZ, "probe"))
 
-    def socket(kind: int, endpoint: str) -> zmq.Socket:
-        s = ctx.socket(kind)
-        s.setsockopt(zmq.LINGER, 0)
-        if kind == zmq.SUB:
-            for topic in (b"marker", b"raw", b"status"):
-                s.setsockopt(zmq.SUBSCRIBE, topic)
-        s.connect(endpoint)
-        sockets.append(s)
-        return s
+        def socket(kind: int, endpoint: str) -> zmq.Socket:
+            s = ctx.socket(kind)
+            s.setsockopt(zmq.LINGER, 0)
+            if kind == zmq.SUB:
+                for topic in (b"marker", b"raw", b"status"):
+                    s.setsockopt(zmq.SUBSCRIBE, topic)
+            s.connect(endpoint)
+            return s
 
-    acq.test_socket = socket
-    try:
-        yield acq
-    finally:
-        for s in sockets:
-            s.close(linger=0)
-        acq.close()
-        ctx.term()
+        acq.test_socket = socket
+        yield acq  # the sockets close with the context
 
 
 def feed(acq: Acquisition, t0: float, k0: int, n: int) -> None:

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from stream_support import loop_config
+from stream_support import in_process, loop_config
 
 from nirsd.cli.testing import wait_for
 from nirsd.daemon import wire
@@ -28,14 +28,9 @@ STEPS = [["rest", 0.1], ["extension", 0.12]]
 @pytest.fixture
 def rig(tmp_path):
     cfg = loop_config(tmp_path, protocol={"p": {"steps": STEPS}})
-    ctx = zmq.Context()
-    acq = Acquisition(cfg, ctx)
-    acq._on_info(Info(1, 2, (760.0, 850.0), 1 / PERIOD_S, "probe"))
-    rig = Rig(acq, ctx, tmp_path)
-    try:
-        yield rig
-    finally:
-        rig.close()
+    with in_process(cfg) as (acq, ctx):  # closes the rig's sockets too
+        acq._on_info(Info(1, 2, (760.0, 850.0), 1 / PERIOD_S, "probe"))
+        yield Rig(acq, ctx, tmp_path)
 
 
 class Rig:
@@ -104,12 +99,6 @@ class Rig:
     def t(self, seq: int) -> float:
         ring = self.acq.pipeline.ring
         return float(ring._t[seq % ring.capacity])
-
-    def close(self) -> None:
-        self.dealer.close(linger=0)
-        self.sub.close(linger=0)
-        self.acq.close()
-        self.ctx.term()
 
 
 def test_start_waits_for_its_first_sample_then_stop_for_its_end(rig):
