@@ -236,6 +236,7 @@ def test_disk_full_gives_clear_error_and_valid_file(tmp_path):
     assert path.stat().st_size <= limit
 
 
+@pytest.mark.timing
 def test_daemon_gone_recorder_still_stops_on_sigint(daemon, tmp_path):
     """History first; with the daemon killed (no messages at all) SIGINT still ends it."""
     path = tmp_path / "gone.snirf"

@@ -40,6 +40,7 @@ def _state(daemon: DaemonProcess) -> str | None:
         return None
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("extra", [[], ["--backfill", "3"]], ids=["live", "backfill"])
 def test_timeout_ignores_status_from_a_daemon_without_device(tmp_path, extra):
     port = tmp_path / "no-such-port"
@@ -63,6 +64,7 @@ def test_timeout_ignores_status_from_a_daemon_without_device(tmp_path, extra):
     assert json.loads(status.stdout)["state"] == "disconnected"
 
 
+@pytest.mark.timing
 def test_timeout_counts_silence_after_data_too(daemon):
     """A daemon that stops publishing mid-tail ends a --timeout tail with exit 1."""
     cmd = [
