@@ -66,7 +66,7 @@ from latency_tables import (  # noqa: E402, F401  (report, throughput and load u
 
 from nirsd.cli.testing import DaemonProcess, device_config, wait_for  # noqa: E402
 
-PIPELINES = ("nirsd", "floor", "lsl", "serial-lsl")
+PIPELINES = ("nirsd", "floor", "hb-floor", "lsl", "serial-lsl")
 
 
 def _await_command(dev: PtyDevice, alive: Callable[[], None], timeout_s: float = 30.0) -> None:
@@ -247,6 +247,28 @@ def run_floor(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dic
     )
 
 
+def run_hb_floor(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
+    """pty → the least relay that publishes hb (``roles.hb_relay``) → ``hb-sub``, the
+    subscriber nirsd is measured with: the same job as nirsd with nothing around it."""
+    dev = PtyDevice(load)
+    endpoint = f"ipc://{workdir / 'hbfloor.ipc'}"
+    shape = ("--channels", str(load.channels), "--wavelengths", str(load.wavelengths))
+    relay = Consumer(
+        "hb-relay", workdir / "relay.npz", "--port", dev.port, "--data", endpoint, *shape
+    )
+    return _relayed(
+        load,
+        "hb-floor",
+        dev,
+        relay,
+        lambda: Consumer(
+            "hb-sub", workdir / "hb.npz", "--data", endpoint, "--rate", repr(load.rate_hz)
+        ),
+        seconds,
+        warmup_s,
+    )
+
+
 def run_lsl(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
     """A bare pylsl outlet (here) → inlet (subprocess) hop of same-size samples."""
     import pylsl
@@ -302,7 +324,13 @@ def run_serial_lsl(load: Load, seconds: float, warmup_s: float, workdir: Path) -
     )
 
 
-RUNNERS = {"nirsd": run_nirsd, "floor": run_floor, "lsl": run_lsl, "serial-lsl": run_serial_lsl}
+RUNNERS = {
+    "nirsd": run_nirsd,
+    "floor": run_floor,
+    "hb-floor": run_hb_floor,
+    "lsl": run_lsl,
+    "serial-lsl": run_serial_lsl,
+}
 
 
 def run(

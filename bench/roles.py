@@ -12,6 +12,8 @@ and, on SIGTERM, saves what it received (frame index, receive time in ns).
   0x00 → one ZeroMQ PUB message per frame (still COBS-encoded), nothing else.
 - ``floor-sub``: a bare ZeroMQ SUB on that relay: ``recv``, stamp, keep the bytes; the
   frame index (``t_us`` of each DATA frame) is decoded after the run.
+- ``hb-relay``: the floor relay plus the least work that turns a frame into an ``hb``
+  message (decode, CRC, ΔOD, one einsum, msgpack header); read by ``hb-sub``.
 """
 
 from __future__ import annotations
@@ -180,6 +182,84 @@ def floor_relay(port: str, endpoint: str, running=lambda: not _Stop.flag) -> Non
     ctx.term()
 
 
+def hb_relay(
+    port: str, endpoint: str, n_ch: int, n_wl: int, running=lambda: not _Stop.flag
+) -> None:
+    """The least a pty → ``hb`` relay does: :func:`floor_relay`, plus per frame what
+    makes hemoglobin changes of it: COBS decode, CRC check, header unpack, the counts as
+    an array, ΔOD against the first frame, the per-channel 2 × W inverse (one einsum), a
+    msgpack header (seq, n, t, t_dev, dtype, shape) and a three-frame ``hb`` message that
+    ``hb-sub`` reads as it reads nirsd's.
+
+    Nothing else: no range checks, no ring, no status, no control socket, no markers.
+    The coefficients are fixed numbers (their values do not change the cost)."""
+    import binascii
+
+    import msgpack
+    import zmq
+    from cobs import cobs
+    from numpy._core._multiarray_umath import c_einsum
+
+    from nirsd.drivers import nirsb
+
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(endpoint)
+    fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    os.write(fd, b"?b")
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    ext = np.array([[1.5, 3.8], [1.1, 0.7]])[:, :n_wl] if n_wl == 2 else np.ones((2, n_wl))
+    p3 = np.broadcast_to(np.linalg.pinv(ext.T) / 30.0, (n_ch, 2, n_wl)).copy()
+    shape, length = (1, n_ch, n_wl), nirsb.DATA_OVERHEAD + 4 * n_ch * n_wl
+    send, more, pending, log_i0, data_type = pub.send, zmq.SNDMORE, b"", None, nirsb.DATA
+    decode, crc, unpack, packb = (
+        cobs.decode,
+        binascii.crc_hqx,
+        nirsb.HEADER.unpack_from,
+        msgpack.packb,
+    )
+    while running():
+        if not poller.poll(100):
+            continue
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            continue
+        except OSError:
+            break
+        chunks = (pending + data if pending else data).split(b"\x00")
+        pending = chunks.pop()
+        for chunk in chunks:
+            try:
+                raw = decode(chunk)
+            except cobs.DecodeError:
+                continue
+            if len(raw) != length or crc(raw[:-2], 0xFFFF) != raw[-2] | (raw[-1] << 8):
+                continue  # INFO, EVENT, or damaged
+            ftype, _flags, seq, t_us = unpack(raw)
+            if ftype != data_type:
+                continue
+            counts = np.ndarray(shape, "<i4", raw, 12)
+            if log_i0 is None:
+                log_i0 = np.log(counts, dtype="<f8")
+            hb = c_einsum("cjw,ncw->njc", p3, log_i0 - np.log(counts, dtype="<f8"), order="C")
+            head = {"seq": seq, "n": 1, "t": [time.time()], "t_dev": [t_us / 1e6]}
+            head.update(dtype="<f8", shape=hb.shape)
+            send(b"hb", more)
+            send(packb(head), more)
+            send(hb, 0)
+    os.close(fd)
+    pub.close()
+    ctx.term()
+
+
+def role_hb_relay(a: argparse.Namespace) -> None:
+    hb_relay(a.port, a.data, a.channels, a.wavelengths)
+    _save(a.out, [], [])
+
+
 def frame_index(chunks: list[bytes], rate_hz: float) -> np.ndarray:
     """Frame numbers (``round(t_us · rate / 1e6)``) of the DATA frames among COBS-encoded
     ``chunks``; -1 for anything else (INFO, EVENT, empty, undecodable)."""
@@ -232,6 +312,7 @@ ROLES = {
     "serial-lsl": role_serial_lsl,
     "floor-relay": role_floor_relay,
     "floor-sub": role_floor_sub,
+    "hb-relay": role_hb_relay,
 }
 
 
