@@ -146,13 +146,9 @@ def role_serial_lsl(a: argparse.Namespace) -> None:
     _save(a.out, [], [])
 
 
-def floor_relay(port: str, endpoint: str, running=lambda: not _Stop.flag) -> None:
-    """The least a pty → ZeroMQ relay does: ``poll()`` the port, ``os.read``, split on
-    0x00, send each frame (still COBS-encoded) as one message on a PUB ipc socket.
-
-    Nothing else: no pyserial, no decoding, no header.  The subscriber identifies the
-    frames after the run (:func:`frame_index`).
-    """
+def _relay_ends(port: str, endpoint: str) -> tuple[Any, Any, int, Any]:
+    """(context, bound PUB, the pty opened non-blocking, a ``select.poll`` on it) of a
+    relay; the device has been asked to stream (``?b``, answered with INFO)."""
     import zmq
 
     ctx = zmq.Context()
@@ -160,9 +156,20 @@ def floor_relay(port: str, endpoint: str, running=lambda: not _Stop.flag) -> Non
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind(endpoint)
     fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-    os.write(fd, b"?b")  # as every reader does; the device answers with INFO
+    os.write(fd, b"?b")  # as every reader does
     poller = select.poll()
     poller.register(fd, select.POLLIN)
+    return ctx, pub, fd, poller
+
+
+def floor_relay(port: str, endpoint: str, running=lambda: not _Stop.flag) -> None:
+    """The least a pty → ZeroMQ relay does: ``poll()`` the port, ``os.read``, split on
+    0x00, send each frame (still COBS-encoded) as one message on a PUB ipc socket.
+
+    Nothing else: no pyserial, no decoding, no header.  The subscriber identifies the
+    frames after the run (:func:`frame_index`).
+    """
+    ctx, pub, fd, poller = _relay_ends(port, endpoint)
     send, pending = pub.send, b""
     while running():
         if not poller.poll(100):
@@ -202,14 +209,7 @@ def hb_relay(
 
     from nirsd.drivers import nirsb
 
-    ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(endpoint)
-    fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-    os.write(fd, b"?b")
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
+    ctx, pub, fd, poller = _relay_ends(port, endpoint)
     ext = np.array([[1.5, 3.8], [1.1, 0.7]])[:, :n_wl] if n_wl == 2 else np.ones((2, n_wl))
     p3 = np.broadcast_to(np.linalg.pinv(ext.T) / 30.0, (n_ch, 2, n_wl)).copy()
     shape, length = (1, n_ch, n_wl), nirsb.DATA_OVERHEAD + 4 * n_ch * n_wl
