@@ -216,6 +216,18 @@ def test_ended_epochs_beyond_the_bound_are_counted_not_kept():
     assert tr.current() == NO_EPOCH
 
 
+def test_take_ended_hands_over_only_epochs_whose_samples_are_all_held():
+    tr = EpochTracker(LABELS, allow_overlap=False)
+    for i, (on, end) in enumerate([(0, 10), (12, 20), (22, 30)]):
+        tr.apply(marker(on, 2 * i + 1, "rest"), on, on, on, 0.0)
+        tr.apply(marker(end, 2 * i + 2, "rest", "end"), end, end, end, 0.0)
+    assert tr.take_ended(9) == []  # the first ends at 10: not all held yet
+    assert [e.end_seq for e in tr.take_ended(25)] == [10, 20]  # oldest first
+    assert [e.end_seq for e in tr.closed] == [30]  # the rest stays
+    assert tr.take_ended(100, limit=0) == [] and len(tr.closed) == 1
+    assert [e.end_seq for e in tr.take_ended(100, limit=1)] == [30] and tr.closed == []
+
+
 # -- the protocol runner -----------------------------------------------------------
 STEPS = {"lumbar": [("rest", 5.0), ("extension", 10.0), ("rest", 2.5)]}
 
