@@ -28,7 +28,7 @@ import numpy as np
 
 from nirsd.core.errors import NirsdError
 
-from . import snirf_writer
+from . import snirf_repair, snirf_writer
 from .recorder import FLUSH_S, IDLE_S, Stats, stim_rows
 from .subscriber import Subscriber
 
@@ -97,8 +97,7 @@ class DerivedSnirfWriter(snirf_writer.SnirfWriter):
             return
         if self.t0 is None:
             self.t0 = float(t[0])
-            for key, value in snirf_writer._measurement_tags(self.t0).items():
-                snirf_writer._scalar(self.f["nirs/metaDataTags"], key, value)
+            snirf_repair.write_measurement_time(self.f["nirs/metaDataTags"], self.t0)
         rel = np.asarray(t, "f8") - self.t0
         end = self.rows + n
         for name, block in (("data1", values), ("aux1", np.asarray(seq, "f8").reshape(n, 1))):

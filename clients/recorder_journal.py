@@ -39,8 +39,11 @@ def recover_file(path: str | Path, hb: bool = False) -> dict[str, Any]:
     jpath = journal_path(path)
     events = read_journal(jpath) if jpath.exists() else None
     stims_for = None if events is None else (lambda seq, t, t0: stim_rows(events, seq, t))
-    rows = snirf_writer.recover(path, stims_for)
-    out = {"file": str(path), "rows": rows, "journal": str(jpath) if events else None}
+    rows, tags = snirf_writer.recover(path, stims_for)
+    out: dict[str, Any] = {"file": str(path), "rows": rows}
+    out["journal"] = str(jpath) if events else None
+    if tags["repaired"] or tags["removed"]:  # strings a crash left unreadable
+        out["tags_repaired"], out["tags_removed"] = tags["repaired"], tags["removed"]
     if hb:
         out["hb_file"] = str(snirf_hb.write_hb_file(path))
     return out

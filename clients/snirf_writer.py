@@ -4,9 +4,10 @@ Layout (all lengths in mm, times in s, relative to the first recorded sample):
 
 - ``/formatVersion`` = ``"1.1"``
 - ``/nirs/metaDataTags``: SubjectID, MeasurementDate/MeasurementTime (UTC, of the first
-  sample), LengthUnit ``mm``, TimeUnit ``s``, FrequencyUnit ``Hz``, ManufacturerName,
-  Model, plus StudyGroup, Visit, nirsdVersion, nirsdStream, nirsdDevice, ChannelLabels
-  (JSON list) and the conversion tags of :mod:`nirsd.clients.snirf_conversion`
+  sample; the group's attribute ``nirsdT0`` the same in Unix s), LengthUnit ``mm``, TimeUnit ``s``,
+  FrequencyUnit ``Hz``, ManufacturerName, Model, plus StudyGroup, Visit, nirsdVersion,
+  nirsdStream, nirsdDevice, ChannelLabels (JSON list) and the conversion tags of
+  :mod:`nirsd.clients.snirf_conversion`
 - ``/nirs/data1``: raw intensities, dataType 1, one measurementList per
   channel × wavelength (channel-major), device counts
 - ``/nirs/data2``: ΔHbO and ΔHbR per channel (interleaved, channel-major),
@@ -21,7 +22,8 @@ Layout (all lengths in mm, times in s, relative to the first recorded sample):
 
 Sample datasets are resizable and chunked; :meth:`SnirfWriter.flush` writes the HDF5
 metadata so a killed writer leaves a file holding everything up to the last flush.
-:func:`recover` truncates every sample dataset to the common length and rewrites the
+:func:`recover` truncates every sample dataset to the common length, repairs string tags
+a crash left unreadable (:mod:`nirsd.clients.snirf_repair`) and rewrites the
 stims (from a marker journal, see :mod:`nirsd.clients.recorder`).
 """
 
@@ -42,6 +44,7 @@ from nirsd.core.errors import NirsdError
 from . import snirf_conversion, snirf_hb
 from .snirf_conversion import Conversion
 from .snirf_probe import Layout, layout_from_info, probe_tags, write_probe
+from .snirf_repair import repair_tags, write_measurement_time
 from .snirf_stims import write_stims
 
 __all__ = ["Conversion", "Layout", "Meta", "SnirfWriter", "hb_copy", "layout_from_info"]
@@ -65,14 +68,6 @@ class Meta:
     stream: str = ""
     device: str = ""
     extra: dict[str, str] = field(default_factory=dict)
-
-
-def _measurement_tags(t0: float) -> dict[str, str]:
-    when = dt.datetime.fromtimestamp(t0, dt.UTC)
-    return {
-        "MeasurementDate": when.strftime("%Y-%m-%d"),
-        "MeasurementTime": when.strftime("%H:%M:%S.%f") + "Z",
-    }
 
 
 def _scalar(group: h5py.Group, name: str, value: Any) -> None:
@@ -235,9 +230,7 @@ class SnirfWriter:
             return
         if self.t0 is None:
             self.t0 = float(t[0])
-            tags = self.f["nirs/metaDataTags"]
-            for key, value in _measurement_tags(self.t0).items():
-                _scalar(tags, key, value)
+            write_measurement_time(self.f["nirs/metaDataTags"], self.t0)
         rel = np.asarray(t, "f8") - self.t0
         blocks = {
             "data1": raw.reshape(n, -1),
@@ -354,8 +347,9 @@ def truncate(f: h5py.File) -> int:
     return n
 
 
-def recover(path: str | Path, stims_for: Any = None) -> int:
-    """Make ``path`` a valid SNIRF of everything it holds; returns the rows kept.
+def recover(path: str | Path, stims_for: Any = None) -> tuple[int, dict[str, list[str]]]:
+    """Make ``path`` a valid SNIRF of everything it holds; returns the rows kept and the
+    tags :func:`~.snirf_repair.repair_tags` repaired or removed.
 
     ``stims_for(seq, time, t0)`` (optional) returns the stims to write, e.g. from the
     recorder's marker journal; without it the stims already in the file stay.
@@ -366,10 +360,11 @@ def recover(path: str | Path, stims_for: Any = None) -> int:
         raise NirsdError(f"cannot open {path} for recovery: {err}") from err
     with f:
         n = truncate(f)
+        tags = repair_tags(f)
         if stims_for is not None:
             seq, time, t0 = read_index(f)
             write_stims(f, stims_for(seq, time, t0))
-    return n
+    return n, tags
 
 
 def hb_copy(src: str | Path, dst: str | Path) -> None:
