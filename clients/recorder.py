@@ -235,6 +235,9 @@ class Recorder:
         self._snirf.append(common, np.asarray(t)[ri], raw[ri], hb[hi], quality[hi])
         if self.stats.first_seq is None:
             self.stats.first_seq = int(common[0])
+            # the journal keeps the first sample's time too: recovery writes the file's
+            # date and time from it when a crash left them unreadable (snirf_repair)
+            self._journal_file.write("first_sample", {"seq": int(common[0]), "t": self._snirf.t0})
         self.stats.last_seq = int(common[-1])
         self.stats.samples += len(common)
 

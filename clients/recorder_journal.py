@@ -39,7 +39,9 @@ def recover_file(path: str | Path, hb: bool = False) -> dict[str, Any]:
     jpath = journal_path(path)
     events = read_journal(jpath) if jpath.exists() else None
     stims_for = None if events is None else (lambda seq, t, t0: stim_rows(events, seq, t))
-    rows, tags = snirf_writer.recover(path, stims_for)
+    first = [e for e in events or [] if e.get("kind") == "first_sample" and "t" in e]
+    t0 = float(first[0]["t"]) if first else None
+    rows, tags = snirf_writer.recover(path, stims_for, t0)
     out: dict[str, Any] = {"file": str(path), "rows": rows}
     out["journal"] = str(jpath) if events else None
     if tags["repaired"] or tags["removed"]:  # strings a crash left unreadable

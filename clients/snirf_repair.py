@@ -5,7 +5,8 @@ killed while a flush rewrites that heap (stims and conversion tags are rewritten
 recording goes on) can leave a tag whose string no longer reads ("bad heap index"),
 although every sample is intact.  :func:`repair_tags` finds such tags under
 ``/nirs/metaDataTags``: the first sample's date and time are written anew from the
-group's numeric attribute ``nirsdT0`` (kept in the group's header, not in the heap); any other
+group's numeric attribute ``nirsdT0`` (kept in the group's header, not in the heap) or
+from the recorder's journal (its ``first_sample`` event); any other
 unreadable tag or stim group is removed so that readers open the file, and named in what
 it returns.
 """
@@ -53,8 +54,10 @@ def unreadable(group: h5py.Group) -> list[str]:
     return bad
 
 
-def repair_tags(f: h5py.File) -> dict[str, list[str]]:
-    """Rewrite or remove the unreadable tags; ``{"repaired": [...], "removed": [...]}``."""
+def repair_tags(f: h5py.File, t0: float | None = None) -> dict[str, list[str]]:
+    """Rewrite or remove the unreadable tags; ``{"repaired": [...], "removed": [...]}``.
+    The date and time come from the ``nirsdT0`` attribute, else from ``t0`` (the
+    recorder's journal has it)."""
     out: dict[str, list[str]] = {"repaired": [], "removed": []}
     nirs = f.get("nirs")
     for key in [k for k in (nirs or {}) if k.startswith("stim")]:
@@ -62,18 +65,25 @@ def repair_tags(f: h5py.File) -> dict[str, list[str]]:
             del nirs[key]
             out["removed"].append(key)
     tags = f.get("nirs/metaDataTags")
-    bad = unreadable(tags) if tags is not None else []
-    if not bad:
+    if tags is None:
         return out
-    t0 = _number(tags.attrs, T0_ATTR)
-    for name in bad:
+    lost = unreadable(tags)
+    for name in lost:
         del tags[name]
-        if name in MEASUREMENT_TAGS and t0 is not None:
-            text = measurement_tags(t0)[name]
-            tags.create_dataset(name, data=text.encode("utf-8"))
-            out["repaired"].append(name)
-        else:
+        if name not in MEASUREMENT_TAGS:
             out["removed"].append(name)
+    # the date and time: written again where unreadable, or missing (a kill before the
+    # first flush that held them)
+    t0 = _number(tags.attrs, T0_ATTR) or t0
+    for name in MEASUREMENT_TAGS:
+        if name in tags:
+            continue
+        if t0 is None:
+            if name in lost:
+                out["removed"].append(name)
+        else:
+            tags.create_dataset(name, data=measurement_tags(t0)[name].encode("utf-8"))
+            out["repaired"].append(name)
     return out
 
 

@@ -347,9 +347,12 @@ def truncate(f: h5py.File) -> int:
     return n
 
 
-def recover(path: str | Path, stims_for: Any = None) -> tuple[int, dict[str, list[str]]]:
+def recover(
+    path: str | Path, stims_for: Any = None, t0: float | None = None
+) -> tuple[int, dict[str, list[str]]]:
     """Make ``path`` a valid SNIRF of everything it holds; returns the rows kept and the
-    tags :func:`~.snirf_repair.repair_tags` repaired or removed.
+    tags :func:`~.snirf_repair.repair_tags` repaired or removed (``t0``: the first
+    sample's Unix time, from the journal, should the file have lost it).
 
     ``stims_for(seq, time, t0)`` (optional) returns the stims to write, e.g. from the
     recorder's marker journal; without it the stims already in the file stay.
@@ -360,7 +363,7 @@ def recover(path: str | Path, stims_for: Any = None) -> tuple[int, dict[str, lis
         raise NirsdError(f"cannot open {path} for recovery: {err}") from err
     with f:
         n = truncate(f)
-        tags = repair_tags(f)
+        tags = repair_tags(f, t0)
         if stims_for is not None:
             seq, time, t0 = read_index(f)
             write_stims(f, stims_for(seq, time, t0))

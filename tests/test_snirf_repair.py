@@ -4,6 +4,7 @@ recovery, and the first sample's date and time come back from the numeric ``nirs
 
 from __future__ import annotations
 
+import json
 import struct
 
 import h5py
@@ -100,3 +101,24 @@ def test_stims_with_the_same_labels_rewrite_only_their_numbers(tmp_path):
         assert f["nirs/stim2/data"][()].tolist() == [[1.0, 2.0, 1.0], [5.0, 1.0, 1.0]]
         write_stims(f, {"rest": [[1.0, 2.0, 1.0]]})  # another set of labels: all anew
         assert sorted(f["nirs"]) == ["stim1"] and f["nirs/stim1/name"][()] == b"rest"
+
+
+def test_without_the_attribute_the_journal_gives_the_time_and_a_missing_date_comes_back(
+    tmp_path,
+):
+    path = tmp_path / "killed.snirf"
+    recording(path)
+    with h5py.File(path, "r+") as f:
+        tags = f["nirs/metaDataTags"]
+        clock = tags["MeasurementTime"][()]
+        del tags.attrs["nirsdT0"]
+        del tags["MeasurementDate"]  # never reached the disk
+    break_heap_object(path, clock)
+    journal = recorder_journal.journal_path(path)
+    journal.write_text(json.dumps({"kind": "first_sample", "seq": 0, "t": T0}) + "\n")
+    out = recorder_journal.recover_file(path)
+    assert sorted(out["tags_repaired"]) == ["MeasurementDate", "MeasurementTime"]
+    with h5py.File(path, "r") as f:
+        assert f["nirs/metaDataTags/MeasurementDate"][()] == b"2025-12-01"
+        assert f["nirs/metaDataTags/MeasurementTime"][()] == b"12:00:00.250000Z"
+    assert snirf.validateSnirf(str(path)).is_valid()
