@@ -158,15 +158,7 @@ def run_nirsd(
         cpu = CpuWindow(d.proc.pid)
 
         # the emulator paces the frames and batches late ones itself (burst_s unused)
-        p = dev.stream(
-            [sub],
-            lambda: sub.ready,
-            seconds,
-            warmup_s,
-            max_wait_s=max_wait_s,
-            on_measure=cpu,
-            on_frame=send_hook,
-        )
+        p = dev.stream([sub], lambda: sub.ready, seconds, warmup_s, max_wait_s, cpu, send_hook)
         status = _caught_up(d, p.end)
         mem = Proc(d.proc.pid).mem_kb()
         wait_io(time.monotonic_ns() + int(grace_s * 1e9), [])

@@ -192,14 +192,10 @@ def floor_relay(port: str, endpoint: str, running=lambda: not _Stop.flag) -> Non
 def hb_relay(
     port: str, endpoint: str, n_ch: int, n_wl: int, running=lambda: not _Stop.flag
 ) -> None:
-    """The least a pty → ``hb`` relay does: :func:`floor_relay`, plus per frame what
-    makes hemoglobin changes of it: COBS decode, CRC check, header unpack, the counts as
-    an array, ΔOD against the first frame, the per-channel 2 × W inverse (one einsum), a
-    msgpack header (seq, n, t, t_dev, dtype, shape) and a three-frame ``hb`` message that
-    ``hb-sub`` reads as it reads nirsd's.
-
-    Nothing else: no range checks, no ring, no status, no control socket, no markers.
-    The coefficients are fixed numbers (their values do not change the cost)."""
+    """The least a pty → ``hb`` relay does: :func:`floor_relay`, plus per frame COBS
+    decode, CRC check, header unpack, ΔOD against the first frame, one einsum, a msgpack
+    header (seq, n, t, t_dev, dtype, shape) and the three-frame ``hb`` message ``hb-sub``
+    reads as it reads nirsd's.  No range checks, ring, status, control or markers."""
     import binascii
 
     import msgpack
@@ -210,16 +206,11 @@ def hb_relay(
     from nirsd.drivers import nirsb
 
     ctx, pub, fd, poller = _relay_ends(port, endpoint)
-    ext = np.array([[1.5, 3.8], [1.1, 0.7]])[:, :n_wl] if n_wl == 2 else np.ones((2, n_wl))
-    p3 = np.broadcast_to(np.linalg.pinv(ext.T) / 30.0, (n_ch, 2, n_wl)).copy()
+    p3 = _fixed_coefficients(n_ch, n_wl)
     shape, length = (1, n_ch, n_wl), nirsb.DATA_OVERHEAD + 4 * n_ch * n_wl
     send, more, pending, log_i0, data_type = pub.send, zmq.SNDMORE, b"", None, nirsb.DATA
-    decode, crc, unpack, packb = (
-        cobs.decode,
-        binascii.crc_hqx,
-        nirsb.HEADER.unpack_from,
-        msgpack.packb,
-    )
+    decode, crc, packb = cobs.decode, binascii.crc_hqx, msgpack.packb
+    unpack = nirsb.HEADER.unpack_from
     while running():
         if not poller.poll(100):
             continue
@@ -253,6 +244,13 @@ def hb_relay(
     os.close(fd)
     pub.close()
     ctx.term()
+
+
+def _fixed_coefficients(n_ch: int, n_wl: int) -> np.ndarray:
+    """(n_ch, 2, n_wl) ΔOD → ΔHbO/ΔHbR coefficients of made-up numbers (the cost of the
+    einsum does not depend on them)."""
+    ext = np.array([[1.5, 3.8], [1.1, 0.7]]) if n_wl == 2 else np.ones((2, n_wl))
+    return np.broadcast_to(np.linalg.pinv(ext.T) / 30.0, (n_ch, 2, n_wl)).copy()
 
 
 def role_hb_relay(a: argparse.Namespace) -> None:
