@@ -151,48 +151,16 @@ def _channel_labels(f: h5py.File) -> list[str]:
 
 
 def write_stims(f: h5py.File, stims: dict[str, np.ndarray]) -> None:
-    """Replace the stims; rows with more than 3 columns get the summary ``dataLabels``.
-
-    When the file already has a group per label with the same names and column labels
-    (a recording adding epochs), only the numeric ``data`` are written again: the
-    strings stay where they are in the HDF5 global heap, which a writer killed while a
-    flush rewrites it can leave unreadable (see :mod:`nirsd.clients.snirf_repair`)."""
+    """Replace the stims; rows with more than 3 columns get the summary ``dataLabels``."""
     nirs = f["nirs"]
     channels = _channel_labels(f)
-    wanted = []
-    for label, rows in sorted(stims.items()):
+    for key in [k for k in nirs if k.startswith("stim")]:
+        del nirs[key]
+    for k, (label, rows) in enumerate(sorted(stims.items()), start=1):
+        g = nirs.create_group(f"stim{k}")
+        g.create_dataset("name", data=str(label).encode())
         data = np.asarray(rows, "f8")
         data = data.reshape(len(data), -1) if data.size else np.zeros((0, 3))
-        wanted.append((str(label), data, data_labels(data.shape[1], channels)))
-    keys = [k for k in nirs if k.startswith("stim")]
-    if _same_strings(nirs, keys, wanted):
-        for k, (_, data, _) in enumerate(wanted, start=1):
-            g = nirs[f"stim{k}"]
-            del g["data"]
-            g.create_dataset("data", data=data)
-        return
-    for key in keys:
-        del nirs[key]
-    for k, (label, data, labels) in enumerate(wanted, start=1):
-        g = nirs.create_group(f"stim{k}")
-        g.create_dataset("name", data=label.encode())
         g.create_dataset("data", data=data)
+        labels = data_labels(data.shape[1], channels)
         g.create_dataset("dataLabels", data=[x.encode() for x in labels])
-
-
-def _same_strings(nirs: h5py.Group, keys: list[str], wanted: list) -> bool:
-    """Whether groups stim1..stimN hold exactly the wanted names and column labels."""
-    if sorted(keys) != sorted(f"stim{k}" for k in range(1, len(wanted) + 1)):
-        return False
-    try:
-        for k, (label, _, labels) in enumerate(wanted, start=1):
-            g = nirs[f"stim{k}"]
-            if (
-                g["name"][()] != label.encode()
-                or [x.decode() if isinstance(x, bytes) else str(x) for x in g["dataLabels"][()]]
-                != labels
-            ):
-                return False
-    except (KeyError, OSError):  # a part missing or unreadable: write them all anew
-        return False
-    return True

@@ -82,27 +82,6 @@ def test_an_unreadable_stim_is_removed_and_named(tmp_path):
         assert f["nirs/metaDataTags/MeasurementDate"][()] == b"2025-12-01"
 
 
-def test_stims_with_the_same_labels_rewrite_only_their_numbers(tmp_path):
-    """A recording adding epochs rewrites only each stim's data: the strings stay where
-    they are in the heap (fewer heap writes for a kill to interrupt)."""
-    from nirsd.clients.snirf_stims import write_stims
-
-    with h5py.File(tmp_path / "s.snirf", "w") as f:
-        f.create_group("nirs")
-        write_stims(f, {"rest": [[1.0, 2.0, 1.0]], "extension": np.zeros((0, 3))})
-        held = [f[f"nirs/{k}"] for k in ("stim1/name", "stim2/name", "stim2/dataLabels")]
-        data = f["nirs/stim2/data"]
-        write_stims(f, {"rest": [[1.0, 2.0, 1.0], [5.0, 1.0, 1.0]], "extension": [[3, 1, 1]]})
-        # hard links to each object: 1 while the file still holds it, 0 once unlinked
-        assert [h5py.h5o.get_info(d.id).rc for d in held] == [1, 1, 1]
-        assert h5py.h5o.get_info(data.id).rc == 0  # the numbers were written anew
-        assert f["nirs/stim1/name"][()] == b"extension"  # sorted by label
-        assert f["nirs/stim1/data"][()].tolist() == [[3.0, 1.0, 1.0]]
-        assert f["nirs/stim2/data"][()].tolist() == [[1.0, 2.0, 1.0], [5.0, 1.0, 1.0]]
-        write_stims(f, {"rest": [[1.0, 2.0, 1.0]]})  # another set of labels: all anew
-        assert sorted(f["nirs"]) == ["stim1"] and f["nirs/stim1/name"][()] == b"rest"
-
-
 def test_without_the_attribute_the_journal_gives_the_time_and_a_missing_date_comes_back(
     tmp_path,
 ):
