@@ -66,7 +66,7 @@ from latency_tables import (  # noqa: E402, F401  (report, throughput and load u
 
 from nirsd.cli.testing import DaemonProcess, device_config, wait_for  # noqa: E402
 
-PIPELINES = ("nirsd", "floor", "hb-floor", "lsl", "serial-lsl")
+PIPELINES = ("nirsd", "nirsd-numpy", "floor", "hb-floor", "lsl", "serial-lsl")
 
 
 def _await_command(dev: PtyDevice, alive: Callable[[], None], timeout_s: float = 30.0) -> None:
@@ -139,10 +139,13 @@ def run_nirsd(
     send_hook=None,
     grace_s: float = 1.0,
     max_wait_s: float = 30.0,
+    name: str = "nirsd",
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The daemon on a pty this process writes; returns latency, loss, CPU, memory."""
     dev = PtyDevice(load)
-    d = DaemonProcess(workdir, device_config(dev.port, baseline_s=1.0, extra=extra_cfg))
+    cfg = device_config(dev.port, baseline_s=1.0, extra=extra_cfg)
+    d = DaemonProcess(workdir, cfg, env=env)
     sub = None
     try:
         d.start(wait_streaming=False)
@@ -173,7 +176,7 @@ def run_nirsd(
     accepted = int(status.get("samples", 0))
     return _result(
         load,
-        "nirsd",
+        name,
         lat,
         lost,
         cpu.fraction,
@@ -316,8 +319,16 @@ def run_serial_lsl(load: Load, seconds: float, warmup_s: float, workdir: Path) -
     )
 
 
+def run_nirsd_numpy(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
+    """nirsd with its compiled per-frame kernel turned off (``NIRSD_KERNEL=0``): the
+    numpy lean path, as where the install found no C compiler."""
+    env = {"NIRSD_KERNEL": "0"}
+    return run_nirsd(load, seconds, warmup_s, workdir, name="nirsd-numpy", env=env)
+
+
 RUNNERS = {
     "nirsd": run_nirsd,
+    "nirsd-numpy": run_nirsd_numpy,
     "floor": run_floor,
     "hb-floor": run_hb_floor,
     "lsl": run_lsl,

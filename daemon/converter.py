@@ -30,6 +30,8 @@ from numpy.typing import ArrayLike
 from nirsd.core.errors import ConfigError
 from nirsd.core.extinction import extinction_matrix
 
+from . import kernel
+
 # Quality bits, per channel-sample (uint8).
 SATURATED = 1  # at/above the saturation level, or the device flagged the sample
 LOW_LIGHT = 2  # non-finite, ≤ 0 or ≤ light floor
@@ -300,8 +302,12 @@ class Converter:
             return None
         if not _MAX(I, None) < self._hi:  # saturation level, else +inf
             return None
-        od = self._log_i0 - np.log(I)
         quality = self._no_flags if n == 1 else np.zeros((n, self.n_channels), np.uint8)
+        if kernel.enabled and n < _PATH_MIN_BLOCK:  # the lean path's own arithmetic
+            od, hb = kernel.mbll(self._log_i0, self._P3, I)
+            self._last_od = od
+            return hb, quality
+        od = self._log_i0 - np.log(I)
         return self._hb_from_od(od, n), quality
 
     def _provisional_od(

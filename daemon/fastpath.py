@@ -30,7 +30,7 @@ from nirsd.drivers.base import FLAG_SATURATED, Sample
 from nirsd.drivers.nirsb import NirsbParser
 from nirsd.drivers.transport import READ_CHUNK
 
-from . import wire
+from . import kernel, wire
 from .converter import _c_einsum
 from .device import NOTHING, PORT_LOST, STREAMING, LinkEvent
 from .publisher import _SEND, _SNDMORE, COPY_LIMIT
@@ -66,6 +66,13 @@ class Prepared:
         self.poor: np.ndarray | None = None  # the pipeline's POOR/MOTION bits, as last seen
         self.quality = bytes(n_ch)
         self.quality_row = np.zeros(n_ch, np.uint8)
+        self.log_i0 = p.converter._log_i0  # the I0 these were made for (a new one: again)
+        self.od = np.empty(self.shape)  # the compiled kernel's ΔOD of the last frame
+        self.kernel = (
+            kernel.frame_kernel(self.length, self.head, p.converter, self.od, p.ring)
+            if kernel.enabled
+            else None
+        )
 
     def set_poor(self, poor: np.ndarray, any_poor: bool) -> None:
         """Take a new quality assessment: a clean sample's quality is its bits."""
@@ -149,9 +156,12 @@ class LeanPath:
             return NOTHING
 
     def _frame(self, p: Pipeline, data: bytes, woke: float) -> Any:
-        acq, dev, old = self.acq, self.acq.device, self._prep
-        fresh = old is None or old.pipeline is not p
+        old = self._prep
+        fresh = old is None or old.pipeline is not p or old.log_i0 is not p.converter._log_i0
         prep = self._prep = Prepared(p) if fresh or old is None else old
+        if prep.kernel is not None:
+            return self._frame_compiled(p, prep, data, woke, fresh)
+        acq, dev = self.acq, self.acq.device
         parser: Any = dev.parser  # a NirsbParser (_can)
         got = parser.feed_one(data, prep.length, prep.head)
         if got is None:
@@ -188,9 +198,58 @@ class LeanPath:
         if pub.subscriptions_version != self._subs:
             self._subs = pub.subscriptions_version
             self._want = (pub.wants("hb"), pub.wants("raw"), pub.publish_od and pub.wants("od"))
-        self._publish(pub, prep, head, t, t_dev, label, flags, values, hb, od)
-        self._store(p, ring, head, t, t_dev, values, hb, prep.quality_row, flags, epoch)
-        st = acq.stream  # StreamAccounting.note_block without an outage
+        self._publish(pub, prep, head, t, t_dev, label, flags, raw, hb, od)
+        self._store(ring, head, t, t_dev, values, hb, prep.quality_row, flags, epoch)
+        return self._done(p, ring, head, t, fresh)
+
+    def _frame_compiled(
+        self, p: Pipeline, prep: Prepared, data: bytes, woke: float, fresh: bool
+    ) -> Any:
+        """The lean frame with the compiled kernel: ``NirsbParser.feed_one``, the range
+        checks, ΔOD and ΔHb in one call, the ring row in another."""
+        acq, dev = self.acq, self.acq.device
+        parser: Any = dev.parser  # a NirsbParser (_can): feed_one's preconditions
+        last = parser._last_seq
+        if parser._skipping or parser._before_back is not None or last is None:
+            return self.general(data)
+        got = prep.kernel.frame(parser._pending, data, last)  # type: ignore[union-attr]
+        if got is None:
+            return self.general(data)
+        arrival = self.now()
+        seq, flags, t_us, raw, hb = got
+        parser._last_seq = seq  # what feed_one counts: nothing lost, nothing pending
+        parser._pending = b""
+        parser.counters.frames_ok += 1
+        dev._empty_reads = dev._bytes_no_frame = 0  # as DeviceLink.read after a frame
+        dev._no_frame_since = woke
+        if hb is None:  # the device's saturation flag or bad light: per-value checks
+            values = np.ndarray(prep.shape, _I4, raw, 12)
+            sample = Sample(seq, t_us / 1e6, flags, values[0].astype(_F8))
+            acq.guard.run("frames", acq.handle_frames, [sample], arrival)
+            return HANDLED
+        t_dev, t = p.clock.host_one(t_us / 1e6, arrival)
+        if p._poor is not prep.poor:  # a new quality assessment: its bits, once
+            prep.set_poor(p._poor, p._any_poor)
+        ep = acq.markers.epochs  # EpochTracker.current(), inline
+        epoch = ep.index[ep.open[-1].label] if ep.open else NO_EPOCH
+        pub = acq.publisher
+        label = pub.labels[epoch] if epoch != NO_EPOCH else None
+        ring = prep.ring
+        head = ring.head
+        if pub.subscriptions_version != self._subs:
+            self._subs = pub.subscriptions_version
+            self._want = (pub.wants("hb"), pub.wants("raw"), pub.publish_od and pub.wants("od"))
+        self._publish(pub, prep, head, t, t_dev, label, flags, raw, hb, prep.od)
+        prep.kernel.store(head, t, t_dev, flags, epoch, prep.quality, hb)  # type: ignore[union-attr]
+        return self._done(p, ring, head, t, fresh)
+
+    def _done(self, p: Pipeline, ring: Any, head: int, t: float, fresh: bool) -> Any:
+        """After a lean frame's sends and ring row: the ring's head, the quality window,
+        the stream's accounting."""
+        ring.head = head + 1
+        if ring.head - p._quality_seq >= p._quality_every:
+            p._feed_quality(whole_buckets=True)
+        st = self.acq.stream  # StreamAccounting.note_block without an outage
         st._rate_n += 1
         st._last_t = t
         st.next_seq = head + 1
@@ -210,11 +269,12 @@ class LeanPath:
         t_dev: float,
         label: str | None,
         flags: int,
-        values: np.ndarray,
-        hb: np.ndarray,
+        raw: bytes,
+        hb: Any,
         od: np.ndarray,
     ) -> None:
-        """``Publisher.publish_block`` for one clean sample: the same headers (keys in the
+        """``Publisher.publish_block`` for one clean sample (``raw``: the decoded frame;
+        ``hb``: its ΔHb, C-ordered, as an array or bytes): the same headers (keys in the
         same order, the same values and types), packed once each."""
         want_hb, want_raw, want_od = self._want
         send: Any = _SEND
@@ -241,7 +301,7 @@ class LeanPath:
             send(sock, pack(head), more)
             send(sock, hb, 0, prep.hb_copy)
         if want_raw or want_od:
-            self._publish_raw_od(pub, prep, seq, t, t_dev, label, flags, values, od)
+            self._publish_raw_od(pub, prep, seq, t, t_dev, label, flags, raw, od)
 
     def _publish_raw_od(
         self,
@@ -252,7 +312,7 @@ class LeanPath:
         t_dev: float,
         label: str | None,
         flags: int,
-        values: np.ndarray,
+        raw: bytes,
         od: np.ndarray,
     ) -> None:
         """The ``raw`` and ``od`` messages of :meth:`_publish` (apart: most frames have
@@ -280,7 +340,7 @@ class LeanPath:
             }
             send(sock, b"raw", more)
             send(sock, pack(head), more)
-            send(sock, values.astype(_F8), 0, prep.raw_copy)
+            send(sock, np.ndarray(prep.shape, _I4, raw, 12).astype(_F8), 0, prep.raw_copy)
         if want_od:
             counts["od"] += 1
             head = {
@@ -300,11 +360,10 @@ class LeanPath:
             }
             send(sock, b"od", more)
             send(sock, pack(head), more)
-            send(sock, od, 0, prep.raw_copy)
+            send(sock, od, 0, True)  # copied: the compiled kernel reuses its ΔOD array
 
     @staticmethod
     def _store(
-        p: Pipeline,
         ring: Any,
         head: int,
         t: float,
@@ -324,9 +383,6 @@ class LeanPath:
         ring._quality[i] = quality
         ring._flags[i] = flags
         ring._epoch[i] = epoch
-        ring.head = head + 1
-        if ring.head - p._quality_seq >= p._quality_every:
-            p._feed_quality(whole_buckets=True)
 
 
 _MIN, _MAX = np.minimum.reduce, np.maximum.reduce

@@ -16,7 +16,7 @@ import zmq
 from stream_support import in_process
 
 from nirsd.cli.testing import device_config, wait_for
-from nirsd.daemon import config
+from nirsd.daemon import config, kernel
 from nirsd.daemon.acquisition import Acquisition
 from nirsd.drivers import nirsb
 
@@ -172,10 +172,25 @@ def _readable(fd: int) -> bool:
 OPTICS = ("", "[optics]\nsaturation_level = 31200.0\nlight_floor = 100.0\n")
 
 
-@pytest.fixture(scope="module", params=OPTICS, ids=("default", "levels"))
+#: the lean path with the compiled kernel (daemon/kernel.py), where it was built, and
+#: with numpy (as where it could not be built); the general path follows the same switch
+KERNEL = (True, False) if kernel.built() else (False,)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(o, k) for k in KERNEL for o in OPTICS],
+    ids=lambda v: ("levels" if v[0] else "default") + ("-compiled" if v[1] else "-numpy"),
+)
 def both(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("lean")
-    return run(tmp, lean=False, extra=request.param), run(tmp, lean=True, extra=request.param)
+    extra, compiled = request.param
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernel, "enabled", compiled)
+        general = run(tmp, lean=False, extra=extra)
+        lean = run(tmp, lean=True, extra=extra)
+    assert (lean[1].lean._prep.kernel is not None) is compiled  # the path meant was taken
+    return general, lean
 
 
 def test_lean_and_general_paths_send_the_same_bytes(both):
