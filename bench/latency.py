@@ -7,11 +7,18 @@ Pipelines, per load (channels x wavelengths @ Hz):
   (a subprocess, driver nirsb, port = the pty) reads, converts and publishes; a
   subscriber process decodes ``hb``.  Latency = write start → ``hb`` received.
   The daemon's CPU (utime + stime per second of data, % of one core) is reported.
+- ``nirsd-numpy``: the same with the compiled per-frame kernel off (``NIRSD_KERNEL=0``),
+  as on a machine where the install found no C compiler.
 - ``floor``: the transport floor under ``nirsd``: the same pty and writer, a relay
   subprocess that only ``poll()``s the pty, ``os.read``s, splits on 0x00 and sends each
   frame as one message on a ZeroMQ PUB ipc socket, and a SUB subprocess that only
   ``recv``s (frames are identified after the run).  The least any pty → ZeroMQ →
   Python subscriber design pays; nirsd − floor is processing.
+- ``wire-floor``: the floor relay plus nirsd's ``hb`` wire format and nothing else (COBS
+  decode, msgpack header, three frames), read by nirsd's decoding subscriber: what the
+  wire contract costs with no work behind it.
+- ``hb-floor``: the least relay that does nirsd's job in Python and numpy (CRC, ΔOD, one
+  einsum on top of ``wire-floor``), read by the same subscriber.
 - ``lsl``: a bare Lab Streaming Layer hop of same-size samples (float32) between two
   processes: pylsl StreamOutlet here → StreamInlet in a subprocess (push → pull).
 - ``serial-lsl``: a plain pyserial reader → COBS decoder → pylsl outlet (a subprocess,
@@ -30,27 +37,29 @@ import argparse
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from anchors import (  # noqa: E402  (the other pipelines)
+    CpuWindow,
+    await_command,
+    result_row,
+    run_floor,
+    run_hb_floor,
+    run_lsl,
+    run_serial_lsl,
+    run_wire_floor,
+)
 from common import (
-    BASE_COUNTS,
     DEFAULT_LOADS,
-    MARK,
     RESULTS,
     Consumer,
     Load,  # noqa: E402
     Proc,
     PtyDevice,
     latencies,
-    paced,
     parse_load,
-    stats,
     wait_io,
 )
 from latency_tables import (  # noqa: E402, F401  (report, throughput and load use them from here)
@@ -66,42 +75,7 @@ from latency_tables import (  # noqa: E402, F401  (report, throughput and load u
 
 from nirsd.cli.testing import DaemonProcess, device_config, wait_for  # noqa: E402
 
-PIPELINES = ("nirsd", "nirsd-numpy", "floor", "hb-floor", "lsl", "serial-lsl")
-
-
-def _await_command(dev: PtyDevice, alive: Callable[[], None], timeout_s: float = 30.0) -> None:
-    """Wait for the reader's ``?b`` on the pty (the emulator answers ``?`` with INFO)."""
-    dev.wait_streaming(alive, timeout_s)
-
-
-def _result(
-    load: Load, pipeline: str, lat: np.ndarray, lost: int, cpu: float | None, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "load": load.label,
-        "pipeline": pipeline,
-        "lost": int(lost),
-        **stats(lat),
-        "cpu_pct": None if cpu is None else 100.0 * cpu,
-        **extra,
-        "_lat": lat,
-    }
-
-
-class CpuWindow:
-    """CPU of a process over the measured window: s of CPU per s of wall time."""
-
-    def __init__(self, pid: int) -> None:
-        self.proc = Proc(pid)
-        self.marks: list[tuple[float, int]] = []
-
-    def __call__(self, _start: bool) -> None:
-        self.marks.append((self.proc.cpu_s(), time.monotonic_ns()))
-
-    @property
-    def fraction(self) -> float:
-        (c0, t0), (c1, t1) = self.marks[0], self.marks[-1]
-        return (c1 - c0) / max(1e-9, (t1 - t0) / 1e9)
+PIPELINES = ("nirsd", "nirsd-numpy", "floor", "wire-floor", "hb-floor", "lsl", "serial-lsl")
 
 
 def _hb_consumer(d: DaemonProcess, load: Load, workdir: Path) -> Consumer:
@@ -156,7 +130,7 @@ def run_nirsd(
             if d.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited with {d.proc.returncode}:\n{d.log()}")
 
-        _await_command(dev, alive)
+        await_command(dev, alive)
         sub = _hb_consumer(d, load, workdir)
         cpu = CpuWindow(d.proc.pid)
 
@@ -174,7 +148,7 @@ def run_nirsd(
         dev.close()
     lat, lost = latencies(p, idx, ns)
     accepted = int(status.get("samples", 0))
-    return _result(
+    return result_row(
         load,
         name,
         lat,
@@ -190,135 +164,6 @@ def run_nirsd(
     )
 
 
-def _relayed(
-    load: Load,
-    name: str,
-    dev: PtyDevice,
-    middle: Consumer,
-    make_sink: Callable[[], Consumer],
-    seconds: float,
-    warmup_s: float,
-) -> dict[str, Any]:
-    """pty ``dev`` → ``middle`` (a subprocess reading the port) → the sink ``make_sink``
-    starts once the middle asked the device for INFO; latency, loss, the middle's CPU."""
-    sink = None
-    try:
-
-        def alive() -> None:
-            if middle.proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {middle.proc.returncode}")
-
-        _await_command(dev, alive)
-        sink = make_sink()
-        cpu = CpuWindow(middle.proc.pid)
-        p = dev.stream([sink, middle], lambda: sink.ready, seconds, warmup_s, on_measure=cpu)
-        wait_io(time.monotonic_ns() + 1_000_000_000, [sink])
-        idx, ns = sink.finish()
-        sink = None
-    finally:
-        if sink is not None:
-            sink.finish()
-        middle.finish()
-        dev.close()
-    lat, lost = latencies(p, idx, ns)
-    return _result(load, name, lat, lost, cpu.fraction)
-
-
-def run_floor(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
-    """pty → a relay that only reads, delimits and publishes (ZeroMQ PUB) → a bare SUB."""
-    dev = PtyDevice(load)
-    endpoint = f"ipc://{workdir / 'floor.ipc'}"
-    relay = Consumer("floor-relay", workdir / "relay.npz", "--port", dev.port, "--data", endpoint)
-    return _relayed(
-        load,
-        "floor",
-        dev,
-        relay,
-        lambda: Consumer(
-            "floor-sub", workdir / "floor.npz", "--data", endpoint, "--rate", repr(load.rate_hz)
-        ),
-        seconds,
-        warmup_s,
-    )
-
-
-def run_hb_floor(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
-    """pty → the least relay that publishes hb (``roles.hb_relay``) → ``hb-sub``, the
-    subscriber nirsd is measured with: the same job as nirsd with nothing around it."""
-    dev = PtyDevice(load)
-    endpoint = f"ipc://{workdir / 'hbfloor.ipc'}"
-    shape = ("--channels", str(load.channels), "--wavelengths", str(load.wavelengths))
-    relay = Consumer(
-        "hb-relay", workdir / "relay.npz", "--port", dev.port, "--data", endpoint, *shape
-    )
-    return _relayed(
-        load,
-        "hb-floor",
-        dev,
-        relay,
-        lambda: Consumer(
-            "hb-sub", workdir / "hb.npz", "--data", endpoint, "--rate", repr(load.rate_hz)
-        ),
-        seconds,
-        warmup_s,
-    )
-
-
-def run_lsl(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
-    """A bare pylsl outlet (here) → inlet (subprocess) hop of same-size samples."""
-    import pylsl
-
-    name = f"nirsdbench{uuid.uuid4().hex[:10]}"
-    outlet = pylsl.StreamOutlet(
-        pylsl.StreamInfo(name, "NIRS", load.values, load.rate_hz, pylsl.cf_float32, name)
-    )
-    inlet = Consumer("lsl-inlet", workdir / "lsl.npz", "--name", name)
-    sample = np.full(load.values, BASE_COUNTS, np.float32)
-
-    def send(k: int) -> None:
-        sample[0] = MARK + k
-        outlet.push_sample(sample)
-
-    try:
-        p = paced(load, send, [inlet], lambda: inlet.ready, seconds, warmup_s)
-        wait_io(time.monotonic_ns() + 1_000_000_000, [inlet])
-        idx, ns = inlet.finish()
-    finally:
-        inlet.finish()
-        outlet = None  # close the stream now rather than at collection
-    lat, lost = latencies(p, idx, ns)
-    return _result(load, "lsl", lat, lost, None)
-
-
-def run_serial_lsl(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
-    """pty → a plain pyserial/pylsl script (subprocess) → inlet (subprocess)."""
-    dev = PtyDevice(load)
-    name = f"nirsdbench{uuid.uuid4().hex[:10]}"
-    user = Consumer(
-        "serial-lsl",
-        workdir / "user.npz",
-        "--port",
-        dev.port,
-        "--name",
-        name,
-        "--channels",
-        str(load.channels),
-        "--wavelengths",
-        str(load.wavelengths),
-        "--rate",
-        repr(load.rate_hz),
-    )
-    return _relayed(
-        load,
-        "serial-lsl",
-        dev,
-        user,
-        lambda: Consumer("lsl-inlet", workdir / "lsl.npz", "--name", name),
-        seconds,
-        warmup_s,
-    )
-
-
 def run_nirsd_numpy(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
     """nirsd with its compiled per-frame kernel turned off (``NIRSD_KERNEL=0``): the
     numpy lean path, as where the install found no C compiler."""
@@ -330,6 +175,7 @@ RUNNERS = {
     "nirsd": run_nirsd,
     "nirsd-numpy": run_nirsd_numpy,
     "floor": run_floor,
+    "wire-floor": run_wire_floor,
     "hb-floor": run_hb_floor,
     "lsl": run_lsl,
     "serial-lsl": run_serial_lsl,

@@ -80,21 +80,31 @@ def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by = {(r["load"], r["pipeline"]): r for r in rows if "error" not in r and r.get("n")}
     out = []
     for lab in dict.fromkeys(r["load"] for r in rows):
-        d, f, s, h = (by.get((lab, name)) for name in ("nirsd", "floor", "serial-lsl", "hb-floor"))
+        d, f, s, h, w = (
+            by.get((lab, name))
+            for name in ("nirsd", "floor", "serial-lsl", "hb-floor", "wire-floor")
+        )
         if d is None or f is None:
             continue
         row: dict[str, Any] = {"load": lab, "lost": d["lost"] + d.get("daemon_lost", 0)}
         for q in ("p50", "p99"):
-            row[f"{q}_ratio"] = d[f"{q}_us"] / f[f"{q}_us"] if f[f"{q}_us"] > 0 else None
+            row[f"{q}_ratio"] = _ratio(d, f, q)
             row[f"{q}_vs_serial_lsl"] = None if s is None else d[f"{q}_us"] - s[f"{q}_us"]
-            row[f"{q}_vs_hb_floor"] = (
-                d[f"{q}_us"] / h[f"{q}_us"] if h is not None and h[f"{q}_us"] > 0 else None
-            )
+            row[f"{q}_vs_hb_floor"] = _ratio(d, h, q)
+            row[f"{q}_vs_wire_floor"] = _ratio(d, w, q)
+            row[f"{q}_wire_over_floor"] = _ratio(w, f, q)  # what the wire contract costs
         cpu_d, cpu_f = d.get("cpu_pct"), f.get("cpu_pct")
         row["cpu_nirsd_pct"], row["cpu_floor_pct"] = cpu_d, cpu_f
         row["cpu_ratio"] = cpu_d / cpu_f if cpu_d is not None and cpu_f else None
         out.append(row)
     return out
+
+
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, q: str) -> float | None:
+    """a's percentile ``q`` over b's (None where either is missing)."""
+    if a is None or b is None or not b[f"{q}_us"] > 0:
+        return None
+    return float(a[f"{q}_us"] / b[f"{q}_us"])
 
 
 def _mark(value: float | None, limit: float, spec: str = ".2f") -> str:
@@ -107,8 +117,9 @@ def goals_table(rows: list[dict[str, Any]]) -> str:
         f"| load | nirsd/floor p50 (≤ {GOAL_P50}) | nirsd/floor p99 (≤ {GOAL_P99}) "
         "| nirsd − serial-lsl p50 µs (< 0) | nirsd − serial-lsl p99 µs (< 0) "
         f"| CPU nirsd % | CPU floor % | CPU ratio (≤ {GOAL_CPU}) | nirsd lost (0) "
-        "| nirsd/hb-floor p50 | nirsd/hb-floor p99 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| wire-floor/floor p50 | nirsd/wire-floor p50 | nirsd/hb-floor p50 "
+        "| nirsd/hb-floor p99 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in goals(rows):
         lines.append(
@@ -118,6 +129,7 @@ def goals_table(rows: list[dict[str, Any]]) -> str:
             f"| {_mark(r['p99_vs_serial_lsl'], -1e-9, '.0f')} "
             f"| {fmt(r['cpu_nirsd_pct'], '.2f')} | {fmt(r['cpu_floor_pct'], '.2f')} "
             f"| {_mark(r['cpu_ratio'], GOAL_CPU)} | {_mark(r['lost'], 0, 'd')} "
+            f"| {fmt(r['p50_wire_over_floor'], '.2f')} | {fmt(r['p50_vs_wire_floor'], '.2f')} "
             f"| {fmt(r['p50_vs_hb_floor'], '.2f')} | {fmt(r['p99_vs_hb_floor'], '.2f')} |"
         )
     return "\n".join(lines) if len(lines) > 2 else ""

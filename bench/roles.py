@@ -12,6 +12,9 @@ and, on SIGTERM, saves what it received (frame index, receive time in ns).
   0x00 → one ZeroMQ PUB message per frame (still COBS-encoded), nothing else.
 - ``floor-sub``: a bare ZeroMQ SUB on that relay: ``recv``, stamp, keep the bytes; the
   frame index (``t_us`` of each DATA frame) is decoded after the run.
+- ``wire-relay``: the floor relay plus nirsd's ``hb`` wire format and nothing else (COBS
+  decode, seq and t_us, msgpack header, three frames with the counts as payload); read
+  by ``hb-sub``.
 - ``hb-relay``: the floor relay plus the least work that turns a frame into an ``hb``
   message (decode, CRC, ΔOD, one einsum, msgpack header); read by ``hb-sub``.
 """
@@ -246,6 +249,57 @@ def hb_relay(
     ctx.term()
 
 
+def wire_relay(
+    port: str, endpoint: str, n_ch: int, n_wl: int, running=lambda: not _Stop.flag
+) -> None:
+    """The least relay that speaks nirsd's ``hb`` wire format: :func:`floor_relay`, plus
+    per frame COBS decode, the header's seq and t_us, a msgpack header and the
+    three-frame message, whose payload is the frame's counts as sent (no CRC, no
+    conversion: what the wire contract costs with no work behind it)."""
+    import msgpack
+    import zmq
+    from cobs import cobs
+
+    from nirsd.drivers import nirsb
+
+    ctx, pub, fd, poller = _relay_ends(port, endpoint)
+    length, shape = nirsb.DATA_OVERHEAD + 4 * n_ch * n_wl, [1, n_ch, n_wl]
+    send, more, pending, packb = pub.send, zmq.SNDMORE, b"", msgpack.packb
+    decode, unpack = cobs.decode, nirsb.HEADER.unpack_from
+    while running():
+        if not poller.poll(100):
+            continue
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            continue
+        except OSError:
+            break
+        chunks = (pending + data if pending else data).split(b"\x00")
+        pending = chunks.pop()
+        for chunk in chunks:
+            try:
+                raw = decode(chunk)
+            except cobs.DecodeError:
+                continue
+            if len(raw) != length:
+                continue  # INFO, EVENT
+            _, _, seq, t_us = unpack(raw)
+            head = {"seq": seq, "n": 1, "t": [time.time()], "t_dev": [t_us / 1e6]}
+            head.update(dtype="<i4", shape=shape)
+            send(b"hb", more)
+            send(packb(head), more)
+            send(raw[12:-2], 0)
+    os.close(fd)
+    pub.close()
+    ctx.term()
+
+
+def role_wire_relay(a: argparse.Namespace) -> None:
+    wire_relay(a.port, a.data, a.channels, a.wavelengths)
+    _save(a.out, [], [])
+
+
 def _fixed_coefficients(n_ch: int, n_wl: int) -> np.ndarray:
     """(n_ch, 2, n_wl) ΔOD → ΔHbO/ΔHbR coefficients of made-up numbers (the cost of the
     einsum does not depend on them)."""
@@ -311,6 +365,7 @@ ROLES = {
     "floor-relay": role_floor_relay,
     "floor-sub": role_floor_sub,
     "hb-relay": role_hb_relay,
+    "wire-relay": role_wire_relay,
 }
 
 

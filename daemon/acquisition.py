@@ -12,6 +12,7 @@ control_handlers.py.
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -34,7 +35,7 @@ from .guard import LoopGuard
 from .notify import Notifier
 from .pipeline import Pipeline
 from .publisher import Publisher
-from .status import StatusSchedule, assemble_status
+from .status import StatusSchedule, assemble_status, periodic_steps
 from .stream_accounting import StreamAccounting
 
 log = structlog.get_logger("nirsd.loop")
@@ -80,6 +81,7 @@ class Acquisition:
         self._described_reconnects = 0
         self.info_ignored = 0  # descriptions refused for changing too often
         self.turn_max_s = 0.0  # longest loop turn (work between two polls) since start
+        self._status_steps: Generator[None, None, None] | None = None  # periodic, in steps
         self._log_redescribed = RateLimitedLog(log, "device_redescribed", burst=3)
         self._log_info_rejected = RateLimitedLog(log, "device_info_rejected", 3, level="error")
         self.started = time.time()
@@ -292,13 +294,25 @@ class Acquisition:
     def _probe_rate_hz(self) -> float:
         return self.pipeline.info.rate_hz if self.pipeline is not None else 0.0
 
-    def publish_status(self, event: str = "periodic") -> None:
+    def publish_status(self, event: str = "periodic", quality: dict | None = None) -> None:
         rate_hz = self.stream.update_rate(time.monotonic())
-        self.publisher.publish_event("status", {"event": event, **assemble_status(self)})
+        body = assemble_status(self, quality)
+        self.publisher.publish_event("status", {"event": event, **body})
         self.notifier.status(
             f"{self.device.state}; {rate_hz:.1f} Hz; "
             f"{self.stream.next_seq} samples; lost {self.stream.lost_samples}"
         )
+
+    def _status_step(self) -> None:
+        """One step of the periodic status being made (``status.periodic_steps``)."""
+        steps = self._status_steps
+        try:
+            next(steps)  # type: ignore[arg-type]
+        except StopIteration:
+            self._status_steps = None
+        except BaseException:  # counted by the guard; the next status starts afresh
+            self._status_steps = None
+            raise
 
     def _read_subscriptions(self) -> None:
         try:
@@ -331,6 +345,8 @@ class Acquisition:
             timeout = POLL_MS if fd is not None or not is_open else POLL_NO_FD_MS
             if schedule.at_s is not None:  # a status goes out soon after a frame
                 timeout = schedule.timeout_ms(timeout, time.monotonic())
+            if self._status_steps is not None:  # a status being made: its next step now
+                timeout = 0
             events = dict(poller.poll(timeout))
             turn0 = time.monotonic()
             if self.publisher.sock in events:
@@ -353,8 +369,11 @@ class Acquisition:
             if wd is not None and now >= next_wd:
                 self.notifier.watchdog()
                 next_wd = now + wd
-            if now >= schedule.next_s and schedule.due(now, handled, self._probe_rate_hz):
-                self.guard.run("status", self.publish_status)
+            if self._status_steps is not None:
+                self.guard.run("status", self._status_step)
+            elif now >= schedule.next_s and schedule.due(now, handled, self._probe_rate_hz):
+                self._status_steps = periodic_steps(self)
+                self.guard.run("status", self._status_step)
             self.turn_max_s = max(self.turn_max_s, time.monotonic() - turn0)
         if fd is not None:
             poller.unregister(fd)

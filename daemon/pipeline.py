@@ -6,7 +6,7 @@ itself differently (absolute sample indices carry on across the rebuild).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from .config import Config
 from .converter import Converter
 from .motion import MOTION, detect, live_step, od_of
 from .probe import Probe, build_probe
-from .quality import QualityMonitor
+from .quality import QualityMonitor, run_steps
 from .ringbuffer import NO_EPOCH, Block, RingBuffer
 from .srs import SrsEstimator
 
@@ -26,6 +26,7 @@ QUALITY_FEED_MIN = 64  # and with at least this many (slow probes: at the status
 _SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
 MOTION_WINDOW_S = 10.0  # history the live motion check looks at (σ needs some)
 MOTION_RECENT_S = 1.0  # a detection this recent sets MOTION until the next assessment
+MOTION_STEP_VALUES = 5_000  # OD values one step of the live motion check judges
 Tagger = Callable[[int, np.ndarray, "np.ndarray | None"], np.ndarray]
 _FLAGS_ONE: dict[int, np.ndarray] = {}  # read-only (1,) uint8 per flags value, shared
 
@@ -255,11 +256,19 @@ class Pipeline:
 
     def assess_quality(self) -> dict:
         """Per-channel quality summary (for ``status``); later samples get POOR_SIGNAL."""
+        return run_steps(self.assess_quality_steps())
+
+    def assess_quality_steps(self) -> Generator[None, None, dict]:
+        """:meth:`assess_quality` in steps of about a millisecond or less, for the loop to
+        run between frames (a fast probe's frames then wait for one step, not for the
+        whole assessment); the summary is the generator's return value."""
         from .converter import POOR_SIGNAL
 
         self._feed_quality()
-        summary = self.quality.summary()
-        moving = self._recent_motion()
+        yield
+        summary = yield from self.quality.summary_steps()
+        yield
+        moving = yield from self._recent_motion()
         self._poor = (
             np.where(summary["poor"], POOR_SIGNAL, 0) | np.where(moving, MOTION, 0)
         ).astype(np.uint8)
@@ -268,9 +277,10 @@ class Pipeline:
         summary["channels"] = list(self.probe.labels)
         return summary
 
-    def _recent_motion(self) -> np.ndarray:
+    def _recent_motion(self) -> Generator[None, None, np.ndarray]:
         """Per channel: motion (nirsd.daemon.motion) within the last MOTION_RECENT_S, judged
-        on the last MOTION_WINDOW_S of the ring; once per assessment, off the frame path."""
+        on the last MOTION_WINDOW_S of the ring; once per assessment, off the frame path
+        (two steps: the samples out of the ring, then the detection)."""
         rate, head = self.info.rate_hz, self.ring.head
         n = min(int(MOTION_WINDOW_S * rate), head - self.ring.oldest)
         n_ch, n_wl = self.shape
@@ -282,4 +292,13 @@ class Pipeline:
         if m == 0:
             return np.zeros(n_ch, dtype=bool)
         (raw,) = self.ring.columns(head - m, head, ("raw",), step=k)
-        return np.asarray(detect(od_of(raw), rate / k)[-recent:].any(axis=0))
+        od = od_of(raw)
+        # channels are judged independently: a share of them per step, about
+        # MOTION_STEP_VALUES values each, so no step holds a fast probe's frames long
+        per_step = max(1, MOTION_STEP_VALUES // max(1, od.shape[0] * n_wl))
+        moving = np.zeros(n_ch, dtype=bool)
+        for first in range(0, n_ch, per_step):
+            yield
+            part = slice(first, first + per_step)
+            moving[part] = detect(od[:, part], rate / k)[-recent:].any(axis=0)
+        return moving

@@ -25,6 +25,7 @@ The sample rate must exceed about 5 Hz for the band split to mean anything.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,16 @@ from .converter import LOW_LIGHT, POOR_SIGNAL, SATURATED
 
 ANALYSIS_RATE_HZ = 20.0  # the window is kept at about this rate: enough for a 5 Hz band
 MAX_SPECTRA_PER_CALL = 512  # channels whose spectrum one assessment computes
+SPECTRA_PER_STEP = 64  # and between two of the loop's turns (status in steps)
+
+
+def run_steps(steps: Generator[None, None, Any]) -> Any:
+    """Run a generator of steps to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 class QualityMonitor:
@@ -242,9 +253,21 @@ class QualityMonitor:
         return self.poor().astype(np.uint8) * np.uint8(POOR_SIGNAL)
 
     def _assess(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return run_steps(self._assess_steps())
+
+    def _assess_steps(
+        self,
+    ) -> Generator[None, None, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`_assess` with a pause after every SPECTRA_PER_STEP channels' spectra
+        (each channel's spectrum is its own: the result is the same)."""
         x, sat_rows, low_rows = self._window()
         if self.n_channels <= MAX_SPECTRA_PER_CALL:
-            pi = self._pulsatility(x)
+            pi = np.empty(self.n_channels)
+            for first in range(0, self.n_channels, SPECTRA_PER_STEP):
+                if first:
+                    yield
+                part = slice(first, first + SPECTRA_PER_STEP)
+                pi[part] = self._pulsatility(x[:, part])
         else:  # big probes: a share of the channels per call, so no call stalls the loop
             part = slice(self._next_spectra, self._next_spectra + MAX_SPECTRA_PER_CALL)
             self._pi[part] = self._pulsatility(x[:, part])
@@ -268,7 +291,12 @@ class QualityMonitor:
     def summary(self) -> dict:
         """JSON-ready per-channel lists: pulsatility (None where unknown),
         saturated_fraction, low_light_fraction, poor; plus window_s (seconds of data held)."""
-        pi, sat, low, poor = self._assess()
+        return run_steps(self.summary_steps())
+
+    def summary_steps(self) -> Generator[None, None, dict]:
+        """:meth:`summary` in steps (the loop runs one between frames); the summary is
+        the generator's return value."""
+        pi, sat, low, poor = yield from self._assess_steps()
         # whole arrays to lists (a call each), not a numpy scalar per channel: a 256-channel
         # probe's status spent 0.75 ms in the per-value version
         known = np.isfinite(pi)

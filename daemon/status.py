@@ -4,13 +4,14 @@ and when the periodic one goes out.
 :func:`assemble_status` reads the acquisition's parts (device link, pipeline, stream
 accounting, control server, loop guard, publisher, extensions) and changes none of them,
 except that assessing quality marks later samples (``Pipeline.assess_quality``).
-:class:`StatusSchedule` times the periodic message within the loop.
+:class:`StatusSchedule` times the periodic message within the loop, and
+:func:`periodic_steps` makes it in steps the loop runs between frames.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from .security import rejected_handshakes
@@ -20,9 +21,10 @@ STATUS_QUIET_MAX_S = 0.02  # and then at most this long for that frame to be del
 GAPS_SHOWN = 10  # the newest gap events in a status message
 
 
-def assemble_status(acq: Any) -> dict[str, Any]:
+def assemble_status(acq: Any, quality: dict | None = None) -> dict[str, Any]:
     """The status body (docs/protocol.md "status") of ``acq``
-    (a :class:`~nirsd.daemon.acquisition.Acquisition`)."""
+    (a :class:`~nirsd.daemon.acquisition.Acquisition`); ``quality``: the pipeline's
+    assessment when it was made just before, in steps (else it is made here)."""
     p, device, stream, control = acq.pipeline, acq.device, acq.stream, acq.control
     body: dict[str, Any] = {
         "state": device.state,
@@ -54,7 +56,7 @@ def assemble_status(acq: Any) -> dict[str, Any]:
         "loop_turn_max_ms": round(acq.turn_max_s * 1e3, 3),
     }
     if p is not None:
-        body["quality"] = p.assess_quality()
+        body["quality"] = p.assess_quality() if quality is None else quality
         body["baseline_ready"] = bool(p.converter.baseline_ready)
         body["oldest"] = p.ring.oldest
     curve_rejected = rejected_handshakes(acq.ctx)
@@ -99,6 +101,20 @@ class StatusSchedule:
             self.at_s = None
             return True
         return False
+
+
+def periodic_steps(acq: Any) -> Generator[None, None, None]:
+    """The periodic status in steps of about a millisecond or less (the quality and
+    motion assessment, then the message), for the loop to run one per turn: a fast
+    probe's frames wait for one step at most, not for the whole status."""
+    p = acq.pipeline
+    quality = None
+    if p is not None:
+        quality = yield from p.assess_quality_steps()
+        yield
+        if acq.pipeline is not p:  # rebuilt meanwhile: assess the new one at once
+            quality = None
+    acq.publish_status("periodic", quality)
 
 
 def quiet_s(rate_hz: float) -> float:
