@@ -19,14 +19,23 @@
 #include <stdint.h>
 #include <string.h>
 
+static uint16_t crc_table[256]; /* CRC-16/CCITT-FALSE (poly 0x1021), a byte at a time */
+
+static void crc_init(void)
+{
+    for (unsigned i = 0; i < 256; i++) {
+        uint16_t c = (uint16_t)(i << 8);
+        for (int b = 0; b < 8; b++)
+            c = (c & 0x8000) ? (uint16_t)((c << 1) ^ 0x1021) : (uint16_t)(c << 1);
+        crc_table[i] = c;
+    }
+}
+
 static uint16_t crc_ccitt(const unsigned char *p, Py_ssize_t n)
 {
     uint16_t crc = 0xFFFF;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        crc ^= (uint16_t)p[i] << 8;
-        for (int b = 0; b < 8; b++)
-            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
-    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        crc = (uint16_t)((crc << 8) ^ crc_table[((crc >> 8) ^ p[i]) & 0xFF]);
     return crc;
 }
 
@@ -399,6 +408,7 @@ PyMODINIT_FUNC PyInit__lean(void)
         PyErr_SetString(PyExc_ImportError, "the frame kernel needs a little-endian host");
         return NULL;
     }
+    crc_init();
     if (PyType_Ready(&KernelType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);

@@ -303,7 +303,8 @@ class Converter:
         if not _MAX(I, None) < self._hi:  # saturation level, else +inf
             return None
         quality = self._no_flags if n == 1 else np.zeros((n, self.n_channels), np.uint8)
-        if kernel.enabled and n < _PATH_MIN_BLOCK:  # the lean path's own arithmetic
+        if n < _PATH_MIN_BLOCK and kernel.enabled:
+            # the lean path's own arithmetic: both paths give the same bits
             od, hb = kernel.mbll(self._log_i0, self._P3, I)
             self._last_od = od
             return hb, quality

@@ -165,3 +165,28 @@ def test_nirsd_kernel_0_leaves_the_work_to_numpy():
     env = {**os.environ, "NIRSD_KERNEL": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["True", "False"], out.stderr
+
+
+def test_a_big_frame_is_checked_and_taken_whole():
+    """4096 x 2: COBS blocks of 254 bytes, a 32 kB CRC (the table-driven one)."""
+    cfg = config.parse(
+        {"device": {"driver": "nirsb", "port": "/dev/null"}, "baseline": {"seconds": 0.1}}
+    )
+    n_ch = 4096
+    p = Pipeline(cfg, Info(1, n_ch, (760.0, 850.0), RATE, "t"), nirsb.NirsbParser)
+    block, _ = p.ingest([Sample(0, 0.0, 0, np.full((n_ch, 2), 30_000.0))], 1000.0)
+    p.store(block)
+    length, head = nirsb.NirsbParser.data_head(n_ch, 2)
+    od = np.empty((1, n_ch, 2))
+    k = kernel.frame_kernel(length, head, p.converter, od, p.ring)
+    values = (25_000 + np.arange(n_ch * 2).reshape(n_ch, 2) % 5000).astype(np.int32)
+    wire = nirsb.encode_data(1, 100_000, values)
+    parser = nirsb.NirsbParser()
+    parser._last_seq = 0
+    want = parser.feed_one(wire, length, head)
+    got = k.frame(b"", wire, 0)
+    assert want is not None and got is not None and got[:4] == want
+    np.testing.assert_array_max_ulp(od[0], p.converter._log_i0 - np.log(values), maxulp=4)
+    damaged = bytearray(wire)
+    damaged[len(wire) // 2] ^= 0x40
+    assert k.frame(b"", bytes(damaged), 0) is None
