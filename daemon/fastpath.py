@@ -150,17 +150,18 @@ class LeanPath:
                 data = os.read(fd, READ_CHUNK)
             except OSError:  # nothing was read: the general path reads and reports it
                 return self.general()
-            return self._frame(p, data, woke)
+            old = self._prep
+            fresh = old is None or old.pipeline is not p or old.log_i0 is not p.converter._log_i0
+            prep = self._prep = Prepared(p) if fresh or old is None else old
+            if prep.kernel is not None:
+                return self._frame_compiled(p, prep, data, woke, fresh)
+            return self._frame(p, prep, data, woke, fresh)
         except Exception as err:  # as the general path's guard: counted, never fatal
             acq.guard.note("frames", err)
             return NOTHING
 
-    def _frame(self, p: Pipeline, data: bytes, woke: float) -> Any:
-        old = self._prep
-        fresh = old is None or old.pipeline is not p or old.log_i0 is not p.converter._log_i0
-        prep = self._prep = Prepared(p) if fresh or old is None else old
-        if prep.kernel is not None:
-            return self._frame_compiled(p, prep, data, woke, fresh)
+    def _frame(self, p: Pipeline, prep: Prepared, data: bytes, woke: float, fresh: bool) -> Any:
+        """The lean frame with numpy (where the compiled kernel was not built)."""
         acq, dev = self.acq, self.acq.device
         parser: Any = dev.parser  # a NirsbParser (_can)
         got = parser.feed_one(data, prep.length, prep.head)
@@ -278,7 +279,7 @@ class LeanPath:
         same order, the same values and types), packed once each."""
         want_hb, want_raw, want_od = self._want
         send: Any = _SEND
-        sock, more, pack, counts = pub.sock, _SNDMORE, wire.pack, pub.counts
+        sock, more, pack, counts = pub.sock, _SNDMORE, wire.PACK, pub.counts
         if want_hb:
             counts["hb"] += 1
             head = {
@@ -319,7 +320,7 @@ class LeanPath:
         only hb subscribers)."""
         _, want_raw, want_od = self._want
         send: Any = _SEND
-        sock, more, pack, counts = pub.sock, _SNDMORE, wire.pack, pub.counts
+        sock, more, pack, counts = pub.sock, _SNDMORE, wire.PACK, pub.counts
         if want_raw:
             counts["raw"] += 1
             head = {

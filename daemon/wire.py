@@ -31,6 +31,10 @@ def pack(obj: Any) -> bytes:
     return _packer.pack(obj)
 
 
+#: :func:`pack` without the Python frame around it (the lean per-frame path)
+PACK = _packer.pack
+
+
 def unpack(data: bytes) -> Any:
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
