@@ -74,6 +74,7 @@ from latency_tables import (  # noqa: E402, F401  (report, throughput and load u
 )
 
 from nirsd.cli.testing import DaemonProcess, device_config, wait_for  # noqa: E402
+from nirsd.daemon.config_types import StatusConfig  # noqa: E402
 
 PIPELINES = ("nirsd", "nirsd-numpy", "floor", "wire-floor", "hb-floor", "lsl", "serial-lsl")
 
@@ -118,7 +119,9 @@ def run_nirsd(
 ) -> dict[str, Any]:
     """The daemon on a pty this process writes; returns latency, loss, CPU, memory."""
     dev = PtyDevice(load)
-    cfg = device_config(dev.port, baseline_s=1.0, extra=extra_cfg)
+    # the daemon as shipped (status every StatusConfig.interval_s), but a 1 s baseline
+    status_s = StatusConfig().interval_s
+    cfg = device_config(dev.port, baseline_s=1.0, extra=extra_cfg, status_s=status_s)
     d = DaemonProcess(workdir, cfg, env=env)
     sub = None
     try:

@@ -79,11 +79,17 @@ def simulated_config(
 
 
 def device_config(
-    port: str, driver: str = "nirsb", baseline_s: float = 1.0, extra: str = ""
+    port: str,
+    driver: str = "nirsb",
+    baseline_s: float = 1.0,
+    extra: str = "",
+    status_s: float = 0.5,
 ) -> str:
+    """A config for ``driver`` on ``port`` (status every ``status_s``: tests wait less
+    than with the default)."""
     return (
         f'[device]\ndriver = "{driver}"\nport = "{port}"\nreconnect_s = 0.1\n'
-        f"[baseline]\nseconds = {baseline_s}\n[status]\ninterval_s = 0.5\n{extra}"
+        f"[baseline]\nseconds = {baseline_s}\n[status]\ninterval_s = {status_s}\n{extra}"
     )
 
 
