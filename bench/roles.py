@@ -203,7 +203,6 @@ def hb_relay(
 
     import msgpack
     import zmq
-    from cobs import cobs
     from numpy._core._multiarray_umath import c_einsum
 
     from nirsd.drivers import nirsb
@@ -211,9 +210,35 @@ def hb_relay(
     ctx, pub, fd, poller = _relay_ends(port, endpoint)
     p3 = _fixed_coefficients(n_ch, n_wl)
     shape, length = (1, n_ch, n_wl), nirsb.DATA_OVERHEAD + 4 * n_ch * n_wl
-    send, more, pending, log_i0, data_type = pub.send, zmq.SNDMORE, b"", None, nirsb.DATA
-    decode, crc, packb = cobs.decode, binascii.crc_hqx, msgpack.packb
-    unpack = nirsb.HEADER.unpack_from
+    send, more, log_i0, data_type = pub.send, zmq.SNDMORE, None, nirsb.DATA
+    crc, packb, unpack = binascii.crc_hqx, msgpack.packb, nirsb.HEADER.unpack_from
+    for raw in _decoded(fd, poller, running):
+        if len(raw) != length or crc(raw[:-2], 0xFFFF) != raw[-2] | (raw[-1] << 8):
+            continue  # INFO, EVENT, or damaged
+        ftype, _flags, seq, t_us = unpack(raw)
+        if ftype != data_type:
+            continue
+        counts = np.ndarray(shape, "<i4", raw, 12)
+        if log_i0 is None:
+            log_i0 = np.log(counts, dtype="<f8")
+        hb = c_einsum("cjw,ncw->njc", p3, log_i0 - np.log(counts, dtype="<f8"), order="C")
+        head = {"seq": seq, "n": 1, "t": [time.time()], "t_dev": [t_us / 1e6]}
+        head.update(dtype="<f8", shape=hb.shape)
+        send(b"hb", more)
+        send(packb(head), more)
+        send(hb, 0)
+    os.close(fd)
+    pub.close()
+    ctx.term()
+
+
+def _decoded(fd: int, poller: Any, running) -> Any:
+    """COBS-decoded frames from the port as they arrive (:func:`floor_relay`'s reading
+    and splitting, then the decode; undecodable chunks skipped), until ``running()`` is
+    false or the device side closes."""
+    from cobs import cobs
+
+    decode, pending = cobs.decode, b""
     while running():
         if not poller.poll(100):
             continue
@@ -222,7 +247,7 @@ def hb_relay(
         except BlockingIOError:
             continue
         except OSError:
-            break
+            return  # the device side closed
         chunks = (pending + data if pending else data).split(b"\x00")
         pending = chunks.pop()
         for chunk in chunks:
@@ -230,23 +255,7 @@ def hb_relay(
                 raw = decode(chunk)
             except cobs.DecodeError:
                 continue
-            if len(raw) != length or crc(raw[:-2], 0xFFFF) != raw[-2] | (raw[-1] << 8):
-                continue  # INFO, EVENT, or damaged
-            ftype, _flags, seq, t_us = unpack(raw)
-            if ftype != data_type:
-                continue
-            counts = np.ndarray(shape, "<i4", raw, 12)
-            if log_i0 is None:
-                log_i0 = np.log(counts, dtype="<f8")
-            hb = c_einsum("cjw,ncw->njc", p3, log_i0 - np.log(counts, dtype="<f8"), order="C")
-            head = {"seq": seq, "n": 1, "t": [time.time()], "t_dev": [t_us / 1e6]}
-            head.update(dtype="<f8", shape=hb.shape)
-            send(b"hb", more)
-            send(packb(head), more)
-            send(hb, 0)
-    os.close(fd)
-    pub.close()
-    ctx.term()
+            yield raw
 
 
 def wire_relay(
@@ -258,38 +267,21 @@ def wire_relay(
     conversion: what the wire contract costs with no work behind it)."""
     import msgpack
     import zmq
-    from cobs import cobs
 
     from nirsd.drivers import nirsb
 
     ctx, pub, fd, poller = _relay_ends(port, endpoint)
     length, shape = nirsb.DATA_OVERHEAD + 4 * n_ch * n_wl, [1, n_ch, n_wl]
-    send, more, pending, packb = pub.send, zmq.SNDMORE, b"", msgpack.packb
-    decode, unpack = cobs.decode, nirsb.HEADER.unpack_from
-    while running():
-        if not poller.poll(100):
-            continue
-        try:
-            data = os.read(fd, 1 << 16)
-        except BlockingIOError:
-            continue
-        except OSError:
-            break
-        chunks = (pending + data if pending else data).split(b"\x00")
-        pending = chunks.pop()
-        for chunk in chunks:
-            try:
-                raw = decode(chunk)
-            except cobs.DecodeError:
-                continue
-            if len(raw) != length:
-                continue  # INFO, EVENT
-            _, _, seq, t_us = unpack(raw)
-            head = {"seq": seq, "n": 1, "t": [time.time()], "t_dev": [t_us / 1e6]}
-            head.update(dtype="<i4", shape=shape)
-            send(b"hb", more)
-            send(packb(head), more)
-            send(raw[12:-2], 0)
+    send, more, packb, unpack = pub.send, zmq.SNDMORE, msgpack.packb, nirsb.HEADER.unpack_from
+    for raw in _decoded(fd, poller, running):
+        if len(raw) != length:
+            continue  # INFO, EVENT
+        _, _, seq, t_us = unpack(raw)
+        head = {"seq": seq, "n": 1, "t": [time.time()], "t_dev": [t_us / 1e6]}
+        head.update(dtype="<i4", shape=shape)
+        send(b"hb", more)
+        send(packb(head), more)
+        send(raw[12:-2], 0)
     os.close(fd)
     pub.close()
     ctx.term()

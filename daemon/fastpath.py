@@ -188,20 +188,7 @@ class LeanPath:
         od = conv._log_i0 - np.log(values, dtype=_F8)
         hb = _c_einsum("cjw,ncw->njc", conv._P3, od, order="C")  # C order: the wire's
         conv._last_od = od
-        if p._poor is not prep.poor:  # a new quality assessment: its bits, once
-            prep.set_poor(p._poor, p._any_poor)
-        ep = acq.markers.epochs  # EpochTracker.current(), inline
-        epoch = ep.index[ep.open[-1].label] if ep.open else NO_EPOCH
-        pub = acq.publisher
-        label = pub.labels[epoch] if epoch != NO_EPOCH else None
-        ring = prep.ring
-        head = ring.head
-        if pub.subscriptions_version != self._subs:
-            self._subs = pub.subscriptions_version
-            self._want = (pub.wants("hb"), pub.wants("raw"), pub.publish_od and pub.wants("od"))
-        self._publish(pub, prep, head, t, t_dev, label, flags, raw, hb, od)
-        self._store(ring, head, t, t_dev, values, hb, prep.quality_row, flags, epoch)
-        return self._done(p, ring, head, t, fresh)
+        return self._emit(p, prep, t, t_dev, flags, raw, hb, od, values, fresh)
 
     def _frame_compiled(
         self, p: Pipeline, prep: Prepared, data: bytes, woke: float, fresh: bool
@@ -229,6 +216,24 @@ class LeanPath:
             acq.guard.run("frames", acq.handle_frames, [sample], arrival)
             return HANDLED
         t_dev, t = p.clock.host_one(t_us / 1e6, arrival)
+        return self._emit(p, prep, t, t_dev, flags, raw, hb, prep.od, None, fresh)
+
+    def _emit(
+        self,
+        p: Pipeline,
+        prep: Prepared,
+        t: float,
+        t_dev: float,
+        flags: int,
+        raw: bytes,
+        hb: Any,
+        od: np.ndarray,
+        values: np.ndarray | None,
+        fresh: bool,
+    ) -> Any:
+        """A converted lean sample: its epoch, its messages, its ring row (the compiled
+        kernel's when ``values`` is None), the stream's accounting."""
+        acq = self.acq
         if p._poor is not prep.poor:  # a new quality assessment: its bits, once
             prep.set_poor(p._poor, p._any_poor)
         ep = acq.markers.epochs  # EpochTracker.current(), inline
@@ -240,13 +245,11 @@ class LeanPath:
         if pub.subscriptions_version != self._subs:
             self._subs = pub.subscriptions_version
             self._want = (pub.wants("hb"), pub.wants("raw"), pub.publish_od and pub.wants("od"))
-        self._publish(pub, prep, head, t, t_dev, label, flags, raw, hb, prep.od)
-        prep.kernel.store(head, t, t_dev, flags, epoch, prep.quality, hb)  # type: ignore[union-attr]
-        return self._done(p, ring, head, t, fresh)
-
-    def _done(self, p: Pipeline, ring: Any, head: int, t: float, fresh: bool) -> Any:
-        """After a lean frame's sends and ring row: the ring's head, the quality window,
-        the stream's accounting."""
+        self._publish(pub, prep, head, t, t_dev, label, flags, raw, hb, od)
+        if values is None:
+            prep.kernel.store(head, t, t_dev, flags, epoch, prep.quality, hb)  # type: ignore[union-attr]
+        else:
+            self._store(ring, head, t, t_dev, values, hb, prep.quality_row, flags, epoch)
         ring.head = head + 1
         if ring.head - p._quality_seq >= p._quality_every:
             p._feed_quality(whole_buckets=True)
