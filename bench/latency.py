@@ -119,10 +119,7 @@ def run_nirsd(
 ) -> dict[str, Any]:
     """The daemon on a pty this process writes; returns latency, loss, CPU, memory."""
     dev = PtyDevice(load)
-    # the daemon as shipped (status every StatusConfig.interval_s), but a 1 s baseline
-    status_s = StatusConfig().interval_s
-    cfg = device_config(dev.port, baseline_s=1.0, extra=extra_cfg, status_s=status_s)
-    d = DaemonProcess(workdir, cfg, env=env)
+    d = _daemon(workdir, dev.port, extra_cfg, env)
     sub = None
     try:
         d.start(wait_streaming=False)
@@ -165,6 +162,13 @@ def run_nirsd(
         wire_bytes=dev.bytes_written,
         window_s=(p.t_end_ns - p.t_start_ns) / 1e9,
     )
+
+
+def _daemon(workdir: Path, port: str, extra_cfg: str, env: dict[str, str] | None) -> Any:
+    """``nirsd run`` on ``port`` as shipped (status every StatusConfig.interval_s), but
+    with a 1 s baseline."""
+    cfg = device_config(port, baseline_s=1.0, extra=extra_cfg, status_s=StatusConfig().interval_s)
+    return DaemonProcess(workdir, cfg, env=env)
 
 
 def run_nirsd_numpy(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
