@@ -280,7 +280,8 @@ class Pipeline:
     def _recent_motion(self) -> Generator[None, None, np.ndarray]:
         """Per channel: motion (nirsd.daemon.motion) within the last MOTION_RECENT_S, judged
         on the last MOTION_WINDOW_S of the ring; once per assessment, off the frame path
-        (two steps: the samples out of the ring, then the detection)."""
+        (steps: the samples out of the ring, then the detection for a share of the
+        channels at a time)."""
         rate, head = self.info.rate_hz, self.ring.head
         n = min(int(MOTION_WINDOW_S * rate), head - self.ring.oldest)
         n_ch, n_wl = self.shape
