@@ -47,26 +47,28 @@ def filled(load: Load, seconds: float = 12.0) -> Pipeline:
 def measure(load: Load, repeats: int) -> dict[str, float]:
     """Median ms over ``repeats``: the whole assessment, its longest step, the steps."""
     p = filled(load)
-    whole, longest, count = [], [], 0
+    whole, each = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         p.assess_quality()
         whole.append(time.perf_counter() - t0)
-        steps, worst, count = p.assess_quality_steps(), 0.0, 0
+        steps, took = p.assess_quality_steps(), []
         while True:
             t0 = time.perf_counter()
             try:
                 next(steps)
             except StopIteration:
-                worst = max(worst, time.perf_counter() - t0)
+                took.append(time.perf_counter() - t0)
                 break
-            worst = max(worst, time.perf_counter() - t0)
-            count += 1
-        longest.append(worst)
+            took.append(time.perf_counter() - t0)
+        each.append(took)
+    n = min(len(t) for t in each)
+    per_step = np.median([t[:n] for t in each], axis=0)
     return {
         "whole_ms": 1e3 * float(np.median(whole)),
-        "longest_step_ms": 1e3 * float(np.median(longest)),
-        "steps": count + 1,
+        "longest_step_ms": 1e3 * float(np.median([max(t) for t in each])),
+        "steps": n,
+        "step_ms": [round(1e3 * float(v), 3) for v in per_step],
     }
 
 
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     a = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     a.add_argument("--loads", nargs="+", type=parse_load, default=None)
     a.add_argument("--repeats", type=int, default=20)
+    a.add_argument("--steps", action="store_true", help="also each step's median ms")
     args = a.parse_args(argv)
     loads = args.loads or [parse_load("64x2@100"), parse_load("256x2@1000")]
     print("| load | assessment in one go ms | longest step ms | steps | ratio |")
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {load.label} | {r['whole_ms']:.2f} | {r['longest_step_ms']:.2f} "
             f"| {r['steps']} | {ratio:.1f} |"
         )
+        if args.steps:
+            print(f"  steps, ms: {' '.join(f'{v:.2f}' for v in r['step_ms'])}")
     return 0
 
 

@@ -345,8 +345,8 @@ class Acquisition:
             timeout = POLL_MS if fd is not None or not is_open else POLL_NO_FD_MS
             if schedule.at_s is not None:  # a status goes out soon after a frame
                 timeout = schedule.timeout_ms(timeout, time.monotonic())
-            if self._status_steps is not None:  # a status being made: its next step now
-                timeout = 0
+            if self._status_steps is not None:  # a status being made: its next step soon
+                timeout = schedule.step_timeout_ms(time.monotonic(), self._probe_rate_hz())
             events = dict(poller.poll(timeout))
             turn0 = time.monotonic()
             if self.publisher.sock in events:
@@ -369,8 +369,11 @@ class Acquisition:
             if wd is not None and now >= next_wd:
                 self.notifier.watchdog()
                 next_wd = now + wd
+            if handled:  # status steps go in the gaps between frames
+                schedule.frame_s = turn0
             if self._status_steps is not None:
-                self.guard.run("status", self._status_step)
+                if schedule.may_step(now, self._probe_rate_hz()):
+                    self.guard.run("status", self._status_step)
             elif now >= schedule.next_s and schedule.due(now, handled, self._probe_rate_hz):
                 self._status_steps = periodic_steps(self)
                 self.guard.run("status", self._status_step)

@@ -18,6 +18,7 @@ from .converter import Converter
 from .motion import MOTION, detect, live_step, od_of
 from .probe import Probe, build_probe
 from .quality import QualityMonitor, run_steps
+from .resident import make_resident
 from .ringbuffer import NO_EPOCH, Block, RingBuffer
 from .srs import SrsEstimator
 
@@ -26,7 +27,7 @@ QUALITY_FEED_MIN = 64  # and with at least this many (slow probes: at the status
 _SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
 MOTION_WINDOW_S = 10.0  # history the live motion check looks at (σ needs some)
 MOTION_RECENT_S = 1.0  # a detection this recent sets MOTION until the next assessment
-MOTION_STEP_VALUES = 5_000  # OD values one step of the live motion check judges
+MOTION_STEP_VALUES = 2_500  # OD values one step of the live motion check judges
 Tagger = Callable[[int, np.ndarray, "np.ndarray | None"], np.ndarray]
 _FLAGS_ONE: dict[int, np.ndarray] = {}  # read-only (1,) uint8 per flags value, shared
 
@@ -86,6 +87,8 @@ class Pipeline:
             light_floor=cfg.optics.light_floor,
         )
         self.ring = RingBuffer(ring_capacity(cfg, info), *self.shape, first_seq=first_seq)
+        # its pages fault in now, in the background, not one by one under frames
+        self.resident = make_resident(self.ring.arrays, "ring")
         self.baseline_seq = first_seq  # first sample of the current baseline window
         self.shape_errors = 0
         self.quality = QualityMonitor(info.n_channels, info.rate_hz)

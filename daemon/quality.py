@@ -34,7 +34,7 @@ from .converter import LOW_LIGHT, POOR_SIGNAL, SATURATED
 
 ANALYSIS_RATE_HZ = 20.0  # the window is kept at about this rate: enough for a 5 Hz band
 MAX_SPECTRA_PER_CALL = 512  # channels whose spectrum one assessment computes
-SPECTRA_PER_STEP = 64  # and between two of the loop's turns (status in steps)
+SPECTRA_PER_STEP = 32  # and between two of the loop's turns (status in steps)
 
 
 def run_steps(steps: Generator[None, None, Any]) -> Any:
@@ -264,7 +264,7 @@ class QualityMonitor:
         if self.n_channels <= MAX_SPECTRA_PER_CALL:
             pi = np.empty(self.n_channels)
             for first in range(0, self.n_channels, SPECTRA_PER_STEP):
-                if first:
+                if first or self.n_channels > SPECTRA_PER_STEP:  # the window's copy alone
                     yield
                 part = slice(first, first + SPECTRA_PER_STEP)
                 pi[part] = self._pulsatility(x[:, part])

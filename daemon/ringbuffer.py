@@ -75,6 +75,11 @@ class RingBuffer:
         self.head = first_seq  # absolute index of the next sample to be written
         self._start = first_seq  # nothing before this was ever written here
 
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The column arrays themselves (to make their memory resident, not to write)."""
+        return self._dsts
+
     @staticmethod
     def bytes_per_sample(n_channels: int, n_wavelengths: int) -> int:
         return 8 * 2 + 8 * n_channels * n_wavelengths + 8 * 3 * n_channels + n_channels + 3

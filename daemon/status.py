@@ -4,8 +4,8 @@ and when the periodic one goes out.
 :func:`assemble_status` reads the acquisition's parts (device link, pipeline, stream
 accounting, control server, loop guard, publisher, extensions) and changes none of them,
 except that assessing quality marks later samples (``Pipeline.assess_quality``).
-:class:`StatusSchedule` times the periodic message within the loop, and
-:func:`periodic_steps` makes it in steps the loop runs between frames.
+:class:`StatusSchedule` times the periodic message within the loop (and its steps in
+the gaps between frames), and :func:`periodic_steps` makes it in steps.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .security import rejected_handshakes
 
 STATUS_SLACK_S = 0.25  # how long periodic status waits for a frame to follow
 STATUS_QUIET_MAX_S = 0.02  # and then at most this long for that frame to be delivered
+STATUS_STEP_WAIT_MAX_S = 1.0  # steps wait no longer than this for a frame to follow
 GAPS_SHOWN = 10  # the newest gap events in a status message
 
 
@@ -74,12 +75,37 @@ class StatusSchedule:
     for a frame and then for a third of a frame period: by then that frame has reached
     its subscribers (on a small machine status work would compete with them for a core)
     and the next frame is still far.  Without frames it goes out STATUS_SLACK_S late.
+    Its steps (:func:`periodic_steps`) then run in the gaps after frames
+    (:func:`step_gap`), so a fast probe's frames do not wait for them either.
     """
 
     def __init__(self, interval_s: float, now: float) -> None:
         self.interval_s = interval_s
         self.next_s = now + interval_s  # monotonic s the next one is due
         self.at_s: float | None = None  # when the due one goes out (after a frame)
+        self.frame_s: float | None = None  # the last frame handled while steps are pending
+
+    def may_step(self, now: float, rate_hz: float) -> bool:
+        """Whether a step of the status being made runs now: in the gap after a frame of
+        a steady probe (:func:`step_gap`), so no frame waits for it; at once when no
+        frame is coming."""
+        if self.frame_s is None or rate_hz <= 0:
+            return True
+        opens, closes, none_coming = step_gap(rate_hz)
+        since = now - self.frame_s
+        return opens <= since <= closes or since >= none_coming
+
+    def step_timeout_ms(self, now: float, rate_hz: float) -> int:
+        """The poll timeout while a status is being made: 0 while a step may run, else
+        until the gap after the last frame opens, or until no frame is coming."""
+        if self.frame_s is None or rate_hz <= 0:
+            return 0
+        opens, closes, none_coming = step_gap(rate_hz)
+        since = now - self.frame_s
+        if opens <= since <= closes or since >= none_coming:
+            return 0
+        wait = (opens if since < opens else none_coming) - since
+        return int(wait * 1000) + 1
 
     def timeout_ms(self, timeout_ms: int, now: float) -> int:
         """The poll timeout: ``timeout_ms``, or shorter when a status is about to go."""
@@ -115,6 +141,16 @@ def periodic_steps(acq: Any) -> Generator[None, None, None]:
         if acq.pipeline is not p:  # rebuilt meanwhile: assess the new one at once
             quality = None
     acq.publish_status("periodic", quality)
+
+
+def step_gap(rate_hz: float) -> tuple[float, float, float]:
+    """When status steps may run after a frame of a probe at ``rate_hz`` (s after it):
+    from right after it to half a period (a step of up to half a period, about 0.3 ms
+    at 256 x 2, ends before the next frame of a 1 kHz probe); and from two periods on,
+    when no frame came (at most STATUS_STEP_WAIT_MAX_S: a stalled probe still gets its
+    status).  The status itself starts :func:`quiet_s` after a frame."""
+    period = 1.0 / rate_hz
+    return 0.0, period * 0.5, min(2.0 * period, STATUS_STEP_WAIT_MAX_S)
 
 
 def quiet_s(rate_hz: float) -> float:

@@ -14,7 +14,14 @@ import pytest
 from nirsd.cli.testing import wait_for
 from nirsd.daemon import config
 from nirsd.daemon.device import DISCONNECTED, NOTHING, PORT_LOST, STREAMING, DeviceLink
-from nirsd.daemon.status import STATUS_QUIET_MAX_S, STATUS_SLACK_S, StatusSchedule, quiet_s
+from nirsd.daemon.status import (
+    STATUS_QUIET_MAX_S,
+    STATUS_SLACK_S,
+    STATUS_STEP_WAIT_MAX_S,
+    StatusSchedule,
+    quiet_s,
+    step_gap,
+)
 from nirsd.drivers.base import Sample
 from nirsd.drivers.nirsb import encode_data
 
@@ -87,6 +94,22 @@ def test_status_waits_for_a_frame_then_a_third_of_its_period():
     assert s.timeout_ms(50, 101.0) == 4  # wakes in time for it
     assert s.due(101.0 + 1 / 300, False, lambda: 100.0)
     assert s.next_s == pytest.approx(102.0 + 1 / 300) and s.at_s is None
+
+
+def test_status_steps_run_in_the_gap_after_a_frame():
+    s = StatusSchedule(1.0, now=0.0)
+    assert s.may_step(5.0, 1000.0) and s.step_timeout_ms(5.0, 1000.0) == 0  # no frame yet
+    s.frame_s = 10.0  # a 1 kHz frame was handled at 10 s
+    assert step_gap(1000.0) == pytest.approx((0.0, 0.0005, 0.002))
+    assert s.may_step(10.0001, 1000.0) and s.step_timeout_ms(10.0001, 1000.0) == 0
+    assert not s.may_step(10.0006, 1000.0)  # the next frame is near: wait for it
+    assert s.step_timeout_ms(10.0006, 1000.0) == 2  # or for the sign that none comes
+    assert s.may_step(10.0021, 1000.0)  # none came: steps go on without frames
+    s.frame_s = 20.0  # a slow probe: its whole first half-period is free
+    assert s.may_step(20.049, 10.0) and not s.may_step(20.06, 10.0)
+    assert s.step_timeout_ms(20.06, 10.0) == 141
+    s.frame_s = 30.0  # a probe slower still waits at most STATUS_STEP_WAIT_MAX_S
+    assert not s.may_step(30.7, 0.9) and s.may_step(30.0 + STATUS_STEP_WAIT_MAX_S, 0.9)
 
 
 def test_status_without_frames_goes_out_slack_late():
