@@ -100,16 +100,27 @@ def _relayed(
 
 def run_floor(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
     """pty → a relay that only reads, delimits and publishes (ZeroMQ PUB) → a bare SUB."""
+    return _floor(load, "floor", seconds, warmup_s, workdir)
+
+
+def run_frames_floor(load: Load, seconds: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
+    """The floor with ``hb``'s three-frame message (``roles.py frames-relay`` →
+    ``frames-sub``): no decoding either side, only the message's shape."""
+    return _floor(load, "frames", seconds, warmup_s, workdir)
+
+
+def _floor(load: Load, kind: str, seconds: float, warmup_s: float, workdir: Path) -> dict:
+    """``kind``-relay → ``kind``-sub of roles.py ("floor" or "frames") on a pty."""
     dev = PtyDevice(load)
     endpoint = f"ipc://{workdir / 'floor.ipc'}"
-    relay = Consumer("floor-relay", workdir / "relay.npz", "--port", dev.port, "--data", endpoint)
+    relay = Consumer(f"{kind}-relay", workdir / "relay.npz", "--port", dev.port, "--data", endpoint)
     return _relayed(
         load,
-        "floor",
+        "floor" if kind == "floor" else f"{kind}-floor",
         dev,
         relay,
         lambda: Consumer(
-            "floor-sub", workdir / "floor.npz", "--data", endpoint, "--rate", repr(load.rate_hz)
+            f"{kind}-sub", workdir / "floor.npz", "--data", endpoint, "--rate", repr(load.rate_hz)
         ),
         seconds,
         warmup_s,

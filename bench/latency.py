@@ -14,6 +14,9 @@ Pipelines, per load (channels x wavelengths @ Hz):
   frame as one message on a ZeroMQ PUB ipc socket, and a SUB subprocess that only
   ``recv``s (frames are identified after the run).  The least any pty → ZeroMQ →
   Python subscriber design pays; nirsd − floor is processing.
+- ``frames-floor``: the floor with each frame sent as the last of ``hb``'s three frames
+  (topic, a header packed once, the frame) and received with ``recv_multipart``: what
+  the message's shape costs, with no decoding on either side.
 - ``wire-floor``: the floor relay plus nirsd's ``hb`` wire format and nothing else (COBS
   decode, msgpack header, three frames), read by nirsd's decoding subscriber: what the
   wire contract costs with no work behind it.
@@ -46,6 +49,7 @@ from anchors import (  # noqa: E402  (the other pipelines)
     await_command,
     result_row,
     run_floor,
+    run_frames_floor,
     run_hb_floor,
     run_lsl,
     run_serial_lsl,
@@ -76,7 +80,16 @@ from latency_tables import (  # noqa: E402, F401  (report, throughput and load u
 from nirsd.cli.testing import DaemonProcess, device_config, wait_for  # noqa: E402
 from nirsd.daemon.config_types import StatusConfig  # noqa: E402
 
-PIPELINES = ("nirsd", "nirsd-numpy", "floor", "wire-floor", "hb-floor", "lsl", "serial-lsl")
+PIPELINES = (
+    "nirsd",
+    "nirsd-numpy",
+    "floor",
+    "frames-floor",
+    "wire-floor",
+    "hb-floor",
+    "lsl",
+    "serial-lsl",
+)
 
 
 def _hb_consumer(d: DaemonProcess, load: Load, workdir: Path) -> Consumer:
@@ -182,6 +195,7 @@ RUNNERS = {
     "nirsd": run_nirsd,
     "nirsd-numpy": run_nirsd_numpy,
     "floor": run_floor,
+    "frames-floor": run_frames_floor,
     "wire-floor": run_wire_floor,
     "hb-floor": run_hb_floor,
     "lsl": run_lsl,

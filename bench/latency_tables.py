@@ -80,9 +80,9 @@ def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by = {(r["load"], r["pipeline"]): r for r in rows if "error" not in r and r.get("n")}
     out = []
     for lab in dict.fromkeys(r["load"] for r in rows):
-        d, f, s, h, w = (
+        d, f, s, h, w, m = (
             by.get((lab, name))
-            for name in ("nirsd", "floor", "serial-lsl", "hb-floor", "wire-floor")
+            for name in ("nirsd", "floor", "serial-lsl", "hb-floor", "wire-floor", "frames-floor")
         )
         if d is None or f is None:
             continue
@@ -93,6 +93,7 @@ def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row[f"{q}_vs_hb_floor"] = _ratio(d, h, q)
             row[f"{q}_vs_wire_floor"] = _ratio(d, w, q)
             row[f"{q}_wire_over_floor"] = _ratio(w, f, q)  # what the wire contract costs
+            row[f"{q}_frames_over_floor"] = _ratio(m, f, q)  # of it, the message's shape
         cpu_d, cpu_f = d.get("cpu_pct"), f.get("cpu_pct")
         row["cpu_nirsd_pct"], row["cpu_floor_pct"] = cpu_d, cpu_f
         row["cpu_ratio"] = cpu_d / cpu_f if cpu_d is not None and cpu_f else None
@@ -117,9 +118,9 @@ def goals_table(rows: list[dict[str, Any]]) -> str:
         f"| load | nirsd/floor p50 (≤ {GOAL_P50}) | nirsd/floor p99 (≤ {GOAL_P99}) "
         "| nirsd − serial-lsl p50 µs (< 0) | nirsd − serial-lsl p99 µs (< 0) "
         f"| CPU nirsd % | CPU floor % | CPU ratio (≤ {GOAL_CPU}) | nirsd lost (0) "
-        "| wire-floor/floor p50 | nirsd/wire-floor p50 | nirsd/hb-floor p50 "
-        "| nirsd/hb-floor p99 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| frames-floor/floor p50 | wire-floor/floor p50 | nirsd/wire-floor p50 "
+        "| nirsd/hb-floor p50 | nirsd/hb-floor p99 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in goals(rows):
         lines.append(
@@ -129,6 +130,7 @@ def goals_table(rows: list[dict[str, Any]]) -> str:
             f"| {_mark(r['p99_vs_serial_lsl'], -1e-9, '.0f')} "
             f"| {fmt(r['cpu_nirsd_pct'], '.2f')} | {fmt(r['cpu_floor_pct'], '.2f')} "
             f"| {_mark(r['cpu_ratio'], GOAL_CPU)} | {_mark(r['lost'], 0, 'd')} "
+            f"| {fmt(r['p50_frames_over_floor'], '.2f')} "
             f"| {fmt(r['p50_wire_over_floor'], '.2f')} | {fmt(r['p50_vs_wire_floor'], '.2f')} "
             f"| {fmt(r['p50_vs_hb_floor'], '.2f')} | {fmt(r['p99_vs_hb_floor'], '.2f')} |"
         )

@@ -12,6 +12,9 @@ and, on SIGTERM, saves what it received (frame index, receive time in ns).
   0x00 → one ZeroMQ PUB message per frame (still COBS-encoded), nothing else.
 - ``floor-sub``: a bare ZeroMQ SUB on that relay: ``recv``, stamp, keep the bytes; the
   frame index (``t_us`` of each DATA frame) is decoded after the run.
+- ``frames-relay``, ``frames-sub``: the floor with each frame sent as the last of an
+  ``hb`` message's three frames (topic, a header packed once, the frame) and received
+  with ``recv_multipart``: what the message's shape alone costs.
 - ``wire-relay``: the floor relay plus nirsd's ``hb`` wire format and nothing else (COBS
   decode, seq and t_us, msgpack header, three frames with the counts as payload); read
   by ``hb-sub``.
@@ -165,15 +168,33 @@ def _relay_ends(port: str, endpoint: str) -> tuple[Any, Any, int, Any]:
     return ctx, pub, fd, poller
 
 
-def floor_relay(port: str, endpoint: str, running=lambda: not _Stop.flag) -> None:
+def floor_relay(
+    port: str, endpoint: str, running=lambda: not _Stop.flag, three_frames: bool = False
+) -> None:
     """The least a pty → ZeroMQ relay does: ``poll()`` the port, ``os.read``, split on
     0x00, send each frame (still COBS-encoded) as one message on a PUB ipc socket.
 
     Nothing else: no pyserial, no decoding, no header.  The subscriber identifies the
-    frames after the run (:func:`frame_index`).
+    frames after the run (:func:`frame_index`).  ``three_frames``: each frame goes as the
+    last of the three frames of an ``hb`` message (topic, a header packed once, the
+    frame), so the message's shape alone is measured.
     """
     ctx, pub, fd, poller = _relay_ends(port, endpoint)
     send, pending = pub.send, b""
+    if three_frames:
+        import msgpack
+        import zmq
+
+        more = zmq.SNDMORE
+        head = msgpack.packb(
+            {"seq": 0, "n": 1, "t": [0.0], "t_dev": [0.0], "dtype": "<f8", "shape": [1, 3, 8]}
+        )
+
+        def send(chunk: bytes, _send=pub.send) -> None:
+            _send(b"hb", more)
+            _send(head, more)
+            _send(chunk)
+
     while running():
         if not poller.poll(100):
             continue
@@ -326,14 +347,27 @@ def role_floor_relay(a: argparse.Namespace) -> None:
     _save(a.out, [], [])
 
 
+def role_frames_relay(a: argparse.Namespace) -> None:
+    floor_relay(a.port, a.data, three_frames=True)
+    _save(a.out, [], [])
+
+
 def role_floor_sub(a: argparse.Namespace) -> None:
-    """A bare SUB on the floor relay: ``recv``, stamp, keep the bytes (decoded after)."""
+    """A bare SUB on the floor relay: ``recv``, stamp, keep the bytes (decoded after);
+    on ``frames-relay``'s three-frame messages ``recv_multipart``, keeping the last."""
     import zmq
 
     ctx, sub = _subscriber(a.data, b"")
     chunks: list[bytes] = []
     ns: list[int] = []
-    recv, stamp, keep, keep_ns = sub.recv, time.monotonic_ns, chunks.append, ns.append
+    keep, keep_ns, stamp = chunks.append, ns.append, time.monotonic_ns
+    if a.role == "frames-sub":
+
+        def recv(_recv=sub.recv_multipart) -> bytes:
+            return _recv()[-1]
+
+    else:
+        recv = sub.recv
     while not _Stop.flag:
         try:
             msg = recv()
@@ -356,6 +390,8 @@ ROLES = {
     "serial-lsl": role_serial_lsl,
     "floor-relay": role_floor_relay,
     "floor-sub": role_floor_sub,
+    "frames-relay": role_frames_relay,
+    "frames-sub": role_floor_sub,
     "hb-relay": role_hb_relay,
     "wire-relay": role_wire_relay,
 }

@@ -25,6 +25,7 @@ def test_latency_quick_prints_a_table_and_writes_json(tmp_path):
             "--pipelines",
             "nirsd",
             "floor",
+            "frames-floor",
             "wire-floor",
             "hb-floor",
             "--json",
@@ -45,7 +46,7 @@ def test_latency_quick_prints_a_table_and_writes_json(tmp_path):
     assert "floor + processing" in proc.stdout
     data = json.loads(out.read_text())
     rows = {r["pipeline"]: r for r in data["rows"]}
-    assert set(rows) == {"nirsd", "floor", "wire-floor", "hb-floor"}
+    assert set(rows) == {"nirsd", "floor", "frames-floor", "wire-floor", "hb-floor"}
     for r in rows.values():
         assert r["load"] == "8x2@10" and r["n"] == 20 and r["lost"] == 0
         assert r["p50_us"] > 0 and r["p99_us"] >= r["p50_us"] and r["cpu_pct"] >= 0
@@ -63,6 +64,8 @@ def test_latency_quick_prints_a_table_and_writes_json(tmp_path):
     wire = rows["wire-floor"]["p50_us"]
     assert goal["p50_vs_wire_floor"] == rows["nirsd"]["p50_us"] / wire
     assert goal["p50_wire_over_floor"] == wire / rows["floor"]["p50_us"]
+    frames = rows["frames-floor"]["p50_us"]
+    assert goal["p50_frames_over_floor"] == frames / rows["floor"]["p50_us"]
     cpu_floor = rows["floor"]["cpu_pct"]  # whole clock ticks: 0 in a short quiet run
     cpu_ratio = rows["nirsd"]["cpu_pct"] / cpu_floor if cpu_floor else None
     assert goal["cpu_ratio"] == cpu_ratio
