@@ -12,6 +12,7 @@ RSS at the end minus RSS once the ring is full, plus a least-squares slope.
 
     python bench/load.py                     # four loads x 20 s, 60 s soak
     python bench/load.py --soak 600          # the full 10-minute soak figure
+    python bench/load.py --soak 600 --readme # and into README.md ("Performance")
 """
 
 from __future__ import annotations
@@ -148,10 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak", type=float, default=60.0, help="soak s (600 for the full figure)")
     p.add_argument("--quick", action="store_true", help="5 s per load, 20 s soak")
     p.add_argument("--json", type=Path, default=RESULTS / "load.json")
+    p.add_argument("--readme", action="store_true", help="write the table into README.md")
     a = p.parse_args(argv)
     res = run(a.loads or DEFAULT_LOADS, 5.0 if a.quick else a.seconds, 20.0 if a.quick else a.soak)
     print(table(res))
     save_results(a.json, res)
+    if a.readme:
+        import readme
+        from common import machine
+
+        readme.replace_block("load", readme.provenance(machine()) + "\n\n" + table(res))
+        print(f"updated {readme.README}")
     return 0
 
 

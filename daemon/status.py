@@ -18,6 +18,7 @@ from .security import rejected_handshakes
 
 STATUS_SLACK_S = 0.25  # how long periodic status waits for a frame to follow
 STATUS_QUIET_MAX_S = 0.02  # and then at most this long for that frame to be delivered
+STATUS_STEP_MARGIN_S = 0.001  # steps start at least this long before the next frame
 STATUS_STEP_WAIT_MAX_S = 1.0  # steps wait no longer than this for a frame to follow
 GAPS_SHOWN = 10  # the newest gap events in a status message
 
@@ -144,13 +145,17 @@ def periodic_steps(acq: Any) -> Generator[None, None, None]:
 
 
 def step_gap(rate_hz: float) -> tuple[float, float, float]:
-    """When status steps may run after a frame of a probe at ``rate_hz`` (s after it):
-    from right after it to half a period (a step of up to half a period, about 0.3 ms
-    at 256 x 2, ends before the next frame of a 1 kHz probe); and from two periods on,
-    when no frame came (at most STATUS_STEP_WAIT_MAX_S: a stalled probe still gets its
-    status).  The status itself starts :func:`quiet_s` after a frame."""
-    period = 1.0 / rate_hz
-    return 0.0, period * 0.5, min(2.0 * period, STATUS_STEP_WAIT_MAX_S)
+    """When status steps may start after a frame of a probe at ``rate_hz`` (s after it):
+    up to STATUS_STEP_MARGIN_S before the next frame is due (half a period at most for
+    a fast probe: a step of about 0.3 ms at 256 x 2 then ends before the next frame of a
+    1 kHz probe); from :func:`quiet_s` on (the frame is on its way) where the loop's
+    millisecond timer can wait that long and still leave a margin, else right after the
+    frame; and from two periods on, when no frame came (at most STATUS_STEP_WAIT_MAX_S: a
+    stalled probe still gets its status)."""
+    period, quiet = 1.0 / rate_hz, quiet_s(rate_hz)
+    closes = max(period / 2.0, period - STATUS_STEP_MARGIN_S)
+    opens = quiet if quiet + STATUS_STEP_MARGIN_S <= closes else 0.0
+    return opens, closes, min(2.0 * period, STATUS_STEP_WAIT_MAX_S)
 
 
 def quiet_s(rate_hz: float) -> float:

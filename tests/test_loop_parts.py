@@ -105,11 +105,15 @@ def test_status_steps_run_in_the_gap_after_a_frame():
     assert not s.may_step(10.0006, 1000.0)  # the next frame is near: wait for it
     assert s.step_timeout_ms(10.0006, 1000.0) == 2  # or for the sign that none comes
     assert s.may_step(10.0021, 1000.0)  # none came: steps go on without frames
-    s.frame_s = 20.0  # a slow probe: its whole first half-period is free
-    assert s.may_step(20.049, 10.0) and not s.may_step(20.06, 10.0)
-    assert s.step_timeout_ms(20.06, 10.0) == 141
-    s.frame_s = 30.0  # a probe slower still waits at most STATUS_STEP_WAIT_MAX_S
-    assert not s.may_step(30.7, 0.9) and s.may_step(30.0 + STATUS_STEP_WAIT_MAX_S, 0.9)
+    s.frame_s = 20.0  # 10 Hz: from when the frame is on its way to 1 ms before the next
+    assert step_gap(10.0) == pytest.approx((STATUS_QUIET_MAX_S, 0.099, 0.2))
+    assert not s.may_step(20.0055, 10.0) and s.step_timeout_ms(20.0055, 10.0) == 15
+    assert s.may_step(20.05, 10.0) and s.may_step(20.098, 10.0)
+    assert not s.may_step(20.0995, 10.0) and s.step_timeout_ms(20.0995, 10.0) == 101
+    s.frame_s = 30.0  # under 1 Hz: any time from quiet_s after a frame (the gap is long,
+    # and a stalled probe is not waited for beyond STATUS_STEP_WAIT_MAX_S)
+    assert step_gap(0.5)[2] == STATUS_STEP_WAIT_MAX_S
+    assert not s.may_step(30.01, 0.9) and s.may_step(30.7, 0.9) and s.may_step(31.5, 0.9)
 
 
 def test_status_without_frames_goes_out_slack_late():
