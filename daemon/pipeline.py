@@ -17,7 +17,7 @@ from .config import Config
 from .converter import Converter
 from .motion import MOTION, detect, live_step, od_of
 from .probe import Probe, build_probe
-from .quality import QualityMonitor, run_steps
+from .quality import QualityMonitor, run_steps, step_share
 from .resident import make_resident
 from .ringbuffer import NO_EPOCH, Block, RingBuffer
 from .srs import SrsEstimator
@@ -27,7 +27,7 @@ QUALITY_FEED_MIN = 64  # and with at least this many (slow probes: at the status
 _SATURATED_ONE = np.ones(1, bool)  # the device flag of a one-sample block that clipped
 MOTION_WINDOW_S = 10.0  # history the live motion check looks at (σ needs some)
 MOTION_RECENT_S = 1.0  # a detection this recent sets MOTION until the next assessment
-MOTION_STEP_VALUES = 2_500  # OD values one step of the live motion check judges
+MOTION_STEP_VALUES = 2_500  # OD values one step of the live motion check judges at 1 kHz
 Tagger = Callable[[int, np.ndarray, "np.ndarray | None"], np.ndarray]
 _FLAGS_ONE: dict[int, np.ndarray] = {}  # read-only (1,) uint8 per flags value, shared
 
@@ -298,8 +298,10 @@ class Pipeline:
         (raw,) = self.ring.columns(head - m, head, ("raw",), step=k)
         od = od_of(raw)
         # channels are judged independently: a share of them per step, about
-        # MOTION_STEP_VALUES values each, so no step holds a fast probe's frames long
-        per_step = max(1, MOTION_STEP_VALUES // max(1, od.shape[0] * n_wl))
+        # MOTION_STEP_VALUES values each (times step_share), so no step holds a fast
+        # probe's frames long
+        values = MOTION_STEP_VALUES * step_share(rate)
+        per_step = max(1, values // max(1, od.shape[0] * n_wl))
         moving = np.zeros(n_ch, dtype=bool)
         for first in range(0, n_ch, per_step):
             yield

@@ -34,7 +34,14 @@ from .converter import LOW_LIGHT, POOR_SIGNAL, SATURATED
 
 ANALYSIS_RATE_HZ = 20.0  # the window is kept at about this rate: enough for a 5 Hz band
 MAX_SPECTRA_PER_CALL = 512  # channels whose spectrum one assessment computes
-SPECTRA_PER_STEP = 32  # and between two of the loop's turns (status in steps)
+SPECTRA_PER_STEP = 32  # and between two of the loop's turns (status in steps), at 1 kHz
+
+
+def step_share(rate_hz: float) -> int:
+    """How many times a 1 kHz probe's share of status work one step of a probe at
+    ``rate_hz`` takes: its gaps between frames are that much longer, and fewer, bigger
+    steps cost less (a step's numpy calls cost about the same for 6 channels as for 64)."""
+    return max(1, int(round(1000.0 / rate_hz))) if rate_hz > 0 else 1
 
 
 def run_steps(steps: Generator[None, None, Any]) -> Any:
@@ -259,14 +266,16 @@ class QualityMonitor:
         self,
     ) -> Generator[None, None, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """:meth:`_assess` with a pause after every SPECTRA_PER_STEP channels' spectra
-        (each channel's spectrum is its own: the result is the same)."""
+        (times :func:`step_share`; each channel's spectrum is its own: the result is the
+        same)."""
         x, sat_rows, low_rows = self._window()
         if self.n_channels <= MAX_SPECTRA_PER_CALL:
             pi = np.empty(self.n_channels)
-            for first in range(0, self.n_channels, SPECTRA_PER_STEP):
-                if first or self.n_channels > SPECTRA_PER_STEP:  # the window's copy alone
+            per_step = SPECTRA_PER_STEP * step_share(self.rate_hz)
+            for first in range(0, self.n_channels, per_step):
+                if first or self.n_channels > per_step:  # the window's copy alone
                     yield
-                part = slice(first, first + SPECTRA_PER_STEP)
+                part = slice(first, first + per_step)
                 pi[part] = self._pulsatility(x[:, part])
         else:  # big probes: a share of the channels per call, so no call stalls the loop
             part = slice(self._next_spectra, self._next_spectra + MAX_SPECTRA_PER_CALL)

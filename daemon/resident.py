@@ -3,7 +3,7 @@
 A ring of hundreds of megabytes is allocated lazily by the kernel: each page is found
 and zeroed on the first write into it, in the middle of a frame.  numpy asks for
 transparent huge pages on large arrays, so such a first write zeroes 2 MB (and may wait
-for compaction): measured here at 256 x 2 @ 1 kHz, five loop turns per 1024 frames took
+for compaction): measured on a 2-CPU VM at 256 x 2 @ 1 kHz, five loop turns per 1024 frames took
 2-3.5 ms each, one for every 2 MB boundary the ring's raw and hb columns crossed, and
 they were most of the p99.
 
@@ -120,6 +120,8 @@ def _populate(spans: list, res: Residency, what: str) -> None:
         mb = round(res.committed_bytes / 1e6, 1)
         if res.error is None:
             log.info("memory resident", what=what, mb=mb, seconds=round(res.seconds, 3))
+        elif res.error.startswith("madvise"):  # e.g. ENOMEM: the box is short of memory
+            log.warning("memory left lazy", what=what, mb=mb, reason=res.error)
         else:
             log.info("memory left lazy", what=what, mb=mb, reason=res.error)
         res.done.set()

@@ -15,19 +15,22 @@ from nirsd.drivers.nirsb import NirsbParser
 N_CH, RATE = 8, 50.0
 
 
-def pipeline() -> Pipeline:
+def pipeline(n_ch: int = N_CH, rate: float = RATE) -> Pipeline:
+    """20 s of pulsing light on ``n_ch`` channels, one of which (5) moved in the last
+    0.4 s."""
     cfg = config.parse(
         {"device": {"driver": "nirsb", "port": "/dev/null"}, "baseline": {"seconds": 1.0}}
     )
-    p = Pipeline(cfg, Info(1, N_CH, (760.0, 850.0), RATE, "t"), NirsbParser)
+    p = Pipeline(cfg, Info(1, n_ch, (760.0, 850.0), rate, "t"), NirsbParser)
     rng = np.random.default_rng(3)
-    t = np.arange(1000) / RATE
+    t = np.arange(int(20 * rate)) / rate
     pulse = 1 + 0.01 * np.sin(2 * np.pi * 1.2 * t)[:, None, None]
-    x = 30_000 * pulse * np.exp(rng.normal(0, 0.001, (t.size, N_CH, 2)))
-    x[980:, 5] *= 1.6  # a step on one channel in the last second: motion
-    for k0 in range(0, t.size, 50):
-        samples = [Sample(k, k / RATE, 0, x[k]) for k in range(k0, k0 + 50)]
-        block, _ = p.ingest(samples, 1000.0 + k0 / RATE)
+    x = 30_000 * pulse * np.exp(rng.normal(0, 0.001, (t.size, n_ch, 2)))
+    x[-int(0.4 * rate) :, 5] *= 1.6  # a step on one channel in the last second: motion
+    block_n = int(rate)
+    for k0 in range(0, t.size, block_n):
+        samples = [Sample(k, k / rate, 0, x[k]) for k in range(k0, k0 + block_n)]
+        block, _ = p.ingest(samples, 1000.0 + k0 / rate)
         p.store(block)
     return p
 
@@ -63,3 +66,19 @@ def test_a_pipeline_rebuilt_between_steps_is_assessed_afresh():
     for _ in steps:
         pass
     assert acq.published == [("periodic", None)]  # assemble_status then assesses it
+
+
+def test_a_fast_probe_takes_smaller_steps_with_the_same_result():
+    from nirsd.daemon.quality import step_share
+
+    assert [step_share(r) for r in (1000.0, 250.0, 100.0, 10.0, 0.0)] == [1, 4, 10, 100, 1]
+    counts = {}
+    for rate in (1000.0, 100.0):
+        a, b = pipeline(64, rate), pipeline(64, rate)
+        whole = b.assess_quality()
+        acq = Acq(a)
+        counts[rate] = sum(1 for _ in periodic_steps(acq))
+        ((_, quality),) = acq.published
+        assert quality == whole and quality["motion"][5] and sum(quality["motion"]) == 1
+    # 1 kHz: the window, two shares of spectra, motion for a share of channels at a time
+    assert counts[1000.0] >= 8 and counts[100.0] <= 6
