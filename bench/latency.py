@@ -32,6 +32,7 @@ All times are CLOCK_MONOTONIC (``time.monotonic_ns()``), shared by every process
     python bench/latency.py                      # the four loads, 15 s each
     python bench/latency.py --quick              # smoke run, under a minute
     python bench/latency.py --loads 64x2@100 --seconds 30
+    python bench/latency.py --seconds 10 --rounds 3   # medians of three interleaved rounds
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anchors import (  # noqa: E402  (the other pipelines)
@@ -209,23 +212,58 @@ def run(
     warmup_s: float,
     pipelines: tuple[str, ...] = PIPELINES,
     log=print,
+    rounds: int = 1,
 ) -> list[dict[str, Any]]:
-    """Every pipeline at every load; a failing run is reported, not fatal."""
-    out = []
-    for load in loads:
-        for name in pipelines:
-            log(f"  latency {load.label} {name} ({seconds:g} s) ...", file=sys.stderr)
-            with tempfile.TemporaryDirectory(prefix="nirsdbench") as tmp:
-                try:
-                    out.append(RUNNERS[name](load, seconds, warmup_s, Path(tmp)))
-                except Exception as err:  # keep going: one broken anchor is a row, not a crash
-                    out.append(
-                        {
-                            "load": load.label,
-                            "pipeline": name,
-                            "error": f"{type(err).__name__}: {err}"[:300],
-                        }
-                    )
+    """Every pipeline at every load, ``rounds`` times over (round after round, so a
+    spell of load from elsewhere on the machine falls on one round of a few pipelines,
+    not on all rounds of one); a failing run is reported, not fatal."""
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in range(rounds):
+        for load in loads:
+            for name in pipelines:
+                tag = f" round {r + 1}/{rounds}" if rounds > 1 else ""
+                log(f"  latency {load.label} {name} ({seconds:g} s){tag} ...", file=sys.stderr)
+                runs.setdefault((load.label, name), []).append(
+                    _one(RUNNERS[name], load, name, seconds, warmup_s)
+                )
+    return [combine(rows) for rows in runs.values()]
+
+
+def _one(runner, load: Load, name: str, seconds: float, warmup_s: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="nirsdbench") as tmp:
+        try:
+            return runner(load, seconds, warmup_s, Path(tmp))
+        except Exception as err:  # keep going: one broken anchor is a row, not a crash
+            return {
+                "load": load.label,
+                "pipeline": name,
+                "error": f"{type(err).__name__}: {err}"[:300],
+            }
+
+
+_MEDIAN_KEYS = ("p50_us", "p90_us", "p99_us", "mean_us", "cpu_pct")
+_SUM_KEYS = ("n", "lost", "daemon_lost", "written")
+
+
+def combine(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the rounds of a pipeline at a load: the median over the rounds of
+    each percentile and of the CPU, samples and losses summed, the longest latency, all
+    latencies for the CDF; ``p50_rounds`` / ``p99_rounds`` keep each round's figure."""
+    ok = [r for r in rows if "error" not in r]
+    if len(rows) == 1 or not ok:
+        return rows[0]
+    out = dict(ok[-1])
+    for key in _MEDIAN_KEYS:
+        vals = [r[key] for r in ok if r.get(key) is not None]
+        out[key] = float(np.median(vals)) if vals else None
+    for key in _SUM_KEYS:
+        if all(key in r for r in ok):
+            out[key] = int(sum(r[key] for r in ok))
+    out["max_us"] = float(max(r["max_us"] for r in ok))
+    out["p50_rounds"] = [r["p50_us"] for r in ok]
+    out["p99_rounds"] = [r["p99_us"] for r in ok]
+    out["rounds"] = len(ok)
+    out["_lat"] = np.concatenate([r["_lat"] for r in ok])
     return out
 
 
@@ -242,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=2.0, help="s after the consumer is ready")
     p.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
     p.add_argument("--quick", action="store_true", help="short smoke run (3 s per run)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run everything this many times over; medians of the rounds' figures",
+    )
     p.add_argument("--json", type=Path, default=RESULTS / "latency.json")
     p.add_argument(
         "--readme", action="store_true", help="write the tables into README.md (Performance)"
@@ -250,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = a.seconds if a.seconds is not None else (3.0 if a.quick else 15.0)
     warmup = 1.0 if a.quick else a.warmup
     loads = a.loads or DEFAULT_LOADS
-    rows = run(loads, seconds, warmup, tuple(a.pipelines))
+    rows = run(loads, seconds, warmup, tuple(a.pipelines), rounds=max(1, a.rounds))
     print(table(rows))
     if split_table(rows):
         print("\nnirsd = transport floor + processing:\n" + split_table(rows))

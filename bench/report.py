@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run, a few minutes")
     p.add_argument("--seconds", type=float, default=10.0, help="latency s per run")
+    p.add_argument("--rounds", type=int, default=1, help="latency rounds (medians; 3: steadier)")
     p.add_argument("--load-seconds", type=float, default=10.0, help="CPU/RSS s per load")
     p.add_argument("--soak", type=float, default=60.0, help="RSS soak s (600: full)")
     a = p.parse_args(argv)
@@ -112,7 +113,13 @@ def run_all(a: argparse.Namespace) -> dict[str, Any]:
     """Every benchmark in turn (shorter with ``--quick``); the latency JSON and CDF are
     saved as soon as they exist."""
     q = a.quick
-    lat_rows = latency.run(DEFAULT_LOADS, 3.0 if q else a.seconds, 1.0 if q else 2.0, log=log)
+    lat_rows = latency.run(
+        DEFAULT_LOADS,
+        3.0 if q else a.seconds,
+        1.0 if q else 2.0,
+        log=log,
+        rounds=1 if q else max(1, a.rounds),
+    )
     latency.save(lat_rows, RESULTS / "latency.json")
     cdf_png(lat_rows, RESULTS / "latency_cdf.png")
     load_res = load.run(DEFAULT_LOADS, 3.0 if q else a.load_seconds, 15.0 if q else a.soak, log=log)

@@ -126,3 +126,35 @@ def test_study_report_bench_runs_on_a_tiny_study(tmp_path):
     row = json.loads(out.read_text())
     assert row["runs"] == 3 and row["epochs"] == 3 and row["wall_s"] > 0
     assert row["peak_rss_mb"] > 10
+
+
+def test_rounds_combine_into_medians_sums_and_the_longest(monkeypatch):
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    from latency import combine
+
+    def row(p50, p99, cpu, lat):
+        lat = np.asarray(lat, float)
+        return {
+            "load": "8x2@10",
+            "pipeline": "nirsd",
+            "n": lat.size,
+            "lost": 1,
+            "p50_us": p50,
+            "p90_us": p50,
+            "p99_us": p99,
+            "mean_us": p50,
+            "max_us": float(lat.max()),
+            "cpu_pct": cpu,
+            "_lat": lat,
+        }
+
+    rows = [row(500, 900, 1.0, [1, 2]), row(400, 5000, 3.0, [3, 9000]), row(450, 800, 2.0, [4])]
+    rows.insert(1, {"load": "8x2@10", "pipeline": "nirsd", "error": "RuntimeError: gone"})
+    got = combine(rows)
+    assert got["p50_us"] == 450 and got["p99_us"] == 900 and got["cpu_pct"] == 2.0
+    assert got["n"] == 5 and got["lost"] == 3 and got["max_us"] == 9000 and got["rounds"] == 3
+    assert got["p99_rounds"] == [900, 5000, 800] and got["_lat"].size == 5
+    assert combine(rows[:1]) is rows[0]  # one round: the row as it was
+    assert combine([rows[1]])["error"]  # nothing but failures: the failure
