@@ -66,6 +66,7 @@ from common import (
     Proc,
     PtyDevice,
     latencies,
+    machine,
     parse_load,
     wait_io,
 )
@@ -294,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = a.seconds if a.seconds is not None else (3.0 if a.quick else 15.0)
     warmup = 1.0 if a.quick else a.warmup
     loads = a.loads or DEFAULT_LOADS
+    info = machine()  # the date and load average at the start, for the README
     rows = run(loads, seconds, warmup, tuple(a.pipelines), rounds=max(1, a.rounds))
     print(table(rows))
     if split_table(rows):
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     save(rows, a.json)
     print(f"saved {a.json}")
     if a.readme:
-        write_readme(rows)
+        write_readme(rows, info)
     return 0
 
 

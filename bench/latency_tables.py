@@ -151,11 +151,12 @@ def save(rows: list[dict[str, Any]], path: Path) -> None:
     np.savez(path.with_suffix(".npz"), **arrays)
 
 
-def write_readme(rows: list[dict[str, Any]]) -> None:
-    """The latency and goals tables into README.md's ``bench:latency`` block."""
+def write_readme(rows: list[dict[str, Any]], info: dict[str, Any] | None = None) -> None:
+    """The latency and goals tables into README.md's ``bench:latency`` block; ``info``:
+    the machine as it was when the run started (else as it is now)."""
     import readme
 
-    parts = [readme.provenance(machine()), table(rows)]
+    parts = [readme.provenance(info or machine()), table(rows)]
     if goals_table(rows):
         parts += ["Against the performance goals (same run; `ok` where met):", goals_table(rows)]
     readme.replace_block("latency", "\n\n".join(parts))

@@ -32,6 +32,7 @@ from common import (
     RESULTS,
     Load,
     Proc,
+    machine,
     parse_load,  # noqa: E402
     save_results,
 )
@@ -151,14 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=RESULTS / "load.json")
     p.add_argument("--readme", action="store_true", help="write the table into README.md")
     a = p.parse_args(argv)
+    info = machine()  # the date and load average at the start, for the README
     res = run(a.loads or DEFAULT_LOADS, 5.0 if a.quick else a.seconds, 20.0 if a.quick else a.soak)
     print(table(res))
     save_results(a.json, res)
     if a.readme:
         import readme
-        from common import machine
 
-        readme.replace_block("load", readme.provenance(machine()) + "\n\n" + table(res))
+        readme.replace_block("load", readme.provenance(info) + "\n\n" + table(res))
         print(f"updated {readme.README}")
     return 0
 
