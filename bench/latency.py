@@ -6,7 +6,7 @@ Pipelines, per load (channels x wavelengths @ Hz):
 - ``nirsd``: nirsd's NIRSB emulator in this process writes each frame to a pty; ``nirsd run``
   (a subprocess, driver nirsb, port = the pty) reads, converts and publishes; a
   subscriber process decodes ``hb``.  Latency = write start → ``hb`` received.
-  The daemon's CPU (utime + stime per second of data, % of one core) is reported.
+  The daemon's CPU (time on a CPU per second of data, % of one core) is reported.
 - ``nirsd-numpy``: the same with the compiled per-frame kernel off (``NIRSD_KERNEL=0``),
   as on a machine where the install found no C compiler.
 - ``floor``: the transport floor under ``nirsd``: the same pty and writer, a relay
