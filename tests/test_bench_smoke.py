@@ -158,3 +158,19 @@ def test_rounds_combine_into_medians_sums_and_the_longest(monkeypatch):
     assert got["p99_rounds"] == [900, 5000, 800] and got["_lat"].size == 5
     assert combine(rows[:1]) is rows[0]  # one round: the row as it was
     assert combine([rows[1]])["error"]  # nothing but failures: the failure
+
+
+def test_cpu_seconds_match_the_process_clock(monkeypatch):
+    import os
+    import time
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    from common import Proc
+
+    me = Proc(os.getpid())
+    c0, p0 = me.cpu_s(), time.process_time()
+    deadline = p0 + 0.3
+    while time.process_time() < deadline:  # busy on a CPU for 0.3 s of CPU time
+        sum(range(1000))
+    used, cpu = time.process_time() - p0, me.cpu_s() - c0
+    assert 0.8 * used <= cpu <= 1.2 * used + 0.02
