@@ -84,7 +84,7 @@ class StatusSchedule:
         self.interval_s = interval_s
         self.next_s = now + interval_s  # monotonic s the next one is due
         self.at_s: float | None = None  # when the due one goes out (after a frame)
-        self.frame_s: float | None = None  # the last frame handled while steps are pending
+        self.frame_s: float | None = None  # when the loop last handled a frame
 
     def may_step(self, now: float, rate_hz: float) -> bool:
         """Whether a step of the status being made runs now: in the gap after a frame of
@@ -99,12 +99,11 @@ class StatusSchedule:
     def step_timeout_ms(self, now: float, rate_hz: float) -> int:
         """The poll timeout while a status is being made: 0 while a step may run, else
         until the gap after the last frame opens, or until no frame is coming."""
-        if self.frame_s is None or rate_hz <= 0:
+        if self.may_step(now, rate_hz):
             return 0
-        opens, closes, none_coming = step_gap(rate_hz)
+        assert self.frame_s is not None  # may_step is true without a frame
+        opens, _, none_coming = step_gap(rate_hz)
         since = now - self.frame_s
-        if opens <= since <= closes or since >= none_coming:
-            return 0
         wait = (opens if since < opens else none_coming) - since
         return int(wait * 1000) + 1
 
