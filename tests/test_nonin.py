@@ -177,6 +177,9 @@ def record_an_epoch(d: DaemonProcess, c: Collector, out) -> tuple[dict, dict, An
         stderr=subprocess.PIPE,
         text=True,
     )
+    # the recorder is subscribed once its file exists (it subscribes, then asks info,
+    # then opens the file): a loaded machine took longer to start it than the 1 s below
+    c.until(lambda: out.exists() or rec.poll() is not None, 60, what="the recorder's file")
     # the whole 2 s pre-epoch window is held (and seen) before the epoch starts
     seen = len(got)
     c.until(lambda: len(got) >= seen + 10 and max(got) - min(got) >= 25, 20, what="more samples")
