@@ -84,29 +84,59 @@ def _dilate(bad: np.ndarray, width: int) -> np.ndarray:
     return (c[hi] - c[lo]) > 0
 
 
+SORTED_MEDIAN_MAX = 4096  # rows up to which a median is taken by sorting them
+
+
+def _median_rows(rows: np.ndarray) -> np.ndarray:
+    """``np.median(rows, axis=1)`` of finite rows, the same values: a short row sorted
+    whole is several times faster than numpy's partition-based median (a live check's
+    rows are a few hundred long; a record's, where partitioning wins, go to numpy)."""
+    m = rows.shape[1]
+    if m > SORTED_MEDIAN_MAX or m == 0:
+        return np.median(rows, axis=1)
+    s = np.sort(rows, axis=1)
+    half = m // 2
+    return s[:, half] if m % 2 else (s[:, half - 1] + s[:, half]) / 2
+
+
 def _sigma(diff: np.ndarray, robust: bool) -> np.ndarray:
     """Per column σ of the differences: 1.4826·MAD (robust) or the standard deviation."""
     if not robust:
         return np.nanstd(diff, axis=0, ddof=1)
-    median = np.median if np.isfinite(diff).all() else np.nanmedian  # nanmedian is slow
     rows = np.ascontiguousarray(diff.T)  # a median along contiguous rows is ~5x faster
-    med = median(rows, axis=1)
-    return 1.4826 * median(np.abs(rows - med[:, None]), axis=1)
+    if np.isfinite(diff).all():
+        med = _median_rows(rows)
+        return 1.4826 * _median_rows(np.abs(rows - med[:, None]))
+    med = np.nanmedian(rows, axis=1)  # slow: only where light was bad
+    return 1.4826 * np.nanmedian(np.abs(rows - med[:, None]), axis=1)
 
 
-def detect(od: np.ndarray, rate_hz: float, params: MotionParams | None = None) -> np.ndarray:
+def detect(
+    od: np.ndarray,
+    rate_hz: float,
+    params: MotionParams | None = None,
+    last: int | None = None,
+) -> np.ndarray:
     """Motion flags (n, n_ch) bool for a record of optical density (n, n_ch, n_wl).
 
     ``od`` is natural-log optical density (any I0: only differences enter); NaN where
     the light was bad.  ``rate_hz`` in Hz.  A channel is flagged where any of its
-    wavelengths is.
+    wavelengths is.  ``last``: only the flags of the last ``last`` samples, (last, n_ch),
+    the same values as ``detect(...)[-last:]``; σ still comes from every difference, but
+    the lags are taken only where those flags can come from (the live check wants the
+    last second of a ten-second window).
     """
     p = params or MotionParams()
     x, shape = _as_columns(od)
     n = x.shape[0]
-    out = np.zeros((n,) + shape[:1], dtype=bool)
-    if n < 2:
+    rows = n if last is None else max(0, min(int(last), n))
+    out = np.zeros((rows,) + shape[:1], dtype=bool)
+    if n < 2 or rows == 0:
         return out
+    mask = p.mask(rate_hz)
+    # out[i] is the dilated detection of difference i - 1; the wanted rows' come from
+    # differences j0 … n - 2 (a mask's reach back from the first of them)
+    j0 = max(0, n - rows - 1 - mask)
     with np.errstate(invalid="ignore"):
         diff = np.diff(x, axis=0)
         finite = np.isfinite(diff)
@@ -115,13 +145,21 @@ def detect(od: np.ndarray, rate_hz: float, params: MotionParams | None = None) -
         ok = counts > 1
         if ok.any():
             sigma[ok] = _sigma(diff[:, ok], p.robust)
-        reach = np.zeros_like(diff)
+        reach = np.zeros((n - 1 - j0, x.shape[1]))
         for k in range(1, min(p.lags(rate_hz), n - 1) + 1):
-            step = np.abs(x[k:] - x[:-k])  # lag loop: a few iterations, never per sample
-            np.fmax(reach[: n - k], step, out=reach[: n - k])
+            m = n - k - j0  # differences j0 … n - k - 1 have a sample k later
+            if m <= 0:
+                break
+            step = np.abs(x[j0 + k :] - x[j0 : n - k])  # lag loop: a few iterations
+            np.fmax(reach[:m], step, out=reach[:m])
         bad = (reach > p.stdev_thresh * sigma) | (reach > p.amp_thresh)
-    per_channel = np.asarray(bad.reshape(n - 1, *shape).any(axis=2))
-    out[1:] = _dilate(per_channel, p.mask(rate_hz))
+    per_channel = np.asarray(bad.reshape(n - 1 - j0, *shape).any(axis=2))
+    dilated = _dilate(per_channel, mask)
+    first = n - rows  # the first wanted sample (the record's first is never flagged)
+    if first == 0:
+        out[1:] = dilated
+    else:
+        out[:] = dilated[first - 1 - j0 :]
     return out
 
 
@@ -132,10 +170,17 @@ LIVE_MAX_VALUES = 20_000  # OD values one live assessment looks at (a few ms in 
 def od_of(raw: np.ndarray) -> np.ndarray:
     """Optical density (n, n_ch, n_wl) of raw intensities against their own mean, NaN
     where the light is not positive (motion sees only OD differences, so any I0 does)."""
-    x = np.where(np.asarray(raw, np.float64) > 0, raw, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a channel without light
-        return np.log(np.nanmean(x, axis=0)) - np.log(x)
+    x = np.asarray(raw, np.float64)
+    positive = x > 0
+    if positive.all():  # the usual case: nanmean's copies and masks were most of it
+        mean = x.mean(axis=0)  # the same sums as nanmean's with nothing to skip
+    else:
+        x = np.where(positive, x, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a channel without light
+            mean = np.nanmean(x, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.log(mean) - np.log(x)
 
 
 def live_step(n: int, columns: int, rate_hz: float) -> int:

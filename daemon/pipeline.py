@@ -95,7 +95,11 @@ class Pipeline:
         self._poor = np.zeros(info.n_channels, np.uint8)  # POOR_SIGNAL bits, last assessed
         self._any_poor = False
         self._quality_seq = first_seq  # next ring sample the quality window has not seen
-        self._quality_every = max(QUALITY_FEED_MIN, int(np.ceil(QUALITY_FEED_S * info.rate_hz)))
+        every = max(QUALITY_FEED_MIN, int(np.ceil(QUALITY_FEED_S * info.rate_hz)))
+        # where a status interval brings at most two feeds' worth (a 100 Hz probe's 100
+        # rows a second), the assessment's own feed takes them all: one call, not two
+        by_status = cfg.status.interval_s * info.rate_hz <= 2 * every
+        self._quality_every = 1 << 62 if by_status else every
         self.srs = [
             (np.array(idx), SrsEstimator(info.wavelengths_nm, dist, cfg.optics.extinction))
             for _, idx, dist in self.probe.srs_groups
@@ -302,9 +306,12 @@ class Pipeline:
         # probe's frames long
         values = MOTION_STEP_VALUES * step_share(rate)
         per_step = max(1, values // max(1, od.shape[0] * n_wl))
+        # the channels in about equal shares (64 channels in one step, not 62 and 2: a
+        # step's numpy calls cost about the same for 2 channels as for 62)
+        per_step = -(-n_ch // max(1, round(n_ch / per_step)))
         moving = np.zeros(n_ch, dtype=bool)
         for first in range(0, n_ch, per_step):
             yield
             part = slice(first, first + per_step)
-            moving[part] = detect(od[:, part], rate / k)[-recent:].any(axis=0)
+            moving[part] = detect(od[:, part], rate / k, last=recent).any(axis=0)
         return moving

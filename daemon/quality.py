@@ -95,6 +95,8 @@ class QualityMonitor:
         self._acc = np.zeros((4, self.n_channels))  # bucket sums: x, finite, sat, low
         self._acc_n = 0
         self._pi = np.full(self.n_channels, np.nan)  # latest index, for big probes
+        self._constants_n = -1  # the window length _constants were made for
+        self._constants: tuple[Any, ...] = ()
         self._next_spectra = 0
 
     def reset(self) -> None:
@@ -226,23 +228,23 @@ class QualityMonitor:
         if n < max(4, int(2.0 * self._rate)):
             return out
         finite = np.isfinite(x)
-        usable = finite.mean(axis=0) >= 0.5
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(finite, x, 0.0).sum(axis=0) / finite.sum(axis=0)
-        y = np.where(finite, x, mean)[:, usable]
+        if finite.all():  # the usual window: nothing to fill, every channel usable
+            usable = slice(None)
+            # column-major, as the fill's column selection below lays it out: the sums
+            # then go in the same order and give the same bits
+            y = np.asfortranarray(x)
+        else:
+            usable = finite.mean(axis=0) >= 0.5
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(finite, x, 0.0).sum(axis=0) / finite.sum(axis=0)
+            y = np.where(finite, x, mean)[:, usable]
         if y.size == 0:
             return out
-        t = np.arange(n, dtype=np.float64)
-        t -= t.mean()
+        t, tt, taper, in_c, in_b, nc, nb = self._spectral_constants(n)
         y = y - y.mean(axis=0)
-        y = y - np.outer(t, (t @ y) / (t @ t))  # remove the linear trend (drift)
-        y *= np.hanning(n)[:, None]
+        y = y - np.outer(t, (t @ y) / tt)  # remove the linear trend (drift)
+        y *= taper
         power = np.abs(np.fft.rfft(y, axis=0)) ** 2
-        f = np.fft.rfftfreq(n, d=1.0 / self._rate)
-        in_c = (f >= self.cardiac_band_hz[0]) & (f <= self.cardiac_band_hz[1])
-        in_b = (f >= self.broadband_hz[0]) & (f <= self.broadband_hz[1])
-        in_c &= in_b
-        nb, nc = int(in_b.sum()), int(in_c.sum())
         if nb == 0 or nc == 0 or nc == nb:
             return out
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -250,6 +252,22 @@ class QualityMonitor:
         r0 = nc / nb
         out[usable] = (r - r0) / (1.0 - r0)
         return out
+
+    def _spectral_constants(self, n: int) -> tuple[Any, ...]:
+        """What a window of n rows always uses: the centred sample index t and t·t, the
+        Hann taper (n, 1), the cardiac and broadband bins and their counts (made once:
+        the window's length only changes while it fills)."""
+        if self._constants_n != n:
+            t = np.arange(n, dtype=np.float64)
+            t -= t.mean()
+            f = np.fft.rfftfreq(n, d=1.0 / self._rate)
+            in_c = (f >= self.cardiac_band_hz[0]) & (f <= self.cardiac_band_hz[1])
+            in_b = (f >= self.broadband_hz[0]) & (f <= self.broadband_hz[1])
+            in_c &= in_b
+            taper = np.hanning(n)[:, None]
+            self._constants = (t, t @ t, taper, in_c, in_b, int(in_c.sum()), int(in_b.sum()))
+            self._constants_n = n
+        return self._constants
 
     def poor(self) -> np.ndarray:
         """Per channel (n_ch,) bool: the channel's signal is not usable."""

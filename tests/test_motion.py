@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from nirsd.clients import report_testing as rt
-from nirsd.daemon.motion import MotionMonitor, MotionParams, detect
+from nirsd.daemon.motion import (
+    SORTED_MEDIAN_MAX,
+    MotionMonitor,
+    MotionParams,
+    _median_rows,
+    detect,
+)
+from nirsd.daemon.motion import od_of as motion_od_of
 
 FS = 10.0
 
@@ -98,3 +105,67 @@ def test_the_streaming_monitor_finds_the_same_artifacts(block):
     mon = MotionMonitor(8, 2, FS)
     quiet = np.concatenate([mon.update(x) for x in np.array_split(od_of(clean), 60)])
     assert quiet.mean() <= 0.01
+
+
+def _record(rng, n, ch, nan_share=0.0, step=0.0):
+    x = rng.normal(0, 0.004, (n, ch, 2)).cumsum(axis=0)
+    if step:
+        x[int(rng.integers(0, n)) :] += step
+    if nan_share:
+        x[rng.random(x.shape) < nan_share] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_last_flags_alone_are_the_record_s_last_flags(seed):
+    """``detect(..., last=k)`` takes the lags only where the last k flags come from; they
+    are exactly ``detect(...)[-k:]`` (mask, lags, NaN light, a step, records shorter than
+    k), the live check's case (200 samples at 20 Hz, the last 20) among them."""
+    rng = np.random.default_rng(seed)
+    cases = [(200, 20.0, MotionParams(), 20)]
+    for _ in range(30):
+        mask = float(rng.choice([0.0, 0.3, 1.0]))
+        cases.append(
+            (
+                int(rng.integers(1, 120)),
+                float(rng.choice([5.0, 10.0, 20.0])),
+                MotionParams(t_mask_s=mask, robust=bool(rng.random() < 0.8)),
+                int(rng.integers(1, 140)),
+            )
+        )
+    flagged = 0
+    for n, rate, params, last in cases:
+        od = _record(rng, n, 3, nan_share=0.05 * (rng.random() < 0.3), step=0.5 * (n > 40))
+        whole = detect(od, rate, params)
+        got = detect(od, rate, params, last=last)
+        assert got.shape == (min(n, last), 3)
+        np.testing.assert_array_equal(got, whole[-last:])
+        flagged += int(got.any())
+    assert flagged >= 5  # the steps were found, so the flags compared were not all False
+
+
+def test_the_sorted_median_is_numpy_s_median():
+    """σ's median of short rows by sorting: the values of ``np.median`` (odd and even
+    lengths, ties), and long rows still go to numpy."""
+    rng = np.random.default_rng(7)
+    for m in (1, 2, 3, 198, 199, 200, SORTED_MEDIAN_MAX + 1):
+        rows = rng.normal(size=(5, m))
+        np.testing.assert_array_equal(_median_rows(rows), np.median(rows, axis=1))
+        ties = np.round(rows, 1)
+        np.testing.assert_array_equal(_median_rows(ties), np.median(ties, axis=1))
+
+
+def test_od_of_clean_light_equals_the_nan_skipping_mean():
+    """Clean light takes a plain mean: the same OD as the NaN-skipping one; bad light
+    (zero, negative, NaN) is still skipped and comes out NaN."""
+    rng = np.random.default_rng(8)
+    raw = 3e4 * np.exp(rng.normal(0, 0.01, (150, 16, 2)))
+    expect = np.log(np.nanmean(raw, axis=0)) - np.log(raw)
+    np.testing.assert_array_equal(motion_od_of(raw), expect)
+    bad = raw.copy()
+    bad[3, 2, 0], bad[9, 4, 1], bad[11, 5, 0] = 0.0, -2.0, np.nan
+    od = motion_od_of(bad)
+    assert np.isnan(od[[3, 9, 11], [2, 4, 5], [0, 1, 0]]).all()
+    keep = np.where(bad > 0, bad, np.nan)
+    mean = np.nanmean(keep, axis=0)
+    np.testing.assert_array_equal(od[:, 2, 0][1:3], np.log(mean[2, 0]) - np.log(bad[1:3, 2, 0]))

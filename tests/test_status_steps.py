@@ -82,3 +82,23 @@ def test_a_fast_probe_takes_smaller_steps_with_the_same_result():
         assert quality == whole and quality["motion"][5] and sum(quality["motion"]) == 1
     # 1 kHz: the window, two shares of spectra, motion for a share of channels at a time
     assert counts[1000.0] >= 8 and counts[100.0] <= 6
+
+
+def test_a_probe_whose_status_brings_few_rows_is_fed_at_the_assessment_alone(monkeypatch):
+    """At 100 Hz a status (1 s) brings 100 rows, two feeds' worth at most: the quality
+    window is fed by the assessment only, and comes out as when fed every few rows; a
+    1 kHz probe is still fed every QUALITY_FEED_MIN rows between assessments."""
+    from nirsd.daemon import pipeline as pipeline_module
+
+    once = pipeline(rate=100.0)
+    assert once._quality_seq == 0  # 20 s stored, nothing fed yet
+    fast = Pipeline(
+        config.parse({"device": {"driver": "nirsb", "port": "/dev/null"}}),
+        Info(1, 4, (760.0, 850.0), 1000.0, "t"),
+        NirsbParser,
+    )
+    assert fast._quality_every == pipeline_module.QUALITY_FEED_MIN
+    monkeypatch.setattr(pipeline_module, "QUALITY_FEED_MIN", 7)
+    often = pipeline(rate=100.0)  # the same data, fed every 7 rows as it came
+    assert often._quality_every == 7 and often._quality_seq > 1900
+    assert once.assess_quality() == often.assess_quality()
