@@ -1,4 +1,4 @@
-"""The acquisition loop: one zmq.Poller over the serial port and the control socket.
+"""The acquisition loop: one poll over the serial port and the ZeroMQ sockets (wakeups.py).
 
 Reading, parsing, converting, tagging, buffering and publishing happen here, in order,
 in one thread, so markers and samples never race and no lock is needed.  Nothing in
@@ -37,6 +37,7 @@ from .pipeline import Pipeline
 from .publisher import Publisher
 from .status import StatusSchedule, assemble_status, periodic_steps
 from .stream_accounting import StreamAccounting
+from .wakeups import Wakeups
 
 log = structlog.get_logger("nirsd.loop")
 
@@ -323,9 +324,8 @@ class Acquisition:
 
     # -- the loop -------------------------------------------------------------------
     def run(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.control.sock, zmq.POLLIN)
-        poller.register(self.publisher.sock, zmq.POLLIN)  # subscription notices
+        # the control requests and the data socket's subscription notices
+        wakeups = Wakeups((self.control.sock, self.publisher.sock))
         fd: int | None = None  # the device's descriptor while it is polled
         schedule = StatusSchedule(self.cfg.status.interval_s, time.monotonic())
         wd = self.notifier.watchdog_interval_s
@@ -337,7 +337,7 @@ class Acquisition:
             if is_open:
                 new_fd = self.device.fileno()
                 if new_fd is not None and new_fd != fd:
-                    poller.register(new_fd, zmq.POLLIN)
+                    wakeups.watch_port(new_fd)
                     fd = new_fd
             elif not self.ready_sent:  # no probe yet: up and waiting for it (systemd READY)
                 self.ready_sent = True
@@ -347,12 +347,13 @@ class Acquisition:
                 timeout = schedule.timeout_ms(timeout, time.monotonic())
             if self._status_steps is not None:  # a status being made: its next step soon
                 timeout = schedule.step_timeout_ms(time.monotonic(), self._probe_rate_hz())
-            events = dict(poller.poll(timeout))
+            port_woke, readable = wakeups.wait(timeout)
             turn0 = time.monotonic()
-            if self.publisher.sock in events:
+            if self.publisher.sock in readable:
                 self.guard.run("subscriptions", self._read_subscriptions)
+                wakeups.served(self.publisher.sock)
             handled = False
-            if is_open and (fd is None or fd in events):
+            if is_open and (fd is None or port_woke):
                 got = self.lean.turn(turn0)  # the lean path (fastpath.py), else the general
                 if got is PORT_LOST:
                     is_open = False
@@ -360,11 +361,12 @@ class Acquisition:
                 else:
                     handled = got is HANDLED
             if not is_open and fd is not None:  # the port was lost
-                poller.unregister(fd)
+                wakeups.watch_port(None)
                 fd = None
                 self.publish_status("disconnected")
-            if self.control.sock in events:
+            if self.control.sock in readable:
                 self.guard.run("control", self.control.serve_pending)
+                wakeups.served(self.control.sock)
             now = time.monotonic()
             if wd is not None and now >= next_wd:
                 self.notifier.watchdog()
@@ -378,8 +380,7 @@ class Acquisition:
                 self._status_steps = periodic_steps(self)
                 self.guard.run("status", self._status_step)
             self.turn_max_s = max(self.turn_max_s, time.monotonic() - turn0)
-        if fd is not None:
-            poller.unregister(fd)
+        wakeups.watch_port(None)
 
     def close(self) -> None:
         self.notifier.stopping()
