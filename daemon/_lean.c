@@ -162,7 +162,16 @@ typedef struct {
     double *counts;            /* the last frame's counts as float64 */
     unsigned char *scratch;    /* pending + data when a frame came in several reads */
     Py_ssize_t scratch_cap;
+    /* the hb message's sender (kernel.hb_sender): libzmq's zmq_send, the socket, the
+       header's fixed parts between its per-frame fields, a buffer for the header */
+    int (*zsend)(void *, const void *, size_t, int);
+    void *zsock;
+    PyObject *segs;            /* tuple of N_SEGS bytes */
+    unsigned char *hdr;
+    Py_ssize_t hdr_cap;
 } Kernel;
+
+enum { N_SEGS = 7, ZMQ_SNDMORE_ = 2 };
 
 static void kernel_release(Kernel *k)
 {
@@ -174,8 +183,14 @@ static void kernel_release(Kernel *k)
     k->held = 0;
     PyMem_Free(k->counts);
     PyMem_Free(k->scratch);
+    PyMem_Free(k->hdr);
     k->counts = NULL;
     k->scratch = NULL;
+    k->hdr = NULL;
+    k->hdr_cap = 0;
+    k->zsend = NULL;
+    k->zsock = NULL;
+    Py_CLEAR(k->segs);
 }
 
 static void kernel_dealloc(Kernel *k)
@@ -371,7 +386,186 @@ static PyObject *kernel_store(Kernel *k, PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------ the hb header and its send */
+
+/* msgpack as msgpack-python packs these Python values (the general path's packb):
+   ints and lengths in their shortest form, floats as float64, str as UTF-8 */
+static unsigned char *put_be(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--)
+        *p++ = (unsigned char)(v >> (8 * i));
+    return p;
+}
+
+static unsigned char *put_uint(unsigned char *p, uint64_t v)
+{
+    if (v < 128) {
+        *p++ = (unsigned char)v;
+        return p;
+    }
+    if (v < 256) {
+        *p++ = 0xcc;
+        return put_be(p, v, 1);
+    }
+    if (v < 65536) {
+        *p++ = 0xcd;
+        return put_be(p, v, 2);
+    }
+    if (v <= 0xffffffffULL) {
+        *p++ = 0xce;
+        return put_be(p, v, 4);
+    }
+    *p++ = 0xcf;
+    return put_be(p, v, 8);
+}
+
+static unsigned char *put_double(unsigned char *p, double x)
+{
+    uint64_t u;
+    memcpy(&u, &x, 8);
+    *p++ = 0xcb;
+    return put_be(p, u, 8);
+}
+
+static unsigned char *put_raw(unsigned char *p, const char *s, Py_ssize_t n, int bin)
+{
+    if (!bin && n < 32) {
+        *p++ = (unsigned char)(0xa0 | n);
+    } else if (n < 256) {
+        *p++ = bin ? 0xc4 : 0xd9;
+        p = put_be(p, (uint64_t)n, 1);
+    } else if (n < 65536) {
+        *p++ = bin ? 0xc5 : 0xda;
+        p = put_be(p, (uint64_t)n, 2);
+    } else {
+        *p++ = bin ? 0xc6 : 0xdb;
+        p = put_be(p, (uint64_t)n, 4);
+    }
+    memcpy(p, s, (size_t)n);
+    return p + n;
+}
+
+static unsigned char *put_seg(unsigned char *p, PyObject *segs, int i)
+{
+    PyObject *b = PyTuple_GET_ITEM(segs, i);
+    memcpy(p, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+    return p + PyBytes_GET_SIZE(b);
+}
+
+/* args: seq, t, t_dev, label (None or str), msg, quality (bytes) */
+static Py_ssize_t pack_hb_header(Kernel *k, PyObject *const *args)
+{
+    if (k->segs == NULL) {
+        PyErr_SetString(PyExc_ValueError, "hb sender not set");
+        return -1;
+    }
+    if (!PyBytes_Check(args[5]) || !(args[3] == Py_None || PyUnicode_Check(args[3]))) {
+        PyErr_SetString(PyExc_TypeError, "hb header: label must be None or str, quality bytes");
+        return -1;
+    }
+    unsigned long long seq = PyLong_AsUnsignedLongLong(args[0]);
+    unsigned long long msg = PyLong_AsUnsignedLongLong(args[4]);
+    double t = PyFloat_AsDouble(args[1]), t_dev = PyFloat_AsDouble(args[2]);
+    if (PyErr_Occurred())
+        return -1;
+    const char *label = NULL;
+    Py_ssize_t label_n = 0;
+    if (args[3] != Py_None && (label = PyUnicode_AsUTF8AndSize(args[3], &label_n)) == NULL)
+        return -1;
+    Py_ssize_t need = 4 * 9 + 2 * (5 + 8) + label_n + PyBytes_GET_SIZE(args[5]);
+    for (int i = 0; i < N_SEGS; i++)
+        need += PyBytes_GET_SIZE(PyTuple_GET_ITEM(k->segs, i));
+    if (k->hdr_cap < need) {
+        unsigned char *h = PyMem_Realloc(k->hdr, (size_t)need);
+        if (h == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        k->hdr = h;
+        k->hdr_cap = need;
+    }
+    unsigned char *p = put_seg(k->hdr, k->segs, 0);
+    p = put_uint(p, seq);
+    p = put_seg(p, k->segs, 1);
+    p = put_double(p, t);
+    p = put_seg(p, k->segs, 2);
+    p = put_double(p, t_dev);
+    p = put_seg(p, k->segs, 3);
+    if (label == NULL)
+        *p++ = 0xc0;
+    else
+        p = put_raw(p, label, label_n, 0);
+    p = put_seg(p, k->segs, 4);
+    p = put_uint(p, msg);
+    p = put_seg(p, k->segs, 5);
+    p = put_raw(p, PyBytes_AS_STRING(args[5]), PyBytes_GET_SIZE(args[5]), 1);
+    p = put_seg(p, k->segs, 6);
+    return p - k->hdr;
+}
+
+static PyObject *kernel_sender(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* sender(zmq_send address, socket address, segments): the hb message goes from here
+       (addresses 0: from Python again) */
+    if (nargs != 3 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != N_SEGS) {
+        PyErr_SetString(PyExc_TypeError, "sender(zmq_send: int, socket: int, segments: tuple)");
+        return NULL;
+    }
+    for (int i = 0; i < N_SEGS; i++)
+        if (!PyBytes_Check(PyTuple_GET_ITEM(args[2], i))) {
+            PyErr_SetString(PyExc_TypeError, "sender: segments must be bytes");
+            return NULL;
+        }
+    void *f = PyLong_AsVoidPtr(args[0]), *sock = PyLong_AsVoidPtr(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_XSETREF(k->segs, Py_NewRef(args[2]));
+    k->zsend = (int (*)(void *, const void *, size_t, int))f;
+    k->zsock = sock;
+    Py_RETURN_NONE;
+}
+
+static PyObject *kernel_hb_header(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* hb_header(seq, t, t_dev, label, msg, quality) -> the header send_hb sends */
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "hb_header(seq, t, t_dev, label, msg, quality)");
+        return NULL;
+    }
+    Py_ssize_t n = pack_hb_header(k, args);
+    return n < 0 ? NULL : PyBytes_FromStringAndSize((const char *)k->hdr, n);
+}
+
+static PyObject *kernel_send_hb(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* send_hb(seq, t, t_dev, label, msg, quality, hb): the three frames of the sample's
+       hb message (topic, header, payload), as Publisher.publish_block sends them; the
+       socket never blocks (XPUB drops at its high-water mark), so the GIL stays held */
+    if (nargs != 7 || !PyBytes_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "send_hb(seq, t, t_dev, label, msg, quality, hb)");
+        return NULL;
+    }
+    if (k->zsend == NULL || k->zsock == NULL) {
+        PyErr_SetString(PyExc_ValueError, "hb sender not set");
+        return NULL;
+    }
+    Py_ssize_t n = pack_hb_header(k, args);
+    if (n < 0)
+        return NULL;
+    if (k->zsend(k->zsock, "hb", 2, ZMQ_SNDMORE_) < 0 ||
+        k->zsend(k->zsock, k->hdr, (size_t)n, ZMQ_SNDMORE_) < 0 ||
+        k->zsend(k->zsock, PyBytes_AS_STRING(args[6]), (size_t)PyBytes_GET_SIZE(args[6]), 0) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef kernel_methods[] = {
+    {"sender", (PyCFunction)(void (*)(void))kernel_sender, METH_FASTCALL,
+     "sender(zmq_send, socket, segments): where send_hb sends, the header's fixed parts"},
+    {"hb_header", (PyCFunction)(void (*)(void))kernel_hb_header, METH_FASTCALL,
+     "hb_header(seq, t, t_dev, label, msg, quality) -> the hb header as send_hb packs it"},
+    {"send_hb", (PyCFunction)(void (*)(void))kernel_send_hb, METH_FASTCALL,
+     "send_hb(seq, t, t_dev, label, msg, quality, hb): the sample's hb message"},
     {"frame", (PyCFunction)(void (*)(void))kernel_frame, METH_FASTCALL,
      "frame(pending, data, last_seq) -> None | (seq, flags, t_us, raw, hb or None)"},
     {"store", (PyCFunction)(void (*)(void))kernel_store, METH_FASTCALL,

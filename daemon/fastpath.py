@@ -32,10 +32,11 @@ from nirsd.drivers.base import FLAG_SATURATED, Sample
 from nirsd.drivers.nirsb import NirsbParser
 from nirsd.drivers.transport import READ_CHUNK
 
-from . import kernel, wire
+from . import kernel
 from .converter import _c_einsum
 from .device import NOTHING, PORT_LOST, STREAMING, LinkEvent
-from .publisher import _SEND, _SNDMORE, COPY_LIMIT
+from .lean_messages import hb_head, publish
+from .publisher import COPY_LIMIT
 from .ringbuffer import NO_EPOCH
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
 
 _I4 = np.dtype("<i4")
 _F8 = np.dtype("<f8")
-_ONE_BYTE = [bytes((i,)) for i in range(256)]  # a one-sample block's flags on the wire
-_HB_FIELDS = list(wire.HB_FIELDS)
 #: what a turn did when it handled frames (besides the link's NOTHING and PORT_LOST)
 HANDLED = LinkEvent("handled")
 
@@ -53,7 +52,7 @@ HANDLED = LinkEvent("handled")
 class Prepared:
     """What one pipeline's lean frames share, computed once (rebuilt with the pipeline)."""
 
-    def __init__(self, p: Pipeline) -> None:
+    def __init__(self, p: Pipeline, pub: Any) -> None:
         n_ch, n_wl = p.shape
         self.pipeline = p
         self.length, self.head = NirsbParser.data_head(n_ch, n_wl)
@@ -74,6 +73,10 @@ class Prepared:
             kernel.frame_kernel(self.length, self.head, p.converter, self.od, p.ring)
             if kernel.enabled
             else None
+        )
+        # the kernel sends the hb message itself (no Python between its frames)
+        self.sends_hb = self.kernel is not None and kernel.hb_sender(
+            self.kernel, pub.sock, hb_head(pub, self, 0, 0.0, 0.0, None, 0)
         )
 
     def set_poor(self, poor: np.ndarray, any_poor: bool) -> None:
@@ -154,7 +157,7 @@ class LeanPath:
                 return self.general()
             old = self._prep
             fresh = old is None or old.pipeline is not p or old.log_i0 is not p.converter._log_i0
-            prep = self._prep = Prepared(p) if fresh or old is None else old
+            prep = self._prep = Prepared(p, acq.publisher) if fresh or old is None else old
             if prep.kernel is not None:
                 return self._frame_compiled(p, prep, data, woke, fresh)
             return self._frame(p, prep, data, woke, fresh)
@@ -247,7 +250,7 @@ class LeanPath:
         if pub.subscriptions_version != self._subs:
             self._subs = pub.subscriptions_version
             self._want = (pub.wants("hb"), pub.wants("raw"), pub.publish_od and pub.wants("od"))
-        self._publish(pub, prep, head, t, t_dev, label, flags, raw, hb, od)
+        publish(self._want, pub, prep, head, t, t_dev, label, flags, raw, hb, od)
         if values is None:
             prep.kernel.store(head, t, t_dev, flags, epoch, prep.quality, hb)  # type: ignore[union-attr]
         else:
@@ -265,108 +268,6 @@ class LeanPath:
             gc.collect()
             gc.freeze()
         return HANDLED
-
-    def _publish(
-        self,
-        pub: Any,
-        prep: Prepared,
-        seq: int,
-        t: float,
-        t_dev: float,
-        label: str | None,
-        flags: int,
-        raw: bytes,
-        hb: Any,
-        od: np.ndarray,
-    ) -> None:
-        """``Publisher.publish_block`` for one clean sample (``raw``: the decoded frame;
-        ``hb``: its ΔHb, C-ordered, as an array or bytes): the same headers (keys in the
-        same order, the same values and types), packed once each."""
-        want_hb, want_raw, want_od = self._want
-        send: Any = _SEND
-        sock, more, pack, counts = pub.sock, _SNDMORE, wire.PACK, pub.counts
-        if want_hb:
-            counts["hb"] += 1
-            head = {
-                "v": wire.VERSION,
-                "stream": pub.stream,
-                "seq": seq,
-                "n": 1,
-                "t": [t],
-                "t_dev": [t_dev],
-                "epoch": [label],
-                "topic": "hb",
-                "msg": counts["hb"],
-                "fields": _HB_FIELDS,
-                "units": "uM",
-                "quality": prep.quality,
-                "dtype": "<f8",
-                "shape": prep.hb_shape,
-            }
-            send(sock, b"hb", more)
-            send(sock, pack(head), more)
-            send(sock, hb, 0, prep.hb_copy)
-        if want_raw or want_od:
-            self._publish_raw_od(pub, prep, seq, t, t_dev, label, flags, raw, od)
-
-    def _publish_raw_od(
-        self,
-        pub: Any,
-        prep: Prepared,
-        seq: int,
-        t: float,
-        t_dev: float,
-        label: str | None,
-        flags: int,
-        raw: bytes,
-        od: np.ndarray,
-    ) -> None:
-        """The ``raw`` and ``od`` messages of :meth:`_publish` (apart: most frames have
-        only hb subscribers)."""
-        _, want_raw, want_od = self._want
-        send: Any = _SEND
-        sock, more, pack, counts = pub.sock, _SNDMORE, wire.PACK, pub.counts
-        if want_raw:
-            counts["raw"] += 1
-            head = {
-                "v": wire.VERSION,
-                "stream": pub.stream,
-                "seq": seq,
-                "n": 1,
-                "t": [t],
-                "t_dev": [t_dev],
-                "epoch": [label],
-                "topic": "raw",
-                "msg": counts["raw"],
-                "units": "counts",
-                "wavelengths_nm": pub.wavelengths_nm,
-                "flags": _ONE_BYTE[flags],
-                "dtype": "<f8",
-                "shape": prep.raw_shape,
-            }
-            send(sock, b"raw", more)
-            send(sock, pack(head), more)
-            send(sock, np.ndarray(prep.shape, _I4, raw, 12).astype(_F8), 0, prep.raw_copy)
-        if want_od:
-            counts["od"] += 1
-            head = {
-                "v": wire.VERSION,
-                "stream": pub.stream,
-                "seq": seq,
-                "n": 1,
-                "t": [t],
-                "t_dev": [t_dev],
-                "epoch": [label],
-                "topic": "od",
-                "msg": counts["od"],
-                "units": "1",
-                "wavelengths_nm": pub.wavelengths_nm,
-                "dtype": "<f8",
-                "shape": prep.raw_shape,
-            }
-            send(sock, b"od", more)
-            send(sock, pack(head), more)
-            send(sock, od, 0, True)  # copied: the compiled kernel reuses its ΔOD array
 
     @staticmethod
     def _store(

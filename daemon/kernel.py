@@ -76,3 +76,72 @@ def frame_kernel(length: int, head: bytes, conv: Any, od: np.ndarray, ring: Any)
         ring._flags,
         ring._epoch,
     )
+
+
+#: the per-frame fields of an hb header, in the order the kernel writes them
+HB_PER_FRAME = ("seq", "t", "t_dev", "epoch", "msg", "quality")
+_ONE_ITEM = ("t", "t_dev", "epoch")  # sent as one-element lists
+
+
+def hb_segments(head: dict[str, Any]) -> tuple[bytes, ...]:
+    """The fixed parts of ``head`` (an hb header as the lean path builds it, keys in its
+    order) between its per-frame fields, packed as :func:`nirsd.daemon.wire.pack` packs
+    them; the kernel writes the per-frame fields between them."""
+    import msgpack
+
+    if tuple(k for k in head if k in HB_PER_FRAME) != HB_PER_FRAME:
+        raise ValueError(f"an hb header with its per-frame fields in another order: {head}")
+    pk = msgpack.Packer(use_bin_type=True)
+    segments, part = [], pk.pack_map_header(len(head))
+    for key, value in head.items():
+        part += pk.pack(key)
+        if key in HB_PER_FRAME:
+            if key in _ONE_ITEM:
+                part += pk.pack_array_header(1)
+            segments.append(part)
+            part = b""
+        else:
+            part += pk.pack(value)
+    segments.append(part)
+    return tuple(segments)
+
+
+def _libzmq_send() -> int | None:
+    """The address of ``zmq_send`` in the libzmq pyzmq loaded (the same library its
+    sockets live in), or None where it cannot be found."""
+    import ctypes
+
+    import zmq
+
+    zmq.Context.instance()  # the library is loaded with pyzmq's backend
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {ln.split()[-1] for ln in maps if "libzmq" in ln and "/" in ln}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            fn = ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL).zmq_send
+        except (OSError, AttributeError):
+            continue
+        return ctypes.cast(fn, ctypes.c_void_p).value
+    return None
+
+
+_ZMQ_SEND: int | None | bool = False  # looked up on first use
+
+
+def hb_sender(kern: Any, sock: Any, head: dict[str, Any]) -> bool:
+    """Have ``kern`` send hb messages on ``sock`` (a pyzmq socket) with headers laid out
+    as ``head``: one call per sample, no Python between its three frames.  False (and
+    the lean path sends from Python) where libzmq's ``zmq_send`` cannot be reached or
+    ``NIRSD_KERNEL_SEND=0``."""
+    global _ZMQ_SEND
+    if os.environ.get("NIRSD_KERNEL_SEND") == "0":
+        return False
+    if _ZMQ_SEND is False:
+        _ZMQ_SEND = _libzmq_send()
+    if not _ZMQ_SEND:
+        return False
+    kern.sender(_ZMQ_SEND, sock.underlying, hb_segments(head))
+    return True

@@ -190,6 +190,7 @@ def both(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         general = run(tmp, lean=False, extra=extra)
         lean = run(tmp, lean=True, extra=extra)
     assert (lean[1].lean._prep.kernel is not None) is compiled  # the path meant was taken
+    assert lean[1].lean._prep.sends_hb is compiled  # and the kernel sent the hb messages
     return general, lean
 
 

@@ -190,3 +190,93 @@ def test_a_big_frame_is_checked_and_taken_whole():
     damaged = bytearray(wire)
     damaged[len(wire) // 2] ^= 0x40
     assert k.frame(b"", bytes(damaged), 0) is None
+
+
+def _head(seq: int, t: float, t_dev: float, label, msg: int, quality: bytes, n_ch: int) -> dict:
+    """An hb header as Publisher.publish_block lays it out (docs/protocol.md)."""
+    return {
+        "v": 1,
+        "stream": "0123456789abcdef",
+        "seq": seq,
+        "n": 1,
+        "t": [t],
+        "t_dev": [t_dev],
+        "epoch": [label],
+        "topic": "hb",
+        "msg": msg,
+        "fields": ["hbo", "hbr", "hbt"],
+        "units": "uM",
+        "quality": quality,
+        "dtype": "<f8",
+        "shape": [1, 3, n_ch],
+    }
+
+
+def test_the_kernel_packs_hb_headers_as_msgpack_does():
+    """The kernel's header is msgpack.packb's, byte for byte: ints at every width
+    boundary, floats of every kind, no epoch or labels of every str width (UTF-8 too),
+    quality of every bin width."""
+    from nirsd.daemon import wire
+
+    k, *_ = make(pipeline())
+    for n_ch in (6, 300, 70_000):
+        k.sender(0, 0, kernel.hb_segments(_head(0, 0.0, 0.0, None, 0, b"", n_ch)))
+        ints = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1]
+        floats = [0.0, -0.0, 1.5, -2.25e-300, 1.7e9 + 0.123, float("inf"), float("nan")]
+        labels = [None, "extension", "é" * 15, "x" * 31, "x" * 32, "y" * 255, "z" * 256]
+        labels.append("w" * 70_000)
+        for i, seq in enumerate(ints):
+            msg = ints[-1 - i]
+            t, t_dev = floats[i % len(floats)], floats[(i + 3) % len(floats)]
+            label = labels[i % len(labels)]
+            quality = bytes(range(256)) * (n_ch // 256) + bytes(n_ch % 256)
+            got = k.hb_header(seq, t, t_dev, label, msg, quality)
+            assert got == wire.pack(_head(seq, t, t_dev, label, msg, quality, n_ch))
+            assert wire.unpack(got)["seq"] == seq
+    with pytest.raises(TypeError, match="label"):
+        k.hb_header(1, 0.0, 0.0, 5, 1, b"")
+    with pytest.raises(OverflowError):
+        k.hb_header(-1, 0.0, 0.0, None, 1, b"")
+    with pytest.raises(ValueError, match="per-frame fields in another order"):
+        h = _head(0, 0.0, 0.0, None, 0, b"", 6)
+        kernel.hb_segments({"msg": 0, **{k: v for k, v in h.items() if k != "msg"}})
+
+
+def test_the_kernel_sends_the_hb_message_on_a_real_socket(tmp_path):
+    """send_hb through libzmq's own zmq_send: a SUB receives the three frames Python's
+    sends would have made (topic, the packed header, the payload)."""
+    import zmq
+
+    from nirsd.daemon import wire
+
+    p = pipeline()
+    k, *_ = make(p)
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.XPUB)
+    sub = ctx.socket(zmq.SUB)
+    try:
+        pub.bind(f"ipc://{tmp_path}/d")
+        sub.connect(f"ipc://{tmp_path}/d")
+        sub.setsockopt(zmq.SUBSCRIBE, b"hb")
+        assert pub.poll(5000) and pub.recv() == b"\x01hb"
+        assert kernel.hb_sender(k, pub, _head(0, 0.0, 0.0, None, 0, b"", N_CH))
+        hb = np.arange(3 * N_CH, dtype="<f8").tobytes()
+        q = bytes([8] + [0] * (N_CH - 1))
+        for seq in (5, 300):
+            k.send_hb(seq, 12.5, 0.5, "flexion", seq + 1, q, hb)
+            assert sub.poll(5000)
+            topic, head, payload = sub.recv_multipart()
+            assert (topic, payload) == (b"hb", hb)
+            assert head == wire.pack(_head(seq, 12.5, 0.5, "flexion", seq + 1, q, N_CH))
+        os.environ["NIRSD_KERNEL_SEND"] = "0"
+        try:
+            assert not kernel.hb_sender(k, pub, _head(0, 0.0, 0.0, None, 0, b"", N_CH))
+        finally:
+            del os.environ["NIRSD_KERNEL_SEND"]
+    finally:
+        sub.close(0)
+        pub.close(0)
+        ctx.term()
+    k2, *_ = make(p)
+    with pytest.raises(ValueError, match="sender not set"):
+        k2.send_hb(1, 0.0, 0.0, None, 1, b"", hb)
