@@ -109,11 +109,11 @@ class CallCounter:
         self.depth = 0
 
     def _is_send(self, code: Any) -> bool:
-        """pyzmq's Python ``send``, or nirsd's ``Publisher._send`` or lean
-        ``LeanPath._publish`` (C-level sends, which the profiler does not see)."""
+        """pyzmq's Python ``send``, or nirsd's ``Publisher._send`` or the lean path's
+        ``lean_messages.publish`` (C-level sends, which the profiler does not see)."""
         return code is self._send or (
             (code.co_name == "_send" and code.co_filename.endswith("publisher.py"))
-            or (code.co_name == "_publish" and code.co_filename.endswith("fastpath.py"))
+            or (code.co_name == "publish" and code.co_filename.endswith("lean_messages.py"))
         )
 
     def __call__(self, frame: Any, event: str, arg: Any) -> None:

@@ -19,7 +19,12 @@
 #include <stdint.h>
 #include <string.h>
 
-static uint16_t crc_table[256]; /* CRC-16/CCITT-FALSE (poly 0x1021), a byte at a time */
+/* CRC-16/CCITT-FALSE (poly 0x1021, not reflected, init 0xFFFF), eight bytes at a time:
+   crc_table[k][b] is what byte b followed by k zero bytes adds to the register, so eight
+   bytes (the register's two folded into the first two) take eight lookups and no
+   dependency chain between them; a 4096 x 2 frame's 32 KB took about 60 us a byte at a
+   time.  crc_table[0] is the classic byte-at-a-time table, used for the tail. */
+static uint16_t crc_table[8][256];
 
 static void crc_init(void)
 {
@@ -27,15 +32,26 @@ static void crc_init(void)
         uint16_t c = (uint16_t)(i << 8);
         for (int b = 0; b < 8; b++)
             c = (c & 0x8000) ? (uint16_t)((c << 1) ^ 0x1021) : (uint16_t)(c << 1);
-        crc_table[i] = c;
+        crc_table[0][i] = c;
     }
+    for (int k = 1; k < 8; k++)
+        for (unsigned i = 0; i < 256; i++) {
+            uint16_t c = crc_table[k - 1][i];
+            crc_table[k][i] = (uint16_t)((c << 8) ^ crc_table[0][c >> 8]);
+        }
 }
 
 static uint16_t crc_ccitt(const unsigned char *p, Py_ssize_t n)
 {
     uint16_t crc = 0xFFFF;
-    for (Py_ssize_t i = 0; i < n; i++)
-        crc = (uint16_t)((crc << 8) ^ crc_table[((crc >> 8) ^ p[i]) & 0xFF]);
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        crc = (uint16_t)(crc_table[7][p[i] ^ (crc >> 8)] ^ crc_table[6][p[i + 1] ^ (crc & 0xFF)] ^
+                         crc_table[5][p[i + 2]] ^ crc_table[4][p[i + 3]] ^
+                         crc_table[3][p[i + 4]] ^ crc_table[2][p[i + 5]] ^
+                         crc_table[1][p[i + 6]] ^ crc_table[0][p[i + 7]]);
+    for (; i < n; i++)
+        crc = (uint16_t)((crc << 8) ^ crc_table[0][((crc >> 8) ^ p[i]) & 0xFF]);
     return crc;
 }
 

@@ -10,12 +10,13 @@ stores its ring row in another), with everything that does not change between fr
 prepared once per pipeline: the converter's matrices and ln I0, the quality bytes, the
 header constants, the ring's columns.
 
-The common case is: the port has a descriptor, the device streams and is described,
-I0 is fixed, the read brought exactly one whole DATA frame that continues the device
-counter, every intensity is good light, the device did not flag saturation, no marker
-is pending and no protocol, epoch summary or session needs the sample, and the probe
-has no multi-distance (TSI) groups.  Anything else goes to the general path, unchanged;
-the messages, the ring and every counter come out the same either way
+The common case is: the port has a descriptor, the device streams and is described, I0
+is fixed, the read brought exactly one whole DATA frame that continues the device
+counter (or the middle of one, which is kept for it as the parser would), every
+intensity is good light, the device did not flag saturation, no marker is pending and no
+protocol, epoch summary or session needs the sample, and the probe has no multi-distance
+(TSI) groups. Anything else goes to the general path, unchanged; the messages, the ring
+and every counter come out the same either way
 (``tests/test_fastpath.py`` compares them byte for byte).
 """
 
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nirsd.drivers.base import FLAG_SATURATED, Sample
-from nirsd.drivers.nirsb import NirsbParser
+from nirsd.drivers.nirsb import MAX_PENDING, NirsbParser
 from nirsd.drivers.transport import READ_CHUNK
 
 from . import kernel
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from .acquisition import Acquisition
     from .pipeline import Pipeline
 
+_DELIMITER = b"\x00"  # NIRSB frames end with it (COBS)
 _I4 = np.dtype("<i4")
 _F8 = np.dtype("<f8")
 #: what a turn did when it handled frames (besides the link's NOTHING and PORT_LOST)
@@ -97,6 +99,7 @@ class LeanPath:
         self.enabled = _c_einsum is not None and os.environ.get("NIRSD_LEAN") != "0"
         self.now = time.time  # the arrival stamp (one per read); tests fix it
         self.frames = 0  # frames that took the lean path (for tests and benchmarks)
+        self.partial_reads = 0  # reads of a frame's middle kept by the lean path
         self._prep: Prepared | None = None
         self._subs = -1  # publisher.subscriptions_version the wants below are for
         self._want = (False, False, False)
@@ -155,6 +158,8 @@ class LeanPath:
                 data = os.read(fd, READ_CHUNK)
             except OSError:  # nothing was read: the general path reads and reports it
                 return self.general()
+            if data and _DELIMITER not in data:  # the middle of a frame (a large probe's)
+                return self._partial(data)
             old = self._prep
             fresh = old is None or old.pipeline is not p or old.log_i0 is not p.converter._log_i0
             prep = self._prep = Prepared(p, acq.publisher) if fresh or old is None else old
@@ -164,6 +169,21 @@ class LeanPath:
         except Exception as err:  # as the general path's guard: counted, never fatal
             acq.guard.note("frames", err)
             return NOTHING
+
+    def _partial(self, data: bytes) -> Any:
+        """Bytes without a frame's end: kept for the frame as ``NirsbParser.feed`` keeps
+        them, counted as ``DeviceLink.read`` counts a read without frames (a 4096 x 2
+        frame comes in about eight reads; each took the general path's hundred calls,
+        and the writer waited for them)."""
+        dev = self.acq.device
+        parser: Any = dev.parser  # a NirsbParser (_can)
+        if parser._skipping or len(parser._pending) + len(data) > MAX_PENDING:
+            return self.general(data)
+        parser._pending += data
+        self.partial_reads += 1
+        dev._empty_reads = 0
+        dev._check_protocol(len(data), False)
+        return NOTHING
 
     def _frame(self, p: Pipeline, prep: Prepared, data: bytes, woke: float, fresh: bool) -> Any:
         """The lean frame with numpy (where the compiled kernel was not built)."""

@@ -75,7 +75,8 @@ def script() -> list[tuple[str, object]]:
     k += 1  # a lost frame: the gap goes the general way
     frames(3)
     whole = data(k)
-    steps += [("write", whole[:7]), ("write", whole[7:])]  # split across two reads
+    # split across three reads (the first two kept for the frame, the third ends it)
+    steps += [("write", whole[:7]), ("write", whole[7:20]), ("write", whole[20:])]
     k += 1
     frames(2)
     bad = counts(k)
@@ -198,6 +199,7 @@ def test_lean_and_general_paths_send_the_same_bytes(both):
     (general, acq_g, _), (lean, acq_l, _) = both
     assert acq_g.lean.frames == 0
     assert acq_l.lean.frames >= 20  # most streaming frames went the lean way
+    assert acq_l.lean.partial_reads == 2 and acq_g.lean.partial_reads == 0
     assert len(lean) == len(general) > 60
     for a, b in zip(general, lean):
         assert a == b, (a[0], a[1])

@@ -192,6 +192,30 @@ def test_a_big_frame_is_checked_and_taken_whole():
     assert k.frame(b"", bytes(damaged), 0) is None
 
 
+@pytest.mark.parametrize("n_ch, n_wl", [(1, 2), (1, 3), (2, 3), (5, 2), (7, 3)])
+def test_the_crc_eight_bytes_at_a_time_holds_at_every_length(n_ch, n_wl):
+    """The CRC takes eight bytes a step and the rest one at a time: frames whose checked
+    length leaves either remainder are taken, and a flipped bit anywhere (in an eight-byte
+    step or in the tail) or a wrong CRC is not."""
+    cfg = config.parse(
+        {"device": {"driver": "nirsb", "port": "/dev/null"}, "baseline": {"seconds": 0.1}}
+    )
+    wl = (690.0, 760.0, 850.0)[:n_wl]
+    p = Pipeline(cfg, Info(1, n_ch, wl, RATE, "t"), nirsb.NirsbParser)
+    block, _ = p.ingest([Sample(0, 0.0, 0, np.full((n_ch, n_wl), 30_000.0))], 1000.0)
+    p.store(block)
+    length, head = nirsb.NirsbParser.data_head(n_ch, n_wl)
+    k = kernel.frame_kernel(length, head, p.converter, np.empty((1, n_ch, n_wl)), p.ring)
+    values = (21_000 + 977 * np.arange(n_ch * n_wl).reshape(n_ch, n_wl)).astype(np.int32)
+    raw = nirsb.encode_data(1, 100_000, values)
+    assert k.frame(b"", raw, 0) is not None
+    decoded = bytearray(nirsb.cobs.decode(raw[:-1]))
+    for at in (0, 3, 7, len(decoded) - 3):  # header, an eight-byte step, the tail, CRC
+        bad = bytearray(decoded)
+        bad[at] ^= 0x10
+        assert k.frame(b"", nirsb.cobs.encode(bytes(bad)) + b"\x00", 0) is None
+
+
 def _head(seq: int, t: float, t_dev: float, label, msg: int, quality: bytes, n_ch: int) -> dict:
     """An hb header as Publisher.publish_block lays it out (docs/protocol.md)."""
     return {
