@@ -329,11 +329,11 @@ class Acquisition:
         fd: int | None = None  # the device's descriptor while it is polled
         schedule = StatusSchedule(self.cfg.status.interval_s, time.monotonic())
         wd = self.notifier.watchdog_interval_s
-        next_wd = time.monotonic()
+        next_wd = end = time.monotonic()  # end: when the last turn ended
         if not self.ready_sent and self.notifier.enabled:
             self.notifier.status(f"waiting for device on {self.device.port}")
         while not self.stop_requested:
-            is_open = self.device.try_open(time.monotonic())
+            is_open = self.device.try_open(end)
             if is_open:
                 new_fd = self.device.fileno()
                 if new_fd is not None and new_fd != fd:
@@ -347,8 +347,7 @@ class Acquisition:
                 timeout = schedule.timeout_ms(timeout, time.monotonic())
             if self._status_steps is not None:  # a status being made: its next step soon
                 timeout = schedule.step_timeout_ms(time.monotonic(), self._probe_rate_hz())
-            port_woke, readable = wakeups.wait(timeout)
-            turn0 = time.monotonic()
+            port_woke, readable, turn0 = wakeups.wait(timeout)
             if self.publisher.sock in readable:
                 self.guard.run("subscriptions", self._read_subscriptions)
                 wakeups.served(self.publisher.sock)
@@ -379,7 +378,9 @@ class Acquisition:
             elif now >= schedule.next_s and schedule.due(now, handled, self._probe_rate_hz):
                 self._status_steps = periodic_steps(self)
                 self.guard.run("status", self._status_step)
-            self.turn_max_s = max(self.turn_max_s, time.monotonic() - turn0)
+            end = time.monotonic()
+            if end - turn0 > self.turn_max_s:
+                self.turn_max_s = end - turn0
         wakeups.watch_port(None)
 
     def close(self) -> None:

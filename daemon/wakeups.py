@@ -50,9 +50,10 @@ class Wakeups:
             self._poll.register(fd, _IN)
         self.port = fd
 
-    def wait(self, timeout_ms: float | None) -> tuple[bool, Sequence[Any]]:
+    def wait(self, timeout_ms: float | None) -> tuple[bool, Sequence[Any], float]:
         """Sleep until something arrives or ``timeout_ms`` passes: (whether the port
-        woke the loop (data, hang-up or error), the sockets with input to read)."""
+        woke the loop (data, hang-up or error), the sockets with input to read, the
+        monotonic s it woke)."""
         if self._pending:
             timeout_ms = 0
         got = self._poll.poll(timeout_ms)
@@ -64,10 +65,10 @@ class Wakeups:
                 sockets = True
         now = time.monotonic()
         if not (sockets or self._pending or now >= self._check_at):
-            return port, ()
+            return port, (), now
         self._check_at = now + CHECK_S
         self._pending.clear()
-        return port, [s for s in self.sockets if s.getsockopt(zmq.EVENTS) & _ZMQ_IN]
+        return port, [s for s in self.sockets if s.getsockopt(zmq.EVENTS) & _ZMQ_IN], now
 
     def served(self, sock: Any) -> None:
         """``sock`` was read (and maybe written): if input is left (a budget ended the
