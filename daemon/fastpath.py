@@ -4,11 +4,11 @@ A 10-100 Hz probe leaves the loop asleep between frames, so each frame runs on c
 caches and every Python call it makes shows in the latency.  The general path
 (``DeviceLink.read`` → parser → ``Acquisition.handle_frames`` → ``Pipeline.ingest`` →
 ``Publisher.publish_block`` → ring, markers, sessions) is about a hundred calls; this
-one does the same work for the common case in about twenty (ten with the compiled
-kernel of daemon/kernel.py, which decodes, checks and converts a frame in one call and
-stores its ring row in another), with everything that does not change between frames
-prepared once per pipeline: the converter's matrices and ln I0, the quality bytes, the
-header constants, the ring's columns.
+one does the same work for the common case in about twenty (about ten with the compiled
+kernel of daemon/kernel.py, which decodes, checks and converts a frame in one call,
+sends its ``hb`` message in another and stores its ring row in a third), with everything
+that does not change between frames prepared once per pipeline: the converter's matrices
+and ln I0, the quality bytes, the header constants, the ring's columns.
 
 The common case is: the port has a descriptor, the device streams and is described, I0
 is fixed, the read brought exactly one whole DATA frame that continues the device
