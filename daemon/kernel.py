@@ -111,9 +111,8 @@ def _libzmq_send() -> int | None:
     sockets live in), or None where it cannot be found."""
     import ctypes
 
-    import zmq
+    import zmq  # noqa: F401  (importing pyzmq's backend loads libzmq)
 
-    zmq.Context.instance()  # the library is loaded with pyzmq's backend
     try:
         with open("/proc/self/maps") as maps:
             paths = {ln.split()[-1] for ln in maps if "libzmq" in ln and "/" in ln}
@@ -135,7 +134,8 @@ def hb_sender(kern: Any, sock: Any, head: dict[str, Any]) -> bool:
     """Have ``kern`` send hb messages on ``sock`` (a pyzmq socket) with headers laid out
     as ``head``: one call per sample, no Python between its three frames.  False (and
     the lean path sends from Python) where libzmq's ``zmq_send`` cannot be reached or
-    ``NIRSD_KERNEL_SEND=0``."""
+    ``NIRSD_KERNEL_SEND=0``.  The kernel keeps the socket's address: the socket must
+    outlive it (the publisher's closes only after the loop, and its frames, ended)."""
     global _ZMQ_SEND
     if os.environ.get("NIRSD_KERNEL_SEND") == "0":
         return False

@@ -263,7 +263,7 @@ def test_the_kernel_packs_hb_headers_as_msgpack_does():
         k.hb_header(-1, 0.0, 0.0, None, 1, b"")
     with pytest.raises(ValueError, match="per-frame fields in another order"):
         h = _head(0, 0.0, 0.0, None, 0, b"", 6)
-        kernel.hb_segments({"msg": 0, **{k: v for k, v in h.items() if k != "msg"}})
+        kernel.hb_segments({"msg": 0, **{key: v for key, v in h.items() if key != "msg"}})
 
 
 def test_the_kernel_sends_the_hb_message_on_a_real_socket(tmp_path):
